@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from traffic_processing.detections import FrameDetections
+from traffic_processing.schemas import BBox, FrameConfig, ProcessedFrame, Stats, Summary, Vehicle, VideoFrame
+
+
+def test_detections_validate_lengths_and_index():
+    d = FrameDetections(xyxy=[[0, 0, 1, 1], [2, 2, 4, 6]], confidence=[0.5, 0.9], class_id=[2, 7])
+    assert len(d) == 2 and d.tracker_id.tolist() == [-1, -1]
+    assert d[d.confidence > 0.6].class_name == ["truck"]
+    np.testing.assert_allclose(d.bottom_center, [[0.5, 1], [3, 6]])
+    with pytest.raises(ValueError, match="confidence"):
+        FrameDetections(xyxy=[[0, 0, 1, 1]], confidence=[0.5, 0.2], class_id=[2])
+    assert len(FrameDetections.merge([d, FrameDetections.empty(), d])) == 4
+
+
+def test_video_frame_roundtrip_through_redis_fields():
+    msg = VideoFrame(
+        video_id=3,
+        frame_number=12,
+        frame_data=b"\xff\xd8jpeg\x00",
+        timestamp=0.48,
+        produced_at=1.7e9,
+        config=FrameConfig(fps=25, homography_matrix=np.eye(3).tolist()),
+    )
+    fields = {k.encode(): (v if isinstance(v, bytes) else v.encode()) for k, v in msg.to_fields().items()}
+    assert VideoFrame.from_fields(fields) == msg
+
+
+def test_processed_frame_roundtrip_and_data_url():
+    msg = ProcessedFrame(
+        video_id=1,
+        frame_number=5,
+        timestamp=0.2,
+        processed_frame=b"\xff\xd8abc",
+        vehicles=[
+            Vehicle(
+                track_id=4,
+                bbox=BBox(x1=1, y1=2, x2=3, y2=4),
+                speed=72.5,
+                class_id=2,
+                class_name="car",
+                confidence=0.8,
+                in_roi=True,
+            )
+        ],
+        stats=Stats(total_vehicles=3, speeding_count=1, current_in_roi=1),
+        roi_polygon=[[0, 0], [1, 0], [1, 1]],
+        has_homography=True,
+        end_of_stream=True,
+        summary=Summary(
+            total_vehicles_count=3, avg_dwell_time=1.5, vehicle_type_distribution={"car": 3}, speeding_count=1
+        ),
+    )
+    assert ProcessedFrame.from_fields(msg.to_fields()) == msg
+    assert msg.frame_data_url().startswith("data:image/jpeg;base64,/9h")
+
+
+def test_unknown_fields_and_bad_values_are_rejected():
+    with pytest.raises(ValidationError):
+        FrameConfig(fps=0)
+    with pytest.raises(ValidationError):
+        Stats(total_vehicles=1, bogus=2)

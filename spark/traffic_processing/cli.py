@@ -1,0 +1,173 @@
+"""``traffic-analyze``: run the frame processor over a video file, offline.
+
+traffic-analyze VIDEO --calibration CALIB.json --out RESULTS.json [--tracks-csv TRACKS.csv]
+                [--model PATH] [--annotated OUT.mp4] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .analytics import VehicleRecord
+from .calibration import CalibrationError, fit_homography
+from .config import CalibrationFile, ConfigError, ProcessorConfig
+from .detector import DetectorConfig, ModelLoadError, VehicleDetector
+from .processor import FrameProcessor
+from .roi import RoiError, parse_polygon
+from .schemas import FrameConfig
+from .video import VideoError, iter_frames, probe_video
+
+TRACK_COLUMNS = [
+    "frame_number",
+    "track_id",
+    "class_name",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "confidence",
+    "speed_kmh",
+    "in_roi",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="traffic-analyze",
+        description="Detect, track and measure the speed of vehicles in a fixed-camera video.",
+    )
+    p.add_argument("video", help="input video file")
+    p.add_argument("--calibration", required=True, help="CALIB.json (ROI, image/world point pairs)")
+    p.add_argument("--out", required=True, help="RESULTS.json to write")
+    p.add_argument("--tracks-csv", help="per-frame tracks CSV to write")
+    p.add_argument("--model", help="YOLOv8 model (default: $MODEL_PATH, then the shared OpenVINO model)")
+    p.add_argument("--annotated", help="annotated video to write (.mp4)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--confidence", type=float, default=DetectorConfig.confidence)
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--log-level", default="WARNING", help="INFO prints the per-frame [PERFORMANCE] block")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def settings_from_calibration(calib: CalibrationFile, fps: float) -> FrameConfig:
+    hom = fit_homography(calib.image_points, calib.world_points)
+    roi = parse_polygon(calib.roi_polygon)
+    return FrameConfig(
+        roi_polygon=None if roi is None else roi.tolist(),
+        homography_matrix=hom.matrix.tolist(),
+        fps=calib.fps or fps,
+        speed_limit_kmh=calib.speed_limit_kmh,
+    )
+
+
+def vehicle_result(v: VehicleRecord) -> dict:
+    def r(x: float | None) -> float | None:
+        return None if x is None else round(x, 2)
+
+    return {
+        "track_id": v.track_id,
+        "class_name": v.class_name,
+        "first_frame": v.first_frame,
+        "last_frame": v.last_frame,
+        "speed_kmh": r(v.speed_kmh),
+        "max_speed_kmh": r(v.max_speed_kmh),
+        "dwell_time_s": round(v.dwell_time_s, 3),
+        "speeding": v.speeding,
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    info = probe_video(args.video)
+    calib = CalibrationFile.load(args.calibration)
+    settings = settings_from_calibration(calib, info.fps)
+    config = ProcessorConfig()
+    config.detector.device = args.device
+    config.detector.confidence = args.confidence
+    detector = VehicleDetector(args.model, config.detector)
+    processor = FrameProcessor(settings, detector=detector, config=config, annotate=bool(args.annotated))
+
+    writer = None
+    if args.annotated:
+        writer = cv2.VideoWriter(
+            args.annotated, cv2.VideoWriter_fourcc(*"mp4v"), settings.fps, (info.width, info.height)
+        )
+        if not writer.isOpened():
+            raise VideoError(f"cannot write annotated video {args.annotated}")
+    csv_file = open(args.tracks_csv, "w", newline="") if args.tracks_csv else None
+    tracks = csv.writer(csv_file) if csv_file else None
+    if tracks:
+        tracks.writerow(TRACK_COLUMNS)
+    from tqdm import tqdm
+
+    total = info.frame_count if not args.max_frames else min(info.frame_count, args.max_frames)
+    frames = 0
+    try:
+        for n, frame in tqdm(iter_frames(args.video), total=total, unit="frame", disable=args.no_progress):
+            if args.max_frames and n >= args.max_frames:
+                break
+            result = processor.process(frame, n)
+            frames += 1
+            if writer is not None:
+                writer.write(cv2.imdecode(np.frombuffer(result.processed_frame, np.uint8), cv2.IMREAD_COLOR))
+            if tracks:
+                for v in result.vehicles:
+                    tracks.writerow(
+                        [
+                            n,
+                            v.track_id,
+                            v.class_name,
+                            v.bbox.x1,
+                            v.bbox.y1,
+                            v.bbox.x2,
+                            v.bbox.y2,
+                            v.confidence,
+                            "" if v.speed is None else v.speed,
+                            int(v.in_roi),
+                        ]
+                    )
+    finally:
+        if writer is not None:
+            writer.release()
+        if csv_file:
+            csv_file.close()
+    if frames == 0:
+        raise VideoError(f"{args.video} holds no readable video frame")
+    vehicles = sorted(processor.analytics.vehicles.values(), key=lambda v: v.first_frame)
+    return {
+        "video": str(args.video),
+        "frames": frames,
+        "fps": settings.fps,
+        "summary": processor.finalize().model_dump(),
+        "vehicles": [vehicle_result(v) for v in vehicles],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
+    try:
+        results = run(args)
+    except (VideoError, ConfigError, CalibrationError, RoiError, ModelLoadError) as exc:
+        print(f"traffic-analyze: error: {exc}", file=sys.stderr)
+        return 2
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    s = results["summary"]
+    print(
+        f"{results['frames']} frames, {s['total_vehicles_count']} vehicles, {s['speeding_count']} speeding "
+        f"-> {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The frame processor: decode -> detect -> ROI filter -> embed -> DeepSORT -> speed ->
+analytics -> visualize -> JPEG encode, producing the ``processed-frames`` payload.
+
+``analyze`` is the stateless part (parallel over frames in the Spark job); ``track`` the
+stateful part (one video, frames in order). ``process`` runs both for one frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from .analytics import VehicleAnalyticsTracker
+from .config import ProcessorConfig
+from .detections import FrameDetections
+from .detector import VehicleDetector
+from .roi import RoiFilter
+from .schemas import BBox, FrameConfig, ProcessedFrame, Stats, Summary, Vehicle
+from .speed import SpeedEstimator
+from .tracker import VehicleTracker, embed
+from .visualize import Visualizer, VisualizerConfig, decode_jpeg, encode_jpeg
+
+log = logging.getLogger("traffic_processing.performance")
+
+STAGES = ("decode", "detection", "tracking", "speed", "analytics", "visualization", "encode")
+
+
+class StageTimer:
+    """Milliseconds per stage for the current frame."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1000.0
+
+    def report(self, frame_number: int) -> str:
+        total = sum(self.ms.get(s, 0.0) for s in STAGES)
+        lines = [f"[PERFORMANCE] frame {frame_number}"]
+        lines += [f"  {s:<14}{self.ms.get(s, 0.0):8.2f} ms" for s in STAGES]
+        lines.append(f"  {'total':<14}{total:8.2f} ms")
+        lines.append(f"  {'fps':<14}{(1000.0 / total if total > 0 else 0.0):8.2f}")
+        return "\n".join(lines)
+
+
+class FrameProcessor:
+    """Processes the frames of one video. Holds that video's tracker, speed history and
+    analytics; the detector (heavy) may be shared between processors."""
+
+    def __init__(
+        self,
+        settings: FrameConfig,
+        *,
+        video_id: int = 0,
+        detector: VehicleDetector | None = None,
+        config: ProcessorConfig | None = None,
+        annotate: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.video_id = video_id
+        self.config = config or ProcessorConfig()
+        self.config.analytics.speed_limit_kmh = settings.speed_limit_kmh
+        self.detector = detector
+        self.annotate = annotate
+        self.roi = RoiFilter(settings.roi_polygon)
+        self.tracker = VehicleTracker(self.config.tracker)
+        self.speed = SpeedEstimator(settings.homography_matrix, settings.fps, self.config.speed)
+        self.analytics = VehicleAnalyticsTracker(self.config.analytics)
+        self.visualizer = Visualizer(
+            self.roi.polygon, VisualizerConfig(speed_limit_kmh=settings.speed_limit_kmh)
+        )
+        self.timer = StageTimer()
+        self.last_timings: dict[str, float] = {}
+
+    # -- stateless stage -------------------------------------------------------------------
+    def analyze(self, frames: list[np.ndarray]) -> list[FrameDetections]:
+        """Detect (one batch), keep boxes whose bottom-centre is in the ROI, embed crops."""
+        if self.detector is None:
+            raise RuntimeError("FrameProcessor.analyze needs a detector")
+        with self.timer.stage("detection"):
+            batch = self.detector.detect(frames)
+        out = []
+        with self.timer.stage("tracking"):
+            for frame, dets in zip(frames, batch):
+                dets = self.roi(dets)
+                dets = dets[dets.in_roi]
+                out.append(embed(frame, dets, self.config.tracker.embed_batch))
+        return out
+
+    # -- stateful stage --------------------------------------------------------------------
+    def track(self, frame: np.ndarray, detections: FrameDetections, frame_number: int) -> ProcessedFrame:
+        """Associate, measure, count and draw one frame (frames of a video in order)."""
+        t = frame_number / self.settings.fps
+        with self.timer.stage("tracking"):
+            tracked = self.tracker.update(detections, frame)
+        with self.timer.stage("speed"):
+            tracked = self.speed(tracked, frame_number, frame.shape)
+        with self.timer.stage("analytics"):
+            self.analytics.update(tracked, frame_number, t)
+        jpeg = b""
+        if self.annotate:
+            with self.timer.stage("visualization"):
+                annotated = self.visualizer.annotate(frame, tracked)
+            with self.timer.stage("encode"):
+                jpeg = encode_jpeg(annotated, self.config.jpeg_quality)
+        self.last_timings = dict(self.timer.ms)
+        if log.isEnabledFor(logging.INFO):
+            log.info(self.timer.report(frame_number))
+        self.timer.ms.clear()
+        self.last_detections = tracked
+        return ProcessedFrame(
+            video_id=self.video_id,
+            frame_number=frame_number,
+            timestamp=t,
+            processed_frame=jpeg,
+            vehicles=to_vehicles(tracked),
+            stats=Stats(**self.analytics.stats()),
+            roi_polygon=None if self.roi.polygon is None else self.roi.polygon.tolist(),
+            has_homography=self.settings.homography_matrix is not None,
+        )
+
+    # -- both ------------------------------------------------------------------------------
+    def process(self, frame: np.ndarray | bytes, frame_number: int) -> ProcessedFrame:
+        """One frame, BGR array or JPEG bytes."""
+        if isinstance(frame, (bytes, bytearray)):
+            with self.timer.stage("decode"):
+                frame = decode_jpeg(bytes(frame))
+        return self.track(frame, self.analyze([frame])[0], frame_number)
+
+    def finalize(self) -> Summary:
+        return Summary(**self.analytics.finalize())
+
+
+def to_vehicles(detections: FrameDetections) -> list[Vehicle]:
+    names = detections.class_name
+    out = []
+    for i in range(len(detections)):
+        x1, y1, x2, y2 = (round(float(v), 1) for v in detections.xyxy[i])
+        speed = float(detections.speed_kmh[i])
+        out.append(
+            Vehicle(
+                track_id=int(detections.tracker_id[i]),
+                bbox=BBox(x1=x1, y1=y1, x2=x2, y2=y2),
+                speed=round(speed, 1) if np.isfinite(speed) else None,
+                class_id=int(detections.class_id[i]),
+                class_name=names[i],
+                confidence=round(float(detections.confidence[i]), 3),
+                in_roi=bool(detections.in_roi[i]),
+            )
+        )
+    return out

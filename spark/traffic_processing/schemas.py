@@ -1,0 +1,169 @@
+"""Every message that crosses a process, defined once (DESIGN.md, Redis and WebSocket).
+
+Producer, Spark job, Redis bridge and backend all import these models; encode/decode to
+Redis stream fields sits next to each. JPEG bytes travel raw in Redis and as a data URL in
+JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JPEG_DATA_URL_PREFIX = "data:image/jpeg;base64,"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BBox(Strict):
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+class Vehicle(Strict):
+    track_id: int
+    bbox: BBox
+    speed: float | None = None
+    speed_unit: str = "km/h"
+    class_id: int
+    class_name: str
+    confidence: float
+    in_roi: bool
+
+
+class Stats(Strict):
+    total_vehicles: int = 0
+    speeding_count: int = 0
+    current_in_roi: int = 0
+
+
+class Summary(Strict):
+    """Final per-video analytics: the ``video_analytics`` row."""
+
+    total_vehicles_count: int
+    avg_dwell_time: float
+    vehicle_type_distribution: dict[str, int]
+    speeding_count: int
+
+
+class FrameConfig(Strict):
+    """Per-video processing settings carried in each ``video-frames`` entry."""
+
+    roi_polygon: list[list[float]] | None = None
+    homography_matrix: list[list[float]] | None = None
+    fps: float = Field(gt=0)
+    speed_limit_kmh: float = Field(default=60.0, gt=0)
+
+
+def _text(fields: dict[Any, Any], key: str, default: Any = None) -> Any:
+    value = fields.get(key, fields.get(key.encode(), default))
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _raw(fields: dict[Any, Any], key: str) -> bytes:
+    value = fields.get(key, fields.get(key.encode(), b""))
+    return value.encode() if isinstance(value, str) else value
+
+
+class VideoFrame(Strict):
+    """An entry of the ``video-frames`` stream."""
+
+    video_id: int
+    frame_number: int
+    frame_data: bytes = b""  # JPEG
+    timestamp: float  # seconds of video time = frame_number / fps
+    produced_at: float  # wall clock (s since epoch), for latency
+    config: FrameConfig | None = None
+    end_of_stream: bool = False
+
+    def to_fields(self) -> dict[str, bytes | str]:
+        return {
+            "video_id": str(self.video_id),
+            "frame_number": str(self.frame_number),
+            "frame_data": self.frame_data,
+            "timestamp": repr(self.timestamp),
+            "produced_at": repr(self.produced_at),
+            "config": self.config.model_dump_json() if self.config else "",
+            "end_of_stream": "1" if self.end_of_stream else "0",
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[Any, Any]) -> VideoFrame:
+        config = _text(fields, "config") or None
+        return cls(
+            video_id=int(_text(fields, "video_id")),
+            frame_number=int(_text(fields, "frame_number")),
+            frame_data=_raw(fields, "frame_data"),
+            timestamp=float(_text(fields, "timestamp")),
+            produced_at=float(_text(fields, "produced_at")),
+            config=FrameConfig.model_validate_json(config) if config else None,
+            end_of_stream=_text(fields, "end_of_stream") == "1",
+        )
+
+
+class ProcessedFrame(Strict):
+    """An entry of the ``processed-frames`` stream."""
+
+    video_id: int
+    frame_number: int
+    timestamp: float
+    processed_frame: bytes = b""  # JPEG
+    vehicles: list[Vehicle] = []
+    stats: Stats = Stats()
+    roi_polygon: list[list[float]] | None = None
+    has_homography: bool = False
+    has_camera_matrix: bool = False
+    end_of_stream: bool = False
+    error: str | None = None
+    summary: Summary | None = None
+    produced_at: float | None = None
+    skipped_frames: int = 0
+
+    def to_fields(self) -> dict[str, bytes | str]:
+        return {
+            "video_id": str(self.video_id),
+            "frame_number": str(self.frame_number),
+            "timestamp": repr(self.timestamp),
+            "processed_frame": self.processed_frame,
+            "vehicles": json.dumps([v.model_dump() for v in self.vehicles]),
+            "stats": self.stats.model_dump_json(),
+            "roi_polygon": json.dumps(self.roi_polygon),
+            "has_homography": "1" if self.has_homography else "0",
+            "has_camera_matrix": "1" if self.has_camera_matrix else "0",
+            "end_of_stream": "1" if self.end_of_stream else "0",
+            "error": self.error or "",
+            "summary": self.summary.model_dump_json() if self.summary else "",
+            "produced_at": "" if self.produced_at is None else repr(self.produced_at),
+            "skipped_frames": str(self.skipped_frames),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[Any, Any]) -> ProcessedFrame:
+        summary = _text(fields, "summary") or None
+        produced = _text(fields, "produced_at") or None
+        return cls(
+            video_id=int(_text(fields, "video_id")),
+            frame_number=int(_text(fields, "frame_number")),
+            timestamp=float(_text(fields, "timestamp")),
+            processed_frame=_raw(fields, "processed_frame"),
+            vehicles=json.loads(_text(fields, "vehicles") or "[]"),
+            stats=Stats.model_validate_json(_text(fields, "stats") or "{}"),
+            roi_polygon=json.loads(_text(fields, "roi_polygon") or "null"),
+            has_homography=_text(fields, "has_homography") == "1",
+            has_camera_matrix=_text(fields, "has_camera_matrix") == "1",
+            end_of_stream=_text(fields, "end_of_stream") == "1",
+            error=_text(fields, "error") or None,
+            summary=Summary.model_validate_json(summary) if summary else None,
+            produced_at=float(produced) if produced else None,
+            skipped_frames=int(_text(fields, "skipped_frames") or 0),
+        )
+
+    def frame_data_url(self) -> str:
+        return JPEG_DATA_URL_PREFIX + base64.b64encode(self.processed_frame).decode("ascii")
