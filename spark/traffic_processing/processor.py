@@ -93,7 +93,9 @@ class FrameProcessor:
             for frame, dets in zip(frames, batch):
                 dets = self.roi(dets)
                 dets = dets[dets.in_roi]
-                out.append(embed(frame, dets, self.config.tracker.embed_batch))
+                out.append(
+                    embed(frame, dets, self.config.tracker.embed_batch, self.config.tracker.embed_size)
+                )
         return out
 
     # -- stateful stage --------------------------------------------------------------------

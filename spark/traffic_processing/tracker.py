@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .detections import VEHICLE_CLASSES, FrameDetections
@@ -22,6 +23,9 @@ class TrackerConfig:
     max_cosine_distance: float = 0.2
     nn_budget: int | None = 50
     embed_batch: int = 32
+    # Crops are embedded at this square size. The library's 224 px costs ~15 ms a crop on this
+    # CPU; MobileNetV2 is fully convolutional, and 64 px keeps vehicles apart at ~2 ms a crop.
+    embed_size: int = 64
 
 
 _EMBEDDER = None
@@ -52,16 +56,35 @@ def crop_boxes(frame: np.ndarray, xyxy: np.ndarray) -> list[np.ndarray]:
     return crops
 
 
-def embed(frame: np.ndarray, detections: FrameDetections, batch: int = 32) -> FrameDetections:
-    """Fill ``detections.embeddings`` (N, 1280) float32 from the frame's crops, one batch."""
+_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def embed(frame: np.ndarray, detections: FrameDetections, batch: int = 32, size: int = 64) -> FrameDetections:
+    """Fill ``detections.embeddings`` (N, 1280) float32 from the frame's crops.
+
+    Preprocessing is vectorised here (the library's per-crop torchvision transform costs more
+    than the network at small sizes): resize to size x size, BGR -> RGB, ImageNet
+    normalisation, then the embedder's network in batches.
+    """
     if len(detections) == 0:
         detections.embeddings = np.zeros((0, 1280), dtype=np.float32)
         return detections
     import torch
 
+    crops = np.stack(
+        [
+            cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA)
+            for c in crop_boxes(frame, detections.xyxy)
+        ]
+    )
+    x = ((crops[..., ::-1].astype(np.float32) / 255.0 - _MEAN) / _STD).transpose(0, 3, 1, 2)
+    model = get_embedder(batch).model
+    feats = []
     with torch.inference_mode():
-        feats = get_embedder(batch).predict(crop_boxes(frame, detections.xyxy))
-    detections.embeddings = np.asarray(feats, dtype=np.float32)
+        for i in range(0, len(x), batch):
+            feats.append(model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch]))).numpy())
+    detections.embeddings = np.concatenate(feats).astype(np.float32)
     return detections
 
 
@@ -87,7 +110,7 @@ class VehicleTracker:
         if detections.embeddings is None:
             if frame is None:
                 raise ValueError("VehicleTracker.update needs embeddings or the frame")
-            embed(frame, detections, self.config.embed_batch)
+            embed(frame, detections, self.config.embed_batch, self.config.embed_size)
         raw = []
         for (x1, y1, x2, y2), conf, cls in zip(detections.xyxy, detections.confidence, detections.class_id):
             raw.append(([float(x1), float(y1), float(x2 - x1), float(y2 - y1)], float(conf), int(cls)))

@@ -27,11 +27,11 @@ class Visualizer:
         self.roi = None if roi_polygon is None else np.asarray(roi_polygon, dtype=np.int32).reshape(-1, 1, 2)
         self._overlay_cache: tuple[tuple[int, ...], np.ndarray] | None = None
 
-    def _roi_mask(self, shape: tuple[int, ...]) -> np.ndarray:
+    def _tint(self, shape: tuple[int, ...]) -> np.ndarray:
         if self._overlay_cache is None or self._overlay_cache[0] != shape:
-            mask = np.zeros(shape[:2], dtype=np.uint8)
-            cv2.fillPoly(mask, [self.roi], 255)
-            self._overlay_cache = (shape, mask > 0)
+            tint = np.zeros(shape, dtype=np.uint8)
+            cv2.fillPoly(tint, [self.roi], tuple(int(c * self.config.roi_alpha) for c in YELLOW))
+            self._overlay_cache = (shape, tint)
         return self._overlay_cache[1]
 
     def annotate(self, frame: np.ndarray, detections: FrameDetections) -> np.ndarray:
@@ -39,9 +39,8 @@ class Visualizer:
         cfg = self.config
         out = frame.copy()
         if self.roi is not None:
-            mask = self._roi_mask(out.shape)
-            tinted = out[mask].astype(np.float32) * (1 - cfg.roi_alpha) + np.array(YELLOW) * cfg.roi_alpha
-            out[mask] = tinted.astype(np.uint8)
+            # ROI outline; the tint is a precomputed additive overlay (one saturating add).
+            cv2.add(out, self._tint(out.shape), dst=out)
             cv2.polylines(out, [self.roi], True, YELLOW, 1, cv2.LINE_AA)
         names = detections.class_name
         for i in range(len(detections)):
