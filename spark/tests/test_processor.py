@@ -1,0 +1,72 @@
+"""FrameProcessor: the processed-frames payload and the [PERFORMANCE] block, on generated truth."""
+
+import logging
+
+import cv2
+import numpy as np
+import pytest
+from traffic_processing.cli import settings_from_calibration
+from traffic_processing.config import CalibrationFile, ConfigError, ProcessorConfig
+from traffic_processing.processor import STAGES, FrameProcessor
+from traffic_processing.schemas import ProcessedFrame
+from traffic_processing.tracker import VehicleTracker
+from traffic_processing.video import iter_frames
+from traffic_processing.visualize import encode_jpeg
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def clip(truth_clip):
+    out, truth = truth_clip
+    settings = settings_from_calibration(CalibrationFile.load(out / "speeds_calib.json"), truth["fps"])
+    frames = [f for n, f in iter_frames(truth["video"]) if n < 60]
+    return settings, frames
+
+
+def test_payload_from_jpeg_bytes_with_performance_block(clip, detector, caplog):
+    settings, frames = clip
+    proc = FrameProcessor(settings, video_id=9, detector=detector)
+    with caplog.at_level(logging.INFO, logger="traffic_processing.performance"):
+        results = [proc.process(encode_jpeg(f), n) for n, f in enumerate(frames)]
+    last = results[-1]
+    assert isinstance(last, ProcessedFrame) and last.video_id == 9 and last.frame_number == 59
+    assert last.timestamp == pytest.approx(59 / settings.fps)
+    image = cv2.imdecode(np.frombuffer(last.processed_frame, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == frames[0].shape
+    assert last.has_homography and last.roi_polygon == settings.roi_polygon
+    assert last.stats.total_vehicles >= 2 and last.vehicles
+    v = last.vehicles[0]
+    assert (
+        v.track_id >= 1 and v.speed_unit == "km/h" and v.class_name in {"car", "bus", "truck", "motorcycle"}
+    )
+    assert any(v.speed is not None for v in last.vehicles)
+    block = caplog.records[-1].getMessage()
+    assert block.startswith("[PERFORMANCE] frame 59")
+    for stage in (*STAGES, "total", "fps"):
+        assert f"  {stage}" in block
+    assert ProcessedFrame.from_fields(last.to_fields()) == last
+
+
+def test_precomputed_embeddings_give_the_same_tracks(clip, detector):
+    """The Spark job embeds in a parallel stage, then tracks: same ids as tracking from frames."""
+    settings, frames = clip
+    proc = FrameProcessor(settings, detector=detector, annotate=False)
+    analyzed = proc.analyze(frames[:40])
+    assert all(d.embeddings is not None and d.embeddings.shape[1:] == (1280,) for d in analyzed if len(d))
+    a, b = VehicleTracker(), VehicleTracker()
+    for frame, dets in zip(frames[:40], analyzed):
+        with_embeds = a.update(dets[np.arange(len(dets))])
+        plain = dets[np.arange(len(dets))]
+        plain.embeddings = None
+        from_frame = b.update(plain, frame)
+        assert with_embeds.tracker_id.tolist() == from_frame.tracker_id.tolist()
+    assert len(with_embeds) >= 1
+
+
+def test_processor_config_rejects_unknown_keys():
+    assert ProcessorConfig.from_dict({"tracker": {"max_age": 5}}).tracker.max_age == 5
+    with pytest.raises(ConfigError, match="unknown"):
+        ProcessorConfig.from_dict({"tracker": {"max_agee": 5}})
+    with pytest.raises(ConfigError, match="unknown"):
+        ProcessorConfig.from_dict({"colour": "red"})
