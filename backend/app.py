@@ -1,0 +1,135 @@
+"""Tornado application: REST API + WebSocket hub on port 8686 (``python -m backend.app``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+import redis.asyncio as aioredis
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
+
+from backend.db.session import Database
+from backend.handlers import system_handler, video_handler, websocket_routing
+from backend.handlers.base import NotFoundHandler
+from backend.services import metrics
+from backend.services.airflow_client import AirflowClient
+from backend.services.hub import Hub
+from backend.services.subscriptions import SubscriptionCache
+from backend.settings import Settings
+
+log = logging.getLogger("backend")
+
+
+def all_routes() -> list[tuple[str, Any]]:
+    return [*video_handler.routes, *websocket_routing.routes, *system_handler.routes]
+
+
+class TrafficApplication(tornado.web.Application):
+    """Receives its services in the constructor (CONVENTIONS.md, Thin Tornado layer)."""
+
+    def __init__(
+        self,
+        *,
+        config: Settings,
+        db: Database,
+        redis: aioredis.Redis,
+        airflow: AirflowClient,
+        hub: Hub | None = None,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.redis = redis
+        self.airflow = airflow
+        self.hub = hub or Hub(SubscriptionCache(redis, ttl_s=config.SUBSCRIPTION_TTL_S))
+        self._tasks: set[asyncio.Task] = set()
+        self._refresher: PeriodicCallback | None = None
+        config.VIDEO_STORAGE_PATH.mkdir(parents=True, exist_ok=True)
+        super().__init__(
+            all_routes(),
+            default_handler_class=NotFoundHandler,
+            websocket_ping_interval=config.WS_PING_INTERVAL_S,
+            websocket_ping_timeout=config.WS_IDLE_TIMEOUT_S,
+            compress_response=False,
+        )
+
+    def origin_allowed(self, origin: str) -> bool:
+        allowed = self.config.allowed_origins
+        return "*" in allowed or origin.rstrip("/") in allowed
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a coroutine in the background, keeping a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def start_background(self) -> None:
+        """Refresh the subscription keys' TTL while anyone is subscribed."""
+        self._refresher = PeriodicCallback(
+            lambda: self.spawn(self.hub.refresh()), self.config.SUBSCRIPTION_REFRESH_S * 1000
+        )
+        self._refresher.start()
+
+    def stop_background(self) -> None:
+        if self._refresher is not None:
+            self._refresher.stop()
+
+    def record_request(self, handler: tornado.web.RequestHandler) -> None:
+        name = type(handler).__name__
+        metrics.HTTP_REQUESTS.labels(handler.request.method, name, str(handler.get_status())).inc()
+        metrics.HTTP_LATENCY.labels(name).observe(handler.request.request_time())
+
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        if handler.request.path == "/metrics" and handler.get_status() < 400:
+            return
+        super().log_request(handler)
+
+
+def build_app(config: Settings) -> TrafficApplication:
+    return TrafficApplication(
+        config=config,
+        db=Database(config.DATABASE_URL),
+        redis=aioredis.Redis(host=config.REDIS_HOST, port=config.REDIS_PORT, socket_timeout=5),
+        airflow=AirflowClient(
+            config.AIRFLOW_API_URL,
+            username=config.AIRFLOW_USERNAME,
+            password=config.AIRFLOW_PASSWORD,
+            dag_id=config.AIRFLOW_DAG_ID,
+            timeout_s=config.AIRFLOW_TIMEOUT_S,
+            retries=config.AIRFLOW_RETRIES,
+            backoff_s=config.AIRFLOW_RETRY_BACKOFF_S,
+        ),
+    )
+
+
+async def serve(config: Settings) -> None:
+    app = build_app(config)
+    # The upload handler raises its own limit per request; everything else stays small.
+    server = HTTPServer(app, max_body_size=16 * 1024 * 1024, idle_connection_timeout=120)
+    server.listen(config.BACKEND_PORT, address=config.BACKEND_HOST)
+    app.start_background()
+    log.info("backend listening on %s:%d", config.BACKEND_HOST, config.BACKEND_PORT)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    server.stop()
+    app.stop_background()
+    await server.close_all_connections()
+    await app.redis.aclose()
+    app.db.close()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve(Settings()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""CRUD functions: keyword arguments, one session each (CONVENTIONS.md, Database)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.db.models import SpeedingViolation, Video, VideoAnalytics
+
+
+def create_video(*, session: Session, name: str, file_path: str, **probe: Any) -> Video:
+    video = Video(name=name, file_path=file_path, status="uploaded", **probe)
+    session.add(video)
+    session.flush()
+    session.refresh(video)
+    return video
+
+
+def get_video(*, session: Session, video_id: int) -> Video | None:
+    return session.get(Video, video_id)
+
+
+def list_videos(*, session: Session) -> list[Video]:
+    return list(session.scalars(select(Video).order_by(Video.id)))
+
+
+def set_file_path(*, session: Session, video_id: int, file_path: str) -> Video:
+    video = session.get_one(Video, video_id)
+    video.file_path = file_path
+    session.flush()
+    session.refresh(video)
+    return video
+
+
+def update_calibration(
+    *,
+    session: Session,
+    video_id: int,
+    roi: list[list[float]],
+    calibrate_coordinates: dict[str, Any],
+    homography_matrix: list[list[float]],
+) -> Video | None:
+    video = session.get(Video, video_id)
+    if video is None:
+        return None
+    video.roi = roi
+    video.calibrate_coordinates = calibrate_coordinates
+    video.homography_matrix = homography_matrix
+    session.flush()
+    session.refresh(video)
+    return video
+
+
+def set_status(*, session: Session, video_id: int, status: str) -> None:
+    video = session.get_one(Video, video_id)
+    video.status = status
+
+
+def get_analytics(*, session: Session, video_id: int) -> VideoAnalytics | None:
+    return session.scalar(select(VideoAnalytics).where(VideoAnalytics.video_id == video_id))
+
+
+def list_violations(*, session: Session, video_id: int) -> list[SpeedingViolation]:
+    query = (
+        select(SpeedingViolation)
+        .where(SpeedingViolation.video_id == video_id)
+        .order_by(SpeedingViolation.frame_number, SpeedingViolation.id)
+    )
+    return list(session.scalars(query))

@@ -1,0 +1,120 @@
+"""SQLAlchemy 2 models: ``videos`` and ``video_analytics`` as in the seed, plus ``speeding_violations``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Video(Base):
+    __tablename__ = "videos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    file_path: Mapped[str] = mapped_column(String(500), nullable=False)
+    status: Mapped[str | None] = mapped_column(String(50), server_default=text("'uploaded'"))
+    fps: Mapped[float | None] = mapped_column(Float)
+    frame_count: Mapped[int | None] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    duration: Mapped[float | None] = mapped_column(Float)
+    roi: Mapped[Any | None] = mapped_column(JSONB)
+    calibrate_coordinates: Mapped[Any | None] = mapped_column(JSONB)
+    homography_matrix: Mapped[Any | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime | None] = mapped_column(DateTime, server_default=func.current_timestamp())
+    updated_at: Mapped[datetime | None] = mapped_column(
+        DateTime, server_default=func.current_timestamp(), onupdate=func.current_timestamp()
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "file_path": self.file_path,
+            "status": self.status,
+            "fps": self.fps,
+            "frame_count": self.frame_count,
+            "width": self.width,
+            "height": self.height,
+            "duration": self.duration,
+            "roi": self.roi,
+            "calibrate_coordinates": self.calibrate_coordinates,
+            "homography_matrix": self.homography_matrix,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }
+
+
+class VideoAnalytics(Base):
+    __tablename__ = "video_analytics"
+    __table_args__ = (UniqueConstraint("video_id", name="video_analytics_video_id_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    video_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("videos.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    total_vehicles_count: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
+    avg_dwell_time: Mapped[float | None] = mapped_column(Float, server_default=text("0"))
+    vehicle_type_distribution: Mapped[Any | None] = mapped_column(JSONB)
+    speeding_count: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime | None] = mapped_column(DateTime, server_default=func.current_timestamp())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "video_id": self.video_id,
+            "total_vehicles_count": self.total_vehicles_count,
+            "avg_dwell_time": self.avg_dwell_time,
+            "vehicle_type_distribution": self.vehicle_type_distribution,
+            "speeding_count": self.speeding_count,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+        }
+
+
+class SpeedingViolation(Base):
+    __tablename__ = "speeding_violations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    video_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("videos.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    track_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    vehicle_class: Mapped[str | None] = mapped_column(String(50))
+    speed_kmh: Mapped[float] = mapped_column(Float, nullable=False)
+    frame_number: Mapped[int] = mapped_column(Integer, nullable=False)
+    video_time_s: Mapped[float | None] = mapped_column(Float)
+    detected_at: Mapped[datetime | None] = mapped_column(DateTime, server_default=func.current_timestamp())
+    snapshot_path: Mapped[str | None] = mapped_column(String(500))
+
+    CSV_COLUMNS = (
+        "id",
+        "video_id",
+        "track_id",
+        "vehicle_class",
+        "speed_kmh",
+        "frame_number",
+        "video_time_s",
+        "detected_at",
+        "snapshot_path",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {c: getattr(self, c) for c in self.CSV_COLUMNS}
+        out["detected_at"] = self.detected_at.isoformat() if self.detected_at else None
+        return out

@@ -1,0 +1,371 @@
+"""REST handlers for videos: upload, list, detail, calibration, thumbnail, start/stop, results."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+from pydantic import ValidationError
+from tornado.web import stream_request_body
+from traffic_processing.calibration import CalibrationError, fit_homography
+from traffic_processing.roi import RoiError, parse_polygon
+from traffic_processing.video import VideoError, VideoInfo, first_frame, probe_video
+from traffic_processing.visualize import encode_jpeg
+
+from backend.db import crud
+from backend.db.models import SpeedingViolation, Video
+from backend.handlers.base import ApiError, BaseHandler, parse_video_id
+from backend.schemas import CalibrationIn
+from backend.services import metrics
+from backend.services.airflow_client import AirflowError, AirflowUnavailable
+from backend.services.containers import TruncatedVideo, check_complete
+from backend.services.uploads import MultipartUpload, UploadRejected
+
+log = logging.getLogger("backend.videos")
+
+# How far past the limit a streamed body is read and discarded (so that the client gets a
+# clean 413 once it has sent everything) before the connection is simply cut.
+DRAIN_ALLOWANCE = 64 * 1024 * 1024
+MULTIPART_SLACK = 64 * 1024  # headers and boundaries around the file part
+
+
+def stop_flag_key(video_id: int) -> str:
+    """Redis key the producer polls: set to "1" to stop streaming this video."""
+    return f"stream:video:{video_id}:stop"
+
+
+def probe_complete(path: Path) -> VideoInfo:
+    """OpenCV probe (readable, fps, frames, size) plus a read near the end to catch truncation."""
+    try:
+        check_complete(path)
+    except TruncatedVideo as exc:
+        raise VideoError(f"the file is truncated: {exc}") from exc
+    info = probe_video(path)
+    if info.frame_count < 1:
+        raise VideoError(f"{path.name} reports no frames")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, max(info.frame_count - 1, 0))
+        ok, _ = cap.read()
+    finally:
+        cap.release()
+    if not ok:
+        raise VideoError("the file is truncated or corrupt: its last frames cannot be read")
+    return info
+
+
+class VideoBase(BaseHandler):
+    async def load_video(self, raw_id: str) -> Video:
+        video_id = parse_video_id(raw_id)
+        video = await self.application.db.run(lambda s: crud.get_video(session=s, video_id=video_id))
+        if video is None:
+            raise ApiError(404, "video_not_found", f"no video with id {video_id}")
+        return video
+
+
+@stream_request_body
+class UploadHandler(VideoBase):
+    """``POST /api/videos/upload`` (multipart: ``video``, ``name``, optional ``roi``, ``fps``)."""
+
+    upload: MultipartUpload | None = None
+    rejected: UploadRejected | None = None
+    committed = False
+
+    def prepare(self) -> None:
+        if self.request.method != "POST":
+            return
+        config = self.application.config
+        limit = config.max_upload_bytes
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > limit + MULTIPART_SLACK:
+            metrics.UPLOADS.labels("too_large").inc()
+            raise ApiError(
+                413, "payload_too_large", f"upload is over the limit of {config.MAX_UPLOAD_MB:g} MB"
+            )
+        self.request.connection.set_max_body_size(limit + MULTIPART_SLACK + DRAIN_ALLOWANCE)
+        try:
+            self.upload = MultipartUpload(
+                self.request.headers, config.VIDEO_STORAGE_PATH, limit + MULTIPART_SLACK
+            )
+        except UploadRejected as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from exc
+
+    def data_received(self, chunk: bytes) -> None:
+        if self.rejected is not None or self.upload is None or self._finished:
+            return  # draining a rejected body: read and dropped
+        try:
+            self.upload.feed(chunk)
+        except UploadRejected as exc:
+            self.rejected = exc
+            self.upload.discard()
+
+    async def post(self) -> None:
+        upload = self.upload
+        assert upload is not None
+        try:
+            if self.rejected is not None:
+                raise self.rejected
+            video = await self._store(upload)
+        except UploadRejected as exc:
+            upload.discard()
+            metrics.UPLOADS.labels(exc.code).inc()
+            raise ApiError(exc.status, exc.code, exc.message) from exc
+        except BaseException:
+            upload.discard()
+            raise
+        metrics.UPLOADS.labels("ok").inc()
+        log.info("uploaded video %d (%s) to %s", video.id, video.name, video.file_path)
+        self.send_json(video.to_dict(), 201)
+
+    async def _store(self, upload: MultipartUpload) -> Video:
+        upload.video.close()
+        if not upload.video.started:
+            raise UploadRejected(400, "missing_field", "multipart field 'video' (the file) is required")
+        if not upload.video.finished:
+            raise UploadRejected(400, "invalid_multipart", "the multipart body ended inside the 'video' part")
+        name = (upload.fields["name"].value or "").strip()
+        if not name:
+            raise UploadRejected(400, "missing_field", "multipart field 'name' is required")
+        if upload.video.size == 0:
+            raise UploadRejected(400, "empty_file", "the uploaded file is empty")
+        roi = self._roi(upload.fields["roi"].value)
+        fps = self._fps(upload.fields["fps"].value)
+        try:
+            info = await self.application.db.run_blocking(probe_complete, upload.temp_path)
+        except VideoError as exc:
+            raise UploadRejected(400, "invalid_video", f"not a readable video: {exc}") from exc
+        storage = self.application.config.VIDEO_STORAGE_PATH
+        ext = upload.video.extension
+        fps = fps or info.fps
+
+        moved: list[Path] = []
+
+        def insert(session) -> Video:
+            video = crud.create_video(
+                session=session,
+                name=name,
+                file_path=str(upload.temp_path),
+                fps=fps,
+                frame_count=info.frame_count,
+                width=info.width,
+                height=info.height,
+                duration=info.frame_count / fps,
+                roi=roi,
+            )
+            final = storage / f"{video.id}{ext}"  # server-chosen name
+            os.replace(upload.temp_path, final)
+            moved.append(final)
+            return crud.set_file_path(session=session, video_id=video.id, file_path=str(final))
+
+        try:
+            return await self.application.db.run(insert)
+        except BaseException:
+            # The transaction rolled back, so no row names the moved file: remove it too.
+            for path in moved:
+                path.unlink(missing_ok=True)
+            raise
+
+    @staticmethod
+    def _roi(raw: str | None) -> list[list[float]] | None:
+        if raw is None or not raw.strip():
+            return None
+        try:
+            polygon = parse_polygon(json.loads(raw))
+        except json.JSONDecodeError as exc:
+            raise UploadRejected(400, "invalid_roi", f"roi is not valid JSON: {exc}") from exc
+        except RoiError as exc:
+            raise UploadRejected(400, "invalid_roi", str(exc)) from exc
+        return None if polygon is None else polygon.tolist()
+
+    @staticmethod
+    def _fps(raw: str | None) -> float | None:
+        if raw is None or not raw.strip():
+            return None
+        try:
+            fps = float(raw)
+        except ValueError as exc:
+            raise UploadRejected(400, "invalid_fps", f"fps {raw!r} is not a number") from exc
+        if not 0 < fps <= 1000:
+            raise UploadRejected(400, "invalid_fps", f"fps {fps} must be in (0, 1000]")
+        return fps
+
+    def on_connection_close(self) -> None:
+        if self.upload is not None:
+            self.upload.discard()
+        super().on_connection_close()
+
+    def on_finish(self) -> None:
+        if self.upload is not None and self.get_status() != 201:
+            self.upload.discard()
+        super().on_finish()
+
+
+class VideoListHandler(VideoBase):
+    async def get(self) -> None:
+        videos = await self.application.db.run(lambda s: crud.list_videos(session=s))
+        self.send_json({"videos": [v.to_dict() for v in videos]})
+
+
+class VideoHandler(VideoBase):
+    async def get(self, raw_id: str) -> None:
+        self.send_json((await self.load_video(raw_id)).to_dict())
+
+
+class CalibrationHandler(VideoBase):
+    """``PUT /api/videos/{id}/calibration``: ROI + point pairs -> homography (metres)."""
+
+    async def put(self, raw_id: str) -> None:
+        video_id = parse_video_id(raw_id)
+        try:
+            body = CalibrationIn.model_validate(self.json_body())
+        except ValidationError as exc:
+            raise ApiError(400, "invalid_calibration", _validation_message(exc)) from exc
+        await self.load_video(raw_id)
+        try:
+            roi = parse_polygon(body.roi)
+        except RoiError as exc:
+            raise ApiError(400, "invalid_roi", str(exc)) from exc
+        try:
+            homography = fit_homography(body.image_points, body.world_points)
+        except CalibrationError as exc:
+            raise ApiError(422, "degenerate_calibration", str(exc)) from exc
+        points = {"image_points": body.image_points, "world_points": body.world_points}
+        video = await self.application.db.run(
+            lambda s: crud.update_calibration(
+                session=s,
+                video_id=video_id,
+                roi=roi.tolist(),
+                calibrate_coordinates=points,
+                homography_matrix=homography.matrix.tolist(),
+            )
+        )
+        if video is None:
+            raise ApiError(404, "video_not_found", f"no video with id {video_id}")
+        self.send_json({"video": video.to_dict(), "reprojection_error_m": homography.reprojection_error_m})
+
+
+class ThumbnailHandler(VideoBase):
+    async def get(self, raw_id: str) -> None:
+        video = await self.load_video(raw_id)
+
+        def render() -> bytes:
+            return encode_jpeg(first_frame(video.file_path), 85)
+
+        try:
+            jpeg = await self.application.db.run_blocking(render)
+        except VideoError as exc:
+            raise ApiError(404, "thumbnail_unavailable", f"cannot read the video file: {exc}") from exc
+        self.set_header("Content-Type", "image/jpeg")
+        self.set_header("Cache-Control", "max-age=3600")
+        self.finish(jpeg)
+
+
+class StreamStartHandler(VideoBase):
+    """``POST /api/videos/{id}/stream/start``: trigger the DAG; 409 if already running, 503 if down."""
+
+    async def post(self, raw_id: str) -> None:
+        video = await self.load_video(raw_id)
+        airflow = self.application.airflow
+        try:
+            if await airflow.active_runs(video.id):
+                raise ApiError(409, "already_streaming", f"video {video.id} is already being streamed")
+            run = await airflow.trigger(video.id)
+        except AirflowUnavailable as exc:
+            raise ApiError(503, "airflow_unavailable", str(exc)) from exc
+        except AirflowError as exc:
+            raise ApiError(502, "airflow_error", str(exc)) from exc
+        await self.application.redis.delete(stop_flag_key(video.id))
+        await self.application.db.run(
+            lambda s: crud.set_status(session=s, video_id=video.id, status="processing")
+        )
+        self.send_json({"video_id": video.id, "status": "processing", "dag_run": run}, 201)
+
+
+class StreamStopHandler(VideoBase):
+    """``POST /api/videos/{id}/stream/stop``: raise the stop flag; 409 when nothing runs."""
+
+    async def post(self, raw_id: str) -> None:
+        video = await self.load_video(raw_id)
+        try:
+            runs = await self.application.airflow.active_runs(video.id)
+        except AirflowUnavailable as exc:
+            raise ApiError(503, "airflow_unavailable", str(exc)) from exc
+        except AirflowError as exc:
+            raise ApiError(502, "airflow_error", str(exc)) from exc
+        if not runs:
+            raise ApiError(409, "not_streaming", f"video {video.id} is not being streamed")
+        await self.application.redis.set(stop_flag_key(video.id), "1", ex=3600)
+        await self.application.db.run(
+            lambda s: crud.set_status(session=s, video_id=video.id, status="stopping")
+        )
+        self.send_json(
+            {"video_id": video.id, "status": "stopping", "dag_run_ids": [r.get("dag_run_id") for r in runs]},
+            202,
+        )
+
+
+class AnalyticsHandler(VideoBase):
+    """Final ``video_analytics`` row, else the live snapshot ``analytics:video:{id}`` in Redis."""
+
+    async def get(self, raw_id: str) -> None:
+        video = await self.load_video(raw_id)
+        row = await self.application.db.run(lambda s: crud.get_analytics(session=s, video_id=video.id))
+        if row is not None:
+            self.send_json({"source": "final", **row.to_dict()})
+            return
+        live = await self.application.redis.get(f"analytics:video:{video.id}")
+        if live:
+            try:
+                self.send_json({"source": "live", "video_id": video.id, **json.loads(live)})
+                return
+            except (json.JSONDecodeError, TypeError):
+                log.warning("analytics:video:%d holds no JSON object", video.id)
+        raise ApiError(404, "analytics_not_found", f"no analytics yet for video {video.id}")
+
+
+class ViolationsHandler(VideoBase):
+    async def get(self, raw_id: str) -> None:
+        video = await self.load_video(raw_id)
+        fmt = self.get_query_argument("format", "json")
+        if fmt not in ("json", "csv"):
+            raise ApiError(400, "invalid_format", "format must be 'json' or 'csv'")
+        rows = await self.application.db.run(lambda s: crud.list_violations(session=s, video_id=video.id))
+        items = [r.to_dict() for r in rows]
+        if fmt == "json":
+            self.send_json({"video_id": video.id, "violations": items})
+            return
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0].CSV_COLUMNS) if rows else _CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(items)
+        self.set_header("Content-Type", "text/csv; charset=UTF-8")
+        self.set_header("Content-Disposition", f'attachment; filename="video_{video.id}_violations.csv"')
+        self.finish(out.getvalue())
+
+
+def _validation_message(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return f"{where}: {first['msg']}"
+
+
+_CSV_COLUMNS: list[str] = list(SpeedingViolation.CSV_COLUMNS)
+
+VIDEO_ID = r"([^/]+)"
+routes: list[tuple[str, Any]] = [
+    (r"/api/videos/upload", UploadHandler),
+    (r"/api/videos", VideoListHandler),
+    (rf"/api/videos/{VIDEO_ID}", VideoHandler),
+    (rf"/api/videos/{VIDEO_ID}/calibration", CalibrationHandler),
+    (rf"/api/videos/{VIDEO_ID}/thumbnail", ThumbnailHandler),
+    (rf"/api/videos/{VIDEO_ID}/stream/start", StreamStartHandler),
+    (rf"/api/videos/{VIDEO_ID}/stream/stop", StreamStopHandler),
+    (rf"/api/videos/{VIDEO_ID}/analytics", AnalyticsHandler),
+    (rf"/api/videos/{VIDEO_ID}/violations", ViolationsHandler),
+]

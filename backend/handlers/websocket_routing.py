@@ -1,0 +1,203 @@
+"""WebSocket hub endpoints (DESIGN.md, WebSocket).
+
+``/ws/client/stream``: browsers subscribe/unsubscribe to ``processed_frame_{id}`` and
+``analytics_metrics_{id}``; bad messages get ``{"type": "error"}`` and the connection stays.
+``/ws/backend/processed`` and ``/ws/backend/analytics``: the bridge's ingest, refused without
+the internal token. ``GET /api/websocket/status``: connection and channel counts.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from backend.db import crud
+from backend.handlers.base import BaseHandler
+from backend.schemas import (
+    AnalyticsIngest,
+    ClientAction,
+    ErrorMessage,
+    ProcessedFrameIngest,
+    SubscriptionAck,
+    error_body,
+    parse_channel,
+)
+from backend.services import metrics
+from backend.services.hub import ClientQueue
+
+if TYPE_CHECKING:
+    from backend.app import TrafficApplication
+
+log = logging.getLogger("backend.websocket")
+
+
+class ClientStreamHandler(WebSocketHandler):
+    application: TrafficApplication
+    client: ClientQueue | None = None
+
+    def check_origin(self, origin: str) -> bool:
+        allowed = self.application.origin_allowed(origin)
+        if not allowed:
+            log.warning("[CLIENT-CHANNEL] refused origin %s", origin)
+        return allowed
+
+    def open(self) -> None:
+        config = self.application.config
+        self.client = ClientQueue(
+            self.write_message,
+            self.close,
+            frame_limit=config.WS_FRAME_QUEUE,
+            analytics_limit=config.WS_ANALYTICS_QUEUE,
+        )
+        self.application.hub.register(self.client)
+        log.info("[CLIENT-CHANNEL] client connected from %s", self.request.remote_ip)
+
+    def _reply(self, message: Any) -> None:
+        if self.client is not None:
+            self.client.put_control(message.model_dump_json())
+
+    async def on_message(self, message: str | bytes) -> None:
+        try:
+            payload = json.loads(message)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            self._reply(ErrorMessage(message="invalid JSON"))
+            return
+        if not isinstance(payload, dict) or payload.get("action") not in ("subscribe", "unsubscribe"):
+            action = payload.get("action") if isinstance(payload, dict) else None
+            self._reply(ErrorMessage(message=f"unknown action {action!r}: use 'subscribe' or 'unsubscribe'"))
+            return
+        try:
+            request = ClientAction.model_validate(payload)
+        except ValidationError:
+            self._reply(ErrorMessage(message="a message needs exactly 'action' and 'channel' (a string)"))
+            return
+        parsed = parse_channel(request.channel)
+        if parsed is None:
+            self._reply(ErrorMessage(message=f"unknown channel {request.channel!r}"))
+            return
+        hub = self.application.hub
+        assert self.client is not None
+        if request.action == "subscribe":
+            video_id = parsed[1]
+            video = await self.application.db.run(lambda s: crud.get_video(session=s, video_id=video_id))
+            if video is None:
+                self._reply(ErrorMessage(message=f"unknown channel {request.channel!r}: no video {video_id}"))
+                return
+            if self.client.closed:  # the client left while we looked the video up
+                return
+            await hub.subscribe(self.client, request.channel)
+            status = "subscribed"
+        else:
+            await hub.unsubscribe(self.client, request.channel)
+            status = "unsubscribed"
+        log.info("[CLIENT-CHANNEL] %s %s", status, request.channel)
+        self._reply(SubscriptionAck(channel=request.channel, status=status))
+
+    def on_close(self) -> None:
+        if self.client is not None:
+            self.application.spawn(self.application.hub.remove(self.client))
+            log.info("[CLIENT-CHANNEL] client disconnected")
+
+
+class IngestHandler(WebSocketHandler):
+    """Base of the bridge -> backend endpoints: internal token required."""
+
+    application: TrafficApplication
+    kind = ""
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if not self._token_ok():
+            log.warning("[%s] refused ingest without a valid token from %s", self.tag, self.request.remote_ip)
+            self.set_status(401)
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self.finish(json.dumps(error_body("unauthorized", "ingest needs the internal token")))
+            return
+        await super().get(*args, **kwargs)
+
+    def _token_ok(self) -> bool:
+        expected = self.application.config.INTERNAL_TOKEN
+        header = self.request.headers.get("Authorization", "")
+        token = (
+            header[7:] if header.startswith("Bearer ") else self.request.headers.get("X-Internal-Token", "")
+        )
+        return bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
+
+    def check_origin(self, origin: str) -> bool:
+        return False  # only the bridge connects here, and it sends no Origin
+
+    @property
+    def tag(self) -> str:
+        return "BACKEND-FRAME-CHANNEL" if self.kind == "processed" else "BACKEND-ANALYTICS-CHANNEL"
+
+    def open(self) -> None:
+        self.application.hub.ingest_connections[self.kind] += 1
+        log.info("[%s] bridge connected", self.tag)
+
+    def on_close(self) -> None:
+        self.application.hub.ingest_connections[self.kind] -= 1
+        log.info("[%s] bridge disconnected", self.tag)
+
+    def reject(self, message: str) -> None:
+        try:
+            self.write_message(ErrorMessage(message=message).model_dump_json())
+        except WebSocketClosedError:
+            pass
+
+
+class ProcessedIngestHandler(IngestHandler):
+    kind = "processed"
+
+    def on_message(self, message: str | bytes) -> None:
+        try:
+            ingest = ProcessedFrameIngest.model_validate_json(message)
+        except ValidationError as exc:
+            self.reject(f"invalid processed_frame message: {exc.errors()[0]['msg']}")
+            return
+        metrics.INGEST_MESSAGES.labels("frame").inc()
+        # Encoded once here; every subscriber's socket gets the same bytes (sent as a text frame).
+        text = b'{"type":"frame","data":' + ingest.data.model_dump_json().encode() + b"}"
+        n = self.application.hub.broadcast_frame(ingest.data.video_id, text)
+        log.debug(
+            "[BACKEND-FRAME-CHANNEL] video %d frame %d -> %d",
+            ingest.data.video_id,
+            ingest.data.frame_number,
+            n,
+        )
+
+
+class AnalyticsIngestHandler(IngestHandler):
+    kind = "analytics"
+
+    def on_message(self, message: str | bytes) -> None:
+        try:
+            ingest = AnalyticsIngest.model_validate_json(message)
+        except ValidationError as exc:
+            self.reject(f"invalid analytics_update message: {exc.errors()[0]['msg']}")
+            return
+        metrics.INGEST_MESSAGES.labels("analytics").inc()
+        text = b'{"type":"analytics","data":' + ingest.data.model_dump_json().encode() + b"}"
+        n = self.application.hub.broadcast_analytics(ingest.data.video_id, text)
+        log.debug(
+            "[BACKEND-ANALYTICS-CHANNEL] video %d frame %d -> %d",
+            ingest.data.video_id,
+            ingest.data.frame_number,
+            n,
+        )
+
+
+class WebSocketStatusHandler(BaseHandler):
+    def get(self) -> None:
+        self.send_json(self.application.hub.status())
+
+
+routes: list[tuple[str, Any]] = [
+    (r"/ws/client/stream", ClientStreamHandler),
+    (r"/ws/backend/processed", ProcessedIngestHandler),
+    (r"/ws/backend/analytics", AnalyticsIngestHandler),
+    (r"/api/websocket/status", WebSocketStatusHandler),
+]

@@ -1,0 +1,166 @@
+"""WebSocket and REST message shapes of the backend (DESIGN.md, WebSocket and REST).
+
+Stream entries (``video-frames``, ``processed-frames``) live in ``traffic_processing.schemas``;
+the models here are the ones that only the backend, the bridge and the browser exchange. The
+bridge builds ``ProcessedFrameIngest`` / ``AnalyticsIngest`` from a ``ProcessedFrame`` with
+``from_processed``; the backend re-sends their ``data`` to subscribers unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from traffic_processing.schemas import JPEG_DATA_URL_PREFIX, BBox, ProcessedFrame, Stats
+
+FRAME_CHANNEL = "processed_frame"
+ANALYTICS_CHANNEL = "analytics_metrics"
+CHANNEL_RE = re.compile(rf"^({FRAME_CHANNEL}|{ANALYTICS_CHANNEL})_([1-9][0-9]{{0,17}})$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def parse_channel(channel: str) -> tuple[str, int] | None:
+    """``"processed_frame_7"`` -> ``("processed_frame", 7)``; None when not a known channel."""
+    match = CHANNEL_RE.match(channel)
+    if match is None:
+        return None
+    return match.group(1), int(match.group(2))
+
+
+# ---- client <-> hub ------------------------------------------------------------------------
+
+
+class ClientAction(Strict):
+    action: Literal["subscribe", "unsubscribe"]
+    channel: str
+
+
+class SubscriptionAck(Strict):
+    type: Literal["subscription_ack"] = "subscription_ack"
+    channel: str
+    status: Literal["subscribed", "unsubscribed"]
+
+
+class ErrorMessage(Strict):
+    type: Literal["error"] = "error"
+    message: str
+
+
+# ---- bridge -> hub -> client ---------------------------------------------------------------
+
+
+class FrameData(BaseModel):
+    video_id: int
+    frame_number: int
+    timestamp: float
+    processed_frame: str  # "data:image/jpeg;base64,…"
+    roi_polygon: list[list[float]] | None = None
+    end_of_stream: bool = False
+
+    @field_validator("processed_frame")
+    @classmethod
+    def _data_url(cls, value: str) -> str:
+        if value and not value.startswith(JPEG_DATA_URL_PREFIX):
+            raise ValueError(f"processed_frame must be a {JPEG_DATA_URL_PREFIX}… data URL")
+        return value
+
+
+class SpeedingVehicle(BaseModel):
+    track_id: int
+    bbox: BBox
+    speed: float
+    speed_unit: str = "km/h"
+    class_id: int
+    class_name: str | None = None
+    confidence: float
+
+
+class AnalyticsData(BaseModel):
+    video_id: int
+    frame_number: int
+    timestamp: float
+    stats: Stats
+    speeding_vehicles: list[SpeedingVehicle] = []
+
+
+class ProcessedFrameIngest(Strict):
+    type: Literal["processed_frame"] = "processed_frame"
+    data: FrameData
+
+    @classmethod
+    def from_processed(cls, frame: ProcessedFrame) -> ProcessedFrameIngest:
+        return cls(
+            data=FrameData(
+                video_id=frame.video_id,
+                frame_number=frame.frame_number,
+                timestamp=frame.timestamp,
+                processed_frame=frame.frame_data_url() if frame.processed_frame else "",
+                roi_polygon=frame.roi_polygon,
+                end_of_stream=frame.end_of_stream,
+            )
+        )
+
+
+class AnalyticsIngest(Strict):
+    type: Literal["analytics_update"] = "analytics_update"
+    data: AnalyticsData
+
+    @classmethod
+    def from_processed(cls, frame: ProcessedFrame, speed_limit_kmh: float) -> AnalyticsIngest:
+        speeding = [
+            SpeedingVehicle(
+                track_id=v.track_id,
+                bbox=v.bbox,
+                speed=v.speed,
+                speed_unit=v.speed_unit,
+                class_id=v.class_id,
+                class_name=v.class_name,
+                confidence=v.confidence,
+            )
+            for v in frame.vehicles
+            if v.speed is not None and v.speed > speed_limit_kmh
+        ]
+        return cls(
+            data=AnalyticsData(
+                video_id=frame.video_id,
+                frame_number=frame.frame_number,
+                timestamp=frame.timestamp,
+                stats=frame.stats,
+                speeding_vehicles=speeding,
+            )
+        )
+
+
+class FrameMessage(Strict):
+    type: Literal["frame"] = "frame"
+    data: FrameData
+
+
+class AnalyticsMessage(Strict):
+    type: Literal["analytics"] = "analytics"
+    data: AnalyticsData
+
+
+# ---- REST ----------------------------------------------------------------------------------
+
+
+class CalibrationIn(Strict):
+    """``PUT /api/videos/{id}/calibration``: ROI (pixels) and paired image/road points."""
+
+    # ``roi_polygon`` (the CALIB.json name of traffic-analyze) is accepted too.
+    roi: list[list[float]] = Field(min_length=3, validation_alias=AliasChoices("roi", "roi_polygon"))
+    image_points: list[list[float]] = Field(min_length=4)  # pixels
+    world_points: list[list[float]] = Field(min_length=4)  # metres on the road plane
+
+
+class ApiErrorBody(Strict):
+    code: str
+    message: str
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": ApiErrorBody(code=code, message=message).model_dump()}

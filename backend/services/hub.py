@@ -1,0 +1,162 @@
+"""Channel hub: routes ingest messages to WebSocket subscribers (DESIGN.md, Data flow 7).
+
+Each client has its own writer task and two queues: frames (bounded, the oldest dropped when
+a client falls behind) and control/analytics (never dropped; a client that lets more than
+``analytics_limit`` pile up is disconnected rather than silently losing any). A message is
+serialised once per broadcast and the same string is queued for every subscriber, so a
+stalled client costs the others nothing but one deque append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError
+
+from backend.schemas import ANALYTICS_CHANNEL, FRAME_CHANNEL, parse_channel
+from backend.services import metrics
+from backend.services.subscriptions import SubscriptionCache
+
+log = logging.getLogger("backend.hub")
+
+
+class ClientQueue:
+    """Outgoing queue of one client. ``send`` writes one text message (awaits the socket)."""
+
+    def __init__(
+        self,
+        send: Callable[[bytes | str], Awaitable[None]],
+        close: Callable[[], None],
+        *,
+        frame_limit: int,
+        analytics_limit: int,
+    ) -> None:
+        self._send = send
+        self._close = close
+        self.frames: deque[bytes | str] = deque(maxlen=frame_limit)
+        self.control: deque[bytes | str] = deque()
+        self.analytics_limit = analytics_limit
+        self.dropped_frames = 0
+        self.channels: set[str] = set()
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._task = asyncio.get_running_loop().create_task(self._writer())
+
+    def put_frame(self, text: bytes | str) -> None:
+        if self._closed:
+            return
+        if len(self.frames) == self.frames.maxlen:
+            self.dropped_frames += 1
+            metrics.FRAMES_DROPPED.inc()
+        self.frames.append(text)
+        self._wake.set()
+
+    def put_control(self, text: bytes | str) -> None:
+        """Acks, errors and analytics: kept in order, never dropped."""
+        if self._closed:
+            return
+        if len(self.control) >= self.analytics_limit:
+            log.warning("[CLIENT-CHANNEL] client %d messages behind; disconnecting", len(self.control))
+            self.stop()
+            self._close()
+            return
+        self.control.append(text)
+        self._wake.set()
+
+    async def _writer(self) -> None:
+        try:
+            while not self._closed:
+                await self._wake.wait()
+                self._wake.clear()
+                while not self._closed and (self.control or self.frames):
+                    text = self.control.popleft() if self.control else self.frames.popleft()
+                    await self._send(text)
+                    metrics.WS_MESSAGES_SENT.inc()
+        except (WebSocketClosedError, StreamClosedError) as exc:  # on_close unregisters the client
+            log.debug("[CLIENT-CHANNEL] writer stopped: %r", exc)
+        finally:
+            self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def stop(self) -> None:
+        self._closed = True
+        self._wake.set()
+        self.frames.clear()
+        self.control.clear()
+
+
+class Hub:
+    def __init__(self, subscriptions: SubscriptionCache | None) -> None:
+        self.subscriptions = subscriptions
+        self.channels: defaultdict[str, set[ClientQueue]] = defaultdict(set)
+        self.clients: set[ClientQueue] = set()
+        self.ingest_connections: defaultdict[str, int] = defaultdict(int)
+
+    def register(self, client: ClientQueue) -> None:
+        self.clients.add(client)
+        metrics.WS_CLIENTS.set(len(self.clients))
+
+    async def subscribe(self, client: ClientQueue, channel: str) -> None:
+        first = not self.channels.get(channel)
+        self.channels[channel].add(client)
+        client.channels.add(channel)
+        if first:
+            await self._sync(channel)
+
+    async def unsubscribe(self, client: ClientQueue, channel: str) -> None:
+        members = self.channels.get(channel)
+        client.channels.discard(channel)
+        if members is None or client not in members:
+            return
+        members.discard(client)
+        if not members:
+            del self.channels[channel]
+            await self._sync(channel)
+
+    async def remove(self, client: ClientQueue) -> None:
+        client.stop()
+        self.clients.discard(client)
+        metrics.WS_CLIENTS.set(len(self.clients))
+        for channel in list(client.channels):
+            await self.unsubscribe(client, channel)
+
+    async def _sync(self, channel: str) -> None:
+        parsed = parse_channel(channel)
+        if parsed is None or self.subscriptions is None:
+            return
+        kind, video_id = parsed
+        await self.subscriptions.sync(kind, video_id, bool(self.channels.get(channel)))
+
+    def active(self) -> list[tuple[str, int]]:
+        return [p for p in (parse_channel(c) for c in self.channels) if p is not None]
+
+    async def refresh(self) -> None:
+        if self.subscriptions is not None:
+            await self.subscriptions.refresh(self.active())
+
+    def broadcast_frame(self, video_id: int, text: bytes | str) -> int:
+        members = self.channels.get(f"{FRAME_CHANNEL}_{video_id}", ())
+        for client in members:
+            client.put_frame(text)
+        return len(members)
+
+    def broadcast_analytics(self, video_id: int, text: bytes | str) -> int:
+        members = self.channels.get(f"{ANALYTICS_CHANNEL}_{video_id}", ())
+        for client in members:
+            client.put_control(text)
+        return len(members)
+
+    def status(self) -> dict:
+        return {
+            "total_connections": len(self.clients),
+            "channels": {name: len(members) for name, members in sorted(self.channels.items())},
+            "backend_connections": dict(self.ingest_connections),
+            "dropped_frames": sum(c.dropped_frames for c in self.clients),
+        }

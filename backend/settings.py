@@ -1,0 +1,61 @@
+"""Backend settings: one typed class reading the environment (DESIGN.md, Configuration)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EXAMPLE_SECRETS = {"change-me", "changeme", ""}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    ENVIRONMENT: str = "development"  # development | production
+    DATABASE_URL: str = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/traffic"
+    REDIS_HOST: str = "127.0.0.1"
+    REDIS_PORT: int = 6379
+    BACKEND_HOST: str = "0.0.0.0"
+    BACKEND_PORT: int = 8686
+    BACKEND_URL: str = "http://127.0.0.1:8686"
+    ALLOWED_ORIGINS: str = "http://localhost:4200,http://127.0.0.1:4200,http://localhost:8686"
+    VIDEO_STORAGE_PATH: Path = Path("video_storage")
+    MODEL_PATH: str = ""  # empty: the processing library's default search (README)
+    INTERNAL_TOKEN: str = "change-me"
+    SPEED_LIMIT_KMH: float = Field(default=60.0, gt=0)
+    MAX_UPLOAD_MB: float = Field(default=500, gt=0)
+
+    AIRFLOW_API_URL: str = "http://127.0.0.1:8080"
+    AIRFLOW_USERNAME: str = "admin"
+    AIRFLOW_PASSWORD: str = "change-me"
+    AIRFLOW_DAG_ID: str = "video_streaming_pipeline"
+    AIRFLOW_TIMEOUT_S: float = Field(default=10.0, gt=0)
+    AIRFLOW_RETRIES: int = Field(default=3, ge=1)
+    AIRFLOW_RETRY_BACKOFF_S: float = Field(default=0.5, ge=0)
+
+    # WebSocket hub
+    WS_PING_INTERVAL_S: float = Field(default=30.0, gt=0)
+    WS_IDLE_TIMEOUT_S: float = Field(default=60.0, gt=0)
+    WS_FRAME_QUEUE: int = Field(default=2, ge=1)  # frames queued per client; older ones dropped
+    WS_ANALYTICS_QUEUE: int = Field(default=10_000, ge=1)  # never dropped: over this, disconnect
+    SUBSCRIPTION_TTL_S: int = Field(default=300, gt=0)
+    SUBSCRIPTION_REFRESH_S: float = Field(default=60.0, gt=0)
+
+    @cached_property
+    def allowed_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.ALLOWED_ORIGINS.split(",") if o.strip()]
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.MAX_UPLOAD_MB * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _no_example_secrets_in_production(self) -> Settings:
+        if self.ENVIRONMENT != "development":
+            for name in ("INTERNAL_TOKEN", "AIRFLOW_PASSWORD"):
+                if getattr(self, name) in EXAMPLE_SECRETS:
+                    raise ValueError(f"{name} is still the example value; set it outside development")
+        return self

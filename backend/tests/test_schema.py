@@ -1,0 +1,90 @@
+"""The migrated schema matches the seed's DDL and the SQLAlchemy models (no pending autogenerate)."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from backend.db.models import Base
+
+SEED_COLUMNS = {
+    "videos": {
+        "id": ("INTEGER", False),
+        "name": ("VARCHAR(255)", False),
+        "file_path": ("VARCHAR(500)", False),
+        "status": ("VARCHAR(50)", True),
+        "fps": ("DOUBLE PRECISION", True),
+        "frame_count": ("INTEGER", True),
+        "width": ("INTEGER", True),
+        "height": ("INTEGER", True),
+        "duration": ("DOUBLE PRECISION", True),
+        "roi": ("JSONB", True),
+        "calibrate_coordinates": ("JSONB", True),
+        "homography_matrix": ("JSONB", True),
+        "created_at": ("TIMESTAMP", True),
+        "updated_at": ("TIMESTAMP", True),
+    },
+    "video_analytics": {
+        "id": ("INTEGER", False),
+        "video_id": ("INTEGER", True),
+        "total_vehicles_count": ("INTEGER", True),
+        "avg_dwell_time": ("DOUBLE PRECISION", True),
+        "vehicle_type_distribution": ("JSONB", True),
+        "speeding_count": ("INTEGER", True),
+        "created_at": ("TIMESTAMP", True),
+    },
+    "speeding_violations": {
+        "id": ("INTEGER", False),
+        "video_id": ("INTEGER", False),
+        "track_id": ("INTEGER", False),
+        "vehicle_class": ("VARCHAR(50)", True),
+        "speed_kmh": ("DOUBLE PRECISION", False),
+        "frame_number": ("INTEGER", False),
+        "video_time_s": ("DOUBLE PRECISION", True),
+        "detected_at": ("TIMESTAMP", True),
+        "snapshot_path": ("VARCHAR(500)", True),
+    },
+}
+
+
+def test_columns_match_seed(db_engine):
+    inspector = inspect(db_engine)
+    assert {"videos", "video_analytics", "speeding_violations", "alembic_version"} <= set(
+        inspector.get_table_names()
+    )
+    for table, expected in SEED_COLUMNS.items():
+        columns = {c["name"]: (str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)}
+        assert columns == expected, table
+        assert inspector.get_pk_constraint(table)["constrained_columns"] == ["id"]
+
+
+def test_serial_keys_and_defaults(db_engine):
+    inspector = inspect(db_engine)
+    videos = {c["name"]: c for c in inspector.get_columns("videos")}
+    assert "nextval" in videos["id"]["default"]
+    assert "uploaded" in videos["status"]["default"]
+    assert "CURRENT_TIMESTAMP" in videos["created_at"]["default"].upper()
+    analytics = {c["name"]: c for c in inspector.get_columns("video_analytics")}
+    assert analytics["total_vehicles_count"]["default"] == "0"
+    assert analytics["speeding_count"]["default"] == "0"
+
+
+def test_constraints_match_seed(db_engine):
+    inspector = inspect(db_engine)
+    uniques = inspector.get_unique_constraints("video_analytics")
+    assert [u["column_names"] for u in uniques] == [["video_id"]]
+    for table in ("video_analytics", "speeding_violations"):
+        (fk,) = inspector.get_foreign_keys(table)
+        assert fk["referred_table"] == "videos"
+        assert fk["constrained_columns"] == ["video_id"]
+        assert fk["options"].get("ondelete") == "CASCADE"
+        indexed = [i["column_names"] for i in inspector.get_indexes(table)]
+        assert ["video_id"] in indexed
+
+
+def test_models_match_migrations(db_engine):
+    with db_engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, Base.metadata)
+    assert diff == []

@@ -1,0 +1,243 @@
+"""REST endpoints other than upload and start/stop."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from backend.tests.client import put_json, request, upload
+from backend.tests.conftest import count_videos
+
+CALIBRATION = {
+    "roi": [[5, 5], [90, 5], [90, 60], [5, 60]],
+    "image_points": [[10, 10], [86, 10], [86, 58], [10, 58]],
+    "world_points": [[0, 0], [3.5, 0], [3.5, 20], [0, 20]],
+}
+
+
+@pytest.fixture
+def video(api, sample_video) -> dict:
+    r = upload(api.port, {"name": "fixture"}, {"video": ("v.mp4", sample_video.read_bytes())})
+    assert r.status == 201
+    return r.json()
+
+
+def test_list_and_get(api, video):
+    r = request(api.port, "GET", "/api/videos")
+    assert r.status == 200
+    assert video["id"] in [v["id"] for v in r.json()["videos"]]
+    r = request(api.port, "GET", f"/api/videos/{video['id']}")
+    assert r.status == 200
+    assert r.json() == video
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/videos/999999", "/api/videos/abc", "/api/videos/0", "/api/videos/99999999999"]
+)
+def test_unknown_video(api, path):
+    r = request(api.port, "GET", path)
+    assert r.status == 404
+    assert r.error_code == "video_not_found"
+
+
+@pytest.mark.parametrize(
+    "suffix, method",
+    [
+        ("/calibration", "PUT"),
+        ("/thumbnail", "GET"),
+        ("/stream/start", "POST"),
+        ("/stream/stop", "POST"),
+        ("/analytics", "GET"),
+        ("/violations", "GET"),
+    ],
+)
+def test_unknown_video_everywhere(api, suffix, method):
+    body = json.dumps(CALIBRATION).encode() if method == "PUT" else (b"" if method == "POST" else None)
+    r = request(api.port, method, f"/api/videos/424242{suffix}", body)
+    assert r.status == 404
+    assert r.error_code == "video_not_found"
+
+
+def test_unknown_route_is_json(api):
+    r = request(api.port, "GET", "/api/nope")
+    assert r.status == 404
+    assert r.error_code == "not_found"
+    r = request(api.port, "DELETE", "/api/videos")
+    assert r.status == 405
+    assert r.error_code == "method_not_allowed"
+
+
+def test_calibration_success(api, video):
+    r = put_json(api.port, f"/api/videos/{video['id']}/calibration", CALIBRATION)
+    assert r.status == 200, r.body
+    out = r.json()
+    assert out["reprojection_error_m"] < 1e-6
+    stored = out["video"]
+    assert stored["roi"] == CALIBRATION["roi"]
+    assert stored["calibrate_coordinates"] == {
+        "image_points": CALIBRATION["image_points"],
+        "world_points": CALIBRATION["world_points"],
+    }
+    h = np.array(stored["homography_matrix"])
+    assert h.shape == (3, 3)
+    mapped = cv2.perspectiveTransform(np.array([[[86.0, 58.0]]]), h)[0, 0]
+    assert mapped == pytest.approx([3.5, 20], abs=1e-6)
+    assert (
+        request(api.port, "GET", f"/api/videos/{video['id']}").json()["homography_matrix"]
+        == stored["homography_matrix"]
+    )
+
+
+@pytest.mark.parametrize(
+    "body, status, code",
+    [
+        (b"{not json", 400, "invalid_json"),
+        ({"roi": CALIBRATION["roi"]}, 400, "invalid_calibration"),
+        ({**CALIBRATION, "extra": 1}, 400, "invalid_calibration"),
+        ({**CALIBRATION, "image_points": [[1, 2], [3, 4], [5, 6]]}, 400, "invalid_calibration"),
+        ({**CALIBRATION, "image_points": "abc"}, 400, "invalid_calibration"),
+        ({**CALIBRATION, "roi": [[0, 0], [1, 1], [2, 2]]}, 400, "invalid_roi"),
+        ({**CALIBRATION, "image_points": [[0, 0], [1, 1], [2, 2], [3, 3]]}, 422, "degenerate_calibration"),
+        ({**CALIBRATION, "world_points": [[0, 0], [0, 0], [1, 5], [3, 1]]}, 422, "degenerate_calibration"),
+    ],
+)
+def test_calibration_rejects(api, video, body, status, code):
+    r = put_json(api.port, f"/api/videos/{video['id']}/calibration", body)
+    assert r.status == status, r.body
+    assert r.error_code == code
+    after = request(api.port, "GET", f"/api/videos/{video['id']}").json()
+    assert after["homography_matrix"] is None and after["calibrate_coordinates"] is None
+
+
+def test_calibration_accepts_the_cli_calib_json_names(api, video):
+    """A traffic-analyze CALIB.json (``roi_polygon``) can be sent as it is."""
+    points = {k: CALIBRATION[k] for k in ("image_points", "world_points")}
+    body = {"roi_polygon": CALIBRATION["roi"], **points}
+    r = put_json(api.port, f"/api/videos/{video['id']}/calibration", body)
+    assert r.status == 200, r.body
+    assert r.json()["video"]["roi"] == CALIBRATION["roi"]
+
+
+def test_thumbnail(api, video):
+    r = request(api.port, "GET", f"/api/videos/{video['id']}/thumbnail")
+    assert r.status == 200
+    assert r.headers["Content-Type"] == "image/jpeg"
+    img = cv2.imdecode(np.frombuffer(r.body, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (64, 96, 3)
+
+
+def test_analytics_final_live_and_missing(api, video, db_engine, sync_redis):
+    vid = video["id"]
+    r = request(api.port, "GET", f"/api/videos/{vid}/analytics")
+    assert r.status == 404 and r.error_code == "analytics_not_found"
+    sync_redis.set(f"analytics:video:{vid}", json.dumps({"total_vehicles": 3, "speeding_count": 1}), ex=60)
+    r = request(api.port, "GET", f"/api/videos/{vid}/analytics")
+    assert r.status == 200
+    assert r.json() == {"source": "live", "video_id": vid, "total_vehicles": 3, "speeding_count": 1}
+    with db_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO video_analytics (video_id, total_vehicles_count, avg_dwell_time,"
+                " vehicle_type_distribution, speeding_count) VALUES (:v, 12, 4.5, :dist, 2)"
+            ),
+            {"v": vid, "dist": json.dumps({"car": 10, "truck": 2})},
+        )
+    r = request(api.port, "GET", f"/api/videos/{vid}/analytics")
+    assert r.status == 200
+    body = r.json()
+    assert body["source"] == "final"
+    assert (body["total_vehicles_count"], body["avg_dwell_time"], body["speeding_count"]) == (12, 4.5, 2)
+    assert body["vehicle_type_distribution"] == {"car": 10, "truck": 2}
+
+
+def test_violations_json_and_csv(api, video, db_engine):
+    vid = video["id"]
+    with db_engine.begin() as conn:
+        for track, speed, frame in [(7, 81.5, 40), (3, 95.0, 12)]:
+            conn.execute(
+                text(
+                    "INSERT INTO speeding_violations (video_id, track_id, vehicle_class, speed_kmh,"
+                    " frame_number, video_time_s) VALUES (:v, :t, 'car', :s, :f, :f / 25.0)"
+                ),
+                {"v": vid, "t": track, "s": speed, "f": frame},
+            )
+    r = request(api.port, "GET", f"/api/videos/{vid}/violations")
+    assert r.status == 200
+    items = r.json()["violations"]
+    assert [(i["track_id"], i["speed_kmh"], i["frame_number"]) for i in items] == [
+        (3, 95.0, 12),
+        (7, 81.5, 40),
+    ]
+    r = request(api.port, "GET", f"/api/videos/{vid}/violations?format=csv")
+    assert r.status == 200
+    assert r.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.body.decode())))
+    assert [(row["track_id"], row["speed_kmh"]) for row in rows] == [("3", "95.0"), ("7", "81.5")]
+    r = request(api.port, "GET", f"/api/videos/{vid}/violations?format=xml")
+    assert r.status == 400 and r.error_code == "invalid_format"
+
+
+def test_violations_csv_empty_has_header(api, video):
+    r = request(api.port, "GET", f"/api/videos/{video['id']}/violations?format=csv")
+    assert r.status == 200
+    assert r.body.decode().splitlines() == [
+        "id,video_id,track_id,vehicle_class,speed_kmh,frame_number,video_time_s,detected_at,snapshot_path"
+    ]
+
+
+def test_cascade_delete(api, video, db_engine):
+    with db_engine.begin() as conn:
+        conn.execute(text("INSERT INTO video_analytics (video_id) VALUES (:v)"), {"v": video["id"]})
+        conn.execute(
+            text(
+                "INSERT INTO speeding_violations (video_id, track_id, speed_kmh, frame_number)"
+                " VALUES (:v, 1, 70, 1)"
+            ),
+            {"v": video["id"]},
+        )
+        conn.execute(text("DELETE FROM videos WHERE id = :v"), {"v": video["id"]})
+        left = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM video_analytics WHERE video_id = :v)"
+                " + (SELECT count(*) FROM speeding_violations WHERE video_id = :v)"
+            ),
+            {"v": video["id"]},
+        ).scalar_one()
+    assert left == 0
+
+
+def test_health(api):
+    r = request(api.port, "GET", "/api/health")
+    assert r.status == 200
+    assert r.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+
+
+def test_websocket_status(api):
+    r = request(api.port, "GET", "/api/websocket/status")
+    assert r.status == 200
+    body = r.json()
+    assert {"total_connections", "channels", "backend_connections"} <= body.keys()
+
+
+def test_metrics(api, db_engine):
+    request(api.port, "GET", "/api/health")
+    r = request(api.port, "GET", "/metrics")
+    assert r.status == 200
+    assert r.headers["Content-Type"].startswith("text/plain")
+    assert b"backend_http_requests_total" in r.body
+    assert b"backend_ws_clients" in r.body
+    assert count_videos(db_engine) >= 0
+
+
+def test_cors_for_allowed_origin(api):
+    r = request(api.port, "OPTIONS", "/api/videos", headers={"Origin": "http://localhost:4200"})
+    assert r.status == 204
+    assert r.headers["Access-Control-Allow-Origin"] == "http://localhost:4200"
+    r = request(api.port, "GET", "/api/videos", headers={"Origin": "http://evil.example"})
+    assert "Access-Control-Allow-Origin" not in r.headers

@@ -1,0 +1,166 @@
+"""The WebSocket hub: protocol errors, subscriptions and their Redis keys, ingest auth, origin."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import pytest
+
+from backend.tests.client import request, upload
+from backend.tests.conftest import wait_until
+from backend.tests.ws import connect, connect_status, ingest, recv, subscribe
+
+
+@pytest.fixture
+def video_id(api, sample_video) -> int:
+    r = upload(api.port, {"name": "ws"}, {"video": ("w.mp4", sample_video.read_bytes())})
+    assert r.status == 201
+    return r.json()["id"]
+
+
+def frame_message(video_id: int, n: int, jpeg: bytes = b"\xff\xd8jpeg\xff\xd9") -> str:
+    url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+    data = {"video_id": video_id, "frame_number": n, "timestamp": n / 25, "processed_frame": url}
+    return json.dumps(
+        {"type": "processed_frame", "data": {**data, "roi_polygon": None, "end_of_stream": False}}
+    )
+
+
+def analytics_message(video_id: int, n: int) -> str:
+    vehicle = {
+        "track_id": 4,
+        "bbox": {"x1": 1, "y1": 2, "x2": 30, "y2": 40},
+        "speed": 88.5,
+        "speed_unit": "km/h",
+        "class_id": 2,
+        "confidence": 0.9,
+    }
+    data = {
+        "video_id": video_id,
+        "frame_number": n,
+        "timestamp": n / 25,
+        "stats": {"total_vehicles": n, "speeding_count": 1, "current_in_roi": 2},
+        "speeding_vehicles": [vehicle],
+    }
+    return json.dumps({"type": "analytics_update", "data": data})
+
+
+def test_bad_messages_get_errors_and_connection_stays(api, video_id):
+    async def scenario():
+        conn = await connect(f"{api.ws_url}/ws/client/stream")
+        bad = [
+            "not json {",
+            json.dumps([1, 2]),
+            json.dumps({"action": "dance", "channel": f"processed_frame_{video_id}"}),
+            json.dumps({"channel": f"processed_frame_{video_id}"}),
+            json.dumps({"action": "subscribe"}),
+            json.dumps({"action": "subscribe", "channel": 5}),
+            json.dumps({"action": "subscribe", "channel": "processed_frame_"}),
+            json.dumps({"action": "subscribe", "channel": "processed_frame_1; DROP"}),
+            json.dumps({"action": "subscribe", "channel": "admin_secrets"}),
+            json.dumps({"action": "subscribe", "channel": "processed_frame_987654"}),  # no such video
+        ]
+        replies = []
+        for text in bad:
+            await conn.write_message(text)
+            replies.append(await recv(conn))
+        ack = await subscribe(conn, f"processed_frame_{video_id}")  # still open and working
+        conn.close()
+        return replies, ack
+
+    replies, ack = asyncio.run(scenario())
+    assert all(r["type"] == "error" and r["message"] for r in replies), replies
+    assert "invalid JSON" in replies[0]["message"]
+    assert "unknown action" in replies[2]["message"]
+    assert "unknown channel" in replies[8]["message"]
+    assert ack == {
+        "type": "subscription_ack",
+        "channel": f"processed_frame_{video_id}",
+        "status": "subscribed",
+    }
+
+
+def test_subscription_keys_follow_subscribers(api, video_id, sync_redis):
+    frame_key = f"websocket:subscription:video:{video_id}"
+    analytics_key = f"websocket:analytics:video:{video_id}"
+
+    async def scenario():
+        a = await connect(f"{api.ws_url}/ws/client/stream")
+        b = await connect(f"{api.ws_url}/ws/client/stream")
+        assert (await subscribe(a, f"processed_frame_{video_id}"))["status"] == "subscribed"
+        assert (await subscribe(b, f"processed_frame_{video_id}"))["status"] == "subscribed"
+        assert (await subscribe(a, f"analytics_metrics_{video_id}"))["status"] == "subscribed"
+        assert sync_redis.get(frame_key) == "true"
+        assert sync_redis.get(analytics_key) == "true"
+        assert 290 < sync_redis.ttl(frame_key) <= 300
+        sync_redis.expire(frame_key, 10)
+        await api_refresh(api)
+        assert sync_redis.ttl(frame_key) > 290  # refreshed while subscribed
+        await a.write_message(
+            json.dumps({"action": "unsubscribe", "channel": f"analytics_metrics_{video_id}"})
+        )
+        assert (await recv(a))["status"] == "unsubscribed"
+        assert sync_redis.get(analytics_key) is None  # last analytics subscriber left
+        a.close()  # b still watches frames
+        await asyncio.sleep(0)
+        status = request(api.port, "GET", "/api/websocket/status").json()
+        assert wait_until(lambda: sync_redis.get(frame_key) == "true")
+        b.close()
+        assert await asyncio.to_thread(wait_until, lambda: sync_redis.get(frame_key) is None)
+        return status
+
+    status = asyncio.run(scenario())
+    assert status["channels"].get(f"processed_frame_{video_id}", 0) >= 1
+
+
+async def api_refresh(api):
+    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(api.app.hub.refresh(), api.loop.loop))
+
+
+def test_ingest_routes_to_subscribers_only(api, video_id, sample_video):
+    other = upload(api.port, {"name": "other"}, {"video": ("o.mp4", sample_video.read_bytes())}).json()["id"]
+
+    async def scenario():
+        viewer = await connect(f"{api.ws_url}/ws/client/stream")
+        await subscribe(viewer, f"processed_frame_{video_id}")
+        await subscribe(viewer, f"analytics_metrics_{video_id}")
+        frames = await ingest(api.port, "processed")
+        stats = await ingest(api.port, "analytics")
+        await frames.write_message(frame_message(other, 1))  # nobody watches that one
+        await frames.write_message(frame_message(video_id, 2))
+        await stats.write_message(analytics_message(video_id, 2))
+        got = [await recv(viewer), await recv(viewer)]
+        await frames.write_message(json.dumps({"type": "processed_frame", "data": {"video_id": "x"}}))
+        err = await recv(frames)
+        for c in (viewer, frames, stats):
+            c.close()
+        return got, err
+
+    got, err = asyncio.run(scenario())
+    by_type = {m["type"]: m for m in got}
+    assert by_type["frame"]["data"]["video_id"] == video_id
+    assert by_type["frame"]["data"]["frame_number"] == 2
+    assert by_type["frame"]["data"]["processed_frame"].startswith("data:image/jpeg;base64,")
+    analytics = by_type["analytics"]["data"]
+    assert analytics["stats"] == {"total_vehicles": 2, "speeding_count": 1, "current_in_roi": 2}
+    assert analytics["speeding_vehicles"][0]["speed"] == 88.5
+    assert err["type"] == "error"
+
+
+@pytest.mark.parametrize("kind", ["processed", "analytics"])
+def test_ingest_without_token_refused(api, kind):
+    url = f"{api.ws_url}/ws/backend/{kind}"
+    assert asyncio.run(connect_status(url, origin=None)) == 401
+    assert asyncio.run(connect_status(url, origin=None, token="wrong")) == 401
+    assert asyncio.run(connect_status(url, origin=None, token="test-internal-token")) == 101
+    # a browser (any Origin) is refused even with the token
+    assert asyncio.run(connect_status(url, token="test-internal-token")) == 403
+
+
+def test_disallowed_origin_refused(api):
+    url = f"{api.ws_url}/ws/client/stream"
+    assert asyncio.run(connect_status(url, origin="http://evil.example")) == 403
+    assert asyncio.run(connect_status(url, origin="http://localhost:4200")) == 101
+    assert asyncio.run(connect_status(url, origin=None)) == 101  # non-browser clients send none
