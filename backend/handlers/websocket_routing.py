@@ -148,46 +148,37 @@ class IngestHandler(WebSocketHandler):
         except WebSocketClosedError:
             pass
 
-
-class ProcessedIngestHandler(IngestHandler):
-    kind = "processed"
-
     def on_message(self, message: str | bytes) -> None:
         try:
-            ingest = ProcessedFrameIngest.model_validate_json(message)
+            ingest = self.message_model.model_validate_json(message)
         except ValidationError as exc:
-            self.reject(f"invalid processed_frame message: {exc.errors()[0]['msg']}")
+            self.reject(f"invalid {self.message_type} message: {exc.errors()[0]['msg']}")
             return
-        metrics.INGEST_MESSAGES.labels("frame").inc()
+        metrics.INGEST_MESSAGES.labels(self.client_type).inc()
         # Encoded once here; every subscriber's socket gets the same bytes (sent as a text frame).
-        text = b'{"type":"frame","data":' + ingest.data.model_dump_json().encode() + b"}"
-        n = self.application.hub.broadcast_frame(ingest.data.video_id, text)
-        log.debug(
-            "[BACKEND-FRAME-CHANNEL] video %d frame %d -> %d",
-            ingest.data.video_id,
-            ingest.data.frame_number,
-            n,
+        text = (
+            b'{"type":"%s","data":' % self.client_type.encode()
+            + ingest.data.model_dump_json().encode()
+            + b"}"
         )
+        n = self.broadcast(ingest.data.video_id, text)
+        log.debug("[%s] video %d frame %d -> %d", self.tag, ingest.data.video_id, ingest.data.frame_number, n)
+
+
+class ProcessedIngestHandler(IngestHandler):
+    kind, message_type, client_type = "processed", "processed_frame", "frame"
+    message_model = ProcessedFrameIngest
+
+    def broadcast(self, video_id: int, text: bytes) -> int:
+        return self.application.hub.broadcast_frame(video_id, text)
 
 
 class AnalyticsIngestHandler(IngestHandler):
-    kind = "analytics"
+    kind, message_type, client_type = "analytics", "analytics_update", "analytics"
+    message_model = AnalyticsIngest
 
-    def on_message(self, message: str | bytes) -> None:
-        try:
-            ingest = AnalyticsIngest.model_validate_json(message)
-        except ValidationError as exc:
-            self.reject(f"invalid analytics_update message: {exc.errors()[0]['msg']}")
-            return
-        metrics.INGEST_MESSAGES.labels("analytics").inc()
-        text = b'{"type":"analytics","data":' + ingest.data.model_dump_json().encode() + b"}"
-        n = self.application.hub.broadcast_analytics(ingest.data.video_id, text)
-        log.debug(
-            "[BACKEND-ANALYTICS-CHANNEL] video %d frame %d -> %d",
-            ingest.data.video_id,
-            ingest.data.frame_number,
-            n,
-        )
+    def broadcast(self, video_id: int, text: bytes) -> int:
+        return self.application.hub.broadcast_analytics(video_id, text)
 
 
 class WebSocketStatusHandler(BaseHandler):
