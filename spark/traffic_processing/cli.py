@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from .analytics import VehicleRecord
 from .calibration import CalibrationError, fit_homography
@@ -117,7 +116,7 @@ def run(args: argparse.Namespace) -> dict:
             result = processor.process(frame, n)
             frames += 1
             if writer is not None:
-                writer.write(cv2.imdecode(np.frombuffer(result.processed_frame, np.uint8), cv2.IMREAD_COLOR))
+                writer.write(processor.last_annotated)
             if tracks:
                 for v in result.vehicles:
                     tracks.writerow(

@@ -80,6 +80,7 @@ class FrameProcessor:
         )
         self.timer = StageTimer()
         self.last_timings: dict[str, float] = {}
+        self.last_annotated: np.ndarray | None = None  # BGR, kept for writers of annotated video
 
     # -- stateless stage -------------------------------------------------------------------
     def analyze(self, frames: list[np.ndarray]) -> list[FrameDetections]:
@@ -109,16 +110,16 @@ class FrameProcessor:
         with self.timer.stage("analytics"):
             self.analytics.update(tracked, frame_number, t)
         jpeg = b""
+        self.last_annotated = None
         if self.annotate:
             with self.timer.stage("visualization"):
-                annotated = self.visualizer.annotate(frame, tracked)
+                annotated = self.last_annotated = self.visualizer.annotate(frame, tracked)
             with self.timer.stage("encode"):
                 jpeg = encode_jpeg(annotated, self.config.jpeg_quality)
         self.last_timings = dict(self.timer.ms)
         if log.isEnabledFor(logging.INFO):
             log.info(self.timer.report(frame_number))
         self.timer.ms.clear()
-        self.last_detections = tracked
         return ProcessedFrame(
             video_id=self.video_id,
             frame_number=frame_number,
