@@ -2,7 +2,16 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 from traffic_processing.detections import FrameDetections
-from traffic_processing.schemas import BBox, FrameConfig, ProcessedFrame, Stats, Summary, Vehicle, VideoFrame
+from traffic_processing.schemas import (
+    BBox,
+    FrameConfig,
+    ProcessedFrame,
+    Stats,
+    Summary,
+    Vehicle,
+    VideoFrame,
+    Violation,
+)
 
 
 def test_detections_validate_lengths_and_index():
@@ -49,6 +58,9 @@ def test_processed_frame_roundtrip_and_data_url():
         roi_polygon=[[0, 0], [1, 0], [1, 1]],
         has_homography=True,
         end_of_stream=True,
+        new_violations=[
+            Violation(track_id=4, class_name="car", speed_kmh=72.5, frame_number=5, timestamp=0.2)
+        ],
         summary=Summary(
             total_vehicles_count=3, avg_dwell_time=1.5, vehicle_type_distribution={"car": 3}, speeding_count=1
         ),

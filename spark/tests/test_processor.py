@@ -46,6 +46,11 @@ def test_payload_from_jpeg_bytes_with_performance_block(clip, detector, caplog):
     for stage in (*STAGES, "total", "fps"):
         assert f"  {stage}" in block
     assert ProcessedFrame.from_fields(last.to_fields()) == last
+    # each speeding vehicle is reported once, in the frame where it was flagged
+    reported = [v.track_id for r in results for v in r.new_violations]
+    flagged = sorted(t for t, rec in proc.analytics.vehicles.items() if rec.speeding)
+    assert sorted(reported) == flagged and flagged
+    assert all(v.speed_kmh > settings.speed_limit_kmh for r in results for v in r.new_violations)
 
 
 def test_precomputed_embeddings_give_the_same_tracks(clip, detector):

@@ -19,7 +19,7 @@ from .config import ProcessorConfig
 from .detections import FrameDetections
 from .detector import VehicleDetector
 from .roi import RoiFilter
-from .schemas import BBox, FrameConfig, ProcessedFrame, Stats, Summary, Vehicle
+from .schemas import BBox, FrameConfig, ProcessedFrame, Stats, Summary, Vehicle, Violation
 from .speed import SpeedEstimator
 from .tracker import VehicleTracker, embed
 from .visualize import Visualizer, VisualizerConfig, decode_jpeg, encode_jpeg
@@ -129,7 +129,23 @@ class FrameProcessor:
             stats=Stats(**self.analytics.stats()),
             roi_polygon=None if self.roi.polygon is None else self.roi.polygon.tolist(),
             has_homography=self.settings.homography_matrix is not None,
+            new_violations=self._new_violations(),
         )
+
+    def _new_violations(self) -> list[Violation]:
+        out = []
+        for tid in self.analytics.newly_speeding:
+            rec = self.analytics.vehicles[tid]
+            out.append(
+                Violation(
+                    track_id=tid,
+                    class_name=rec.class_name,
+                    speed_kmh=round(rec.speed_kmh, 2),
+                    frame_number=rec.speeding_frame,
+                    timestamp=round(rec.last_time_s, 4),
+                )
+            )
+        return out
 
     # -- both ------------------------------------------------------------------------------
     def process(self, frame: np.ndarray | bytes, frame_number: int) -> ProcessedFrame:

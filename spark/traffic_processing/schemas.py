@@ -53,6 +53,16 @@ class Summary(Strict):
     speeding_count: int
 
 
+class Violation(Strict):
+    """A vehicle flagged speeding (once per vehicle): a ``speeding_violations`` row."""
+
+    track_id: int
+    class_name: str
+    speed_kmh: float  # the vehicle's representative (median) speed when flagged
+    frame_number: int
+    timestamp: float  # video time, seconds
+
+
 class FrameConfig(Strict):
     """Per-video processing settings carried in each ``video-frames`` entry."""
 
@@ -60,6 +70,8 @@ class FrameConfig(Strict):
     homography_matrix: list[list[float]] | None = None
     fps: float = Field(gt=0)
     speed_limit_kmh: float = Field(default=60.0, gt=0)
+    # False: process every frame (no live skipping); the producer applies backpressure.
+    realtime: bool = True
 
 
 def _text(fields: dict[Any, Any], key: str, default: Any = None) -> Any:
@@ -125,6 +137,7 @@ class ProcessedFrame(Strict):
     summary: Summary | None = None
     produced_at: float | None = None
     skipped_frames: int = 0
+    new_violations: list[Violation] = []
 
     def to_fields(self) -> dict[str, bytes | str]:
         return {
@@ -142,6 +155,7 @@ class ProcessedFrame(Strict):
             "summary": self.summary.model_dump_json() if self.summary else "",
             "produced_at": "" if self.produced_at is None else repr(self.produced_at),
             "skipped_frames": str(self.skipped_frames),
+            "new_violations": json.dumps([v.model_dump() for v in self.new_violations]),
         }
 
     @classmethod
@@ -163,6 +177,7 @@ class ProcessedFrame(Strict):
             summary=Summary.model_validate_json(summary) if summary else None,
             produced_at=float(produced) if produced else None,
             skipped_frames=int(_text(fields, "skipped_frames") or 0),
+            new_violations=json.loads(_text(fields, "new_violations") or "[]"),
         )
 
     def frame_data_url(self) -> str:
