@@ -104,3 +104,11 @@ def test_tracks_csv_has_one_row_per_confirmed_track_per_frame(analyzed, truth_cl
     keys = [(r["frame_number"], r["track_id"]) for r in rows]
     assert len(keys) == len(set(keys))
     assert any(r["speed_kmh"] == "" for r in rows) and any(r["speed_kmh"] != "" for r in rows)
+
+
+def test_type_mix_matches_truth(analyzed):
+    from collections import Counter
+
+    results, truth = analyzed
+    expected = Counter(t["class_name"] for t in truth["vehicles"])
+    assert results["summary"]["vehicle_type_distribution"] == dict(expected)

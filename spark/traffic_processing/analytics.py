@@ -71,8 +71,9 @@ class VehicleAnalyticsTracker:
         in_roi = detections[detections.in_roi & (detections.tracker_id >= 0)]
         self.current_in_roi = len(in_roi)
         current_speeding = 0
-        for tid, cls, conf, speed in zip(
-            in_roi.tracker_id, in_roi.class_id, in_roi.confidence, in_roi.speed_kmh
+        areas = (in_roi.xyxy[:, 2] - in_roi.xyxy[:, 0]) * (in_roi.xyxy[:, 3] - in_roi.xyxy[:, 1])
+        for tid, cls, conf, area, speed in zip(
+            in_roi.tracker_id, in_roi.class_id, in_roi.confidence, areas, in_roi.speed_kmh
         ):
             tid = int(tid)
             rec = self.vehicles.get(tid)
@@ -81,7 +82,9 @@ class VehicleAnalyticsTracker:
                     tid, frame_number, frame_number, timestamp_s, timestamp_s
                 )
             rec.last_frame, rec.last_time_s = frame_number, timestamp_s
-            rec.class_votes[int(cls)] += float(conf)  # confidence-weighted class vote
+            # Class vote weighted by confidence and box area: the detector tells a bus from a
+            # car far better when the vehicle is near and large than as a few pixels far away.
+            rec.class_votes[int(cls)] += float(conf) * max(float(area), 1.0)
             if np.isfinite(speed):
                 rec.speeds_kmh.append(float(speed))
                 if (

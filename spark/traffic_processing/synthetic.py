@@ -34,7 +34,8 @@ SPRITES: dict[str, tuple[str, int, tuple[int, int, int, int], str, float]] = {
     "car_rear_grey": ("urban", 800, (399, 187, 495, 258), "car", 1.8),
     "car_front": ("urban", 840, (130, 201, 215, 289), "car", 1.8),
     "bus_rear": ("urban", 880, (428, 107, 591, 297), "bus", 2.5),
-    "bus_front": ("bus.jpg", 0, (24, 231, 802, 780), "bus", 2.5),
+    # bus.jpg shows the bus's front and part of its side: the crop spans about 3.4 m.
+    "bus_front": ("bus.jpg", 0, (24, 231, 802, 780), "bus", 3.4),
 }
 
 
