@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
+from tornado.websocket import WebSocketHandler
 
 from backend.db.session import Database
 from backend.handlers import system_handler, video_handler, websocket_routing
@@ -47,6 +48,7 @@ class TrafficApplication(tornado.web.Application):
         self.airflow = airflow
         self.hub = hub or Hub(SubscriptionCache(redis, ttl_s=config.SUBSCRIPTION_TTL_S))
         self._tasks: set[asyncio.Task] = set()
+        self.websockets: set[WebSocketHandler] = set()  # open client and ingest connections
         self._refresher: PeriodicCallback | None = None
         config.VIDEO_STORAGE_PATH.mkdir(parents=True, exist_ok=True)
         super().__init__(
@@ -77,6 +79,14 @@ class TrafficApplication(tornado.web.Application):
     def stop_background(self) -> None:
         if self._refresher is not None:
             self._refresher.stop()
+
+    def close_websockets(self, reason: str = "server shutting down") -> int:
+        """Close every open WebSocket with 1001 (going away): browsers and the bridge learn at
+        once that they must reconnect (``close_all_connections`` leaves upgraded ones open)."""
+        handlers = list(self.websockets)
+        for handler in handlers:
+            handler.close(1001, reason)
+        return len(handlers)
 
     def record_request(self, handler: tornado.web.RequestHandler) -> None:
         name = type(handler).__name__
@@ -121,6 +131,8 @@ async def serve(config: Settings) -> None:
     log.info("shutting down")
     server.stop()
     app.stop_background()
+    if app.close_websockets():
+        await asyncio.sleep(0.2)  # let the close frames go out
     await server.close_all_connections()
     await app.redis.aclose()
     app.db.close()

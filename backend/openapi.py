@@ -67,6 +67,18 @@ SCHEMAS: dict[str, Any] = {
             "world_points": {"type": "array", "items": {"$ref": "#/components/schemas/Point"}, "minItems": 4},
         },
     },
+    "StreamStart": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "realtime": {
+                "type": "boolean",
+                "default": True,
+                "description": "true: paced at the video's fps, frames may be skipped to stay live; "
+                "false: as fast as possible, every frame processed",
+            }
+        },
+    },
     "Analytics": {
         "type": "object",
         "properties": {
@@ -186,10 +198,17 @@ PATHS: dict[str, Any] = {
     },
     "/api/videos/{video_id}/stream/start": {
         "post": {
-            "summary": "Trigger DAG video_streaming_pipeline with conf {video_id}",
+            "summary": "Trigger DAG video_streaming_pipeline with conf {video_id, realtime}",
+            "description": "Clears the video's stop flag, progress, violations list and live "
+            "analytics in Redis, then triggers the DAG. The body is optional (empty: realtime true).",
             "parameters": [VIDEO_ID],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StreamStart"}}},
+            },
             "responses": {
                 "201": _json("The DAG run", schema={"type": "object"}),
+                "400": _error("Malformed JSON or body"),
                 "404": NOT_FOUND,
                 "409": _error("Already streaming"),
                 "503": AIRFLOW_DOWN,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
-from traffic_processing.schemas import JPEG_DATA_URL_PREFIX, BBox, ProcessedFrame, Stats
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from traffic_processing.schemas import JPEG_DATA_URL_PREFIX, BBox, ProcessedFrame, Stats, Summary
 
 FRAME_CHANNEL = "processed_frame"
 ANALYTICS_CHANNEL = "analytics_metrics"
@@ -60,6 +60,9 @@ class FrameData(BaseModel):
     processed_frame: str  # "data:image/jpeg;base64,…"
     roi_polygon: list[list[float]] | None = None
     end_of_stream: bool = False
+    # (beyond DESIGN) wall clock when the producer sent the frame: live latency on the client
+    produced_at: float | None = None
+    skipped_frames: int = 0
 
     @field_validator("processed_frame")
     @classmethod
@@ -85,6 +88,9 @@ class AnalyticsData(BaseModel):
     timestamp: float
     stats: Stats
     speeding_vehicles: list[SpeedingVehicle] = []
+    # (beyond DESIGN) the final summary, on the end-of-stream update
+    end_of_stream: bool = False
+    summary: Summary | None = None
 
 
 class ProcessedFrameIngest(Strict):
@@ -101,6 +107,8 @@ class ProcessedFrameIngest(Strict):
                 processed_frame=frame.frame_data_url() if frame.processed_frame else "",
                 roi_polygon=frame.roi_polygon,
                 end_of_stream=frame.end_of_stream,
+                produced_at=frame.produced_at,
+                skipped_frames=frame.skipped_frames,
             )
         )
 
@@ -131,6 +139,8 @@ class AnalyticsIngest(Strict):
                 timestamp=frame.timestamp,
                 stats=frame.stats,
                 speeding_vehicles=speeding,
+                end_of_stream=frame.end_of_stream,
+                summary=frame.summary,
             )
         )
 
@@ -155,6 +165,14 @@ class CalibrationIn(Strict):
     roi: list[list[float]] = Field(min_length=3, validation_alias=AliasChoices("roi", "roi_polygon"))
     image_points: list[list[float]] = Field(min_length=4)  # pixels
     world_points: list[list[float]] = Field(min_length=4)  # metres on the road plane
+
+
+class StreamStartIn(Strict):
+    """Optional body of ``POST /api/videos/{id}/stream/start``; goes into the DAG conf."""
+
+    # False: every frame is processed (no live skipping) and the producer runs as fast as the
+    # processor keeps up (backpressure) instead of at the video's fps.
+    realtime: StrictBool = True
 
 
 class ApiErrorBody(Strict):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from traffic_processing import streams
 
 EXAMPLE_SECRETS = {"change-me", "changeme", ""}
 
@@ -41,7 +42,7 @@ class Settings(BaseSettings):
     WS_IDLE_TIMEOUT_S: float = Field(default=60.0, gt=0)
     WS_FRAME_QUEUE: int = Field(default=2, ge=1)  # frames queued per client; older ones dropped
     WS_ANALYTICS_QUEUE: int = Field(default=10_000, ge=1)  # never dropped: over this, disconnect
-    SUBSCRIPTION_TTL_S: int = Field(default=300, gt=0)
+    SUBSCRIPTION_TTL_S: int = Field(default=streams.SUBSCRIPTION_TTL_S, gt=0)
     SUBSCRIPTION_REFRESH_S: float = Field(default=60.0, gt=0)
 
     @cached_property

@@ -13,6 +13,7 @@ from typing import Any
 import cv2
 from pydantic import ValidationError
 from tornado.web import stream_request_body
+from traffic_processing import streams
 from traffic_processing.calibration import CalibrationError, fit_homography
 from traffic_processing.roi import RoiError, parse_polygon
 from traffic_processing.video import VideoError, VideoInfo, first_frame, probe_video
@@ -21,7 +22,7 @@ from traffic_processing.visualize import encode_jpeg
 from backend.db import crud
 from backend.db.models import SpeedingViolation, Video
 from backend.handlers.base import ApiError, BaseHandler, parse_video_id
-from backend.schemas import CalibrationIn
+from backend.schemas import CalibrationIn, StreamStartIn
 from backend.services import metrics
 from backend.services.airflow_client import AirflowError, AirflowUnavailable
 from backend.services.containers import TruncatedVideo, check_complete
@@ -33,11 +34,6 @@ log = logging.getLogger("backend.videos")
 # clean 413 once it has sent everything) before the connection is simply cut.
 DRAIN_ALLOWANCE = 64 * 1024 * 1024
 MULTIPART_SLACK = 64 * 1024  # headers and boundaries around the file part
-
-
-def stop_flag_key(video_id: int) -> str:
-    """Redis key the producer polls: set to "1" to stop streaming this video."""
-    return f"stream:video:{video_id}:stop"
 
 
 def probe_complete(path: Path) -> VideoInfo:
@@ -267,24 +263,43 @@ class ThumbnailHandler(VideoBase):
 
 
 class StreamStartHandler(VideoBase):
-    """``POST /api/videos/{id}/stream/start``: trigger the DAG; 409 if already running, 503 if down."""
+    """``POST /api/videos/{id}/stream/start`` (optional body ``{"realtime": bool}``, default true):
+    trigger the DAG with conf ``{"video_id", "realtime"}``; 409 if already running, 503 if down.
+
+    Before the trigger, the video's stop flag, progress hash, violations list and live analytics
+    snapshot are deleted, so that a rerun starts clean (nothing of this video runs: checked).
+    """
 
     async def post(self, raw_id: str) -> None:
+        body = self._body()
         video = await self.load_video(raw_id)
         airflow = self.application.airflow
         try:
             if await airflow.active_runs(video.id):
                 raise ApiError(409, "already_streaming", f"video {video.id} is already being streamed")
-            run = await airflow.trigger(video.id)
+            await self.application.redis.delete(
+                streams.stop_key(video.id),
+                streams.progress_key(video.id),
+                streams.violations_key(video.id),
+                streams.analytics_key(video.id),
+            )
+            run = await airflow.trigger(video.id, {"realtime": body.realtime})
         except AirflowUnavailable as exc:
             raise ApiError(503, "airflow_unavailable", str(exc)) from exc
         except AirflowError as exc:
             raise ApiError(502, "airflow_error", str(exc)) from exc
-        await self.application.redis.delete(stop_flag_key(video.id))
         await self.application.db.run(
             lambda s: crud.set_status(session=s, video_id=video.id, status="processing")
         )
         self.send_json({"video_id": video.id, "status": "processing", "dag_run": run}, 201)
+
+    def _body(self) -> StreamStartIn:
+        if not self.request.body or not self.request.body.strip():
+            return StreamStartIn()
+        try:
+            return StreamStartIn.model_validate(self.json_body())
+        except ValidationError as exc:
+            raise ApiError(400, "invalid_body", _validation_message(exc)) from exc
 
 
 class StreamStopHandler(VideoBase):
@@ -300,7 +315,7 @@ class StreamStopHandler(VideoBase):
             raise ApiError(502, "airflow_error", str(exc)) from exc
         if not runs:
             raise ApiError(409, "not_streaming", f"video {video.id} is not being streamed")
-        await self.application.redis.set(stop_flag_key(video.id), "1", ex=3600)
+        await self.application.redis.set(streams.stop_key(video.id), "1", ex=3600)
         await self.application.db.run(
             lambda s: crud.set_status(session=s, video_id=video.id, status="stopping")
         )
@@ -311,7 +326,8 @@ class StreamStopHandler(VideoBase):
 
 
 class AnalyticsHandler(VideoBase):
-    """Final ``video_analytics`` row, else the live snapshot ``analytics:video:{id}`` in Redis."""
+    """Final ``video_analytics`` row, else the live snapshot ``analytics:video:{id}`` in Redis
+    (``streams.analytics_key``)."""
 
     async def get(self, raw_id: str) -> None:
         video = await self.load_video(raw_id)
@@ -319,13 +335,13 @@ class AnalyticsHandler(VideoBase):
         if row is not None:
             self.send_json({"source": "final", **row.to_dict()})
             return
-        live = await self.application.redis.get(f"analytics:video:{video.id}")
+        live = await self.application.redis.get(streams.analytics_key(video.id))
         if live:
             try:
                 self.send_json({"source": "live", "video_id": video.id, **json.loads(live)})
                 return
             except (json.JSONDecodeError, TypeError):
-                log.warning("analytics:video:%d holds no JSON object", video.id)
+                log.warning("%s holds no JSON object", streams.analytics_key(video.id))
         raise ApiError(404, "analytics_not_found", f"no analytics yet for video {video.id}")
 
 

@@ -55,6 +55,7 @@ class ClientStreamHandler(WebSocketHandler):
             analytics_limit=config.WS_ANALYTICS_QUEUE,
         )
         self.application.hub.register(self.client)
+        self.application.websockets.add(self)
         log.info("[CLIENT-CHANNEL] client connected from %s", self.request.remote_ip)
 
     def _reply(self, message: Any) -> None:
@@ -99,6 +100,7 @@ class ClientStreamHandler(WebSocketHandler):
         self._reply(SubscriptionAck(channel=request.channel, status=status))
 
     def on_close(self) -> None:
+        self.application.websockets.discard(self)
         if self.client is not None:
             self.application.spawn(self.application.hub.remove(self.client))
             log.info("[CLIENT-CHANNEL] client disconnected")
@@ -136,9 +138,11 @@ class IngestHandler(WebSocketHandler):
 
     def open(self) -> None:
         self.application.hub.ingest_connections[self.kind] += 1
+        self.application.websockets.add(self)
         log.info("[%s] bridge connected", self.tag)
 
     def on_close(self) -> None:
+        self.application.websockets.discard(self)
         self.application.hub.ingest_connections[self.kind] -= 1
         log.info("[%s] bridge disconnected", self.tag)
 

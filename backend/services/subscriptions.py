@@ -3,6 +3,7 @@
 ``websocket:subscription:video:{id}`` (someone watches frames) and
 ``websocket:analytics:video:{id}`` (someone watches analytics) hold "true" with a TTL of
 300 s, refreshed while anyone is subscribed and deleted when the last subscriber leaves.
+The names and the TTL are the shared ones of ``traffic_processing.streams``.
 """
 
 from __future__ import annotations
@@ -13,23 +14,25 @@ from collections import defaultdict
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from traffic_processing import streams
 
 from backend.schemas import ANALYTICS_CHANNEL, FRAME_CHANNEL
 
 log = logging.getLogger("backend.subscriptions")
 
-KEY_PREFIX = {
-    FRAME_CHANNEL: "websocket:subscription:video:",
-    ANALYTICS_CHANNEL: "websocket:analytics:video:",
+KEY_OF_CHANNEL = {
+    FRAME_CHANNEL: streams.frame_subscription_key,
+    ANALYTICS_CHANNEL: streams.analytics_subscription_key,
 }
 
 
 def subscription_key(kind: str, video_id: int) -> str:
-    return f"{KEY_PREFIX[kind]}{video_id}"
+    """Key of channel kind ``processed_frame`` / ``analytics_metrics`` for one video."""
+    return KEY_OF_CHANNEL[kind](video_id)
 
 
 class SubscriptionCache:
-    def __init__(self, redis: aioredis.Redis, *, ttl_s: int = 300) -> None:
+    def __init__(self, redis: aioredis.Redis, *, ttl_s: int = streams.SUBSCRIPTION_TTL_S) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from traffic_processing import streams
 
 from backend.embedded import free_port
 from backend.tests.client import request, upload
@@ -24,7 +25,7 @@ def test_start_then_start_again_then_stop(api, video, sync_redis):
     r = request(api.port, "POST", f"/api/videos/{vid}/stream/start", b"")
     assert r.status == 201, r.body
     run = r.json()["dag_run"]
-    assert run["conf"] == {"video_id": vid}
+    assert run["conf"] == {"video_id": vid, "realtime": True}  # empty body: live stream
     assert run["dag_id"] == "video_streaming_pipeline"
     assert status_of(api, vid) == "processing"
     triggers = api.airflow_state.triggers
@@ -85,3 +86,67 @@ def test_airflow_token_is_reused(api, video, sample_video):
     other = upload(api.port, {"name": "again"}, {"video": ("o.mp4", sample_video.read_bytes())}).json()
     assert request(api.port, "POST", f"/api/videos/{other['id']}/stream/start", b"").status == 201
     assert api.airflow_state.token_requests - before <= 1
+
+
+def test_start_realtime_false_goes_into_the_conf(api, video):
+    vid = video["id"]
+    r = request(api.port, "POST", f"/api/videos/{vid}/stream/start", b'{"realtime": false}')
+    assert r.status == 201, r.body
+    assert r.json()["dag_run"]["conf"] == {"video_id": vid, "realtime": False}
+    api.airflow_state.finish_all()
+    r = request(api.port, "POST", f"/api/videos/{vid}/stream/start", b'{"realtime": true}')
+    assert r.json()["dag_run"]["conf"] == {"video_id": vid, "realtime": True}
+    api.airflow_state.finish_all()
+    r = request(api.port, "POST", f"/api/videos/{vid}/stream/start", b"{}")
+    assert r.json()["dag_run"]["conf"] == {"video_id": vid, "realtime": True}
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{not json", "invalid_json"),
+        (b'{"realtime": "no"}', "invalid_body"),
+        (b'{"realtime": 0}', "invalid_body"),
+        (b'{"realtime": true, "fast": 1}', "invalid_body"),
+        (b"[true]", "invalid_body"),
+    ],
+)
+def test_start_bad_body_is_400_and_triggers_nothing(api, video, body, code):
+    triggers = api.airflow_state.triggers
+    r = request(api.port, "POST", f"/api/videos/{video['id']}/stream/start", body)
+    assert r.status == 400, r.body
+    assert r.error_code == code
+    assert api.airflow_state.triggers == triggers
+    assert status_of(api, video["id"]) == "uploaded"
+
+
+def test_start_clears_the_previous_runs_keys(api, video, sync_redis):
+    vid = video["id"]
+    keys = [
+        streams.stop_key(vid),
+        streams.progress_key(vid),
+        streams.violations_key(vid),
+        streams.analytics_key(vid),
+    ]
+    sync_redis.set(streams.stop_key(vid), "1")
+    sync_redis.hset(streams.progress_key(vid), mapping={"state": "done", "processed": 30})
+    sync_redis.rpush(streams.violations_key(vid), '{"track_id": 1}')
+    sync_redis.set(streams.analytics_key(vid), "{}")
+    other = [streams.progress_key(vid + 1000), streams.violations_key(vid + 1000)]
+    sync_redis.hset(other[0], "state", "producing")
+    sync_redis.rpush(other[1], "x")
+    try:
+        assert request(api.port, "POST", f"/api/videos/{vid}/stream/start", b"").status == 201
+        assert sync_redis.exists(*keys) == 0
+        assert sync_redis.exists(*other) == 2  # other videos untouched
+    finally:
+        sync_redis.delete(*other)
+
+
+def test_start_while_running_keeps_the_runs_keys(api, video, sync_redis):
+    vid = video["id"]
+    assert request(api.port, "POST", f"/api/videos/{vid}/stream/start", b"").status == 201
+    sync_redis.hset(streams.progress_key(vid), "produced", 5)
+    assert request(api.port, "POST", f"/api/videos/{vid}/stream/start", b"").status == 409
+    assert sync_redis.hget(streams.progress_key(vid), "produced") == "5"
+    sync_redis.delete(streams.progress_key(vid))
