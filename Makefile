@@ -5,9 +5,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export YOLO_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
-REQS := $(wildcard requirements/*.txt)
+# requirements/airflow*.txt go to Airflow's own venv (AIRFLOW_VENV), everything else to .venv
+REQS := $(filter-out requirements/airflow%,$(wildcard requirements/*.txt))
+AIRFLOW_VENV ?= .airflow-venv
 
-.PHONY: install test test-fast lint format bench bench-fanout backend demo clean
+.PHONY: install install-airflow test test-fast lint format bench bench-fanout bench-e2e backend demo analyze-sample clean
 
 install: $(VENV)/.installed
 
@@ -19,7 +21,13 @@ $(VENV)/.installed: $(REQS) spark/pyproject.toml $(wildcard backend/pyproject.to
 	@if [ -f backend/pyproject.toml ]; then $(PY) -m pip install --quiet --no-deps --no-build-isolation -e backend; fi
 	touch $@
 
-test: install
+install-airflow: $(AIRFLOW_VENV)/.installed
+
+$(AIRFLOW_VENV)/.installed: $(wildcard requirements/airflow*.txt) airflow/install.sh
+	bash airflow/install.sh $(AIRFLOW_VENV)
+	touch $@
+
+test: install install-airflow
 	$(PY) -m pytest
 
 test-fast: install
@@ -38,6 +46,10 @@ bench: install
 		--calibration calibrations/urban_cctv_640x360_25fps.json
 	$(PY) -m backend.bench_fanout
 
+# The whole stack on the urban clip: end-to-end frames/s, live latency, vs the offline processor.
+bench-e2e: install install-airflow
+	$(PY) -m e2e.bench
+
 bench-fanout: install
 	$(PY) -m backend.bench_fanout
 
@@ -46,7 +58,12 @@ bench-fanout: install
 backend: install
 	$(PY) -m backend.run_local --data-dir .local
 
-demo: install
+# The whole system: PostgreSQL, Redis, backend, redis-consumer, Spark, Airflow (stack/run.py).
+demo: install install-airflow
+	$(PY) -m stack.run
+
+# The offline CLI over the sample clip: results, tracks and an annotated video in out/.
+analyze-sample: install
 	mkdir -p out
 	$(VENV)/bin/traffic-analyze ../shared/assets/videos/urban_cctv_640x360_25fps.mp4 \
 		--calibration calibrations/urban_cctv_640x360_25fps.json \

@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     # WebSocket hub
     WS_PING_INTERVAL_S: float = Field(default=30.0, gt=0)
     WS_IDLE_TIMEOUT_S: float = Field(default=60.0, gt=0)
-    WS_FRAME_QUEUE: int = Field(default=2, ge=1)  # frames queued per client; older ones dropped
+    # Frames queued per client, older ones dropped beyond it. Spark delivers a micro-batch (~1 s of
+    # video) at once: 32 lets a normal browser show every frame, a stalled one costs ~1 MB.
+    WS_FRAME_QUEUE: int = Field(default=32, ge=1)
     WS_ANALYTICS_QUEUE: int = Field(default=10_000, ge=1)  # never dropped: over this, disconnect
     SUBSCRIPTION_TTL_S: int = Field(default=streams.SUBSCRIPTION_TTL_S, gt=0)
     SUBSCRIPTION_REFRESH_S: float = Field(default=60.0, gt=0)

@@ -1,0 +1,116 @@
+"""Streams one stored video through Redis and the Spark application (DESIGN.md, Data flow 4).
+
+Triggered by the backend's ``POST /api/videos/{id}/stream/start`` with conf
+``{"video_id": N, "realtime": true}``. ``produce_frames`` and ``process_frames`` run side by
+side (processing starts with the first frame); ``cleanup`` runs after both, also when one
+failed, and ``fail_run`` then marks the run failed (a stop is not a failure).
+
+Thin on purpose: the work lives in ``traffic_pipeline`` (airflow/traffic_pipeline, tested).
+Settings come from the environment: DATABASE_URL, REDIS_HOST, REDIS_PORT, SPEED_LIMIT_KMH,
+VIDEO_STORAGE_PATH, PIPELINE_STALL_TIMEOUT_S, PIPELINE_JPEG_QUALITY, SPARK_HEARTBEAT_KEY.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+
+def _conf() -> tuple[int, bool, str, object]:
+    """(video_id, realtime, run_id, task logger) of the running task."""
+    import logging
+
+    context = get_current_context()
+    params = context["params"]
+    video_id = params.get("video_id")
+    if video_id is None:
+        raise ValueError('conf must name the video: {"video_id": N}')
+    return (
+        int(video_id),
+        bool(params.get("realtime", True)),
+        context["run_id"],
+        logging.getLogger("traffic_pipeline"),
+    )
+
+
+@dag(
+    dag_id="video_streaming_pipeline",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=8,  # several videos stream at once; each run holds 2 task slots
+    max_active_tasks=24,
+    params={
+        "video_id": Param(None, type=["null", "integer"], description="videos.id to stream"),
+        "realtime": Param(True, type="boolean", description="pace at the video's fps (false: all frames)"),
+    },
+    tags=["traffic", "streaming"],
+    doc_md=__doc__,
+)
+def video_streaming_pipeline():
+    # produce/process are not retried: a retry would stream the video a second time.
+    @task(retries=0)
+    def produce_frames() -> dict:
+        from traffic_pipeline.config import PipelineSettings
+        from traffic_pipeline.producer import produce_frames as produce
+
+        video_id, realtime, run_id, log = _conf()
+        settings = PipelineSettings.from_env()
+        return produce(
+            video_id,
+            redis=settings.redis(),
+            db_url=settings.database_url,
+            realtime=realtime,
+            jpeg_quality=settings.jpeg_quality,
+            run_id=run_id,
+            log=log,
+        )
+
+    @task(retries=0)
+    def process_frames() -> dict:
+        import os
+
+        from traffic_pipeline.config import PipelineSettings
+        from traffic_pipeline.monitor import watch_processing
+
+        video_id, _, run_id, log = _conf()
+        settings = PipelineSettings.from_env()
+        return watch_processing(
+            video_id,
+            redis=settings.redis(),
+            run_id=run_id,
+            stall_timeout_s=settings.stall_timeout_s,
+            heartbeat_key=os.environ.get("SPARK_HEARTBEAT_KEY") or None,
+            log=log,
+        )
+
+    @task(trigger_rule="all_done", retries=2, retry_delay=timedelta(seconds=5))
+    def cleanup(produced: dict | None, processed: dict | None) -> dict:
+        from traffic_pipeline.cleanup import cleanup as run_cleanup
+        from traffic_pipeline.config import PipelineSettings
+
+        video_id, _, _, log = _conf()
+        settings = PipelineSettings.from_env()
+        # A failed upstream task leaves no return value (None here).
+        return run_cleanup(
+            video_id,
+            redis=settings.redis(),
+            db_url=settings.database_url,
+            tasks_ok=produced is not None and processed is not None,
+            log=log,
+        )
+
+    @task(trigger_rule="one_failed", retries=0)
+    def fail_run() -> None:
+        """The run's state follows its leaves; cleanup succeeds after a failure, so this one
+        (skipped when nothing failed) marks the run failed."""
+        raise RuntimeError("produce_frames or process_frames failed: see their logs")
+
+    produced, processed = produce_frames(), process_frames()
+    cleanup(produced, processed)
+    [produced, processed] >> fail_run()
+
+
+video_streaming_pipeline()

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# `airflow standalone` (api-server + scheduler + dag-processor + triggerer, LocalExecutor) for
+# the local run, on this repo's DAGs. Install first: bash airflow/install.sh
+#
+# Env (all optional; a repo-root .env is read first, the environment wins over it):
+#   AIRFLOW_PORT        api-server port (UI + REST + execution API), default 8080
+#   AIRFLOW_USERNAME    admin user of the simple auth manager, default admin
+#   AIRFLOW_PASSWORD    its password, default admin (written to $AIRFLOW_HOME/passwords.json)
+#   AIRFLOW_HOME        default .local/airflow
+#   AIRFLOW__DATABASE__SQL_ALCHEMY_CONN  Airflow's metadata DB, e.g. a database "airflow" on the
+#                       project's PostgreSQL: postgresql+psycopg://postgres@127.0.0.1:5432/airflow
+#                       (default: SQLite $AIRFLOW_HOME/airflow.db; Airflow 3's LocalExecutor
+#                       runs produce_frames and process_frames side by side on it too)
+#   DATABASE_URL, REDIS_HOST, REDIS_PORT, SPEED_LIMIT_KMH, VIDEO_STORAGE_PATH,
+#   PIPELINE_STALL_TIMEOUT_S, SPARK_HEARTBEAT_KEY   passed to the tasks (DESIGN.md, Configuration)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# .env first, without overriding what the caller exported.
+if [[ -f .env ]]; then
+  while IFS='=' read -r key value || [[ -n "$key" ]]; do
+    [[ "$key" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
+    [[ -n "${!key+x}" ]] && continue
+    value="${value%\"}"; value="${value#\"}"; value="${value%\'}"; value="${value#\'}"
+    export "$key=$value"
+  done < .env
+fi
+
+VENV="${AIRFLOW_VENV:-$ROOT/.airflow-venv}"
+[[ -x "$VENV/bin/airflow" ]] || { echo "no Airflow venv at $VENV: run bash airflow/install.sh" >&2; exit 1; }
+export PATH="$VENV/bin:$PATH"
+
+PORT="${AIRFLOW_PORT:-8080}"
+USERNAME="${AIRFLOW_USERNAME:-admin}"
+PASSWORD="${AIRFLOW_PASSWORD:-admin}"
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$ROOT/.local/airflow}"
+mkdir -p "$AIRFLOW_HOME"
+
+export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/airflow/dags"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
+export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+export AIRFLOW__API__HOST="${AIRFLOW_HOST:-127.0.0.1}"
+export AIRFLOW__API__PORT="$PORT"
+export AIRFLOW__API__BASE_URL="http://localhost:$PORT"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$PORT/execution/"
+export AIRFLOW__LOGGING__BASE_LOG_FOLDER="$AIRFLOW_HOME/logs"
+# Pick up a changed DAG file quickly.
+export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}"
+
+# Simple auth manager: one admin with a known password.
+export AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="$USERNAME:admin"
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$AIRFLOW_HOME/passwords.json"
+"$VENV/bin/python" - "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" "$USERNAME" "$PASSWORD" <<'PY'
+import json, os, sys
+path, user, password = sys.argv[1:]
+with open(path, "w") as f:
+    json.dump({user: password}, f)
+os.chmod(path, 0o600)
+PY
+
+# One JWT secret and API secret key for every component, kept across restarts.
+secret_file="$AIRFLOW_HOME/.secrets"
+if [[ ! -f "$secret_file" ]]; then
+  umask 077
+  "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32)); print(secrets.token_urlsafe(32))' >"$secret_file"
+fi
+export AIRFLOW__API_AUTH__JWT_SECRET="${AIRFLOW__API_AUTH__JWT_SECRET:-$(sed -n 1p "$secret_file")}"
+export AIRFLOW__API__SECRET_KEY="${AIRFLOW__API__SECRET_KEY:-$(sed -n 2p "$secret_file")}"
+
+# Metadata DB: the given one (PostgreSQL: async access through psycopg 3 too, no asyncpg), else SQLite.
+if [[ -n "${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-}" ]]; then
+  case "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in
+    postgresql://* | postgres://*)
+      AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg://${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN#*://}" ;;
+  esac
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN
+  case "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in
+    postgresql+psycopg://*)
+      export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC:-$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN}" ;;
+  esac
+  # Create the database (e.g. "airflow" next to the project's) when it is missing.
+  "$VENV/bin/python" - "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" <<'PY'
+import sys
+from sqlalchemy import create_engine, make_url, text
+url = make_url(sys.argv[1])
+if url.get_backend_name() == "postgresql" and url.database:
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": url.database}).first():
+            conn.execute(text(f'CREATE DATABASE "{url.database}"'))
+            print(f"created database {url.database}")
+    admin.dispose()
+PY
+else
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$AIRFLOW_HOME/airflow.db"
+fi
+
+# The task code's settings, with the project's defaults.
+export VIDEO_STORAGE_PATH="$(cd "$ROOT" && realpath -m "${VIDEO_STORAGE_PATH:-video_storage}")"
+
+echo "Airflow standalone on http://localhost:$PORT (user $USERNAME), home $AIRFLOW_HOME, dags $AIRFLOW__CORE__DAGS_FOLDER"
+exec airflow standalone

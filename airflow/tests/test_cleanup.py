@@ -1,0 +1,214 @@
+"""cleanup on a real PostgreSQL (migrated) and Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from sqlalchemy import text
+from traffic_pipeline.cleanup import cleanup, final_status
+from traffic_pipeline.config import hash_text
+from traffic_processing import streams
+from traffic_processing.schemas import ProcessedFrame, Summary, VideoFrame, Violation
+
+SUMMARY = Summary(
+    total_vehicles_count=5,
+    avg_dwell_time=2.5,
+    vehicle_type_distribution={"car": 4, "bus": 1},
+    speeding_count=2,
+)
+
+
+def violation(track_id: int, speed: float = 80.0) -> str:
+    return Violation(
+        track_id=track_id,
+        class_name="car",
+        speed_kmh=speed,
+        frame_number=10 * track_id,
+        timestamp=track_id / 2,
+    ).model_dump_json()
+
+
+def analytics_row(engine, vid: int) -> dict | None:
+    with engine.connect() as conn:
+        row = (
+            conn.execute(text("SELECT * FROM video_analytics WHERE video_id = :v"), {"v": vid})
+            .mappings()
+            .all()
+        )
+    assert len(row) <= 1
+    return dict(row[0]) if row else None
+
+
+def violation_rows(engine, vid: int) -> list[dict]:
+    with engine.connect() as conn:
+        q = text("SELECT * FROM speeding_violations WHERE video_id = :v ORDER BY track_id")
+        return [dict(m) for m in conn.execute(q, {"v": vid}).mappings()]
+
+
+def video_status(engine, vid: int) -> str:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT status FROM videos WHERE id = :v"), {"v": vid}).scalar_one()
+
+
+def add_frames(r, vid: int, n: int) -> None:
+    for i in range(n):
+        f = VideoFrame(
+            video_id=vid, frame_number=i, frame_data=b"\xff\xd8jpeg", timestamp=i / 10, produced_at=0.0
+        )
+        r.xadd(streams.VIDEO_FRAMES, f.to_fields())
+        p = ProcessedFrame(video_id=vid, frame_number=i, timestamp=i / 10, processed_frame=b"\xff\xd8x")
+        r.xadd(streams.PROCESSED_FRAMES, p.to_fields())
+
+
+def finished(r, vid: int, **fields) -> None:
+    mapping = {
+        "state": "produced",
+        "produce_done": "1",
+        "eos_processed": "1",
+        "summary": SUMMARY.model_dump_json(),
+    }
+    r.hset(streams.progress_key(vid), mapping={**mapping, **fields})
+
+
+def test_completed_run_stores_everything_and_clears_redis(r, engine, add_video):
+    vid, other = add_video(frames=2), add_video(frames=2)
+    add_frames(r, vid, 4)
+    add_frames(r, other, 3)
+    finished(r, vid)
+    r.rpush(streams.violations_key(vid), violation(1), violation(2, 95.5), violation(1))
+    r.set(streams.stop_key(vid), "1")
+    r.set(streams.analytics_key(vid), SUMMARY.model_dump_json())
+
+    result = cleanup(vid, redis=r, engine=engine, tasks_ok=True)
+
+    assert result["status"] == "completed" and video_status(engine, vid) == "completed"
+    row = analytics_row(engine, vid)
+    assert row["total_vehicles_count"] == 5 and row["avg_dwell_time"] == 2.5
+    assert row["vehicle_type_distribution"] == {"car": 4, "bus": 1} and row["speeding_count"] == 2
+    rows = violation_rows(engine, vid)
+    assert [(v["track_id"], v["vehicle_class"], v["speed_kmh"]) for v in rows] == [
+        (1, "car", 80.0),
+        (2, "car", 95.5),
+    ]
+    assert rows[1]["frame_number"] == 20 and rows[1]["video_time_s"] == 1.0
+    # Only this video's entries are gone from both streams.
+    for stream, n_other in ((streams.VIDEO_FRAMES, 3), (streams.PROCESSED_FRAMES, 3)):
+        ids = [int(f[b"video_id"]) for _, f in r.xrange(stream)]
+        assert ids == [other] * n_other
+    assert r.exists(streams.stop_key(vid), streams.violations_key(vid), streams.analytics_key(vid)) == 0
+    p = hash_text(r.hgetall(streams.progress_key(vid)))
+    assert p["state"] == "done" and p["status"] == "completed"
+    assert 0 < r.ttl(streams.progress_key(vid)) <= streams.PROGRESS_TTL_S
+    assert video_status(engine, other) == "uploaded"
+
+
+def test_cleanup_is_idempotent_and_upserts(r, engine, add_video):
+    vid = add_video(frames=2)
+    finished(r, vid)
+    r.rpush(streams.violations_key(vid), violation(1), violation(2))
+    cleanup(vid, redis=r, engine=engine)
+    # A later cleanup (retry, or a second run): newer summary, one known and one new violation.
+    newer = SUMMARY.model_copy(update={"total_vehicles_count": 7})
+    finished(r, vid, summary=newer.model_dump_json())
+    r.rpush(streams.violations_key(vid), violation(2), violation(3))
+    result = cleanup(vid, redis=r, engine=engine)
+    assert result["violations_added"] == 1
+    assert [v["track_id"] for v in violation_rows(engine, vid)] == [1, 2, 3]
+    assert analytics_row(engine, vid)["total_vehicles_count"] == 7
+    assert cleanup(vid, redis=r, engine=engine)["violations_added"] == 0
+
+
+def test_stopped_run_stores_the_partial_summary_from_the_analytics_key(r, engine, add_video):
+    vid = add_video(frames=2)
+    r.hset(streams.progress_key(vid), mapping={"state": "stopped", "produce_done": "1"})
+    partial = SUMMARY.model_copy(update={"total_vehicles_count": 2})
+    r.set(streams.analytics_key(vid), partial.model_dump_json())
+    result = cleanup(vid, redis=r, engine=engine, tasks_ok=True)
+    assert result["status"] == "stopped" and result["summary_source"] == "analytics"
+    assert analytics_row(engine, vid)["total_vehicles_count"] == 2
+    assert video_status(engine, vid) == "stopped"
+
+
+@pytest.mark.parametrize(
+    ("fields", "tasks_ok", "status"),
+    [
+        ({"state": "produced", "eos_processed": "1"}, True, "completed"),
+        ({"state": "produced", "eos_processed": "1"}, False, "failed"),
+        ({"state": "produced"}, None, "failed"),
+        ({"state": "failed", "eos_processed": "1"}, None, "failed"),
+        ({"state": "stopped"}, False, "stopped"),
+        ({"state": "stopped", "monitor_error": "stall"}, False, "failed"),
+        ({"state": "produced", "eos_processed": "1", "fatal_error": "x"}, None, "failed"),
+        ({}, None, "failed"),
+    ],
+)
+def test_final_status(fields, tasks_ok, status):
+    assert final_status(fields, tasks_ok=tasks_ok) == status
+
+
+def test_failed_run_without_anything_in_redis(r, engine, add_video):
+    vid = add_video(frames=2)
+    result = cleanup(vid, redis=r, engine=engine, tasks_ok=False)
+    assert result["status"] == "failed" and result["summary"] is None
+    assert analytics_row(engine, vid) is None and video_status(engine, vid) == "failed"
+
+
+def test_processed_entries_not_yet_delivered_to_the_bridge_are_kept(r, engine, add_video):
+    vid = add_video(frames=2)
+    group = streams.REDIS_CONSUMER_GROUP
+    r.xgroup_create(streams.PROCESSED_FRAMES, group, id="0", mkstream=True)
+    add_frames(r, vid, 6)
+    # The bridge has read 4 entries and acked 3 of them.
+    read = r.xreadgroup(group, "bridge-1", {streams.PROCESSED_FRAMES: ">"}, count=4)[0][1]
+    r.xack(streams.PROCESSED_FRAMES, group, *[i for i, _ in read[:3]])
+    finished(r, vid)
+    started = time.monotonic()
+    result = cleanup(vid, redis=r, engine=engine, delivery_wait_s=0.3)
+    assert time.monotonic() - started < 3
+    assert result["removed_processed_frames"] == 3 and result["kept_processed_frames"] == 3
+    left = [int(f[b"frame_number"]) for _, f in r.xrange(streams.PROCESSED_FRAMES)]
+    assert left == [3, 4, 5]
+    assert r.xlen(streams.VIDEO_FRAMES) == 0
+
+
+def test_waits_for_the_bridge_to_deliver_the_last_frames(r, engine, add_video):
+    import threading
+
+    vid = add_video(frames=2)
+    group = streams.REDIS_CONSUMER_GROUP
+    r.xgroup_create(streams.PROCESSED_FRAMES, group, id="0", mkstream=True)
+    add_frames(r, vid, 3)
+    finished(r, vid)
+
+    def bridge() -> None:
+        time.sleep(0.3)
+        for entry_id, _ in r.xreadgroup(group, "bridge-1", {streams.PROCESSED_FRAMES: ">"})[0][1]:
+            r.xack(streams.PROCESSED_FRAMES, group, entry_id)
+
+    threading.Thread(target=bridge, daemon=True).start()
+    result = cleanup(vid, redis=r, engine=engine, delivery_wait_s=5)
+    assert result["removed_processed_frames"] == 3 and result["kept_processed_frames"] == 0
+    assert r.xlen(streams.PROCESSED_FRAMES) == 0
+
+
+def test_unreadable_violations_are_skipped(r, engine, add_video):
+    vid = add_video(frames=2)
+    finished(r, vid)
+    r.rpush(streams.violations_key(vid), "not json", json.dumps({"track_id": 1}), violation(4))
+    result = cleanup(vid, redis=r, engine=engine)
+    assert result["violations_read"] == 3 and result["violations_added"] == 1
+    assert r.exists(streams.violations_key(vid)) == 0
+
+
+def test_an_unprocessed_end_of_stream_stays_for_the_processor(r, engine, add_video):
+    vid = add_video(frames=2)
+    add_frames(r, vid, 3)
+    eos = VideoFrame(video_id=vid, frame_number=3, timestamp=0.3, produced_at=0.0, end_of_stream=True)
+    r.xadd(streams.VIDEO_FRAMES, eos.to_fields())
+    r.hset(streams.progress_key(vid), mapping={"state": "produced", "produce_done": "1"})  # no eos_processed
+    result = cleanup(vid, redis=r, engine=engine, tasks_ok=False)
+    assert result["status"] == "failed" and result["removed_video_frames"] == 3
+    left = [VideoFrame.from_fields(f) for _, f in r.xrange(streams.VIDEO_FRAMES)]
+    assert [(e.video_id, e.end_of_stream) for e in left] == [(vid, True)]

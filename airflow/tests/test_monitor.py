@@ -1,0 +1,124 @@
+"""watch_processing on a real Redis, with the producer's and Spark's fields written by hand."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from traffic_pipeline.config import hash_text
+from traffic_pipeline.monitor import ProcessingError, ProcessingStalled, watch_processing
+from traffic_processing import streams
+
+from .conftest import Background
+
+VID = 11
+SUMMARY = {
+    "total_vehicles_count": 3,
+    "avg_dwell_time": 1.5,
+    "vehicle_type_distribution": {"car": 2, "truck": 1},
+    "speeding_count": 1,
+}
+
+
+def start(r, run_id: str = "run-a", **fields) -> str:
+    key = streams.progress_key(VID)
+    now = repr(time.time())
+    mapping = {"state": "producing", "produced": "0", "produce_done": "0", "run_id": run_id}
+    mapping |= {"started_at": now, "producer_heartbeat": now, **fields}
+    r.hset(key, mapping=mapping)
+    return key
+
+
+def watch(r, **kwargs):
+    kwargs.setdefault("poll_s", 0.02)
+    kwargs.setdefault("stall_timeout_s", 1.0)
+    return watch_processing(VID, redis=r, **kwargs)
+
+
+def test_returns_when_the_end_of_stream_is_processed(r):
+    key = start(r)
+    run = Background(lambda: watch(r, run_id="run-a", stall_timeout_s=2.0))
+    for n in range(1, 11):  # producer and processor advancing together
+        now = repr(time.time())
+        r.hset(key, mapping={"produced": n, "processed": n - 1, "producer_heartbeat": now})
+        time.sleep(0.05)
+    r.hset(key, mapping={"produce_done": "1", "state": "produced", "processed": 10, "skipped": 2})
+    time.sleep(0.1)
+    assert run.thread.is_alive()  # the end of stream is not processed yet
+    r.hset(key, mapping={"eos_processed": "1", "summary": json.dumps(SUMMARY)})
+    result = run.result(5)
+    assert result["processed"] == 10 and result["produced"] == 10 and result["skipped"] == 2
+    assert result["producer_state"] == "produced" and result["summary"] == SUMMARY
+    assert r.get(streams.stop_key(VID)) is None
+
+
+def test_raises_on_the_processors_fatal_error_and_stops_the_producer(r):
+    key = start(r, produced="5")
+    run = Background(lambda: watch(r, run_id="run-a", stall_timeout_s=30))
+    time.sleep(0.1)
+    r.hset(key, "fatal_error", "no model at models/yolov8n.pt")
+    with pytest.raises(ProcessingError, match="no model"):
+        run.result(5)
+    assert r.get(streams.stop_key(VID)) == b"1"
+    assert "no model" in hash_text(r.hgetall(key))["monitor_error"]
+
+
+def test_raises_on_a_stall_with_frames_pending(r):
+    start(r, produced="10", processed="3", produce_done="1", state="produced")
+    started = time.monotonic()
+    with pytest.raises(ProcessingStalled, match="7 frames"):
+        watch(r, run_id="run-a", stall_timeout_s=0.5)
+    assert 0.5 <= time.monotonic() - started < 3
+    assert r.get(streams.stop_key(VID)) == b"1"
+
+
+def test_raises_when_the_end_of_stream_is_never_processed(r):
+    start(r, produced="4", processed="4", produce_done="1", state="produced")
+    with pytest.raises(ProcessingStalled, match="end of stream"):
+        watch(r, run_id="run-a", stall_timeout_s=0.4)
+
+
+def test_no_stall_while_the_processor_keeps_up_with_a_slow_producer(r):
+    key = start(r, produced="3", processed="3")
+    run = Background(lambda: watch(r, run_id="run-a", stall_timeout_s=0.4))
+    for _ in range(8):  # 1.2 s with nothing pending: not a stall
+        r.hset(key, "producer_heartbeat", repr(time.time()))
+        time.sleep(0.15)
+    assert run.thread.is_alive()
+    r.hset(key, mapping={"produce_done": "1", "state": "produced", "eos_processed": "1"})
+    assert run.result(5)["processed"] == 3
+
+
+def test_raises_when_the_producer_stops_reporting(r):
+    start(r, produced="3", processed="3", producer_heartbeat=repr(time.time() - 100))
+    with pytest.raises(ProcessingStalled, match="producer"):
+        watch(r, run_id="run-a", stall_timeout_s=1.0)
+
+
+def test_waits_for_its_own_run_and_ignores_a_previous_runs_hash(r):
+    key = start(r, run_id="old-run", state="done", eos_processed="1", produce_done="1")
+    run = Background(lambda: watch(r, run_id="new-run", stall_timeout_s=2.0))
+    time.sleep(0.3)
+    assert run.thread.is_alive()  # the old run's eos_processed does not count
+    r.delete(key)
+    start(r, run_id="new-run", produced="1", processed="1", produce_done="1", eos_processed="1")
+    assert run.result(5)["produced"] == 1
+
+
+def test_without_run_id_a_done_hash_is_a_previous_run(r):
+    start(r, run_id="x", state="done", eos_processed="1")
+    with pytest.raises(ProcessingStalled, match="did not start"):
+        watch(r, start_timeout_s=0.3)
+
+
+def test_raises_when_the_producer_never_starts(r):
+    with pytest.raises(ProcessingStalled, match="did not start"):
+        watch(r, run_id="run-a", start_timeout_s=0.3)
+
+
+def test_spark_heartbeat_key_when_given(r):
+    start(r, produced="5", processed="1")
+    r.set("spark:heartbeat", repr(time.time() - 60))
+    with pytest.raises(ProcessingStalled, match="heartbeat"):
+        watch(r, run_id="run-a", stall_timeout_s=5, heartbeat_key="spark:heartbeat")

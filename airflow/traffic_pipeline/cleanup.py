@@ -1,0 +1,248 @@
+"""``cleanup``: the end of every run (also after a failure or a stop), idempotent.
+
+1. ``video_analytics`` upserted from the progress hash's ``summary`` (final, or the latest
+   partial one after a stop or failure), else from ``analytics:video:{id}``.
+2. Speeding violations drained from ``violations:video:{id}`` into ``speeding_violations``
+   (a (video_id, track_id) already stored is skipped; the list is trimmed only after commit).
+3. This video's entries removed from ``video-frames`` (but for an end of stream the processor
+   has not handled yet) and ``processed-frames``; on
+   ``processed-frames`` only those the Redis bridge's group has been delivered and acked
+   (waiting up to ``delivery_wait_s`` for it), so that no browser misses the last frames.
+4. Stop flag deleted, live analytics key deleted once stored, progress ``state`` "done" with
+   the final ``status`` (the hash stays, with its TTL, for the UI), ``videos.status`` set.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .config import default_log, hash_text, text
+
+COMPLETED = "completed"
+STOPPED = "stopped"
+FAILED = "failed"
+
+
+def final_status(progress: dict[str, str], *, tasks_ok: bool | None = None) -> str:
+    """ "stopped" when the producer was stopped, "completed" when the whole video went through,
+    else "failed". ``tasks_ok=False`` (an upstream task failed) rules out "completed"."""
+    if progress.get("state") == STOPPED and not progress.get("monitor_error"):
+        return STOPPED
+    complete = (
+        progress.get("state") == "produced"
+        and progress.get("eos_processed") == "1"
+        and not progress.get("fatal_error")
+        and not progress.get("monitor_error")
+    )
+    if complete and tasks_ok is not False:
+        return COMPLETED
+    return FAILED
+
+
+def cleanup(
+    video_id: int,
+    *,
+    redis: Any,
+    db_url: str | None = None,
+    engine: Any = None,
+    tasks_ok: bool | None = None,
+    delivery_wait_s: float = 10.0,
+    scan_count: int = 500,
+    log: logging.Logger | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    from traffic_processing import streams
+    from traffic_processing.schemas import Summary, Violation
+
+    from .db import insert_violations, session_scope, set_status, upsert_analytics
+
+    log = default_log(log, __name__)
+    pkey = streams.progress_key(video_id)
+    vkey = streams.violations_key(video_id)
+    akey = streams.analytics_key(video_id)
+    progress = hash_text(redis.hgetall(pkey))
+
+    summary: Summary | None = None
+    summary_source = None
+    for source, raw in (("progress", progress.get("summary")), ("analytics", text(redis.get(akey)))):
+        if not raw:
+            continue
+        try:
+            summary = Summary.model_validate_json(raw)
+            summary_source = source
+            break
+        except ValueError as exc:
+            log.warning("video %d: unreadable summary in %s: %s", video_id, source, exc)
+
+    raw_violations = redis.lrange(vkey, 0, -1)
+    violations = []
+    for raw in raw_violations:
+        try:
+            violations.append(Violation.model_validate_json(raw))
+        except ValueError as exc:
+            log.warning("video %d: skipping unreadable violation %r: %s", video_id, raw[:200], exc)
+
+    status = final_status(progress, tasks_ok=tasks_ok)
+    with session_scope(db_url, engine) as session:
+        if summary is not None:
+            upsert_analytics(session, video_id, summary)
+        added = insert_violations(session, video_id, violations)
+        set_status(session, video_id, status)
+    # Committed: now drop what was read (entries RPUSHed meanwhile stay for a later cleanup).
+    if raw_violations:
+        redis.ltrim(vkey, len(raw_violations), -1)
+
+    # An end of stream the processor has not handled yet stays: when it comes back (restart from
+    # its checkpoint) it still drops the video's state on it.
+    removed_frames = _delete_video_entries(
+        redis,
+        streams.VIDEO_FRAMES,
+        video_id,
+        scan_count=scan_count,
+        keep_end_of_stream=progress.get("eos_processed") != "1",
+    )
+    removed_processed, kept_processed = _delete_delivered_entries(
+        redis,
+        streams.PROCESSED_FRAMES,
+        streams.REDIS_CONSUMER_GROUP,
+        video_id,
+        scan_count=scan_count,
+        wait_s=delivery_wait_s,
+        sleep=sleep,
+        clock=clock,
+    )
+
+    pipe = redis.pipeline(transaction=True)
+    pipe.delete(streams.stop_key(video_id))
+    if summary is not None:
+        pipe.delete(akey)
+    pipe.hset(pkey, mapping={"state": "done", "status": status, "cleaned_at": repr(time.time())})
+    pipe.expire(pkey, streams.PROGRESS_TTL_S)
+    pipe.execute()
+
+    result = {
+        "video_id": video_id,
+        "status": status,
+        "summary": summary.model_dump() if summary else None,
+        "summary_source": summary_source,
+        "violations_read": len(raw_violations),
+        "violations_added": added,
+        "removed_video_frames": removed_frames,
+        "removed_processed_frames": removed_processed,
+        "kept_processed_frames": kept_processed,
+    }
+    log.info(
+        "video %d: cleanup done: status %s, analytics %s, %d/%d violations added, "
+        "removed %d video-frames and %d processed-frames entries (%d not yet delivered, kept)",
+        video_id,
+        status,
+        f"from {summary_source}" if summary else "none",
+        added,
+        len(raw_violations),
+        removed_frames,
+        removed_processed,
+        kept_processed,
+    )
+    return result
+
+
+def _scan_video_ids(
+    redis: Any, stream: str, video_id: int, scan_count: int, *, skip_end_of_stream: bool = False
+) -> list[bytes | str]:
+    """Ids of the stream entries whose ``video_id`` field is ``video_id`` (XRANGE pages)."""
+    wanted = str(video_id)
+    ids: list[bytes | str] = []
+    start: bytes | str = "-"
+    while True:
+        page = redis.xrange(stream, min=start, max="+", count=scan_count)
+        if not page:
+            break
+        for entry_id, fields in page:
+            if text(fields.get(b"video_id", fields.get("video_id"))) != wanted:
+                continue
+            if skip_end_of_stream and text(fields.get(b"end_of_stream", fields.get("end_of_stream"))) == "1":
+                continue
+            ids.append(entry_id)
+        if len(page) < scan_count:
+            break
+        start = "(" + text(page[-1][0])
+    return ids
+
+
+def _xdel(redis: Any, stream: str, ids: list[Any], batch: int = 500) -> int:
+    removed = 0
+    for i in range(0, len(ids), batch):
+        removed += int(redis.xdel(stream, *ids[i : i + batch]))
+    return removed
+
+
+def _delete_video_entries(
+    redis: Any, stream: str, video_id: int, *, scan_count: int, keep_end_of_stream: bool = False
+) -> int:
+    ids = _scan_video_ids(redis, stream, video_id, scan_count, skip_end_of_stream=keep_end_of_stream)
+    return _xdel(redis, stream, ids)
+
+
+def _id_tuple(entry_id: Any) -> tuple[int, int]:
+    ms, _, seq = text(entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _delete_delivered_entries(
+    redis: Any,
+    stream: str,
+    group: str,
+    video_id: int,
+    *,
+    scan_count: int,
+    wait_s: float,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> tuple[int, int]:
+    """XDEL this video's entries that ``group`` has been delivered and has acked; without the
+    group (no bridge) all of them. Returns (removed, kept)."""
+    deadline = clock() + wait_s
+    while True:
+        ids = _scan_video_ids(redis, stream, video_id, scan_count)
+        if not ids:
+            return 0, 0
+        info = _group_info(redis, stream, group)
+        if info is None:
+            return _xdel(redis, stream, ids), 0
+        last_delivered = _id_tuple(info["last-delivered-id"])
+        pending = _pending_ids(redis, stream, group, ids)
+        done = [i for i in ids if _id_tuple(i) <= last_delivered and _id_tuple(i) not in pending]
+        if len(done) == len(ids) or clock() >= deadline:
+            return _xdel(redis, stream, done), len(ids) - len(done)
+        sleep(0.2)
+
+
+def _group_info(redis: Any, stream: str, group: str) -> dict[str, Any] | None:
+    try:
+        groups = redis.xinfo_groups(stream)
+    except Exception:  # noqa: BLE001 - no such stream
+        return None
+    for g in groups:
+        info = {text(k): v for k, v in g.items()}
+        if text(info.get("name")) == group:
+            return info
+    return None
+
+
+def _pending_ids(redis: Any, stream: str, group: str, ids: list[Any]) -> set[tuple[int, int]]:
+    lo, hi = min(ids, key=_id_tuple), max(ids, key=_id_tuple)
+    out: set[tuple[int, int]] = set()
+    start = text(lo)
+    while True:
+        page = redis.xpending_range(stream, group, min=start, max=text(hi), count=1000)
+        if not page:
+            return out
+        for p in page:
+            out.add(_id_tuple(p["message_id"]))
+        if len(page) < 1000:
+            return out
+        start = "(" + text(page[-1]["message_id"])

@@ -1,0 +1,146 @@
+"""PostgreSQL access of the pipeline tasks, on the backend's SQLAlchemy models
+(``backend.db.models``: videos, video_analytics, speeding_violations)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .config import PipelineSettings, sqlalchemy_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
+    from traffic_processing.schemas import Summary, Violation
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def get_engine(db_url: str | None = None, engine: Engine | None = None) -> Engine:
+    """``engine`` as given, else one engine per URL (``DATABASE_URL`` when none)."""
+    if engine is not None:
+        return engine
+    from sqlalchemy import create_engine
+
+    url = sqlalchemy_url(db_url or PipelineSettings.from_env().database_url)
+    if url not in _ENGINES:
+        _ENGINES[url] = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+    return _ENGINES[url]
+
+
+@contextmanager
+def session_scope(db_url: str | None = None, engine: Engine | None = None):
+    from sqlalchemy.orm import Session
+
+    with Session(get_engine(db_url, engine)) as session, session.begin():
+        yield session
+
+
+@dataclass(frozen=True)
+class VideoRow:
+    id: int
+    file_path: str
+    fps: float | None
+    frame_count: int | None
+    roi: list[list[float]] | None
+    homography_matrix: list[list[float]] | None
+    status: str | None
+
+
+class VideoNotFound(LookupError):
+    pass
+
+
+def load_video(video_id: int, *, db_url: str | None = None, engine: Engine | None = None) -> VideoRow:
+    from backend.db.models import Video
+
+    with session_scope(db_url, engine) as session:
+        video = session.get(Video, video_id)
+        if video is None:
+            raise VideoNotFound(f"video {video_id} does not exist")
+        return VideoRow(
+            id=video.id,
+            file_path=video.file_path,
+            fps=video.fps,
+            frame_count=video.frame_count,
+            roi=_polygon(video.roi),
+            homography_matrix=video.homography_matrix,
+            status=video.status,
+        )
+
+
+def _polygon(roi: Any) -> list[list[float]] | None:
+    """The stored ROI as a list of [x, y] (also accepts {"points": [...]} / [{"x":, "y":}])."""
+    if not roi:
+        return None
+    if isinstance(roi, dict):
+        roi = roi.get("points") or roi.get("polygon") or roi.get("roi_polygon")
+        if not roi:
+            return None
+    points = []
+    for p in roi:
+        if isinstance(p, dict):
+            points.append([float(p["x"]), float(p["y"])])
+        else:
+            points.append([float(p[0]), float(p[1])])
+    return points
+
+
+def set_status(session: Session, video_id: int, status: str) -> None:
+    from sqlalchemy import update
+
+    from backend.db.models import Video
+
+    session.execute(update(Video).where(Video.id == video_id).values(status=status))
+
+
+def upsert_analytics(session: Session, video_id: int, summary: Summary) -> None:
+    """One ``video_analytics`` row per video (UNIQUE(video_id)): insert or overwrite."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    from backend.db.models import VideoAnalytics
+
+    values = {
+        "video_id": video_id,
+        "total_vehicles_count": summary.total_vehicles_count,
+        "avg_dwell_time": summary.avg_dwell_time,
+        "vehicle_type_distribution": summary.vehicle_type_distribution,
+        "speeding_count": summary.speeding_count,
+    }
+    stmt = insert(VideoAnalytics).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[VideoAnalytics.video_id],
+        set_={k: stmt.excluded[k] for k in values if k != "video_id"},
+    )
+    session.execute(stmt)
+
+
+def insert_violations(session: Session, video_id: int, violations: Iterable[Violation]) -> int:
+    """Insert the violations whose (video_id, track_id) is not stored yet; returns how many."""
+    from sqlalchemy import select
+
+    from backend.db.models import SpeedingViolation
+
+    stored = set(
+        session.scalars(select(SpeedingViolation.track_id).where(SpeedingViolation.video_id == video_id))
+    )
+    added = 0
+    for v in violations:
+        if v.track_id in stored:
+            continue
+        stored.add(v.track_id)
+        session.add(
+            SpeedingViolation(
+                video_id=video_id,
+                track_id=v.track_id,
+                vehicle_class=v.class_name,
+                speed_kmh=v.speed_kmh,
+                frame_number=v.frame_number,
+                video_time_s=v.timestamp,
+            )
+        )
+        added += 1
+    session.flush()
+    return added

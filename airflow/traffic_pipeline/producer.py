@@ -1,0 +1,298 @@
+"""``produce_frames``: a stored video -> JPEG entries on the ``video-frames`` stream.
+
+- Live (``realtime=True``): frame n is added at start + n / fps (a schedule, so no drift);
+  a slow processor skips frames on its side (DESIGN.md, Data flow).
+- ``realtime=False``: as fast as possible, but waits while more than ``MAX_BACKLOG_FRAMES``
+  of this video are unprocessed (``produced - processed`` in the progress hash).
+- Never trims the stream (the Spark source trims behind its commits).
+- The stop flag is read before every frame; on stop the end-of-stream entry is still written.
+- Exactly one end-of-stream entry per call, also when reading or encoding fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import PipelineSettings, default_log, hash_text, text
+
+STATE_PRODUCING = "producing"
+STATE_PRODUCED = "produced"
+STATE_STOPPED = "stopped"
+STATE_FAILED = "failed"
+
+
+class BackpressureTimeout(RuntimeError):
+    """The processor consumed nothing of this video for too long (realtime=False)."""
+
+
+def resolve_video_path(file_path: str, storage: Path | None = None) -> Path:
+    """The stored ``file_path`` as is, else under ``VIDEO_STORAGE_PATH`` (relative paths are
+    the backend's working directory's, which the Airflow worker may not share)."""
+    p = Path(file_path)
+    if p.is_file():
+        return p
+    storage = storage if storage is not None else PipelineSettings.from_env().video_storage_path
+    for candidate in (storage / p.name, storage.parent / p, storage / p):
+        if candidate.is_file():
+            return candidate
+    return p  # probe_video raises VideoError with this path
+
+
+def produce_frames(
+    video_id: int,
+    *,
+    redis: Any,
+    db_url: str | None = None,
+    engine: Any = None,
+    realtime: bool = True,
+    jpeg_quality: int = 85,
+    speed_limit_kmh: float | None = None,
+    run_id: str | None = None,
+    log: logging.Logger | None = None,
+    log_every: int = 100,
+    max_backlog: int | None = None,
+    backlog_poll_s: float = 0.05,
+    backlog_timeout_s: float = 600.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """Stream the video; returns {video_id, state, produced, frames_total, fps, elapsed_s, ...}."""
+    from traffic_processing import streams
+    from traffic_processing.schemas import FrameConfig, VideoFrame
+    from traffic_processing.video import iter_frames, probe_video
+    from traffic_processing.visualize import encode_jpeg
+
+    from .db import load_video
+
+    log = default_log(log, __name__)
+    settings = PipelineSettings.from_env()
+    max_backlog = streams.MAX_BACKLOG_FRAMES if max_backlog is None else max_backlog
+    pkey = streams.progress_key(video_id)
+    skey = streams.stop_key(video_id)
+
+    def touch(**fields: Any) -> None:
+        now = repr(time.time())
+        mapping = {"updated_at": now, "producer_heartbeat": now, **{k: str(v) for k, v in fields.items()}}
+        pipe = redis.pipeline(transaction=False)
+        pipe.hset(pkey, mapping=mapping)
+        pipe.expire(pkey, streams.PROGRESS_TTL_S)
+        pipe.execute()
+
+    def stop_requested() -> bool:
+        return text(redis.get(skey)) == "1"
+
+    # A fresh hash for this run: a previous run's eos_processed/summary must not leak into it.
+    now = repr(time.time())
+    start_fields = {
+        "state": STATE_PRODUCING,
+        "frames_total": "0",
+        "produced": "0",
+        "produce_done": "0",
+        "started_at": now,
+        "updated_at": now,
+        "producer_heartbeat": now,
+        "realtime": "1" if realtime else "0",
+    }
+    if run_id:
+        start_fields["run_id"] = run_id
+    pipe = redis.pipeline(transaction=True)
+    pipe.delete(pkey)
+    pipe.hset(pkey, mapping=start_fields)
+    pipe.expire(pkey, streams.PROGRESS_TTL_S)
+    pipe.execute()
+
+    produced = 0
+    next_frame = 0
+    fps = 0.0
+    config: Any = None
+    state = STATE_PRODUCING
+    eos_written = False
+    frames_total = 0
+    t0 = clock()
+    error: BaseException | None = None
+    try:
+        video = load_video(video_id, db_url=db_url, engine=engine)
+        path = resolve_video_path(video.file_path, settings.video_storage_path)
+        info = probe_video(path)
+        fps = float(video.fps or info.fps)
+        frames_total = int(info.frame_count or video.frame_count or 0)
+        config = FrameConfig(
+            roi_polygon=video.roi,
+            homography_matrix=video.homography_matrix,
+            fps=fps,
+            speed_limit_kmh=speed_limit_kmh if speed_limit_kmh is not None else settings.speed_limit_kmh,
+            realtime=realtime,
+        )
+        touch(frames_total=frames_total)
+        log.info(
+            "video %d: producing %s (%d frames at %.2f fps, %s, roi=%s, homography=%s)",
+            video_id,
+            path,
+            frames_total,
+            fps,
+            "realtime" if realtime else "as fast as possible with backpressure",
+            config.roi_polygon is not None,
+            config.homography_matrix is not None,
+        )
+
+        t0 = clock()
+        for n, frame in iter_frames(path):
+            jpeg = encode_jpeg(frame, jpeg_quality)
+            if realtime:
+                delay = t0 + n / fps - clock()
+                if delay > 0:
+                    sleep(delay)
+            else:
+                if _wait_backlog(
+                    redis,
+                    pkey,
+                    skey,
+                    produced,
+                    max_backlog,
+                    backlog_poll_s,
+                    backlog_timeout_s,
+                    sleep,
+                    clock,
+                    touch,
+                ):
+                    state = STATE_STOPPED
+                    break
+            if stop_requested():
+                state = STATE_STOPPED
+                break
+            entry = VideoFrame(
+                video_id=video_id,
+                frame_number=n,
+                frame_data=jpeg,
+                timestamp=n / fps,
+                produced_at=time.time(),
+                config=config,
+            )
+            wall = repr(time.time())
+            pipe = redis.pipeline(transaction=True)
+            pipe.xadd(streams.VIDEO_FRAMES, entry.to_fields())  # never MAXLEN: no frame may be cut
+            pipe.hset(
+                pkey, mapping={"produced": produced + 1, "updated_at": wall, "producer_heartbeat": wall}
+            )
+            pipe.expire(pkey, streams.PROGRESS_TTL_S)
+            pipe.execute()
+            produced += 1
+            next_frame = n + 1
+            if log_every and produced % log_every == 0:
+                elapsed = clock() - t0
+                log.info(
+                    "video %d: produced %d/%d frames in %.1f s (%.1f frames/s)",
+                    video_id,
+                    produced,
+                    frames_total,
+                    elapsed,
+                    produced / elapsed if elapsed > 0 else 0.0,
+                )
+        else:
+            state = STATE_PRODUCED
+        if state == STATE_STOPPED:
+            log.info("video %d: stop requested, ending after %d frames", video_id, produced)
+    except BaseException as exc:
+        error = exc
+        state = STATE_FAILED
+        raise
+    finally:
+        # Exactly one end-of-stream entry, whatever happened above (best effort on failure).
+        try:
+            if state == STATE_PRODUCED:
+                frames_total = produced  # the real count (the container's may be an estimate)
+            eos = VideoFrame(
+                video_id=video_id,
+                frame_number=next_frame,
+                frame_data=b"",
+                timestamp=next_frame / fps if fps > 0 else 0.0,
+                produced_at=time.time(),
+                config=config,
+                end_of_stream=True,
+            )
+            wall = repr(time.time())
+            done = {
+                "state": state,
+                "produce_done": "1",
+                "produced": str(produced),
+                "frames_total": str(frames_total),
+                "updated_at": wall,
+                "producer_heartbeat": wall,
+            }
+            if error is not None:
+                done["producer_error"] = f"{type(error).__name__}: {error}"[:1000]
+            pipe = redis.pipeline(transaction=True)
+            pipe.xadd(streams.VIDEO_FRAMES, eos.to_fields())
+            pipe.hset(pkey, mapping=done)
+            pipe.expire(pkey, streams.PROGRESS_TTL_S)
+            pipe.execute()
+            eos_written = True
+        except Exception:  # noqa: BLE001 - do not hide the original error
+            if error is None:
+                raise
+            log.exception("video %d: could not write the end-of-stream entry", video_id)
+
+    elapsed = clock() - t0
+    log.info(
+        "video %d: %s, %d frames and the end of stream in %.1f s (%.1f frames/s)",
+        video_id,
+        state,
+        produced,
+        elapsed,
+        produced / elapsed if elapsed > 0 else 0.0,
+    )
+    return {
+        "video_id": video_id,
+        "state": state,
+        "produced": produced,
+        "frames_total": frames_total,
+        "fps": fps,
+        "realtime": realtime,
+        "elapsed_s": round(elapsed, 3),
+        "eos_written": eos_written,
+    }
+
+
+def _wait_backlog(
+    redis: Any,
+    pkey: str,
+    skey: str,
+    produced: int,
+    max_backlog: int,
+    poll_s: float,
+    timeout_s: float,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    touch: Callable[..., None],
+) -> bool:
+    """Block while more than ``max_backlog`` frames are unprocessed. True: stop requested.
+
+    Raises BackpressureTimeout when ``processed`` does not move for ``timeout_s``, and
+    RuntimeError on the processor's ``fatal_error``."""
+    last_processed: int | None = None
+    last_change = clock()
+    last_touch = clock()
+    while True:
+        fields = hash_text(redis.hgetall(pkey))
+        processed = int(fields.get("processed") or 0)
+        if produced - processed <= max_backlog:
+            return False
+        if fields.get("fatal_error"):
+            raise RuntimeError(f"processor failed: {fields['fatal_error']}")
+        if text(redis.get(skey)) == "1":
+            return True
+        now = clock()
+        if processed != last_processed:
+            last_processed, last_change = processed, now
+        elif now - last_change > timeout_s:
+            raise BackpressureTimeout(
+                f"{produced - processed} frames unprocessed and no progress for {timeout_s:.0f} s"
+            )
+        if now - last_touch >= 1.0:  # keep the producer's heartbeat fresh while waiting
+            touch()
+            last_touch = now
+        sleep(poll_s)

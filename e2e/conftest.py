@@ -1,0 +1,27 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    from e2e.harness import start_stack, stop_stack
+
+    s = start_stack(tmp_path_factory.mktemp("stack"))
+    yield s
+    stop_stack(s)
+
+
+@pytest.fixture(scope="session")
+def truth(tmp_path_factory):
+    """The standard ground-truth clip (8 vehicles, 30-120 km/h), rendered once."""
+    from traffic_processing.synthetic import render, speeds_scenario
+
+    out = tmp_path_factory.mktemp("truth")
+    data = render(speeds_scenario(), out, "speeds")
+    import json
+
+    return Path(data["video"]), json.loads((out / "speeds_calib.json").read_text()), data

@@ -1,0 +1,225 @@
+"""The long-running Spark Structured Streaming application (DESIGN.md, Processing).
+
+    video-frames (Redis) -> [redis-frames source] -> mapInPandas: decode, live skip, detect, embed
+        -> groupBy(video_id).transformWithStateInPandas: DeepSORT, speed, analytics, draw, encode
+        -> foreachBatch: idempotent MULTI to processed-frames + progress + violations + analytics
+
+Run from the repository root with the venv's Python (local[*] unless SPARK_MASTER is set)::
+
+    REDIS_HOST=127.0.0.1 REDIS_PORT=6379 .venv/bin/python spark/streaming/app.py
+
+or ``.venv/bin/python -m spark.streaming.app``, or ``spark-submit spark/streaming/app.py`` with
+PYSPARK_PYTHON pointing at the venv. Environment: REDIS_HOST, REDIS_PORT, MODEL_PATH,
+SPARK_CHECKPOINT_DIR (default ``.local/spark-checkpoint``), SPARK_MASTER, TRIGGER_MS (150),
+MAX_ENTRIES_PER_BATCH (64), SOURCE_PARTITIONS (cores / 2), SHUFFLE_PARTITIONS (2),
+DETECTOR_DEVICE (cpu|cuda), WARM_UP (1: load the models in the Python workers before the query
+starts), SPARK_UI (true), LOG_PERFORMANCE=1 (per-frame ``[PERFORMANCE]`` block), LOG_PROGRESS=1
+(Spark's timings per micro-batch), LOG_TIMING=1 (time per stage and batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if __package__ in (None, ""):  # run as a script: make ``spark.streaming`` importable
+    sys.path.insert(0, str(REPO_ROOT))
+
+log = logging.getLogger("traffic_streaming.app")
+
+ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def configure_environment() -> None:
+    """Before the JVM starts: workers run this interpreter and can import ``spark.streaming``."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(REPO_ROOT) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *paths])
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+
+
+def check_model() -> str | None:
+    """The model path problem, if any, without loading it (workers load it once each)."""
+    from traffic_processing.detector import ModelLoadError, _check_model_path, resolve_model_path
+
+    try:
+        _check_model_path(resolve_model_path(os.environ.get("MODEL_PATH") or None))
+    except ModelLoadError as exc:
+        return str(exc)
+    return None
+
+
+def build_session(app_name: str = "traffic-streaming"):  # noqa: ANN201 - SparkSession
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    if os.environ.get("SPARK_MASTER") or "PYSPARK_GATEWAY_PORT" not in os.environ:
+        builder = builder.master(os.environ.get("SPARK_MASTER") or "local[*]")
+    builder = (
+        builder.config("spark.sql.shuffle.partitions", str(_env_int("SHUFFLE_PARTITIONS", 2)))
+        .config("spark.sql.streaming.stateStore.providerClass", ROCKSDB_PROVIDER)
+        .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
+        .config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
+        .config("spark.executorEnv.PYTHONPATH", os.environ["PYTHONPATH"])
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.python.worker.reuse", "true")
+        .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "2g"))
+        .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
+        .config("spark.ui.enabled", os.environ.get("SPARK_UI", "true"))
+    )
+    return builder.getOrCreate()
+
+
+def build_query(spark, options: dict[str, str], checkpoint_dir: str, on_batch=None):  # noqa: ANN001, ANN201
+    from spark.streaming.redis_source import RedisStreamDataSource, redis_client
+    from spark.streaming.sink import BatchSink
+    from spark.streaming.stages import (
+        ANALYZED_SCHEMA,
+        OUTPUT_SCHEMA,
+        analyze_partitions,
+        make_state_processor,
+    )
+
+    spark.dataSource.register(RedisStreamDataSource)
+    frames = spark.readStream.format(RedisStreamDataSource.name()).options(**options).load()
+    analyzed = frames.mapInPandas(analyze_partitions, ANALYZED_SCHEMA)
+    processed = analyzed.groupBy("video_id").transformWithStateInPandas(
+        statefulProcessor=make_state_processor(),
+        outputStructType=OUTPUT_SCHEMA,
+        outputMode="Append",
+        timeMode="None",
+    )
+    sink = BatchSink(lambda: redis_client(options), on_batch=on_batch)
+    trigger_ms = _env_int("TRIGGER_MS", 150)
+    return (
+        processed.writeStream.queryName("traffic-processed-frames")
+        .foreachBatch(sink)
+        .option("checkpointLocation", checkpoint_dir)
+        .trigger(processingTime=f"{trigger_ms} milliseconds")
+        .start()
+    )
+
+
+def warm_up(spark, workers: int) -> None:  # noqa: ANN001
+    """Load the models in the Python workers before the query starts (its tasks reuse idle
+    workers, so the first batches do not pay for model loading)."""
+    from spark.streaming.stages import warm_partitions
+
+    # A task of the query holds two Python workers (the source's read and mapInPandas), either of
+    # which may run the detection next time: warm two per source partition, as far as the task
+    # slots let them run at once.
+    n = max(1, min(2 * workers, spark.sparkContext.defaultParallelism))
+    spark.range(n, numPartitions=n).mapInPandas(warm_partitions, "ok int").collect()
+
+
+def add_progress_logger(spark) -> None:  # noqa: ANN001
+    """LOG_PROGRESS=1: one line per micro-batch with Spark's own timings (ms)."""
+    from pyspark.sql.streaming import StreamingQueryListener
+
+    class ProgressLogger(StreamingQueryListener):
+        def onQueryStarted(self, event) -> None:  # noqa: ANN001
+            pass
+
+        def onQueryProgress(self, event) -> None:  # noqa: ANN001
+            p = event.progress
+            log.info("[SPARK-APP] batch %s: %s rows, durations %s", p.batchId, p.numInputRows, p.durationMs)
+
+        def onQueryIdle(self, event) -> None:  # noqa: ANN001
+            pass
+
+        def onQueryTerminated(self, event) -> None:  # noqa: ANN001
+            pass
+
+    spark.streams.addListener(ProgressLogger())
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for noisy in ("py4j", "pyspark", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    started = time.monotonic()
+    configure_environment()
+
+    from spark.streaming.redis_source import redis_client
+    from spark.streaming.sink import reset_if_fresh_checkpoint
+
+    checkpoint_dir = os.path.abspath(
+        os.environ.get("SPARK_CHECKPOINT_DIR") or str(REPO_ROOT / ".local/spark-checkpoint")
+    )
+    Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+    options = {
+        "host": os.environ.get("REDIS_HOST", "127.0.0.1"),
+        "port": os.environ.get("REDIS_PORT", "6379"),
+        "maxEntriesPerBatch": str(_env_int("MAX_ENTRIES_PER_BATCH", 64)),
+        # One detector per partition, each using several cores itself: about one per 2 cores.
+        "numPartitions": str(_env_int("SOURCE_PARTITIONS", max(1, (os.cpu_count() or 2) // 2))),
+    }
+    problem = check_model()
+    if problem:
+        log.error(
+            "[SPARK-APP] FATAL: %s. Frames will fail and each video's progress gets fatal_error.", problem
+        )
+    client = redis_client(options)
+    client.ping()
+    if reset_if_fresh_checkpoint(client, checkpoint_dir):
+        log.info("[SPARK-APP] fresh checkpoint %s: sink batch id reset", checkpoint_dir)
+    client.close()
+
+    first = {"done": False}
+    totals = {"rows": 0, "batches": 0}
+
+    def on_batch(batch_id: int, rows: int, seconds: float) -> None:
+        totals["rows"] += rows
+        totals["batches"] += 1
+        if rows and not first["done"]:
+            first["done"] = True
+            log.info(
+                "[SPARK-APP] first batch %s written: %s rows, %.1f s after start",
+                batch_id,
+                rows,
+                time.monotonic() - started,
+            )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("[SPARK-APP] batch %s: %s rows in %.3f s", batch_id, rows, seconds)
+
+    spark = build_session()
+    spark.sparkContext.setLogLevel("WARN")
+    if os.environ.get("LOG_PROGRESS") == "1":
+        add_progress_logger(spark)
+    if os.environ.get("WARM_UP", "1") == "1":
+        warm_up(spark, int(options["numPartitions"]))
+        log.info("[SPARK-APP] Python workers warmed up, %.1f s after start", time.monotonic() - started)
+    query = build_query(spark, options, checkpoint_dir, on_batch)
+    log.info(
+        "[SPARK-APP] streaming %s:%s video-frames -> processed-frames (master %s, checkpoint %s), "
+        "ready %.1f s",
+        options["host"],
+        options["port"],
+        spark.sparkContext.master,
+        checkpoint_dir,
+        time.monotonic() - started,
+    )
+    try:
+        query.awaitTermination()
+    except KeyboardInterrupt:
+        query.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

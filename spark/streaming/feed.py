@@ -1,0 +1,166 @@
+"""A minimal producer and reader for tests and measurements of the Spark application (the real
+producer is the Airflow task). ``python -m spark.streaming.feed CLIP CALIB.json`` streams a clip
+into ``video-frames`` (paced at its fps unless ``--fast``), waits for its end of stream in
+``processed-frames`` and prints throughput and latency (produced_at -> XADD to
+processed-frames, from the entry id's time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from traffic_processing.schemas import FrameConfig, ProcessedFrame, VideoFrame
+from traffic_processing.streams import PROCESSED_FRAMES, VIDEO_FRAMES, progress_key
+
+
+def clip_jpegs(video: str | Path, quality: int = 90) -> list[bytes]:
+    import cv2
+    from traffic_processing.video import iter_frames
+
+    out = []
+    for _, frame in iter_frames(video):
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        assert ok
+        out.append(buf.tobytes())
+    return out
+
+
+def frame_config(calib_path: str | Path, fps: float, realtime: bool) -> FrameConfig:
+    from traffic_processing.calibration import fit_homography
+
+    calib = json.loads(Path(calib_path).read_text())
+    hom = fit_homography(calib["image_points"], calib["world_points"])
+    return FrameConfig(
+        roi_polygon=calib.get("roi_polygon"),
+        homography_matrix=hom.matrix.tolist(),
+        fps=fps,
+        speed_limit_kmh=calib.get("speed_limit_kmh", 60.0),
+        realtime=realtime,
+    )
+
+
+def feed(
+    client: Any,
+    video_id: int,
+    jpegs: list[bytes],
+    config: FrameConfig,
+    *,
+    paced: bool,
+    start_frame: int = 0,
+    end_of_stream: bool = True,
+) -> None:
+    """XADD the frames (from ``start_frame``) and then the end-of-stream entry."""
+    t0 = time.time() - start_frame / config.fps
+    for n in range(start_frame, len(jpegs)):
+        if paced:
+            delay = t0 + n / config.fps - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        frame = VideoFrame(
+            video_id=video_id,
+            frame_number=n,
+            frame_data=jpegs[n],
+            timestamp=n / config.fps,
+            produced_at=time.time(),
+            config=config,
+        )
+        client.xadd(VIDEO_FRAMES, frame.to_fields())
+    if end_of_stream:
+        eos = VideoFrame(
+            video_id=video_id,
+            frame_number=len(jpegs),
+            timestamp=len(jpegs) / config.fps,
+            produced_at=time.time(),
+            config=config,
+            end_of_stream=True,
+        )
+        client.xadd(VIDEO_FRAMES, eos.to_fields())
+
+
+def read_processed(client: Any, video_id: int) -> list[tuple[str, ProcessedFrame]]:
+    """(entry id, frame) of this video in processed-frames, in stream order."""
+    out = []
+    for entry_id, fields in client.xrange(PROCESSED_FRAMES, "-", "+"):
+        if int(fields[b"video_id"]) == video_id:
+            out.append((entry_id.decode(), ProcessedFrame.from_fields(fields)))
+    return out
+
+
+def wait_for_eos(client: Any, video_id: int, timeout_s: float, proc: Any = None) -> float:
+    """Seconds until the video's progress says eos_processed; raises TimeoutError."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if client.hget(progress_key(video_id), "eos_processed") == b"1":
+            return time.monotonic() - start
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the Spark app exited with {proc.returncode}")
+        time.sleep(0.2)
+    raise TimeoutError(f"video {video_id}: no end of stream after {timeout_s} s")
+
+
+def latencies_ms(entries: list[tuple[str, ProcessedFrame]]) -> np.ndarray:
+    """produced_at -> XADD time (the processed-frames entry id is its millisecond clock)."""
+    vals = [
+        int(entry_id.split("-")[0]) - pf.produced_at * 1000.0
+        for entry_id, pf in entries
+        if pf.produced_at is not None and not pf.end_of_stream
+    ]
+    return np.asarray(vals)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import redis
+
+    p = argparse.ArgumentParser(prog="python -m spark.streaming.feed", description=__doc__.split("\n\n")[0])
+    p.add_argument("video")
+    p.add_argument("calibration")
+    p.add_argument("--video-id", type=int, default=int(time.time()) % 100000)
+    p.add_argument("--fps", type=float, default=None, help="default: the calibration's fps or 25")
+    p.add_argument("--fast", action="store_true", help="realtime=false, no pacing")
+    p.add_argument("--timeout", type=float, default=600)
+    args = p.parse_args(argv)
+    client = redis.Redis(
+        host=os.environ.get("REDIS_HOST", "127.0.0.1"), port=int(os.environ.get("REDIS_PORT", 6379))
+    )
+    calib = json.loads(Path(args.calibration).read_text())
+    fps = args.fps or calib.get("fps") or 25.0
+    config = frame_config(args.calibration, fps, realtime=not args.fast)
+    jpegs = clip_jpegs(args.video)
+    start = time.monotonic()
+    feed(client, args.video_id, jpegs, config, paced=not args.fast)
+    fed = time.monotonic() - start
+    waited = wait_for_eos(client, args.video_id, args.timeout)
+    total = time.monotonic() - start
+    entries = read_processed(client, args.video_id)
+    lat = latencies_ms(entries)
+    progress = {k.decode(): v.decode() for k, v in client.hgetall(progress_key(args.video_id)).items()}
+    first = min(int(e.split("-")[0]) for e, _ in entries) / 1000.0
+    last = max(int(e.split("-")[0]) for e, _ in entries) / 1000.0
+    report = {
+        "video_id": args.video_id,
+        "frames": len(jpegs),
+        "realtime": not args.fast,
+        "feed_s": round(fed, 2),
+        "total_s": round(total, 2),
+        "wait_after_feed_s": round(waited, 2),
+        "frames_per_s_end_to_end": round(len(jpegs) / total, 2),
+        "frames_per_s_first_to_last_output": round((len(entries) - 1) / max(last - first, 1e-9), 2),
+        "latency_ms_p50": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
+        "latency_ms_p95": round(float(np.percentile(lat, 95)), 1) if len(lat) else None,
+        "latency_ms_max": round(float(lat.max()), 1) if len(lat) else None,
+        "progress": {k: v for k, v in progress.items() if k != "summary"},
+        "summary": json.loads(progress.get("summary", "null")),
+    }
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

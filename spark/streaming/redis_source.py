@@ -1,0 +1,233 @@
+"""A PySpark streaming data source over the Redis stream ``video-frames`` (DESIGN.md, Processing).
+
+Offsets are stream ids (``{"id": "1700000000000-0"}``); a micro-batch is the range
+``(start, end]``. ``latestOffset`` admits at most ``maxEntriesPerBatch`` entries past the start
+(admission control, Spark >= 4.2), ``partitions`` splits the range into a few contiguous id
+ranges (the stateless stage then runs on all cores), ``read`` pages through its range with
+exclusive XRANGE (Redis >= 6.2) and ``commit`` trims the stream with ``XTRIM MINID`` behind the
+committed end only: never ``MAXLEN``, so no frame that is not yet read is ever cut.
+
+Usage::
+
+    spark.dataSource.register(RedisStreamDataSource)
+    spark.readStream.format("redis-frames").option("host", "127.0.0.1").option("port", 6379).load()
+
+Options (all optional): ``host``/``port``/``db`` (default env ``REDIS_HOST``/``REDIS_PORT``, else
+127.0.0.1:6379), ``stream`` (``video-frames``), ``maxEntriesPerBatch`` (64), ``numPartitions`` (2),
+``pageSize`` (16), ``trim`` (``true``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows
+from traffic_processing.streams import VIDEO_FRAMES
+
+log = logging.getLogger("traffic_streaming.source")
+
+SCHEMA = (
+    "video_id int, frame_number int, stream_id string, frame_data binary, timestamp double, "
+    "produced_at double, config string, end_of_stream boolean"
+)
+INITIAL_ID = "0-0"
+
+# Ids only (no frame bytes) of up to ARGV[3] entries in (ARGV[1], ARGV[2]]: planning on the driver
+# never moves JPEGs.
+_IDS_SCRIPT = """
+local entries = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])
+local ids = {}
+for i, e in ipairs(entries) do ids[i] = e[1] end
+return ids
+"""
+
+
+def parse_id(stream_id: str) -> tuple[int, int]:
+    """``"ms-seq"`` -> (ms, seq), for ordering."""
+    ms, _, seq = str(stream_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def next_id(stream_id: str) -> str:
+    """The smallest id after ``stream_id``."""
+    ms, seq = parse_id(stream_id)
+    return f"{ms}-{seq + 1}"
+
+
+def redis_client(options: dict[str, str]) -> Any:
+    import redis
+
+    return redis.Redis(
+        host=options.get("host") or os.environ.get("REDIS_HOST", "127.0.0.1"),
+        port=int(options.get("port") or os.environ.get("REDIS_PORT", "6379")),
+        db=int(options.get("db") or 0),
+        socket_timeout=30,
+        socket_connect_timeout=10,
+        health_check_interval=30,
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def entry_to_row(stream_id: str, fields: dict[bytes, bytes]) -> tuple | None:
+    """One ``video-frames`` entry as a row of SCHEMA; None (logged) when it has no usable
+    video_id / frame_number: such an entry cannot be routed to a video."""
+    try:
+        video_id = int(_text(fields[b"video_id"]))
+        frame_number = int(_text(fields[b"frame_number"]))
+    except (KeyError, ValueError) as exc:
+        log.warning("skipping malformed video-frames entry %s: %r", stream_id, exc)
+        return None
+
+    def number(key: bytes, default: float) -> float:
+        try:
+            return float(_text(fields[key]))
+        except (KeyError, ValueError):
+            return default
+
+    return (
+        video_id,
+        frame_number,
+        stream_id,
+        bytes(fields.get(b"frame_data", b"")),
+        number(b"timestamp", 0.0),
+        number(b"produced_at", time.time()),
+        _text(fields.get(b"config", b"")),
+        _text(fields.get(b"end_of_stream", b"0")) == "1",
+    )
+
+
+@dataclass
+class IdRangePartition(InputPartition):
+    """Stream entries with ids in (start, end]."""
+
+    start: str
+    end: str
+
+
+class RedisStreamReader(DataSourceStreamReader):
+    def __init__(self, options: dict[str, str]) -> None:
+        # Spark hands options over case-insensitively (lower-cased keys): look them up lower-cased.
+        self.options = {str(k).lower(): str(v) for k, v in dict(options).items()}
+        self.stream = self.options.get("stream", VIDEO_FRAMES)
+        self.max_entries = int(self.options.get("maxentriesperbatch", 64))
+        self.num_partitions = max(1, int(self.options.get("numpartitions", 2)))
+        self.page_size = max(1, int(self.options.get("pagesize", 16)))
+        self.trim = self.options.get("trim", "true").lower() == "true"
+        self._client: Any = None
+        self._planned: tuple[str, str, list[str]] | None = None  # (start, end, ids) of latestOffset
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = redis_client(self.options)
+        return self._client
+
+    def _ids(self, start: str, end: str = "+", count: int | None = None) -> list[str]:
+        ids = self.client.eval(_IDS_SCRIPT, 1, self.stream, "(" + start, end, str(count or 1_000_000_000))
+        return [_text(i) for i in ids]
+
+    # -- driver side ----------------------------------------------------------------------
+    def initialOffset(self) -> dict:
+        return {"id": INITIAL_ID}
+
+    def getDefaultReadLimit(self) -> ReadLimit:
+        return ReadMaxRows(self.max_entries) if self.max_entries > 0 else ReadAllAvailable()
+
+    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+        begin = (start or {}).get("id", INITIAL_ID)
+        if isinstance(limit, ReadMaxRows):
+            ids = self._ids(begin, "+", limit.max_rows)
+            if not ids:
+                return {"id": begin}
+            self._planned = (begin, ids[-1], ids)
+            return {"id": ids[-1]}
+        last = self.client.xrevrange(self.stream, "+", "-", count=1)
+        if not last or parse_id(_text(last[0][0])) <= parse_id(begin):
+            return {"id": begin}
+        return {"id": _text(last[0][0])}
+
+    def reportLatestOffset(self) -> dict | None:
+        last = self.client.xrevrange(self.stream, "+", "-", count=1)
+        return {"id": _text(last[0][0])} if last else None
+
+    def partitions(self, start: dict, end: dict) -> list[IdRangePartition]:
+        begin, stop = start.get("id", INITIAL_ID), end.get("id", INITIAL_ID)
+        if parse_id(stop) <= parse_id(begin):
+            return []
+        if self._planned and self._planned[:2] == (begin, stop):
+            ids = self._planned[2]
+        else:  # a replayed batch after a restart: plan again from Redis
+            ids = self._ids(begin, stop)
+        self._planned = None
+        if not ids:
+            return [IdRangePartition(begin, stop)]
+        n = min(self.num_partitions, len(ids))
+        bounds = [ids[(len(ids) * (i + 1)) // n - 1] for i in range(n)]
+        bounds[-1] = stop
+        parts, lo = [], begin
+        for hi in bounds:
+            parts.append(IdRangePartition(lo, hi))
+            lo = hi
+        return parts
+
+    def commit(self, end: dict) -> None:
+        """Spark has durably processed every entry up to ``end``: drop them (only those)."""
+        if not self.trim:
+            return
+        committed = end.get("id", INITIAL_ID)
+        if committed == INITIAL_ID:
+            return
+        try:
+            self.client.xtrim(self.stream, minid=next_id(committed), approximate=False)
+        except Exception as exc:  # trimming is housekeeping: never fail the query for it
+            log.warning("XTRIM %s MINID %s failed: %r", self.stream, committed, exc)
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- executor side --------------------------------------------------------------------
+    def read(self, partition: IdRangePartition) -> Iterator[tuple]:
+        return read_range(self.options, self.stream, partition.start, partition.end, self.page_size)
+
+
+def read_range(options: dict[str, str], stream: str, start: str, end: str, page_size: int) -> Iterator[tuple]:
+    """Rows of the entries in (start, end], paged with exclusive XRANGE."""
+    client = redis_client(options)
+    try:
+        cursor = start
+        while True:
+            page = client.xrange(stream, "(" + cursor, end, count=page_size)
+            for stream_id, fields in page:
+                row = entry_to_row(_text(stream_id), fields)
+                if row is not None:
+                    yield row
+            if len(page) < page_size:
+                return
+            cursor = _text(page[-1][0])
+    finally:
+        client.close()
+
+
+class RedisStreamDataSource(DataSource):
+    """``format("redis-frames")``: the ``video-frames`` stream as a streaming DataFrame."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "redis-frames"
+
+    def schema(self) -> str:
+        return SCHEMA
+
+    def streamReader(self, schema: Any) -> RedisStreamReader:
+        return RedisStreamReader(self.options)

@@ -1,0 +1,161 @@
+"""The idempotent ``foreachBatch`` sink: one micro-batch's results -> Redis in ONE MULTI/EXEC.
+
+In the transaction: XADD each result to ``processed-frames`` (per video in stream order), the
+progress hash fields the Spark side owns (streams.py), RPUSH of new violations, the live
+analytics snapshot, and ``SINK_LAST_BATCH_KEY = batch_id``. The key is WATCHed and read first:
+a batch whose id is not above the stored one was already written (a replay after a crash) and
+is skipped, so a restart never duplicates an entry. No Spark import here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from traffic_processing.schemas import ProcessedFrame
+from traffic_processing.streams import (
+    ANALYTICS_TTL_S,
+    PROCESSED_FRAMES,
+    PROGRESS_TTL_S,
+    SINK_LAST_BATCH_KEY,
+    analytics_key,
+    progress_key,
+    violations_key,
+)
+
+from .stages import EOS, ERROR, FATAL, SKIPPED, stream_order
+
+log = logging.getLogger("traffic_streaming.sink")
+
+
+def _bytes(value: Any) -> bytes:
+    if value is None:
+        return b""
+    return bytes(value)
+
+
+def write_batch(client: Any, rows: list[dict], batch_id: int, now: Callable[[], float] = time.time) -> bool:
+    """Write one micro-batch; False when it was already written (batch id not above the stored
+    one). ``rows`` are dicts of the stateful stage's OUTPUT_SCHEMA."""
+    import redis
+
+    rows = sorted(rows, key=lambda r: (int(r["video_id"]), stream_order(r["stream_id"])))
+    with client.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(SINK_LAST_BATCH_KEY)
+                last = pipe.get(SINK_LAST_BATCH_KEY)
+                if last is not None and int(last) >= batch_id:
+                    pipe.unwatch()
+                    log.warning(
+                        "[SPARK-APP] batch %s already written (last %s): skipped", batch_id, int(last)
+                    )
+                    return False
+                pipe.multi()
+                _queue_batch(pipe, rows, now())
+                pipe.set(SINK_LAST_BATCH_KEY, batch_id)
+                pipe.execute()
+                return True
+            except redis.WatchError:  # another writer moved the key: check again
+                continue
+
+
+def _queue_batch(pipe: Any, rows: list[dict], stamp: float) -> None:
+    per_video: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        video_id = int(row["video_id"])
+        pf = ProcessedFrame.model_validate_json(row["message"])
+        pf.processed_frame = _bytes(row.get("processed_frame"))
+        pipe.xadd(PROCESSED_FRAMES, pf.to_fields())
+        for violation in pf.new_violations:
+            pipe.rpush(violations_key(video_id), violation.model_dump_json())
+        agg = per_video.setdefault(
+            video_id,
+            {
+                "processed": 0,
+                "skipped": 0,
+                "errors": 0,
+                "last": None,
+                "eos": False,
+                "summary": None,
+                "fatal": None,
+            },
+        )
+        status = row["status"]
+        if status != EOS:
+            agg["processed"] += 1
+            agg["last"] = int(row["frame_number"])
+        if status == SKIPPED:
+            agg["skipped"] += 1
+        if status in (ERROR, FATAL):
+            agg["errors"] += 1
+        if status == FATAL:
+            agg["fatal"] = pf.error or "fatal error"
+        if row.get("summary"):
+            agg["summary"] = row["summary"]
+        if row.get("end_of_stream"):
+            agg["eos"] = True
+            if pf.summary is not None:
+                agg["summary"] = pf.summary.model_dump_json()
+    for video_id, agg in per_video.items():
+        key = progress_key(video_id)
+        if agg["processed"]:
+            pipe.hincrby(key, "processed", agg["processed"])
+            pipe.hset(key, "processed_last_frame", agg["last"])
+        if agg["skipped"]:
+            pipe.hincrby(key, "skipped", agg["skipped"])
+        if agg["errors"]:
+            pipe.hincrby(key, "frame_errors", agg["errors"])
+        if agg["fatal"]:
+            pipe.hset(key, "fatal_error", agg["fatal"])
+            log.error("[SPARK-APP] FATAL for video %s: %s", video_id, agg["fatal"])
+        if agg["summary"]:
+            pipe.hset(key, "summary", agg["summary"])
+            pipe.set(analytics_key(video_id), agg["summary"], ex=ANALYTICS_TTL_S)
+        if agg["eos"]:
+            pipe.hset(key, "eos_processed", "1")
+        pipe.hset(key, "updated_at", repr(stamp))
+        pipe.expire(key, PROGRESS_TTL_S)
+
+
+def reset_if_fresh_checkpoint(client: Any, checkpoint_dir: str | Path) -> bool:
+    """A new checkpoint numbers its batches from 0 again: forget the stored last batch id, else
+    every batch would look like a replay. True when reset."""
+    commits = Path(checkpoint_dir) / "commits"
+    if commits.is_dir() and any(p.name.isdigit() for p in commits.iterdir()):
+        return False
+    client.delete(SINK_LAST_BATCH_KEY)
+    return True
+
+
+class BatchSink:
+    """The ``foreachBatch`` callable: collects the micro-batch on the driver and writes it."""
+
+    def __init__(
+        self, client_factory: Callable[[], Any], on_batch: Callable[[int, int, float], None] | None = None
+    ):
+        self.client_factory = client_factory
+        self.client: Any = None
+        self.on_batch = on_batch
+
+    def __call__(self, df: Any, batch_id: int) -> None:
+        start = time.perf_counter()
+        rows = [r.asDict() for r in df.collect()]
+        if self.client is None:
+            self.client = self.client_factory()
+        collected = time.perf_counter()
+        written = write_batch(self.client, rows, batch_id)
+        if os.environ.get("LOG_TIMING") == "1":
+            log.info(
+                "[TIMING] sink batch %s: collect %.0f ms, write %.0f ms, %s rows",
+                batch_id,
+                (collected - start) * 1000,
+                (time.perf_counter() - collected) * 1000,
+                len(rows),
+            )
+        if self.on_batch is not None:
+            self.on_batch(batch_id, len(rows) if written else 0, time.perf_counter() - start)
