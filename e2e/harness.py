@@ -71,7 +71,8 @@ class Api:
 @dataclass
 class Viewer:
     """A WebSocket client subscribed to both channels of one video, recording every message
-    with its arrival time, until the end of stream (or ``stop()``)."""
+    with its arrival time, until the end of stream has come on both channels (they travel on
+    separate connections, so either may be first), or 5 s after it came on one, or ``stop()``."""
 
     ws_url: str
     video_id: int
@@ -99,9 +100,12 @@ class Viewer:
             )
             for channel in (f"processed_frame_{self.video_id}", f"analytics_metrics_{self.video_id}"):
                 await conn.write_message(json.dumps({"action": "subscribe", "channel": channel}))
+            eos: dict[str, float] = {}
             while not self.done.is_set():
+                if len(eos) == 2 or (eos and time.time() - min(eos.values()) > 5):
+                    break
                 try:
-                    raw = await asyncio.wait_for(conn.read_message(), 1.0)
+                    raw = await asyncio.wait_for(conn.read_message(), 0.5)
                 except TimeoutError:
                     continue
                 if raw is None:
@@ -112,15 +116,16 @@ class Viewer:
                     self.acks.append(msg)
                     if len(self.acks) == 2:
                         self.ready.set()
-                elif msg["type"] == "frame":
-                    self.frames.append({**msg["data"], "_arrived": now})
+                elif msg["type"] in ("frame", "analytics"):
+                    (self.frames if msg["type"] == "frame" else self.analytics).append(
+                        {**msg["data"], "_arrived": now}
+                    )
                     if msg["data"].get("end_of_stream"):
-                        self.done.set()
-                elif msg["type"] == "analytics":
-                    self.analytics.append({**msg["data"], "_arrived": now})
+                        eos.setdefault(msg["type"], now)
                 else:
                     self.errors.append(str(msg))
             conn.close()
+            self.done.set()
         except Exception as exc:  # reported by the test
             self.errors.append(repr(exc))
             self.ready.set()
