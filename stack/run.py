@@ -279,13 +279,18 @@ def main(argv: list[str] | None = None) -> int:
 
     threading.Thread(target=announce, daemon=True).start()
     honcho = Path(sys.executable).parent / "honcho"
+    proc = subprocess.Popen(
+        [str(honcho), "-f", str(REPO / "Procfile"), "-e", str(env_file), "-d", str(REPO), "start"], cwd=REPO
+    )
+
+    def forward(signum: int, _frame: object) -> None:  # honcho stops its processes in order
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
     try:
-        return subprocess.call(
-            [str(honcho), "-f", str(REPO / "Procfile"), "-e", str(env_file), "-d", str(REPO), "start"],
-            cwd=REPO,
-        )
-    except KeyboardInterrupt:
-        return 0
+        return proc.wait()
     finally:
         infra.stop()
 
