@@ -18,6 +18,8 @@ Progress hash ``stream:video:{id}:progress`` (field -> writer):
 
 from __future__ import annotations
 
+import os
+
 VIDEO_FRAMES = "video-frames"
 PROCESSED_FRAMES = "processed-frames"
 FRAME_PROCESSOR_GROUP = "frame-processor-group"
@@ -29,7 +31,7 @@ PROGRESS_TTL_S = 24 * 3600
 
 # A live (realtime) stream is processed within this delay of the producer: older frames are
 # skipped (and counted), never the end of stream. realtime=false processes every frame.
-MAX_LIVE_DELAY_S = 2.0
+MAX_LIVE_DELAY_S = float(os.environ.get("MAX_LIVE_DELAY_S", "2.0"))
 # realtime=false: the producer waits while this many frames of its video are unprocessed.
 MAX_BACKLOG_FRAMES = 100
 
