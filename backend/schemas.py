@@ -91,6 +91,8 @@ class AnalyticsData(BaseModel):
     # (beyond DESIGN) the final summary, on the end-of-stream update
     end_of_stream: bool = False
     summary: Summary | None = None
+    # (beyond DESIGN) wall clock when the producer sent the frame (tells a new run from a repeat)
+    produced_at: float | None = None
 
 
 class ProcessedFrameIngest(Strict):
@@ -141,6 +143,7 @@ class AnalyticsIngest(Strict):
                 speeding_vehicles=speeding,
                 end_of_stream=frame.end_of_stream,
                 summary=frame.summary,
+                produced_at=frame.produced_at,
             )
         )
 

@@ -159,6 +159,17 @@ class IngestHandler(WebSocketHandler):
             self.reject(f"invalid {self.message_type} message: {exc.errors()[0]['msg']}")
             return
         metrics.INGEST_MESSAGES.labels(self.client_type).inc()
+        data = ingest.data
+        if not self.application.hub.repeats.fresh(
+            self.kind, data.video_id, data.frame_number, data.produced_at
+        ):
+            log.info(
+                "[%s] video %d frame %d already sent; repeat dropped",
+                self.tag,
+                data.video_id,
+                data.frame_number,
+            )
+            return
         # Encoded once here; every subscriber's socket gets the same bytes (sent as a text frame).
         text = (
             b'{"type":"%s","data":' % self.client_type.encode()

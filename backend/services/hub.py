@@ -2,7 +2,8 @@
 
 Each client has its own writer task and two queues: frames (bounded, the oldest dropped when
 a client falls behind) and control/analytics (never dropped; a client that lets more than
-``analytics_limit`` pile up is disconnected rather than silently losing any). A message is
+``analytics_limit`` pile up is disconnected rather than silently losing any). Messages the
+hub already broadcast are dropped (``RepeatFilter``): the bridge delivers at least once. A message is
 serialised once per broadcast and the same string is queued for every subscriber, so a
 stalled client costs the others nothing but one deque append.
 """
@@ -92,9 +93,36 @@ class ClientQueue:
         self.control.clear()
 
 
+class RepeatFilter:
+    """Tells a message the hub has not broadcast yet from a repeat.
+
+    The bridge delivers at least once: after a crash it resends what it had written but not
+    ACKed. Within a run a video's frame numbers only grow (the bridge keeps stream order), and a
+    new run of the same video starts again from frame 0 with a later ``produced_at`` (the
+    producer's wall clock), while a repeat carries the ``produced_at`` of the first delivery.
+    So a message is new when its frame number is above the last one broadcast on its channel, or
+    when it was produced after everything broadcast there before (a new run).
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, int], tuple[int, float]] = {}
+        self.repeats = 0
+
+    def fresh(self, kind: str, video_id: int, frame_number: int, produced_at: float | None) -> bool:
+        produced = produced_at if produced_at is not None else float("-inf")
+        last = self._last.get((kind, video_id))
+        if last is not None and frame_number <= last[0] and produced <= last[1]:
+            self.repeats += 1
+            metrics.INGEST_REPEATS.inc()
+            return False
+        self._last[(kind, video_id)] = (frame_number, produced if last is None else max(produced, last[1]))
+        return True
+
+
 class Hub:
     def __init__(self, subscriptions: SubscriptionCache | None) -> None:
         self.subscriptions = subscriptions
+        self.repeats = RepeatFilter()
         self.channels: defaultdict[str, set[ClientQueue]] = defaultdict(set)
         self.clients: set[ClientQueue] = set()
         self.ingest_connections: defaultdict[str, int] = defaultdict(int)
@@ -159,4 +187,5 @@ class Hub:
             "channels": {name: len(members) for name, members in sorted(self.channels.items())},
             "backend_connections": dict(self.ingest_connections),
             "dropped_frames": sum(c.dropped_frames for c in self.clients),
+            "repeats_dropped": self.repeats.repeats,
         }

@@ -11,3 +11,6 @@ WS_MESSAGES_SENT = Counter("backend_ws_messages_sent_total", "Messages written t
 FRAMES_DROPPED = Counter("backend_ws_frames_dropped_total", "Frames dropped for slow clients")
 INGEST_MESSAGES = Counter("backend_ingest_messages_total", "Ingest messages received", ["kind"])
 UPLOADS = Counter("backend_uploads_total", "Upload attempts", ["result"])
+INGEST_REPEATS = Counter(
+    "backend_ingest_repeats_total", "Ingest messages dropped as repeats (bridge redelivery after a crash)"
+)

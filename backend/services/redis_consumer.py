@@ -21,7 +21,7 @@ After a crash (kill -9) the entries the dead consumer had read but not ACKed sta
 pending list; on start (and every ``claim_interval_s``) the bridge claims those idle for
 ``claim_min_idle_s`` with XAUTOCLAIM and delivers them, in stream order, before reading new ones.
 Delivery is therefore at least once: an entry whose write completed just before a crash is sent
-again after the restart.
+again after the restart; the hub drops such repeats (``hub.RepeatFilter``), so clients get it once.
 
 Redis going away is retried with backoff (one clear log line per outage). SIGTERM / SIGINT end the
 bridge after the entry in hand.

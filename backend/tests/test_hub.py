@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from backend.services.hub import ClientQueue, Hub
+from backend.services.hub import ClientQueue, Hub, RepeatFilter
 
 
 def test_stalled_client_drops_frames_keeps_analytics():
@@ -85,3 +85,21 @@ def test_hub_routes_by_channel_without_redis():
     assert got == {"a": ["F"], "b": ["A"]}
     assert status["channels"] == {"analytics_metrics_1": 1}
     assert status["total_connections"] == 1
+
+
+def test_repeat_filter_drops_redeliveries_keeps_new_runs():
+    f = RepeatFilter()
+    t0 = 1000.0
+    assert [f.fresh("processed", 1, n, t0 + n) for n in range(5)] == [True] * 5
+    # The bridge restarted and resends frames 2..6: 2..4 are repeats, 5 and 6 are new.
+    assert [f.fresh("processed", 1, n, t0 + n) for n in range(2, 7)] == [False, False, False, True, True]
+    # The analytics channel and other videos keep their own position.
+    assert f.fresh("analytics", 1, 3, t0 + 3) and f.fresh("processed", 2, 0, t0)
+    # A new run of video 1 starts at frame 0, produced later: new, and it becomes the position.
+    later = t0 + 600
+    assert f.fresh("processed", 1, 0, later)
+    assert not f.fresh("processed", 1, 0, later)
+    assert f.fresh("processed", 1, 1, later + 0.04)
+    # Without produced_at only growing frame numbers get through.
+    assert f.fresh("processed", 3, 7, None) and not f.fresh("processed", 3, 7, None)
+    assert f.repeats == 5

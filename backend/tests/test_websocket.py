@@ -20,15 +20,19 @@ def video_id(api, sample_video) -> int:
     return r.json()["id"]
 
 
-def frame_message(video_id: int, n: int, jpeg: bytes = b"\xff\xd8jpeg\xff\xd9") -> str:
+def frame_message(
+    video_id: int, n: int, jpeg: bytes = b"\xff\xd8jpeg\xff\xd9", produced_at: float | None = None
+) -> str:
     url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
     data = {"video_id": video_id, "frame_number": n, "timestamp": n / 25, "processed_frame": url}
+    if produced_at is not None:
+        data["produced_at"] = produced_at
     return json.dumps(
         {"type": "processed_frame", "data": {**data, "roi_polygon": None, "end_of_stream": False}}
     )
 
 
-def analytics_message(video_id: int, n: int) -> str:
+def analytics_message(video_id: int, n: int, produced_at: float | None = None) -> str:
     vehicle = {
         "track_id": 4,
         "bbox": {"x1": 1, "y1": 2, "x2": 30, "y2": 40},
@@ -44,6 +48,8 @@ def analytics_message(video_id: int, n: int) -> str:
         "stats": {"total_vehicles": n, "speeding_count": 1, "current_in_roi": 2},
         "speeding_vehicles": [vehicle],
     }
+    if produced_at is not None:
+        data["produced_at"] = produced_at
     return json.dumps({"type": "analytics_update", "data": data})
 
 
@@ -147,6 +153,40 @@ def test_ingest_routes_to_subscribers_only(api, video_id, sample_video):
     assert analytics["stats"] == {"total_vehicles": 2, "speeding_count": 1, "current_in_roi": 2}
     assert analytics["speeding_vehicles"][0]["speed"] == 88.5
     assert err["type"] == "error"
+
+
+def test_redelivered_messages_reach_clients_once(api, video_id):
+    """The bridge resends what it wrote but had not ACKed when it died: clients see it once; a
+    new run of the same video (frame 0 again, produced later) still gets through."""
+
+    async def scenario():
+        viewer = await connect(f"{api.ws_url}/ws/client/stream")
+        await subscribe(viewer, f"processed_frame_{video_id}")
+        await subscribe(viewer, f"analytics_metrics_{video_id}")
+        frames = await ingest(api.port, "processed")
+        stats = await ingest(api.port, "analytics")
+        t0 = 1_700_000_000.0
+        run = [0, 1, 2, 1, 2, 3]  # 1 and 2 delivered again after a restart
+        for n in run:
+            await frames.write_message(frame_message(video_id, n, produced_at=t0 + n))
+            await stats.write_message(analytics_message(video_id, n, produced_at=t0 + n))
+        for n in (0, 1):  # the next run
+            await frames.write_message(frame_message(video_id, n, produced_at=t0 + 900 + n))
+            await stats.write_message(analytics_message(video_id, n, produced_at=t0 + 900 + n))
+        got = [await recv(viewer) for _ in range(12)]
+        await frames.write_message(frame_message(video_id, 99, produced_at=t0 + 999))
+        last = await recv(viewer)  # nothing else was queued before it
+        for c in (viewer, frames, stats):
+            c.close()
+        return got, last
+
+    got, last = asyncio.run(scenario())
+    for kind in ("frame", "analytics"):
+        numbers = [m["data"]["frame_number"] for m in got if m["type"] == kind]
+        assert numbers == [0, 1, 2, 3, 0, 1], (kind, numbers)
+    assert last["data"]["frame_number"] == 99
+    status = request(api.port, "GET", "/api/websocket/status").json()
+    assert status["repeats_dropped"] >= 4
 
 
 @pytest.mark.parametrize("kind", ["processed", "analytics"])
