@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stack.run import REPO, Infra, Stack, calibrate_video, upload_video, wait_http
+from stack.run import REPO, Infra, Stack, calibrate_video, processor_state, upload_video, wait_http
 
 
 def start_stack(data_dir: Path, names: list[str] | None = None) -> Stack:
@@ -22,6 +22,8 @@ def start_stack(data_dir: Path, names: list[str] | None = None) -> Stack:
         wait_http(f"{infra.env['BACKEND_URL']}/api/health", 90, stack.procs["backend"])
         if "airflow" in stack.procs:
             wait_airflow_dag(stack, timeout_s=300)
+        if "spark" in stack.procs:
+            wait_processor(stack, timeout_s=300)
     except Exception:
         for name in stack.procs:
             print(f"---- {name} ----\n{stack.log_tail(name)}")
@@ -163,6 +165,18 @@ def airflow_get(stack: Stack, path: str) -> dict:
     )
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.load(r)
+
+
+def wait_processor(stack: Stack, timeout_s: float) -> None:
+    """Until the backend's health says the Spark application runs its query (its heartbeat)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if stack.procs["spark"].poll() is not None:
+            raise RuntimeError(f"spark exited:\n{stack.log_tail('spark')}")
+        if processor_state(stack.infra.env["BACKEND_URL"]) == "ready":
+            return
+        time.sleep(1)
+    raise TimeoutError(f"the Spark application was not ready within {timeout_s} s")
 
 
 def wait_airflow_dag(stack: Stack, timeout_s: float, dag_id: str = "video_streaming_pipeline") -> None:

@@ -66,6 +66,15 @@ def read_procfile(path: Path = REPO / "Procfile") -> dict[str, str]:
     return procs
 
 
+def processor_state(base_url: str) -> str:
+    """``ready`` / ``not running`` (the backend's health reads the Spark heartbeat), ``unknown``."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/api/health", timeout=5) as r:
+            return json.loads(r.read()).get("processor", "unknown")
+    except (OSError, ValueError):
+        return "unknown"
+
+
 def wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -274,6 +283,13 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 flush=True,
             )
+            started = time.monotonic()
+            while processor_state(base) != "ready" and time.monotonic() - started < 600:
+                time.sleep(2)
+            if processor_state(base) == "ready":
+                print("[stack] processor (Spark) ready: started streams are being processed", flush=True)
+            else:
+                print("[stack] the processor (Spark) is not ready after 10 min: see its log", flush=True)
         except Exception as exc:  # the services' own logs say more
             print(f"[stack] the backend did not come up: {exc}", flush=True)
 

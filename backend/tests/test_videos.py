@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from sqlalchemy import text
+from traffic_processing import streams
 
 from backend.tests.client import put_json, request, upload
 from backend.tests.conftest import count_videos
@@ -212,10 +213,19 @@ def test_cascade_delete(api, video, db_engine):
     assert left == 0
 
 
-def test_health(api):
+def test_health(api, sync_redis):
     r = request(api.port, "GET", "/api/health")
     assert r.status == 200
-    assert r.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+    assert r.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "redis": "ok"},
+        "processor": "not running",
+    }
+    sync_redis.set(streams.PROCESSOR_HEARTBEAT_KEY, "1", ex=30)  # what the Spark application keeps
+    try:
+        assert request(api.port, "GET", "/api/health").json()["processor"] == "ready"
+    finally:
+        sync_redis.delete(streams.PROCESSOR_HEARTBEAT_KEY)
 
 
 def test_websocket_status(api):

@@ -22,8 +22,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if __package__ in (None, ""):  # run as a script: make ``spark.streaming`` importable
@@ -146,6 +148,30 @@ def add_progress_logger(spark) -> None:  # noqa: ANN001
     spark.streams.addListener(ProgressLogger())
 
 
+def start_heartbeat(options: dict, query: Any) -> threading.Thread:
+    """Keep ``PROCESSOR_HEARTBEAT_KEY`` set while the query is active (a daemon thread); a Redis
+    outage only delays it."""
+    from traffic_processing import streams
+
+    from spark.streaming.redis_source import redis_client
+
+    def beat() -> None:
+        client = redis_client(options)
+        every = streams.PROCESSOR_HEARTBEAT_TTL_S / 3
+        while query.isActive:
+            try:
+                client.set(
+                    streams.PROCESSOR_HEARTBEAT_KEY, repr(time.time()), ex=streams.PROCESSOR_HEARTBEAT_TTL_S
+                )
+            except Exception as exc:  # noqa: BLE001 - Redis down: the key expires, we retry
+                log.warning("[SPARK-APP] heartbeat not written: %s", exc)
+            time.sleep(every)
+
+    thread = threading.Thread(target=beat, name="processor-heartbeat", daemon=True)
+    thread.start()
+    return thread
+
+
 def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -205,6 +231,7 @@ def main() -> int:
         warm_up(spark, int(options["numPartitions"]))
         log.info("[SPARK-APP] Python workers warmed up, %.1f s after start", time.monotonic() - started)
     query = build_query(spark, options, checkpoint_dir, on_batch)
+    start_heartbeat(options, query)
     log.info(
         "[SPARK-APP] streaming %s:%s video-frames -> processed-frames (master %s, checkpoint %s), "
         "ready %.1f s",

@@ -33,7 +33,12 @@ PROGRESS_TTL_S = 24 * 3600
 # skipped (and counted), never the end of stream. realtime=false processes every frame.
 MAX_LIVE_DELAY_S = float(os.environ.get("MAX_LIVE_DELAY_S", "2.0"))
 # realtime=false: the producer waits while this many frames of its video are unprocessed.
-MAX_BACKLOG_FRAMES = 100
+MAX_BACKLOG_FRAMES = int(os.environ.get("MAX_BACKLOG_FRAMES", "100"))
+
+# The Spark application, once its query runs, keeps this key (wall clock) with a short TTL:
+# present = a processor is up (the backend's /api/health and the test harness read it).
+PROCESSOR_HEARTBEAT_KEY = "spark:processor:heartbeat"
+PROCESSOR_HEARTBEAT_TTL_S = 30
 
 # The idempotent Spark sink stores the id of the last micro-batch it wrote here, in the same
 # MULTI as the batch's entries: a replayed batch (id <= stored) is skipped.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import random
 import time
 
 import cv2
@@ -219,6 +220,24 @@ def test_stateless_stage_reports_errors_skips_and_eos_without_raising():
     (out,) = list(stages.analyze_partitions(iter([pd.DataFrame(rows)])))
     assert list(out["status"]) == ["error", "skipped", "error", "eos"]
     assert "decode" in out["error"][0] and "config" in out["error"][2]
+
+
+def test_live_frames_thinned_evenly_newest_kept_others_untouched():
+    live = CONFIG.model_copy(update={"realtime": True})
+    rows = [source_row(n, config=live) for n in range(20)]
+    rows += [source_row(n, config=CONFIG) | {"video_id": 8} for n in range(10)]  # not live: all kept
+    rows.append(source_row(20, config=live, eos=True))  # the end of stream is never skipped
+    for row in rows:
+        row["_settings"] = FrameConfig.model_validate_json(row["config"])
+    random.Random(3).shuffle(rows)  # a task's rows need not come in stream order
+    kept = stages.thin_live_rows(rows, 5)
+    live_kept = sorted(r["frame_number"] for r in kept if r["video_id"] == 9 and not r["end_of_stream"])
+    assert live_kept == [3, 7, 11, 15, 19]  # every 4th, ending with the newest
+    assert sorted(r["frame_number"] for r in kept if r["video_id"] == 8) == list(range(10))
+    assert any(r["end_of_stream"] for r in kept)
+    skipped = sorted(r["frame_number"] for r in rows if r.get("status") == "skipped")
+    assert skipped == sorted(set(range(20)) - set(live_kept))
+    assert stages.thin_live_rows(rows, 0) == rows  # 0: no limit
 
 
 def test_missing_model_marks_frames_fatal(monkeypatch, tmp_path):
