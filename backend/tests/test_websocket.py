@@ -125,15 +125,19 @@ async def api_refresh(api):
     await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(api.app.hub.refresh(), api.loop.loop))
 
 
+async def viewer_and_ingest(api, video_id: int):
+    """A client on both channels of the video, and the bridge's two ingest connections."""
+    viewer = await connect(f"{api.ws_url}/ws/client/stream")
+    await subscribe(viewer, f"processed_frame_{video_id}")
+    await subscribe(viewer, f"analytics_metrics_{video_id}")
+    return viewer, await ingest(api.port, "processed"), await ingest(api.port, "analytics")
+
+
 def test_ingest_routes_to_subscribers_only(api, video_id, sample_video):
     other = upload(api.port, {"name": "other"}, {"video": ("o.mp4", sample_video.read_bytes())}).json()["id"]
 
     async def scenario():
-        viewer = await connect(f"{api.ws_url}/ws/client/stream")
-        await subscribe(viewer, f"processed_frame_{video_id}")
-        await subscribe(viewer, f"analytics_metrics_{video_id}")
-        frames = await ingest(api.port, "processed")
-        stats = await ingest(api.port, "analytics")
+        viewer, frames, stats = await viewer_and_ingest(api, video_id)
         await frames.write_message(frame_message(other, 1))  # nobody watches that one
         await frames.write_message(frame_message(video_id, 2))
         await stats.write_message(analytics_message(video_id, 2))
@@ -160,11 +164,7 @@ def test_redelivered_messages_reach_clients_once(api, video_id):
     new run of the same video (frame 0 again, produced later) still gets through."""
 
     async def scenario():
-        viewer = await connect(f"{api.ws_url}/ws/client/stream")
-        await subscribe(viewer, f"processed_frame_{video_id}")
-        await subscribe(viewer, f"analytics_metrics_{video_id}")
-        frames = await ingest(api.port, "processed")
-        stats = await ingest(api.port, "analytics")
+        viewer, frames, stats = await viewer_and_ingest(api, video_id)
         t0 = 1_700_000_000.0
         run = [0, 1, 2, 1, 2, 3]  # 1 and 2 delivered again after a restart
         for n in run:

@@ -11,7 +11,7 @@ Run from the repository root with the venv's Python (local[*] unless SPARK_MASTE
 or ``.venv/bin/python -m spark.streaming.app``, or ``spark-submit spark/streaming/app.py`` with
 PYSPARK_PYTHON pointing at the venv. Environment: REDIS_HOST, REDIS_PORT, MODEL_PATH,
 SPARK_CHECKPOINT_DIR (default ``.local/spark-checkpoint``), SPARK_MASTER, TRIGGER_MS (150),
-MAX_ENTRIES_PER_BATCH (64), SOURCE_PARTITIONS (cores / 2), SHUFFLE_PARTITIONS (2),
+MAX_ENTRIES_PER_BATCH (128), SOURCE_PARTITIONS (cores / 2), SHUFFLE_PARTITIONS (2),
 DETECTOR_DEVICE (cpu|cuda), WARM_UP (1: load the models in the Python workers before the query
 starts), SPARK_UI (true), LOG_PERFORMANCE=1 (per-frame ``[PERFORMANCE]`` block), LOG_PROGRESS=1
 (Spark's timings per micro-batch), LOG_TIMING=1 (time per stage and batch).
@@ -191,7 +191,7 @@ def main() -> int:
     options = {
         "host": os.environ.get("REDIS_HOST", "127.0.0.1"),
         "port": os.environ.get("REDIS_PORT", "6379"),
-        "maxEntriesPerBatch": str(_env_int("MAX_ENTRIES_PER_BATCH", 64)),
+        "maxEntriesPerBatch": str(_env_int("MAX_ENTRIES_PER_BATCH", 128)),
         # One detector per partition, each using several cores itself: about one per 2 cores.
         "numPartitions": str(_env_int("SOURCE_PARTITIONS", max(1, (os.cpu_count() or 2) // 2))),
     }

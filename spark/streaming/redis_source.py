@@ -13,8 +13,8 @@ Usage::
     spark.readStream.format("redis-frames").option("host", "127.0.0.1").option("port", 6379).load()
 
 Options (all optional): ``host``/``port``/``db`` (default env ``REDIS_HOST``/``REDIS_PORT``, else
-127.0.0.1:6379), ``stream`` (``video-frames``), ``maxEntriesPerBatch`` (64), ``numPartitions`` (2),
-``pageSize`` (16), ``trim`` (``true``).
+127.0.0.1:6379), ``stream`` (``video-frames``), ``maxEntriesPerBatch`` (64; the app passes 128),
+``numPartitions`` (2), ``pageSize`` (16), ``trim`` (``true``).
 """
 
 from __future__ import annotations

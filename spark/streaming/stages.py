@@ -17,8 +17,9 @@ processor cannot run at all, e.g. the model is missing), ``eos`` (end-of-stream 
 a frame). An end-of-stream entry that carries a frame is processed as a frame (``ok``) and then
 ends the video.
 
-Output of the stateful stage for a ``skipped`` frame: a ``ProcessedFrame`` with the raw input
-JPEG (not annotated), no vehicles, the current stats and the cumulative ``skipped_frames``. For
+Output of the stateful stage for a ``skipped`` frame: a ``ProcessedFrame`` whose JPEG is the
+input drawn with the boxes of the last tracked frame (``FrameProcessor.hold``), no vehicles, the
+current stats and the cumulative ``skipped_frames``. For
 an ``error``/``fatal`` frame: empty ``processed_frame`` and the ``error`` text.
 """
 
@@ -327,6 +328,21 @@ def _base_frame(video_id: int, row: dict, state: VideoState, settings: FrameConf
     )
 
 
+def _held_frame(video_id: int, row: dict, state: VideoState) -> bytes:
+    """A skipped frame for the viewers: drawn with the last tracked boxes; the input JPEG as it
+    came when that fails (or nothing was tracked yet)."""
+    raw = bytes(row["frame_data"] or b"")
+    if state.processor is None or not raw:
+        return raw
+    from traffic_processing.visualize import decode_jpeg
+
+    try:
+        return state.processor.hold(decode_jpeg(raw)) or raw
+    except Exception as exc:
+        log.warning("[SPARK-APP] video %s frame %s not drawn: %r", video_id, row["frame_number"], exc)
+        return raw
+
+
 def process_video_rows(
     video_id: int, pdf: pd.DataFrame, blob: bytes | None
 ) -> tuple[list[dict], bytes | None]:
@@ -381,7 +397,7 @@ def process_video_rows(
         elif status == SKIPPED:
             state.skipped += 1
             pf = _base_frame(video_id, row, state, settings)
-            pf.processed_frame = bytes(row["frame_data"] or b"")
+            pf.processed_frame = _held_frame(video_id, row, state)
         elif status == EOS:
             pf = _base_frame(video_id, row, state, settings)
         else:  # error / fatal (or ok without a processor, which cannot happen)

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from traffic_processing.cli import settings_from_calibration
 from traffic_processing.config import CalibrationFile, ConfigError, ProcessorConfig
+from traffic_processing.detections import FrameDetections
 from traffic_processing.processor import STAGES, FrameProcessor
 from traffic_processing.schemas import ProcessedFrame
 from traffic_processing.tracker import VehicleTracker
 from traffic_processing.video import iter_frames
-from traffic_processing.visualize import encode_jpeg
+from traffic_processing.visualize import decode_jpeg, encode_jpeg
 
 pytestmark = pytest.mark.slow
 
@@ -51,6 +52,14 @@ def test_payload_from_jpeg_bytes_with_performance_block(clip, detector, caplog):
     flagged = sorted(t for t, rec in proc.analytics.vehicles.items() if rec.speeding)
     assert sorted(reported) == flagged and flagged
     assert all(v.speed_kmh > settings.speed_limit_kmh for r in results for v in r.new_violations)
+    # A frame left out of detection (thinned live stream) is drawn with the last tracked boxes.
+    assert proc.hold(decode_jpeg(encode_jpeg(frames[59]))) == last.processed_frame
+    assert proc.last_tracked is not None and proc.last_tracked.embeddings is None
+    x1, y1, x2, y2 = (int(c) for c in proc.last_tracked.xyxy[0])
+    black = np.zeros_like(frames[0])
+    held = cv2.imdecode(np.frombuffer(proc.hold(black), np.uint8), cv2.IMREAD_COLOR).astype(int)
+    bare = proc.visualizer.annotate(black, FrameDetections.empty()).astype(int)  # ROI only
+    assert np.abs(held - bare)[y1:y2, x1 - 1 : x1 + 2].max() > 100  # the box's left edge
 
 
 def test_precomputed_embeddings_give_the_same_tracks(clip, detector):

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 
@@ -81,6 +82,7 @@ class FrameProcessor:
         self.timer = StageTimer()
         self.last_timings: dict[str, float] = {}
         self.last_annotated: np.ndarray | None = None  # BGR, kept for writers of annotated video
+        self.last_tracked: FrameDetections | None = None  # boxes of the last tracked frame (no embeddings)
 
     # -- stateless stage -------------------------------------------------------------------
     def analyze(self, frames: list[np.ndarray]) -> list[FrameDetections]:
@@ -109,6 +111,7 @@ class FrameProcessor:
             tracked = self.speed(tracked, frame_number, frame.shape)
         with self.timer.stage("analytics"):
             self.analytics.update(tracked, frame_number, t)
+        self.last_tracked = replace(tracked, embeddings=None)
         jpeg = b""
         self.last_annotated = None
         if self.annotate:
@@ -131,6 +134,14 @@ class FrameProcessor:
             has_homography=self.settings.homography_matrix is not None,
             new_violations=self._new_violations(),
         )
+
+    def hold(self, frame: np.ndarray) -> bytes:
+        """JPEG of a frame that was not detected (a thinned live stream): drawn with the boxes of
+        the last tracked frame, so that the overlay stays steady between detected frames."""
+        if not self.annotate:
+            return b""
+        held = self.last_tracked if self.last_tracked is not None else FrameDetections.empty()
+        return encode_jpeg(self.visualizer.annotate(frame, held), self.config.jpeg_quality)
 
     def _new_violations(self) -> list[Violation]:
         out = []

@@ -32,8 +32,9 @@ PROGRESS_TTL_S = 24 * 3600
 # A live (realtime) stream is processed within this delay of the producer: older frames are
 # skipped (and counted), never the end of stream. realtime=false processes every frame.
 MAX_LIVE_DELAY_S = float(os.environ.get("MAX_LIVE_DELAY_S", "2.0"))
-# realtime=false: the producer waits while this many frames of its video are unprocessed.
-MAX_BACKLOG_FRAMES = int(os.environ.get("MAX_BACKLOG_FRAMES", "100"))
+# realtime=false: the producer waits while this many frames of its video are unprocessed (two
+# Spark micro-batches' worth: one being processed, the next one ready).
+MAX_BACKLOG_FRAMES = int(os.environ.get("MAX_BACKLOG_FRAMES", "256"))
 
 # The Spark application, once its query runs, keeps this key (wall clock) with a short TTL:
 # present = a processor is up (the backend's /api/health and the test harness read it).
