@@ -74,6 +74,7 @@ def video_streaming_pipeline():
 
         from traffic_pipeline.config import PipelineSettings
         from traffic_pipeline.monitor import watch_processing
+        from traffic_processing import streams
 
         video_id, _, run_id, log = _conf()
         settings = PipelineSettings.from_env()
@@ -83,6 +84,8 @@ def video_streaming_pipeline():
             run_id=run_id,
             stall_timeout_s=settings.stall_timeout_s,
             heartbeat_key=os.environ.get("SPARK_HEARTBEAT_KEY") or None,
+            processor_key=streams.PROCESSOR_HEARTBEAT_KEY,
+            processor_wait_s=settings.processor_wait_s,
             log=log,
         )
 

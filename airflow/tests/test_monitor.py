@@ -122,3 +122,19 @@ def test_spark_heartbeat_key_when_given(r):
     r.set("spark:heartbeat", repr(time.time() - 60))
     with pytest.raises(ProcessingStalled, match="heartbeat"):
         watch(r, run_id="run-a", stall_timeout_s=5, heartbeat_key="spark:heartbeat")
+
+
+def test_a_processor_still_starting_is_not_a_stall(r):
+    """Frames wait while the Spark application boots (no heartbeat yet): no stall before
+    ``processor_wait_s``; once it runs, the normal stall timeout applies."""
+    start(r, produced="5", processed="0", produce_done="1", state="produced")
+    kwargs = {"run_id": "run-a", "stall_timeout_s": 0.3, "processor_key": streams.PROCESSOR_HEARTBEAT_KEY}
+    run = Background(lambda: watch(r, processor_wait_s=30, **kwargs))
+    time.sleep(1.0)
+    assert run.thread.is_alive()  # three stall timeouts, no processor: still waiting
+    r.set(streams.PROCESSOR_HEARTBEAT_KEY, repr(time.time()), ex=30)  # it is up, and does nothing
+    with pytest.raises(ProcessingStalled, match="no progress"):
+        run.result(5)
+    r.delete(streams.PROCESSOR_HEARTBEAT_KEY)
+    with pytest.raises(ProcessingStalled, match="no progress"):  # nobody came within the wait
+        watch(r, processor_wait_s=0.5, **kwargs)

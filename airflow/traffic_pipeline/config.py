@@ -20,6 +20,7 @@ class PipelineSettings:
     video_storage_path: Path
     stall_timeout_s: float
     jpeg_quality: int
+    processor_wait_s: float = 300.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> PipelineSettings:
@@ -34,6 +35,7 @@ class PipelineSettings:
             video_storage_path=Path(env.get("VIDEO_STORAGE_PATH", "video_storage")),
             stall_timeout_s=float(env.get("PIPELINE_STALL_TIMEOUT_S", "60")),
             jpeg_quality=int(env.get("PIPELINE_JPEG_QUALITY", "90")),
+            processor_wait_s=float(env.get("PIPELINE_PROCESSOR_WAIT_S", "300")),
         )
 
     def redis(self) -> Any:

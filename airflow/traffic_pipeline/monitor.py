@@ -4,7 +4,8 @@ written by the producer and the Spark sink) until its end of stream is processed
 The Spark application is a long-running service (Procfile / compose), not started here; it
 is known to be alive by its progress on this video (and, when ``heartbeat_key`` is given, by
 that key holding a recent wall-clock time). Fails on the application's ``fatal_error``, on a
-stall (``processed`` unchanged for ``stall_timeout_s`` while frames are pending), when the
+stall (``processed`` unchanged for ``stall_timeout_s`` while frames are pending; while no
+processor runs at all, i.e. ``processor_key`` is absent, up to ``processor_wait_s``), when the
 producer stops beating without having finished, or when this run's producer never starts. On
 failure it sets the stop flag so that the producer ends promptly (the DAG run never hangs)
 and records ``monitor_error`` in the hash.
@@ -38,6 +39,8 @@ def watch_processing(
     poll_s: float = 1.0,
     log_every_s: float = 10.0,
     heartbeat_key: str | None = None,
+    processor_key: str | None = None,
+    processor_wait_s: float = 300.0,
     stop_producer_on_failure: bool = True,
     log: logging.Logger | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -55,6 +58,7 @@ def watch_processing(
     last_change = clock()
     last_log = -float("inf")
     seen_start = False
+    waiting_logged = False
 
     def fail(exc: Exception) -> Exception:
         log.error("video %d: %s", video_id, exc)
@@ -129,6 +133,17 @@ def watch_processing(
         )
         if marker != last_marker or not pending:
             last_marker, last_change = marker, now
+        elif now - last_change > stall_timeout_s and _processor_starting(
+            redis, processor_key, now - last_change, processor_wait_s
+        ):
+            if not waiting_logged:
+                waiting_logged = True
+                log.warning(
+                    "video %d: no processor running (no %s); waiting up to %.0f s for it to start",
+                    video_id,
+                    processor_key,
+                    processor_wait_s,
+                )
         elif now - last_change > stall_timeout_s:
             what = "end of stream" if processed >= produced else f"{produced - processed} frames"
             raise fail(
@@ -151,6 +166,12 @@ def watch_processing(
                 )
 
         sleep(poll_s)
+
+
+def _processor_starting(redis: Any, processor_key: str | None, idle_s: float, wait_s: float) -> bool:
+    """No processor is up yet (its heartbeat key is absent) and we have not waited ``wait_s``:
+    a stream started while the Spark application still boots is not a stall."""
+    return bool(processor_key) and idle_s <= wait_s and not redis.exists(processor_key)
 
 
 def _belongs_to_run(fields: dict[str, str], run_id: str | None) -> bool:
