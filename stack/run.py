@@ -299,14 +299,18 @@ def main(argv: list[str] | None = None) -> int:
         [str(honcho), "-f", str(REPO / "Procfile"), "-e", str(env_file), "-d", str(REPO), "start"], cwd=REPO
     )
 
+    asked_to_stop = []
+
     def forward(signum: int, _frame: object) -> None:  # honcho stops its processes in order
+        asked_to_stop.append(signum)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     try:
-        return proc.wait()
+        rc = proc.wait()
+        return 0 if asked_to_stop else rc  # Ctrl-C / SIGTERM: a normal stop, not a failure
     finally:
         infra.stop()
 
