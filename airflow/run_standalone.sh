@@ -12,7 +12,7 @@
 #                       (default: SQLite $AIRFLOW_HOME/airflow.db; Airflow 3's LocalExecutor
 #                       runs produce_frames and process_frames side by side on it too)
 #   DATABASE_URL, REDIS_HOST, REDIS_PORT, SPEED_LIMIT_KMH, VIDEO_STORAGE_PATH,
-#   PIPELINE_STALL_TIMEOUT_S, SPARK_HEARTBEAT_KEY   passed to the tasks (DESIGN.md, Configuration)
+#   PIPELINE_STALL_TIMEOUT_S, PIPELINE_PROCESSOR_WAIT_S, SPARK_HEARTBEAT_KEY   passed to the tasks (DESIGN.md, Configuration)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -102,6 +102,8 @@ def airflow_api(postgres, redis_server, tmp_path_factory) -> Iterator[Api]:
         "REDIS_HOST": "127.0.0.1",
         "REDIS_PORT": str(redis_server.port),
         "PIPELINE_STALL_TIMEOUT_S": "8",
+        # No Spark here: without its heartbeat the monitor waits this long before calling a stall.
+        "PIPELINE_PROCESSOR_WAIT_S": "12",
         # Airflow's metadata in its own database on the project's PostgreSQL (created by the script).
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url.rsplit("/", 1)[0] + "/airflow_test",
     }
