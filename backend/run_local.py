@@ -17,30 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backend.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from backend.db.migrate import migrate
+from backend.embedded import EmbeddedPostgres, EmbeddedRedis, pick_port
 
 BACKEND_DIR = Path(__file__).resolve().parent
-
-
-def migrate(url: str) -> None:
-    """``alembic upgrade head`` against ``url``."""
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config(str(BACKEND_DIR / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", url)
-    command.upgrade(config, "head")
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,10 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     data = args.data_dir.resolve()
-    pg_port = args.pg_port if _port_free(args.pg_port) else free_port()
-    redis_port = args.redis_port if _port_free(args.redis_port) else free_port()
-    pg = EmbeddedPostgres(data / "postgres", port=pg_port).start()
-    rd = EmbeddedRedis(data / "redis", port=redis_port).start()
+    pg = EmbeddedPostgres(data / "postgres", port=pick_port(args.pg_port)).start()
+    rd = EmbeddedRedis(data / "redis", port=pick_port(args.redis_port)).start()
     print(f"PostgreSQL: {pg.url}\nRedis: 127.0.0.1:{rd.port}", flush=True)
     backend = None
     try:

@@ -19,7 +19,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,25 +33,6 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "assets"
 SAMPLE_VIDEO = SHARED / "videos" / "urban_cctv_640x360_25fps.mp4"
 SAMPLE_CALIBRATION = REPO / "calibrations" / "urban_cctv_640x360_25fps.json"
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pick_port(preferred: int) -> int:
-    return preferred if preferred and port_free(preferred) else free_port()
 
 
 def read_procfile(path: Path = REPO / "Procfile") -> dict[str, str]:
@@ -114,8 +94,8 @@ class Infra:
 
     def start(self) -> Infra:
         sys.path.insert(0, str(REPO))
-        from backend.embedded import EmbeddedPostgres, EmbeddedRedis
-        from backend.run_local import migrate
+        from backend.db.migrate import migrate
+        from backend.embedded import EmbeddedPostgres, EmbeddedRedis, pick_port
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.pg = EmbeddedPostgres(self.data_dir / "postgres", port=pick_port(self.pg_port)).start()

@@ -23,19 +23,11 @@ REPO_ROOT = AIRFLOW_DIR.parent
 if str(AIRFLOW_DIR) not in sys.path:  # traffic_pipeline without `pip install -e airflow`
     sys.path.insert(0, str(AIRFLOW_DIR))
 
+from backend.db.migrate import migrate  # noqa: E402
 from backend.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
 
 ROI = [[0.0, 0.0], [95.0, 0.0], [95.0, 63.0], [0.0, 63.0]]
 HOMOGRAPHY = [[0.05, 0.0, 0.0], [0.0, 0.05, 0.0], [0.0, 0.0, 1.0]]
-
-
-def run_migrations(url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config(str(REPO_ROOT / "backend" / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", url)
-    command.upgrade(config, "head")
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +40,7 @@ def workdir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def postgres(workdir: Path) -> Iterator[EmbeddedPostgres]:
     pg = EmbeddedPostgres(workdir / "pg").start()
-    run_migrations(pg.url)
+    migrate(pg.url)
     yield pg
     pg.stop()
 

@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 from tornado.httpserver import HTTPServer
 
 from backend.app import TrafficApplication
+from backend.db.migrate import migrate
 from backend.db.session import Database
 from backend.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from backend.services.airflow_client import AirflowClient
@@ -34,15 +35,6 @@ TOKEN = "test-internal-token"
 ORIGIN = "http://localhost:4200"
 
 
-def run_migrations(url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config(str(REPO_ROOT / "backend" / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", url)
-    command.upgrade(config, "head")
-
-
 @pytest.fixture(scope="session")
 def workdir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="backend-tests-"))
@@ -53,7 +45,7 @@ def workdir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def postgres(workdir: Path) -> Iterator[EmbeddedPostgres]:
     pg = EmbeddedPostgres(workdir / "pg").start()
-    run_migrations(pg.url)
+    migrate(pg.url)
     yield pg
     pg.stop()
 
