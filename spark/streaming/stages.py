@@ -149,18 +149,16 @@ def thin_live_rows(rows: list[dict], budget: int) -> list[dict]:
     for row in rows:
         if row["_settings"].realtime and not row["end_of_stream"]:
             live.setdefault(row["video_id"], []).append(row)
-    drop: set[int] = set()
     for frames in live.values():
         if len(frames) <= budget:
             continue
         frames.sort(key=lambda r: stream_order(r["stream_id"]))
         step = len(frames) / budget
         keep = {len(frames) - 1 - int(i * step) for i in range(budget)}
-        drop.update(id(r) for i, r in enumerate(frames) if i not in keep)
-    for row in rows:
-        if id(row) in drop:
-            row["status"] = SKIPPED
-    return [r for r in rows if id(r) not in drop]
+        for i, row in enumerate(frames):
+            if i not in keep:
+                row["status"] = SKIPPED
+    return [r for r in rows if r.get("status") != SKIPPED]
 
 
 def _analyze_frame_rows(rows: list[dict], now: Any) -> None:
