@@ -15,6 +15,11 @@ they can be sent; the per-client queue then drops the older frames, never analyt
 
 Clients run in this process (one asyncio loop), so on a small machine the figures are a lower
 bound of what the hub delivers to independent browsers.
+
+Every run is its own stream run (a fresh ``run_id`` on each message, as the producer does): the
+hub's repeat filter would otherwise drop the second run of the same video, which starts again at
+frame 0. A run whose clients did not get everything within ``--timeout`` s is reported as
+INCOMPLETE (the benchmark then exits with status 1) instead of waiting for ever.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +63,7 @@ class FanoutResult:
     analytics_sent: int
     elapsed_s: float
     per_client: list[ClientStats]
+    complete: bool = True  # False: some client still missed messages when the timeout hit
 
     @property
     def mean_frames_per_s(self) -> float:
@@ -71,7 +78,7 @@ class FanoutResult:
         return min(c.analytics for c in self.per_client)
 
 
-def frame_payload(video_id: int, n: int, jpeg: bytes, last: bool) -> str:
+def frame_payload(video_id: int, n: int, jpeg: bytes, last: bool, run_id: str | None = None) -> str:
     data = {
         "video_id": video_id,
         "frame_number": n,
@@ -79,17 +86,19 @@ def frame_payload(video_id: int, n: int, jpeg: bytes, last: bool) -> str:
         "processed_frame": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode(),
         "roi_polygon": None,
         "end_of_stream": last,
+        "run_id": run_id,
     }
     return json.dumps({"type": "processed_frame", "data": data})
 
 
-def analytics_payload(video_id: int, n: int) -> str:
+def analytics_payload(video_id: int, n: int, run_id: str | None = None) -> str:
     data = {
         "video_id": video_id,
         "frame_number": n,
         "timestamp": n / 25.0,
         "stats": {"total_vehicles": n, "speeding_count": 0, "current_in_roi": 1},
         "speeding_vehicles": [],
+        "run_id": run_id,
     }
     return json.dumps({"type": "analytics_update", "data": data})
 
@@ -145,8 +154,14 @@ async def run_fanout(
     frame_bytes: int,
     fps: float = 0.0,
     timeout_s: float = 120.0,
+    run_id: str | None = None,
 ) -> FanoutResult:
-    """Connect ``clients`` subscribers, push ``frames`` frames (paced at ``fps``, 0 = unpaced)."""
+    """Connect ``clients`` subscribers, push ``frames`` frames (paced at ``fps``, 0 = unpaced).
+
+    The messages carry ``run_id`` (default: a fresh one per call, i.e. each call is a new stream
+    run of the video). When the clients have not got everything after ``timeout_s`` the result
+    comes back with ``complete=False``."""
+    run_id = run_id or uuid.uuid4().hex
     url = f"{ws_base}/ws/client/stream"
     readies = [asyncio.Event() for _ in range(clients)]
     connected = []
@@ -163,10 +178,13 @@ async def run_fanout(
             delay = start + n / fps - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-        await frame_in.write_message(frame_payload(video_id, n, jpeg, n == frames - 1))
-        await stats_in.write_message(analytics_payload(video_id, n))
+        await frame_in.write_message(frame_payload(video_id, n, jpeg, n == frames - 1, run_id))
+        await stats_in.write_message(analytics_payload(video_id, n, run_id))
+    complete = True
     try:
         await asyncio.wait_for(asyncio.gather(*(s.done.wait() for _, s, _ in connected)), timeout_s)
+    except TimeoutError:
+        complete = False
     finally:
         elapsed = time.perf_counter() - start
         for conn, _, task in connected:
@@ -174,7 +192,7 @@ async def run_fanout(
             conn.close()
         frame_in.close()
         stats_in.close()
-    return FanoutResult(clients, frames, frames, elapsed, [s for _, s, _ in connected])
+    return FanoutResult(clients, frames, frames, elapsed, [s for _, s, _ in connected], complete)
 
 
 # ---- standalone benchmark ------------------------------------------------------------------
@@ -203,7 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fps", type=float, default=25.0, help="paced ingest rate (a live video)")
     parser.add_argument("--paced-frames", type=int, default=125)
     parser.add_argument("--capacity-frames", type=int, default=1000, help="unpaced run; 0 skips it")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a run may take")
     args = parser.parse_args(argv)
+    incomplete = 0
 
     from sqlalchemy import create_engine, text
 
@@ -258,17 +278,20 @@ def main(argv: list[str] | None = None) -> None:
                         frames=frames,
                         frame_bytes=frame_bytes,
                         fps=fps,
+                        timeout_s=args.timeout,
                     )
                 )
                 results.append(result)
+                incomplete += not result.complete
                 print(
                     f"{n:4d} client(s): {result.mean_frames_per_s:8.1f} frames/s per client "
                     f"(fewest frames {result.min_frames}/{result.frames_sent}, "
                     f"analytics {result.min_analytics}/{result.analytics_sent} to every client, "
-                    f"{result.elapsed_s:.2f} s)",
+                    f"{result.elapsed_s:.2f} s)"
+                    + ("" if result.complete else f"  INCOMPLETE: timed out after {args.timeout:g} s"),
                     flush=True,
                 )
-            if len(results) >= 2 and results[0].mean_frames_per_s > 0:
+            if len(results) >= 2 and all(r.complete for r in results) and results[0].mean_frames_per_s > 0:
                 ratio = results[-1].mean_frames_per_s / results[0].mean_frames_per_s
                 print(f"ratio {results[-1].clients} vs {results[0].clients} clients: {ratio:.2f}", flush=True)
     finally:
@@ -277,6 +300,9 @@ def main(argv: list[str] | None = None) -> None:
             proc.wait(15)
         rd.stop()
         pg.stop()
+    if incomplete:
+        print(f"bench_fanout: {incomplete} run(s) incomplete; their figures are not valid", flush=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,11 @@ class FrameData(BaseModel):
     # (beyond DESIGN) wall clock when the producer sent the frame: live latency on the client
     produced_at: float | None = None
     skipped_frames: int = 0
+    # (beyond DESIGN) live thinning: frames detected so far and the detection stride now
+    detected_frames: int = 0
+    detect_stride: int = 1
+    # (beyond DESIGN) the stream run (VideoFrame.run_id): tells a new run from a repeat
+    run_id: str | None = None
 
     @field_validator("processed_frame")
     @classmethod
@@ -91,8 +96,10 @@ class AnalyticsData(BaseModel):
     # (beyond DESIGN) the final summary, on the end-of-stream update
     end_of_stream: bool = False
     summary: Summary | None = None
-    # (beyond DESIGN) wall clock when the producer sent the frame (tells a new run from a repeat)
+    # (beyond DESIGN) wall clock when the producer sent the frame (new run vs repeat without run_id)
     produced_at: float | None = None
+    # (beyond DESIGN) the stream run (VideoFrame.run_id): tells a new run from a repeat
+    run_id: str | None = None
 
 
 class ProcessedFrameIngest(Strict):
@@ -111,6 +118,9 @@ class ProcessedFrameIngest(Strict):
                 end_of_stream=frame.end_of_stream,
                 produced_at=frame.produced_at,
                 skipped_frames=frame.skipped_frames,
+                detected_frames=frame.detected_frames,
+                detect_stride=frame.detect_stride,
+                run_id=frame.run_id,
             )
         )
 
@@ -144,6 +154,7 @@ class AnalyticsIngest(Strict):
                 end_of_stream=frame.end_of_stream,
                 summary=frame.summary,
                 produced_at=frame.produced_at,
+                run_id=frame.run_id,
             )
         )
 

@@ -25,3 +25,17 @@ def truth(tmp_path_factory):
     import json
 
     return Path(data["video"]), json.loads((out / "speeds_calib.json").read_text()), data
+
+
+@pytest.fixture(scope="session")
+def highway(tmp_path_factory):
+    """The 720p highway ground-truth clip (12 vehicles, 40-130 km/h, both directions), rendered
+    once: (clip, calibration, truth dict, the Scenario)."""
+    import json
+
+    from traffic_processing.synthetic import highway_scenario, render
+
+    out = tmp_path_factory.mktemp("highway")
+    scenario = highway_scenario()
+    data = render(scenario, out, "highway")
+    return Path(data["video"]), json.loads((out / "highway_calib.json").read_text()), data, scenario

@@ -41,12 +41,15 @@ def test_every_frame_once_then_one_end_of_stream(r, engine, add_video):
         assert e.config.roi_polygon == ROI and e.config.homography_matrix == HOMOGRAPHY
         assert e.config.speed_limit_kmh == 50.0
     assert got[-1].frame_data == b""
+    assert {e.run_id for e in got} == {"run-1"}  # every entry, end of stream included
+    assert {f[b"run_id"] for _, f in r.xrange(streams.VIDEO_FRAMES)} == {b"run-1"}
 
     p = progress(r, vid)
     assert p["state"] == "produced" and p["produce_done"] == "1"
     assert p["produced"] == "24" and p["frames_total"] == "24" and p["run_id"] == "run-1"
     assert 0 < r.ttl(streams.progress_key(vid)) <= streams.PROGRESS_TTL_S
     assert result["state"] == "produced" and result["produced"] == 24 and result["eos_written"]
+    assert result["run_id"] == "run-1"
 
 
 def test_speed_limit_from_env_and_stale_progress_reset(r, engine, add_video, monkeypatch):
@@ -59,6 +62,9 @@ def test_speed_limit_from_env_and_stale_progress_reset(r, engine, add_video, mon
     assert first.config.roi_polygon is None and first.config.homography_matrix is None
     p = progress(r, vid)
     assert "eos_processed" not in p and "processed" not in p  # a previous run's fields are gone
+    # Called without a run_id (not from Airflow): a generated one, the same on every entry.
+    run_ids = {e.run_id for e in entries(r, vid)}
+    assert len(run_ids) == 1 and p["run_id"] in run_ids and len(p["run_id"]) == 32
 
 
 def test_realtime_paces_at_fps_without_drift(r, engine, add_video):

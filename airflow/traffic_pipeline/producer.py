@@ -7,12 +7,16 @@
 - Never trims the stream (the Spark source trims behind its commits).
 - The stop flag is read before every frame; on stop the end-of-stream entry is still written.
 - Exactly one end-of-stream entry per call, also when reading or encoding fails.
+- Every entry carries the run's ``run_id`` (the Airflow dag run id; a generated uuid4 hex when
+  called without one): viewers tell a new run of the same video (again from frame 0) from a
+  redelivery of frames already sent by it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,7 +64,7 @@ def produce_frames(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
-    """Stream the video; returns {video_id, state, produced, frames_total, fps, elapsed_s, ...}."""
+    """Stream the video; returns {video_id, run_id, state, produced, frames_total, fps, elapsed_s, ...}."""
     from traffic_processing import streams
     from traffic_processing.schemas import FrameConfig, VideoFrame
     from traffic_processing.video import iter_frames, probe_video
@@ -70,6 +74,7 @@ def produce_frames(
 
     log = default_log(log, __name__)
     settings = PipelineSettings.from_env()
+    run_id = run_id or uuid.uuid4().hex
     max_backlog = streams.MAX_BACKLOG_FRAMES if max_backlog is None else max_backlog
     pkey = streams.progress_key(video_id)
     skey = streams.stop_key(video_id)
@@ -96,9 +101,8 @@ def produce_frames(
         "updated_at": now,
         "producer_heartbeat": now,
         "realtime": "1" if realtime else "0",
+        "run_id": run_id,
     }
-    if run_id:
-        start_fields["run_id"] = run_id
     pipe = redis.pipeline(transaction=True)
     pipe.delete(pkey)
     pipe.hset(pkey, mapping=start_fields)
@@ -129,9 +133,10 @@ def produce_frames(
         )
         touch(frames_total=frames_total)
         log.info(
-            "video %d: producing %s (%d frames at %.2f fps, %s, roi=%s, homography=%s)",
+            "video %d: producing %s (run %s, %d frames at %.2f fps, %s, roi=%s, homography=%s)",
             video_id,
             path,
+            run_id,
             frames_total,
             fps,
             "realtime" if realtime else "as fast as possible with backpressure",
@@ -171,6 +176,7 @@ def produce_frames(
                 timestamp=n / fps,
                 produced_at=time.time(),
                 config=config,
+                run_id=run_id,
             )
             wall = repr(time.time())
             pipe = redis.pipeline(transaction=True)
@@ -213,6 +219,7 @@ def produce_frames(
                 produced_at=time.time(),
                 config=config,
                 end_of_stream=True,
+                run_id=run_id,
             )
             wall = repr(time.time())
             done = {
@@ -247,6 +254,7 @@ def produce_frames(
     )
     return {
         "video_id": video_id,
+        "run_id": run_id,
         "state": state,
         "produced": produced,
         "frames_total": frames_total,

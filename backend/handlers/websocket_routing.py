@@ -19,9 +19,11 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from backend.db import crud
 from backend.handlers.base import BaseHandler
 from backend.schemas import (
+    AnalyticsData,
     AnalyticsIngest,
     ClientAction,
     ErrorMessage,
+    FrameData,
     ProcessedFrameIngest,
     SubscriptionAck,
     error_body,
@@ -161,7 +163,7 @@ class IngestHandler(WebSocketHandler):
         metrics.INGEST_MESSAGES.labels(self.client_type).inc()
         data = ingest.data
         if not self.application.hub.repeats.fresh(
-            self.kind, data.video_id, data.frame_number, data.produced_at
+            self.kind, data.video_id, data.frame_number, data.produced_at, data.run_id
         ):
             log.info(
                 "[%s] video %d frame %d already sent; repeat dropped",
@@ -176,7 +178,7 @@ class IngestHandler(WebSocketHandler):
             + ingest.data.model_dump_json().encode()
             + b"}"
         )
-        n = self.broadcast(ingest.data.video_id, text)
+        n = self.broadcast(ingest.data, text)
         log.debug("[%s] video %d frame %d -> %d", self.tag, ingest.data.video_id, ingest.data.frame_number, n)
 
 
@@ -184,16 +186,17 @@ class ProcessedIngestHandler(IngestHandler):
     kind, message_type, client_type = "processed", "processed_frame", "frame"
     message_model = ProcessedFrameIngest
 
-    def broadcast(self, video_id: int, text: bytes) -> int:
-        return self.application.hub.broadcast_frame(video_id, text)
+    def broadcast(self, data: FrameData, text: bytes) -> int:
+        self.application.hub.note_frame(data)
+        return self.application.hub.broadcast_frame(data.video_id, text)
 
 
 class AnalyticsIngestHandler(IngestHandler):
     kind, message_type, client_type = "analytics", "analytics_update", "analytics"
     message_model = AnalyticsIngest
 
-    def broadcast(self, video_id: int, text: bytes) -> int:
-        return self.application.hub.broadcast_analytics(video_id, text)
+    def broadcast(self, data: AnalyticsData, text: bytes) -> int:
+        return self.application.hub.broadcast_analytics(data.video_id, text)
 
 
 class WebSocketStatusHandler(BaseHandler):

@@ -3,9 +3,9 @@
 Each client has its own writer task and two queues: frames (bounded, the oldest dropped when
 a client falls behind) and control/analytics (never dropped; a client that lets more than
 ``analytics_limit`` pile up is disconnected rather than silently losing any). Messages the
-hub already broadcast are dropped (``RepeatFilter``): the bridge delivers at least once. A message is
-serialised once per broadcast and the same string is queued for every subscriber, so a
-stalled client costs the others nothing but one deque append.
+hub already broadcast are dropped (``RepeatFilter``, by ``run_id`` and frame number): the bridge
+delivers at least once. A message is serialised once per broadcast and the same string is
+queued for every subscriber, so a stalled client costs the others nothing but one deque append.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import asyncio
 import logging
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError
@@ -93,30 +95,78 @@ class ClientQueue:
         self.control.clear()
 
 
+@dataclass
+class _Position:
+    """What the hub last broadcast on one channel: the run and the highest frame number in it."""
+
+    run_id: str | None
+    frame_number: int
+    produced_at: float  # latest produced_at seen (the fallback for messages without run_id)
+    earlier_runs: deque[str] = field(default_factory=lambda: deque(maxlen=RepeatFilter.EARLIER_RUNS))
+
+
 class RepeatFilter:
     """Tells a message the hub has not broadcast yet from a repeat.
 
     The bridge delivers at least once: after a crash it resends what it had written but not
-    ACKed. Within a run a video's frame numbers only grow (the bridge keeps stream order), and a
-    new run of the same video starts again from frame 0 with a later ``produced_at`` (the
-    producer's wall clock), while a repeat carries the ``produced_at`` of the first delivery.
-    So a message is new when its frame number is above the last one broadcast on its channel, or
-    when it was produced after everything broadcast there before (a new run).
+    ACKed. Every message of a stream run carries that run's ``run_id`` (the producer's Airflow
+    dag run id), and within a run a video's frame numbers only grow (the bridge keeps stream
+    order). So, per channel:
+
+    - a ``run_id`` other than the channel's current run starts a new run: broadcast, and the
+      frame-number memory starts again from it (a rerun begins again at frame 0);
+    - within the current run, a frame number <= the last one broadcast is a resend: dropped;
+    - a message of a run the channel already left (a late resend of an earlier run, after the
+      next one started) is dropped too (the last ``EARLIER_RUNS`` runs are remembered).
+
+    Messages without ``run_id`` (an older producer) fall back to ``produced_at``: new when the
+    frame number is above the last one, or when produced after everything broadcast there before
+    (a rerun's wall clock is later; a repeat carries the ``produced_at`` of its first delivery).
     """
 
+    EARLIER_RUNS = 16
+
     def __init__(self) -> None:
-        self._last: dict[tuple[str, int], tuple[int, float]] = {}
+        self._last: dict[tuple[str, int], _Position] = {}
         self.repeats = 0
 
-    def fresh(self, kind: str, video_id: int, frame_number: int, produced_at: float | None) -> bool:
+    def fresh(
+        self,
+        kind: str,
+        video_id: int,
+        frame_number: int,
+        produced_at: float | None,
+        run_id: str | None = None,
+    ) -> bool:
         produced = produced_at if produced_at is not None else float("-inf")
-        last = self._last.get((kind, video_id))
-        if last is not None and frame_number <= last[0] and produced <= last[1]:
-            self.repeats += 1
-            metrics.INGEST_REPEATS.inc()
-            return False
-        self._last[(kind, video_id)] = (frame_number, produced if last is None else max(produced, last[1]))
+        key = (kind, video_id)
+        last = self._last.get(key)
+        if last is None:
+            self._last[key] = _Position(run_id, frame_number, produced)
+            return True
+        if run_id is not None and run_id != last.run_id:
+            if run_id in last.earlier_runs:
+                return self._repeat()
+            if last.run_id is not None:
+                last.earlier_runs.append(last.run_id)
+            last.run_id, last.frame_number = run_id, frame_number
+            last.produced_at = max(produced, last.produced_at)
+            return True
+        if run_id is not None:  # the channel's current run
+            if frame_number <= last.frame_number:
+                return self._repeat()
+        elif frame_number <= last.frame_number and produced <= last.produced_at:
+            return self._repeat()
+        else:
+            last.run_id = None  # id-less: the channel's run is no longer known by id
+        last.frame_number = frame_number
+        last.produced_at = max(produced, last.produced_at)
         return True
+
+    def _repeat(self) -> bool:
+        self.repeats += 1
+        metrics.INGEST_REPEATS.inc()
+        return False
 
 
 class Hub:
@@ -126,6 +176,8 @@ class Hub:
         self.channels: defaultdict[str, set[ClientQueue]] = defaultdict(set)
         self.clients: set[ClientQueue] = set()
         self.ingest_connections: defaultdict[str, int] = defaultdict(int)
+        # (beyond the seed) per video, the live thinning of its latest frame: stride, detected, skipped
+        self.streams: dict[int, dict[str, int]] = {}
 
     def register(self, client: ClientQueue) -> None:
         self.clients.add(client)
@@ -181,6 +233,15 @@ class Hub:
             client.put_control(text)
         return len(members)
 
+    def note_frame(self, data: Any) -> None:
+        """Remember the processing progress a frame message carries (its video's latest)."""
+        self.streams[int(data.video_id)] = {
+            "frame_number": int(data.frame_number),
+            "detect_stride": int(data.detect_stride),
+            "detected_frames": int(data.detected_frames),
+            "skipped_frames": int(data.skipped_frames),
+        }
+
     def status(self) -> dict:
         return {
             "total_connections": len(self.clients),
@@ -188,4 +249,5 @@ class Hub:
             "backend_connections": dict(self.ingest_connections),
             "dropped_frames": sum(c.dropped_frames for c in self.clients),
             "repeats_dropped": self.repeats.repeats,
+            "streams": {str(k): v for k, v in sorted(self.streams.items())},
         }

@@ -103,3 +103,26 @@ def test_repeat_filter_drops_redeliveries_keeps_new_runs():
     # Without produced_at only growing frame numbers get through.
     assert f.fresh("processed", 3, 7, None) and not f.fresh("processed", 3, 7, None)
     assert f.repeats == 5
+
+
+def test_repeat_filter_keys_runs_on_run_id():
+    f = RepeatFilter()
+    # Run A of video 1, without produced_at (as the fan-out benchmark sends).
+    assert [f.fresh("processed", 1, n, None, "run-a") for n in range(5)] == [True] * 5
+    # The bridge restarted and resends frames 2..6 of run A: 2..4 are repeats, 5 and 6 are new.
+    got = [f.fresh("processed", 1, n, None, "run-a") for n in range(2, 7)]
+    assert got == [False, False, False, True, True]
+    # A rerun of the same video (run B) starts again at frame 0 and gets through, every frame.
+    assert [f.fresh("processed", 1, n, None, "run-b") for n in range(3)] == [True] * 3
+    # ... its own resend is dropped, and so is a late resend of run A (a run the channel left).
+    assert not f.fresh("processed", 1, 1, None, "run-b")
+    assert not f.fresh("processed", 1, 6, None, "run-a") and not f.fresh("processed", 1, 9, None, "run-a")
+    assert f.fresh("processed", 1, 3, None, "run-b")
+    # run_id wins over produced_at: an older wall clock in a new run is still a new run.
+    assert f.fresh("processed", 1, 0, 5.0, "run-c") and f.fresh("processed", 1, 1, 4.0, "run-c")
+    # Channels keep their own run: the analytics channel of video 1 is still at nothing.
+    assert f.fresh("analytics", 1, 0, None, "run-a")
+    # Id-less messages after a run with ids: the produced_at fallback.
+    assert not f.fresh("processed", 1, 1, None) and f.fresh("processed", 1, 2, None)
+    assert f.fresh("processed", 1, 0, 1e10)  # produced later than everything: a new run
+    assert f.repeats == 7

@@ -42,6 +42,7 @@ from backend.tests.ws import connect, recv, subscribe
 
 LIMIT = 60.0
 GROUP = streams.REDIS_CONSUMER_GROUP
+RUN = f"run-{uuid.uuid4().hex[:8]}"  # the stream run of the entries (VideoFrame.run_id)
 
 
 # ---- helpers -----------------------------------------------------------------------------------
@@ -67,7 +68,7 @@ def vehicle(track_id: int, speed: float | None) -> Vehicle:
 
 
 def processed(
-    video_id: int, n: int, speeds: tuple[float | None, ...] = (), eos: bool = False
+    video_id: int, n: int, speeds: tuple[float | None, ...] = (), eos: bool = False, run_id: str = RUN
 ) -> ProcessedFrame:
     vehicles = [vehicle(100 + i, s) for i, s in enumerate(speeds)]
     return ProcessedFrame(
@@ -86,6 +87,7 @@ def processed(
         if eos
         else None,
         produced_at=time.time(),
+        run_id=run_id,
     )
 
 
@@ -238,6 +240,7 @@ def test_frames_in_order_and_only_speeding_vehicles(api, videos, bridge, raw_red
         assert frame["timestamp"] == pytest.approx(n / 25)
         assert frame["roi_polygon"] == [[0, 0], [31, 0], [31, 23]]
         assert frame["end_of_stream"] is (n == len(speeds) - 1)
+        assert frame["run_id"] == RUN
         prefix, b64 = frame["processed_frame"].split(",", 1)
         assert prefix == "data:image/jpeg;base64"
         img = cv2.imdecode(np.frombuffer(base64.b64decode(b64), np.uint8), cv2.IMREAD_COLOR)
@@ -256,8 +259,45 @@ def test_frames_in_order_and_only_speeding_vehicles(api, videos, bridge, raw_red
         "confidence": 0.9,
     }
     assert w.analytics[3]["stats"] == {"total_vehicles": 3, "speeding_count": 1, "current_in_roi": 2}
+    assert {a["run_id"] for a in w.analytics} == {RUN}
     assert wait_until(lambda: pending(raw_redis, stream) == 0)
     assert bridge.consumer.counters.acked == len(speeds)
+
+
+def test_a_rerun_gets_through_a_resend_does_not(api, videos, bridge, raw_redis, stream):
+    """A second run of the same video starts again at frame 0 (new run_id, same or older
+    produced_at does not matter); a resend within a run is dropped by the hub."""
+    vid = videos[0]
+    old = time.time() - 3600
+
+    async def scenario() -> Watcher:
+        w = await Watcher.open(api.port, vid)
+        for n in range(3):
+            xadd(raw_redis, stream, processed(vid, n, run_id="run-a"))
+        for n in range(3):
+            frame = processed(vid, n, eos=n == 2, run_id="run-b")
+            frame.produced_at = old  # no later wall clock: only the run_id tells the runs apart
+            xadd(raw_redis, stream, frame)
+        xadd(raw_redis, stream, processed(vid, 1, run_id="run-b"))  # a resend of run b
+        await w.until(6, 6)
+        await w.quiet(0.5)
+        w.close()
+        return w
+
+    w = asyncio.run(scenario())
+    assert [(f["run_id"], f["frame_number"]) for f in w.frames] == [
+        ("run-a", 0),
+        ("run-a", 1),
+        ("run-a", 2),
+        ("run-b", 0),
+        ("run-b", 1),
+        ("run-b", 2),
+    ]
+    assert [(a["run_id"], a["frame_number"]) for a in w.analytics] == [
+        (f["run_id"], f["frame_number"]) for f in w.frames
+    ]
+    assert wait_until(lambda: pending(raw_redis, stream) == 0)
+    assert bridge.consumer.counters.frames_sent == 7  # the bridge forwards; the hub drops the repeat
 
 
 def test_only_subscribed_channels_get_anything_but_all_is_acked(api, videos, bridge, raw_redis, stream):

@@ -159,6 +159,30 @@ def test_ingest_routes_to_subscribers_only(api, video_id, sample_video):
     assert err["type"] == "error"
 
 
+def test_status_reports_each_streams_detection_stride(api, video_id):
+    """The live thinning a frame message carries (stride, detected, skipped) shows in the status."""
+
+    async def scenario():
+        viewer, frames, stats = await viewer_and_ingest(api, video_id)
+        message = json.loads(frame_message(video_id, 30, produced_at=1_700_000_000.0))
+        message["data"].update(detect_stride=3, detected_frames=10, skipped_frames=20)
+        await frames.write_message(json.dumps(message))
+        got = await recv(viewer)
+        for c in (viewer, frames, stats):
+            c.close()
+        return got
+
+    got = asyncio.run(scenario())
+    assert got["data"]["detect_stride"] == 3 and got["data"]["detected_frames"] == 10
+    status = request(api.port, "GET", "/api/websocket/status").json()
+    assert status["streams"][str(video_id)] == {
+        "frame_number": 30,
+        "detect_stride": 3,
+        "detected_frames": 10,
+        "skipped_frames": 20,
+    }
+
+
 def test_redelivered_messages_reach_clients_once(api, video_id):
     """The bridge resends what it wrote but had not ACKed when it died: clients see it once; a
     new run of the same video (frame 0 again, produced later) still gets through."""

@@ -1,7 +1,8 @@
 """The long-running Spark Structured Streaming application (DESIGN.md, Processing).
 
-    video-frames (Redis) -> [redis-frames source] -> mapInPandas: decode, live skip, detect, embed
-        -> groupBy(video_id).transformWithStateInPandas: DeepSORT, speed, analytics, draw, encode
+    video-frames (Redis) -> [redis-frames source, one partition]
+        -> groupBy(video_id).transformWithStateInPandas: decode, live stride, detect, embed,
+           DeepSORT, speed, analytics, draw, encode (no exchange: one partition end to end)
         -> foreachBatch: idempotent MULTI to processed-frames + progress + violations + analytics
 
 Run from the repository root with the venv's Python (local[*] unless SPARK_MASTER is set)::
@@ -10,8 +11,9 @@ Run from the repository root with the venv's Python (local[*] unless SPARK_MASTE
 
 or ``.venv/bin/python -m spark.streaming.app``, or ``spark-submit spark/streaming/app.py`` with
 PYSPARK_PYTHON pointing at the venv. Environment: REDIS_HOST, REDIS_PORT, MODEL_PATH,
-SPARK_CHECKPOINT_DIR (default ``.local/spark-checkpoint``), SPARK_MASTER, TRIGGER_MS (150),
-MAX_ENTRIES_PER_BATCH (128), SOURCE_PARTITIONS (cores / 2), SHUFFLE_PARTITIONS (2),
+SPARK_CHECKPOINT_DIR (default ``.local/spark-checkpoint``; the query's checkpoint is the
+subfolder ``CHECKPOINT_LAYOUT``), SPARK_MASTER, TRIGGER_MS (150), MAX_ENTRIES_PER_BATCH (128),
+SOURCE_PARTITIONS (1), SHUFFLE_PARTITIONS (1),
 DETECTOR_DEVICE (cpu|cuda), WARM_UP (1: load the models in the Python workers before the query
 starts), SPARK_UI (true), LOG_PERFORMANCE=1 (per-frame ``[PERFORMANCE]`` block), LOG_PROGRESS=1
 (Spark's timings per micro-batch), LOG_TIMING=1 (time per stage and batch).
@@ -34,6 +36,11 @@ if __package__ in (None, ""):  # run as a script: make ``spark.streaming`` impor
 log = logging.getLogger("traffic_streaming.app")
 
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+# The query's checkpoint lives in SPARK_CHECKPOINT_DIR/<layout>. A new layout (another plan, other
+# shuffle partitions, another state schema) cannot restore an older checkpoint: it starts in
+# its own folder, and the old one is named in the log (no frame of a finished run is lost: runs in
+# flight are restarted by Airflow).
+CHECKPOINT_LAYOUT = "v2-single-pass"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -63,6 +70,27 @@ def check_model() -> str | None:
     return None
 
 
+def checkpoint_path(base: str) -> str:
+    """The query's checkpoint folder under ``base`` for this CHECKPOINT_LAYOUT (created). A
+    checkpoint of an older layout (files right in ``base``, or another layout's folder) is left
+    alone and named in the log."""
+    root = Path(base).resolve()
+    path = root / CHECKPOINT_LAYOUT
+    if not path.exists():
+        old = [p.name for p in root.iterdir()] if root.is_dir() else []
+        if old:
+            log.warning(
+                "[SPARK-APP] checkpoint layout %s is new: starting it in %s. The older checkpoint "
+                "in %s (%s) is not used and can be deleted.",
+                CHECKPOINT_LAYOUT,
+                path,
+                root,
+                ", ".join(sorted(old)),
+            )
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
 def build_session(app_name: str = "traffic-streaming"):  # noqa: ANN201 - SparkSession
     from pyspark.sql import SparkSession
 
@@ -70,7 +98,7 @@ def build_session(app_name: str = "traffic-streaming"):  # noqa: ANN201 - SparkS
     if os.environ.get("SPARK_MASTER") or "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master(os.environ.get("SPARK_MASTER") or "local[*]")
     builder = (
-        builder.config("spark.sql.shuffle.partitions", str(_env_int("SHUFFLE_PARTITIONS", 2)))
+        builder.config("spark.sql.shuffle.partitions", str(_env_int("SHUFFLE_PARTITIONS", 1)))
         .config("spark.sql.streaming.stateStore.providerClass", ROCKSDB_PROVIDER)
         .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
         .config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
@@ -88,17 +116,11 @@ def build_session(app_name: str = "traffic-streaming"):  # noqa: ANN201 - SparkS
 def build_query(spark, options: dict[str, str], checkpoint_dir: str, on_batch=None):  # noqa: ANN001, ANN201
     from spark.streaming.redis_source import RedisStreamDataSource, redis_client
     from spark.streaming.sink import BatchSink
-    from spark.streaming.stages import (
-        ANALYZED_SCHEMA,
-        OUTPUT_SCHEMA,
-        analyze_partitions,
-        make_state_processor,
-    )
+    from spark.streaming.stages import OUTPUT_SCHEMA, make_state_processor
 
     spark.dataSource.register(RedisStreamDataSource)
     frames = spark.readStream.format(RedisStreamDataSource.name()).options(**options).load()
-    analyzed = frames.mapInPandas(analyze_partitions, ANALYZED_SCHEMA)
-    processed = analyzed.groupBy("video_id").transformWithStateInPandas(
+    processed = frames.groupBy("video_id").transformWithStateInPandas(
         statefulProcessor=make_state_processor(),
         outputStructType=OUTPUT_SCHEMA,
         outputMode="Append",
@@ -184,16 +206,16 @@ def main() -> int:
     from spark.streaming.redis_source import redis_client
     from spark.streaming.sink import reset_if_fresh_checkpoint
 
-    checkpoint_dir = os.path.abspath(
+    checkpoint_dir = checkpoint_path(
         os.environ.get("SPARK_CHECKPOINT_DIR") or str(REPO_ROOT / ".local/spark-checkpoint")
     )
-    Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     options = {
         "host": os.environ.get("REDIS_HOST", "127.0.0.1"),
         "port": os.environ.get("REDIS_PORT", "6379"),
         "maxEntriesPerBatch": str(_env_int("MAX_ENTRIES_PER_BATCH", 128)),
-        # One detector per partition, each using several cores itself: about one per 2 cores.
-        "numPartitions": str(_env_int("SOURCE_PARTITIONS", max(1, (os.cpu_count() or 2) // 2))),
+        # One partition: with one shuffle partition the stateful stage then needs no exchange.
+        # The detector and the embedder use every core themselves.
+        "numPartitions": str(_env_int("SOURCE_PARTITIONS", 1)),
     }
     problem = check_model()
     if problem:

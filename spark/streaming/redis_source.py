@@ -34,7 +34,7 @@ log = logging.getLogger("traffic_streaming.source")
 
 SCHEMA = (
     "video_id int, frame_number int, stream_id string, frame_data binary, timestamp double, "
-    "produced_at double, config string, end_of_stream boolean"
+    "produced_at double, config string, end_of_stream boolean, run_id string"
 )
 INITIAL_ID = "0-0"
 
@@ -79,7 +79,8 @@ def _text(value: Any) -> str:
 
 def entry_to_row(stream_id: str, fields: dict[bytes, bytes]) -> tuple | None:
     """One ``video-frames`` entry as a row of SCHEMA; None (logged) when it has no usable
-    video_id / frame_number: such an entry cannot be routed to a video."""
+    video_id / frame_number: such an entry cannot be routed to a video. ``run_id`` is None when
+    the entry has none (an older producer)."""
     try:
         video_id = int(_text(fields[b"video_id"]))
         frame_number = int(_text(fields[b"frame_number"]))
@@ -102,6 +103,7 @@ def entry_to_row(stream_id: str, fields: dict[bytes, bytes]) -> tuple | None:
         number(b"produced_at", time.time()),
         _text(fields.get(b"config", b"")),
         _text(fields.get(b"end_of_stream", b"0")) == "1",
+        _text(fields.get(b"run_id", b"")) or None,  # the producer's stream run (VideoFrame.run_id)
     )
 
 

@@ -27,7 +27,7 @@ from traffic_processing.streams import (
     violations_key,
 )
 
-from .stages import EOS, ERROR, FATAL, SKIPPED, stream_order
+from .stages import EOS, ERROR, FATAL, OK, SKIPPED, stream_order
 
 log = logging.getLogger("traffic_streaming.sink")
 
@@ -77,6 +77,8 @@ def _queue_batch(pipe: Any, rows: list[dict], stamp: float) -> None:
             video_id,
             {
                 "processed": 0,
+                "detected": 0,
+                "stride": None,
                 "skipped": 0,
                 "errors": 0,
                 "last": None,
@@ -91,6 +93,10 @@ def _queue_batch(pipe: Any, rows: list[dict], stamp: float) -> None:
             agg["last"] = int(row["frame_number"])
         if status == SKIPPED:
             agg["skipped"] += 1
+        if status == OK:
+            agg["detected"] += 1
+        if status in (OK, SKIPPED):
+            agg["stride"] = pf.detect_stride
         if status in (ERROR, FATAL):
             agg["errors"] += 1
         if status == FATAL:
@@ -108,6 +114,10 @@ def _queue_batch(pipe: Any, rows: list[dict], stamp: float) -> None:
             pipe.hset(key, "processed_last_frame", agg["last"])
         if agg["skipped"]:
             pipe.hincrby(key, "skipped", agg["skipped"])
+        if agg["detected"]:
+            pipe.hincrby(key, "detected", agg["detected"])
+        if agg["stride"] is not None:
+            pipe.hset(key, "stride", agg["stride"])
         if agg["errors"]:
             pipe.hincrby(key, "frame_errors", agg["errors"])
         if agg["fatal"]:

@@ -1,40 +1,40 @@
-"""The two processing stages of the Spark application, as plain functions over pandas frames.
+"""The processing stage of the Spark application, as plain functions over pandas frames.
 
-Stateless (``analyze_partitions``, run by ``mapInPandas`` on all cores): decode the JPEG, skip
-frames of a live stream that are already more than ``MAX_LIVE_DELAY_S`` behind and all but
-``LIVE_FRAMES_PER_TASK`` evenly spaced ones of the rest (``thin_live_rows``), detect + ROI
-filter + appearance embeddings with a process-wide ``FrameProcessor`` (one per distinct
-config, all sharing one process-wide ``VehicleDetector``), and pass the detections on pickled.
+One stateful pass per video (``VideoStateProcessor``, run by ``transformWithStateInPandas``
+straight on the source's rows, in stream order): decode, detect (process-wide
+``VehicleDetector``), ROI filter, appearance embeddings, DeepSORT, speed, analytics, drawing and
+JPEG encoding, with the video's ``FrameProcessor`` (minus the detector) pickled in a
+``ValueState``. On the end of stream it emits the final summary and drops the state. Detection
+lives in this pass (not in a stateless stage before it) so that the JPEG bytes cross from the
+JVM to Python once, and so that the live stride below is decided where the video's state is.
 
-Stateful (``VideoStateProcessor``, run by ``transformWithStateInPandas`` per video): DeepSORT
-association, speed, analytics, drawing and JPEG encoding, in stream order, with the video's
-``FrameProcessor`` (minus the detector) pickled in a ``ValueState``. On the end of stream it
-emits the final summary and drops the state.
+Live streams (``realtime``): of a video's frames only an even stride is detected, every k-th
+frame, k from the measured cost of a detected and of a held frame against the frame interval
+(``LiveStride``), adapted after each micro-batch and raised while the stream lags more than
+``MAX_LIVE_DELAY_S``; at most ``fps / LIVE_MIN_DETECT_HZ``. The others are drawn with the tracks
+predicted to their frame number (``FrameProcessor.hold``) and counted in ``skipped_frames``.
+The tracker, the speed windows and the speeding rule count video time, so results equal the
+every-frame ones. ``realtime=false`` detects every frame.
 
-Row statuses between the stages: ``ok`` (detections attached), ``skipped`` (live stream behind,
-not detected), ``error`` (this frame failed: undecodable JPEG, bad config...), ``fatal`` (the
-processor cannot run at all, e.g. the model is missing), ``eos`` (end-of-stream marker without
-a frame). An end-of-stream entry that carries a frame is processed as a frame (``ok``) and then
-ends the video.
-
-Output of the stateful stage for a ``skipped`` frame: a ``ProcessedFrame`` whose JPEG is the
-input drawn with the boxes of the last tracked frame (``FrameProcessor.hold``), no vehicles, the
-current stats and the cumulative ``skipped_frames``. For
-an ``error``/``fatal`` frame: empty ``processed_frame`` and the ``error`` text.
+Row statuses of the output: ``ok`` (detected), ``skipped`` (live, not detected: drawn with the
+predicted tracks), ``error`` (this frame failed: undecodable JPEG, bad config...), ``fatal``
+(the processor cannot run at all, e.g. the model is missing), ``eos`` (end-of-stream marker
+without a frame). An end-of-stream entry that carries a frame is processed as a frame (``ok``)
+and then ends the video. An ``error``/``fatal`` frame has an empty ``processed_frame`` and the
+``error`` text.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import os
 import pickle
 import sys
 import time
 import traceback
-from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -43,11 +43,6 @@ from traffic_processing.streams import MAX_LIVE_DELAY_S
 
 log = logging.getLogger("traffic_streaming.stages")
 
-ANALYZED_SCHEMA = (
-    "video_id int, frame_number int, stream_id string, frame_data binary, timestamp double, "
-    "produced_at double, config string, end_of_stream boolean, status string, error string, "
-    "detections binary, timings string"
-)
 OUTPUT_SCHEMA = (
     "video_id int, frame_number int, stream_id string, produced_at double, status string, "
     "end_of_stream boolean, processed_frame binary, message string, summary string"
@@ -56,11 +51,14 @@ STATE_SCHEMA = "blob binary"
 
 OK, SKIPPED, ERROR, FATAL, EOS = "ok", "skipped", "error", "fatal", "eos"
 
-# Frames handed to the detector at once; the staleness check runs before each chunk.
 TIMING = os.environ.get("LOG_TIMING") == "1"
-ANALYZE_CHUNK = max(1, int(os.environ.get("ANALYZE_CHUNK", "1")))
-# Live (realtime) frames of one video detected per task and micro-batch (0: no limit).
-LIVE_FRAMES_PER_TASK = max(0, int(os.environ.get("LIVE_FRAMES_PER_TASK", "6")))
+# Live streams: share of one frame interval the processing of a video may take on average
+# (the rest is Spark's per-batch overhead and the other services), and the lowest detection
+# rate (Hz) the stride may fall to (the tracker associates down to ~5 Hz).
+LIVE_CPU_SHARE = float(os.environ.get("LIVE_CPU_SHARE", "0.7"))
+# Live streams: the micro-batch length aimed at (a frame waits up to about two of them).
+LIVE_TARGET_BATCH_S = float(os.environ.get("LIVE_TARGET_BATCH_S", "0.6"))
+LIVE_MIN_DETECT_HZ = float(os.environ.get("LIVE_MIN_DETECT_HZ", "5"))
 
 
 def stream_order(stream_id: str) -> tuple[int, int]:
@@ -90,8 +88,6 @@ def configure_worker_logging() -> None:
 # -- process-wide model singletons (never in state) --------------------------------------------
 _DETECTOR: Any = None
 _DETECTOR_ERROR: str | None = None
-_ANALYZERS: OrderedDict[str, Any] = OrderedDict()
-_MAX_ANALYZERS = 16
 
 
 def get_detector() -> Any:
@@ -114,158 +110,6 @@ def get_detector() -> Any:
             log.error("[SPARK-APP] %s", _DETECTOR_ERROR)
             raise
     return _DETECTOR
-
-
-def get_analyzer(config_json: str) -> Any:
-    """A process-wide ``FrameProcessor`` for the stateless stage of this config (its ROI and
-    embedder settings); only ``analyze`` is used on it."""
-    proc = _ANALYZERS.get(config_json)
-    if proc is None:
-        from traffic_processing.processor import FrameProcessor
-
-        settings = FrameConfig.model_validate_json(config_json)
-        proc = FrameProcessor(settings, detector=get_detector(), annotate=False)
-        _ANALYZERS[config_json] = proc
-        while len(_ANALYZERS) > _MAX_ANALYZERS:
-            _ANALYZERS.popitem(last=False)
-    else:
-        _ANALYZERS.move_to_end(config_json)
-    return proc
-
-
-# -- stateless stage ------------------------------------------------------------------------
-def thin_live_rows(rows: list[dict], budget: int) -> list[dict]:
-    """The rows to detect: of a live video's frames at most ``budget`` per task, evenly spaced
-    and always the newest, the others marked ``skipped``; every other row is kept.
-
-    A micro-batch costs a fixed ~0.7 s plus ~40 ms per detected frame on this CPU; detecting
-    every live frame that arrived meanwhile makes the next batch longer still, and the delay
-    grows until frames go stale. Detecting a few evenly spaced frames per batch keeps batches
-    short (the live latency is about two batch lengths) and the tracker fed at a steady rate.
-    """
-    if budget <= 0:
-        return rows
-    live: dict[int, list[dict]] = {}
-    for row in rows:
-        if row["_settings"].realtime and not row["end_of_stream"]:
-            live.setdefault(row["video_id"], []).append(row)
-    for frames in live.values():
-        if len(frames) <= budget:
-            continue
-        frames.sort(key=lambda r: stream_order(r["stream_id"]))
-        step = len(frames) / budget
-        keep = {len(frames) - 1 - int(i * step) for i in range(budget)}
-        for i, row in enumerate(frames):
-            if i not in keep:
-                row["status"] = SKIPPED
-    return [r for r in rows if r.get("status") != SKIPPED]
-
-
-def _analyze_frame_rows(rows: list[dict], now: Any) -> None:
-    """Fill status/error/detections/timings of the rows in place."""
-    from traffic_processing.detector import ModelLoadError
-    from traffic_processing.visualize import decode_jpeg
-
-    todo: list[tuple[dict, Any, Any]] = []  # (row, settings, decoded frame)
-    candidates: list[dict] = []
-    for row in rows:
-        row.update(status=OK, error=None, detections=None, timings=None)
-        has_frame = len(row["frame_data"] or b"") > 0
-        if row["end_of_stream"] and not has_frame:
-            row["status"] = EOS
-            continue
-        try:
-            settings = FrameConfig.model_validate_json(row["config"] or "")
-        except Exception as exc:
-            row.update(status=ERROR, error=f"invalid config: {exc}".splitlines()[0][:500])
-            continue
-        row["_settings"] = settings
-        if settings.realtime and not row["end_of_stream"] and now() - row["produced_at"] > MAX_LIVE_DELAY_S:
-            row["status"] = SKIPPED
-            continue
-        candidates.append(row)
-    for row in thin_live_rows(candidates, LIVE_FRAMES_PER_TASK):
-        settings = row["_settings"]
-        start = time.perf_counter()
-        try:
-            frame = decode_jpeg(bytes(row["frame_data"]))
-        except Exception as exc:
-            row.update(status=ERROR, error=f"decode: {exc}")
-            continue
-        row["_decode_ms"] = (time.perf_counter() - start) * 1000.0
-        todo.append((row, settings, frame))
-
-    for i in range(0, len(todo), ANALYZE_CHUNK):
-        chunk = todo[i : i + ANALYZE_CHUNK]
-        # Live frames that went stale while earlier chunks ran are skipped too.
-        fresh = []
-        for row, settings, frame in chunk:
-            if (
-                settings.realtime
-                and not row["end_of_stream"]
-                and now() - row["produced_at"] > MAX_LIVE_DELAY_S
-            ):
-                row["status"] = SKIPPED
-            else:
-                fresh.append((row, settings, frame))
-        by_config: dict[str, list[tuple[dict, Any, Any]]] = {}
-        for item in fresh:
-            by_config.setdefault(item[0]["config"], []).append(item)
-        for config_json, items in by_config.items():
-            try:
-                analyzer = get_analyzer(config_json)
-            except ModelLoadError as exc:
-                for row, _, _ in items:
-                    row.update(status=FATAL, error=str(exc))
-                continue
-            except Exception as exc:
-                for row, _, _ in items:
-                    row.update(status=ERROR, error=f"processor setup: {exc!r}")
-                continue
-            try:
-                results = analyzer.analyze([frame for _, _, frame in items])
-            except Exception:  # isolate the frame that fails
-                results = []
-                for _, _, frame in items:
-                    try:
-                        results.extend(analyzer.analyze([frame]))
-                    except Exception as exc:
-                        results.append(exc)
-            share = {k: v / len(items) for k, v in analyzer.timer.ms.items()}
-            analyzer.timer.ms.clear()
-            for (row, _, _), result in zip(items, results):
-                if isinstance(result, Exception):
-                    row.update(status=ERROR, error=f"analyze: {result!r}")
-                    continue
-                row["detections"] = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-                row["timings"] = json.dumps({"decode": row.get("_decode_ms", 0.0), **share})
-
-
-def analyze_partitions(batches: Iterator[pd.DataFrame], now: Any = time.time) -> Iterator[pd.DataFrame]:
-    """``mapInPandas`` function: source rows -> ANALYZED_SCHEMA rows. Never raises for a frame."""
-    configure_worker_logging()
-    columns = [c.split()[0] for c in ANALYZED_SCHEMA.split(", ")]
-    for pdf in batches:
-        if pdf.empty:
-            continue
-        rows = pdf.to_dict("records")
-        started = time.perf_counter()
-        try:
-            _analyze_frame_rows(rows, now)
-        except Exception as exc:  # last resort: report on every unfinished row
-            log.error("stateless stage failed: %s", traceback.format_exc())
-            for row in rows:
-                if row.get("status") == OK and row.get("detections") is None:
-                    row.update(status=ERROR, error=f"stateless stage: {exc!r}")
-        if TIMING:
-            log.info(
-                "[TIMING] stateless pid %s: %s rows (%s ok) in %.0f ms",
-                os.getpid(),
-                len(rows),
-                sum(1 for r in rows if r["status"] == OK),
-                (time.perf_counter() - started) * 1000,
-            )
-        yield pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=columns)
 
 
 def warm_partitions(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -293,15 +137,86 @@ def warm_partitions(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 
 
 # -- stateful stage -------------------------------------------------------------------------
+# Costs measured on any video of this worker (ms per detected / held frame, s of Spark overhead
+# per batch): a new live video starts from them rather than from stride 1.
+_COST_PRIOR: dict[str, float] = {}
+
+
+@dataclass
+class LiveStride:
+    """The detection stride of a live video: detect every ``k``-th frame.
+
+    Steady state of a live stream: a micro-batch takes ``T = O + n * c`` (``O`` Spark's overhead
+    per batch, measured between two calls of this video, ``n = fps * T`` frames arrived
+    meanwhile, ``c = (detect + (k - 1) * hold) / k`` the mean cost per frame), so
+    ``T = O / (1 - fps * c)``, and a frame waits up to about two batches. ``k`` is the smallest
+    stride with ``T <= LIVE_TARGET_BATCH_S``, and ``fps * c <= LIVE_CPU_SHARE`` at most; it is
+    re-evaluated after every detected frame (moving averages of the measured costs), raised by one
+    while the stream lags more than ``MAX_LIVE_DELAY_S``, within 1..``fps / LIVE_MIN_DETECT_HZ``.
+    """
+
+    k: int = 1
+    detect_ms: float | None = None
+    hold_ms: float | None = None
+    overhead_s: float | None = None
+    last_detected: int = -1
+    last_call_end: float | None = None  # wall clock at the end of this video's previous batch
+
+    def __post_init__(self) -> None:
+        self.detect_ms = self.detect_ms if self.detect_ms is not None else _COST_PRIOR.get("detect")
+        self.hold_ms = self.hold_ms if self.hold_ms is not None else _COST_PRIOR.get("hold")
+        self.overhead_s = self.overhead_s if self.overhead_s is not None else _COST_PRIOR.get("overhead")
+
+    def due(self, frame_number: int) -> bool:
+        return self.last_detected < 0 or frame_number - self.last_detected >= self.k
+
+    @staticmethod
+    def _ema(old: float | None, new: float, weight: float = 0.3) -> float:
+        return new if old is None else (1 - weight) * old + weight * new
+
+    def observe(self, kind: str, ms: float) -> None:
+        if kind == "detect":
+            self.detect_ms = _COST_PRIOR["detect"] = self._ema(self.detect_ms, ms)
+        else:
+            self.hold_ms = _COST_PRIOR["hold"] = self._ema(self.hold_ms, ms, 0.1)
+
+    def batch_started(self, wall: float) -> None:
+        if self.last_call_end is not None and 0 <= wall - self.last_call_end < 30:
+            self.overhead_s = _COST_PRIOR["overhead"] = self._ema(self.overhead_s, wall - self.last_call_end)
+
+    def adapt(self, fps: float, lag_s: float) -> int:
+        k_max = max(1, int(fps / LIVE_MIN_DETECT_HZ))
+        if self.detect_ms is None:
+            return self.k
+        share = LIVE_CPU_SHARE
+        if self.overhead_s is not None:
+            share = min(share, max(0.2, 1.0 - self.overhead_s / LIVE_TARGET_BATCH_S))
+        budget = share * 1000.0 / fps
+        hold = self.hold_ms if self.hold_ms is not None else 0.1 * self.detect_ms
+        if self.detect_ms <= budget:
+            k = 1
+        elif hold >= budget:
+            k = k_max
+        else:
+            k = math.ceil((self.detect_ms - hold) / (budget - hold))
+        if lag_s > MAX_LIVE_DELAY_S:
+            k = max(k, self.k + 1)
+        self.k = max(1, min(k_max, k))
+        return self.k
+
+
 @dataclass
 class VideoState:
     """Everything kept about one video between micro-batches (pickled in a ValueState)."""
 
-    processor: Any = None  # FrameProcessor with detector=None
+    processor: Any = None  # FrameProcessor; its detector is never pickled
     skipped: int = 0
     errors: int = 0
     last_frame: int = -1
     frames: int = 0
+    detected: int = 0
+    run_id: str | None = None
+    stride: LiveStride = field(default_factory=LiveStride)
 
 
 def _summary(state: VideoState) -> Summary:
@@ -322,122 +237,183 @@ def _base_frame(video_id: int, row: dict, state: VideoState, settings: FrameConf
         roi_polygon=(settings.roi_polygon if settings else None),
         has_homography=bool(settings and settings.homography_matrix is not None),
         produced_at=float(row["produced_at"]),
-        skipped_frames=state.skipped,
     )
 
 
-def _held_frame(video_id: int, row: dict, state: VideoState) -> bytes:
-    """A skipped frame for the viewers: drawn with the last tracked boxes; the input JPEG as it
-    came when that fails (or nothing was tracked yet)."""
-    raw = bytes(row["frame_data"] or b"")
-    if state.processor is None or not raw:
-        return raw
+def _settings(row: dict) -> FrameConfig | None:
+    try:
+        return FrameConfig.model_validate_json(row["config"] or "")
+    except Exception:
+        return None
+
+
+def _run_id(row: dict) -> str | None:
+    """The row's run id; None when the entry has none (pandas may hand a null over as NaN)."""
+    value = row.get("run_id")
+    return value if isinstance(value, str) and value else None
+
+
+def _is_new_run(state: VideoState, row: dict, frame_number: int) -> bool:
+    """A row of another run of the video than the state's: another run id, or (entries without
+    one) a frame number that does not move forward."""
+    if state.processor is None and state.frames == 0:
+        return False
+    run_id = _run_id(row)
+    if run_id and state.run_id and run_id != state.run_id:
+        return True
+    return not row["end_of_stream"] and frame_number <= state.last_frame
+
+
+def _process_row(
+    video_id: int, row: dict, state: VideoState, settings: FrameConfig | None, now: Any
+) -> tuple[ProcessedFrame, str, str | None, float]:
+    """One row -> (message, status, kind of cost: "detect" / "hold" / None, ms)."""
+    from traffic_processing.detector import ModelLoadError
     from traffic_processing.visualize import decode_jpeg
 
+    frame_number = int(row["frame_number"])
+    raw = bytes(row["frame_data"] or b"")
+    if row["end_of_stream"] and not raw:
+        return _base_frame(video_id, row, state, settings), EOS, None, 0.0
+    if settings is None:
+        pf = _base_frame(video_id, row, state, None)
+        pf.error = "invalid config: " + (str(row["config"])[:200] or "(none)")
+        return pf, ERROR, None, 0.0
+    if state.processor is None:
+        from traffic_processing.processor import FrameProcessor
+
+        state.processor = FrameProcessor(settings, video_id=video_id, detector=None)
+    proc = state.processor
+    live = settings.realtime and not row["end_of_stream"]
+    started = time.perf_counter()
+    if live and not state.stride.due(frame_number):
+        pf = _base_frame(video_id, row, state, settings)
+        if now() - float(row["produced_at"]) > MAX_LIVE_DELAY_S:
+            # Far behind live: pass the frame on as it came (no decode, draw, encode) to catch up.
+            pf.processed_frame = raw
+            state.skipped += 1
+            return pf, SKIPPED, None, 0.0
+        try:
+            pf.processed_frame = proc.hold(decode_jpeg(raw), frame_number)
+        except Exception as exc:  # undecodable: the viewers get it as it came, counted as an error
+            pf.error = f"decode: {exc}"
+            return pf, ERROR, None, 0.0
+        state.skipped += 1
+        return pf, SKIPPED, "hold", (time.perf_counter() - started) * 1000.0
     try:
-        return state.processor.hold(decode_jpeg(raw)) or raw
+        proc.detector = get_detector()
+    except ModelLoadError as exc:
+        pf = _base_frame(video_id, row, state, settings)
+        pf.error = str(exc)
+        return pf, FATAL, None, 0.0
+    try:
+        pf = proc.process(raw, frame_number)
     except Exception as exc:
-        log.warning("[SPARK-APP] video %s frame %s not drawn: %r", video_id, row["frame_number"], exc)
-        return raw
+        log.warning("[SPARK-APP] video %s frame %s failed: %r", video_id, frame_number, exc)
+        pf = _base_frame(video_id, row, state, settings)
+        pf.error = f"decode: {exc}" if isinstance(exc, ValueError) else f"process: {exc!r}"
+        return pf, ERROR, None, 0.0
+    finally:
+        proc.detector = None
+    proc.last_annotated = None
+    pf.timestamp = float(row["timestamp"])
+    pf.produced_at = float(row["produced_at"])
+    state.stride.last_detected = frame_number
+    state.detected += 1
+    return pf, OK, ("detect" if live else None), (time.perf_counter() - started) * 1000.0
+
+
+def _adapt(video_id: int, state: VideoState, fps: float, lag_s: float) -> None:
+    before = state.stride.k
+    after = state.stride.adapt(fps, lag_s)
+    if after != before:
+        log.info(
+            "[SPARK-APP] video %s: detection stride %s -> %s (detect %.0f ms, hold %.0f ms, "
+            "overhead %.2f s, lag %.2f s)",
+            video_id,
+            before,
+            after,
+            state.stride.detect_ms or 0.0,
+            state.stride.hold_ms or 0.0,
+            state.stride.overhead_s or 0.0,
+            lag_s,
+        )
 
 
 def process_video_rows(
-    video_id: int, pdf: pd.DataFrame, blob: bytes | None
+    video_id: int, pdf: pd.DataFrame, blob: bytes | None, now: Any = time.time
 ) -> tuple[list[dict], bytes | None]:
-    """The stateful step of one video for one micro-batch: rows (any order) + the pickled state
-    -> output rows in stream order + the new pickled state (None: drop it). No Spark here."""
-    from traffic_processing.processor import FrameProcessor
-    from traffic_processing.visualize import decode_jpeg
-
+    """The stateful step of one video for one micro-batch: source rows (any order) + the pickled
+    state -> output rows in stream order + the new pickled state (None: drop it). No Spark here."""
     state: VideoState = pickle.loads(blob) if blob else VideoState()
     pdf = pdf.assign(_order=[stream_order(s) for s in pdf["stream_id"]]).sort_values("_order")
     out: list[dict] = []
-    ended = False
+    state.stride.batch_started(now())
     for row in pdf.to_dict("records"):
-        status = row["status"]
         frame_number = int(row["frame_number"])
-        settings = None
-        if row["config"]:
-            try:
-                settings = FrameConfig.model_validate_json(row["config"])
-            except Exception:
-                settings = None
-        if status != EOS and state.processor is not None and frame_number <= state.last_frame:
-            # The video streams again from the start (a new run): start over.
+        settings = _settings(row)
+        if _is_new_run(state, row, frame_number):
             log.warning(
-                "[SPARK-APP] video %s: frame %s after %s, new stream run: state reset",
+                "[SPARK-APP] video %s: frame %s (run %s) after %s (run %s): new stream run, state reset",
                 video_id,
                 frame_number,
+                _run_id(row),
                 state.last_frame,
+                state.run_id,
             )
             state = VideoState()
-        if state.processor is None and settings is not None and status in (OK, SKIPPED):
-            state.processor = FrameProcessor(settings, video_id=video_id, detector=None)
-        pf: ProcessedFrame
-        if status == OK and state.processor is not None:
-            try:
-                frame = decode_jpeg(bytes(row["frame_data"]))
-                detections = pickle.loads(row["detections"])
-                proc = state.processor
-                if row["timings"]:
-                    proc.timer.ms.update(json.loads(row["timings"]))
-                pf = proc.track(frame, detections, frame_number)
-                proc.last_annotated = None
-                pf.timestamp = float(row["timestamp"])
-                pf.produced_at = float(row["produced_at"])
-                pf.skipped_frames = state.skipped
-            except Exception as exc:
-                log.error("[SPARK-APP] video %s frame %s: %s", video_id, frame_number, traceback.format_exc())
-                state.errors += 1
-                pf = _base_frame(video_id, row, state, settings)
-                pf.error = f"track: {exc!r}"
-                status = ERROR
-        elif status == SKIPPED:
-            state.skipped += 1
-            pf = _base_frame(video_id, row, state, settings)
-            pf.processed_frame = _held_frame(video_id, row, state)
-        elif status == EOS:
-            pf = _base_frame(video_id, row, state, settings)
-        else:  # error / fatal (or ok without a processor, which cannot happen)
+        state.run_id = _run_id(row) or state.run_id
+        try:
+            pf, status, kind, ms = _process_row(video_id, row, state, settings, now)
+        except Exception as exc:  # last resort: this frame fails, the video goes on
+            log.error("[SPARK-APP] video %s frame %s: %s", video_id, frame_number, traceback.format_exc())
+            pf, status, kind, ms = _base_frame(video_id, row, state, settings), ERROR, None, 0.0
+            pf.error = f"track: {exc!r}"
+        if kind and settings is not None:
+            state.stride.observe(kind, ms)
+            if kind == "detect":  # the stride follows the costs within the batch too
+                _adapt(video_id, state, settings.fps, now() - float(row["produced_at"]))
+        if status in (ERROR, FATAL):
             state.errors += 1
-            pf = _base_frame(video_id, row, state, settings)
-            pf.error = row["error"] or "frame failed"
-            status = status if status in (ERROR, FATAL) else ERROR
         if status != EOS:
             state.last_frame = max(state.last_frame, frame_number)
             state.frames += 1
+        pf.skipped_frames = state.skipped
+        pf.detected_frames = state.detected
+        pf.detect_stride = state.stride.k
+        pf.run_id = _run_id(row)
+        jpeg = pf.processed_frame
+        pf.processed_frame = b""
+        record = {
+            "video_id": video_id,
+            "frame_number": frame_number,
+            "stream_id": row["stream_id"],
+            "produced_at": float(row["produced_at"]),
+            "status": status,
+            "end_of_stream": bool(row["end_of_stream"]),
+            "processed_frame": jpeg,
+            "message": "",
+            "summary": None,
+        }
         if row["end_of_stream"]:
             pf.end_of_stream = True
             pf.summary = _summary(state)
-            ended = True
+            record["summary"] = pf.summary.model_dump_json()
             log.info(
-                "[SPARK-APP] video %s end of stream: %s frames, %s skipped, %s errors, summary %s",
+                "[SPARK-APP] video %s end of stream: %s frames, %s detected, %s skipped, %s errors, "
+                "summary %s",
                 video_id,
                 state.frames,
+                state.detected,
                 state.skipped,
                 state.errors,
-                pf.summary.model_dump_json(),
+                record["summary"],
             )
-        jpeg = pf.processed_frame
-        pf.processed_frame = b""
-        out.append(
-            {
-                "video_id": video_id,
-                "frame_number": frame_number,
-                "stream_id": row["stream_id"],
-                "produced_at": float(row["produced_at"]),
-                "status": status,
-                "end_of_stream": bool(row["end_of_stream"]),
-                "processed_frame": jpeg,
-                "message": pf.model_dump_json(),
-                "summary": None,
-            }
-        )
-        if ended:
             # Anything after the end of stream in this batch belongs to a new run of the video.
             state = VideoState()
-            ended = False
-            out[-1]["summary"] = pf.summary.model_dump_json()
+        record["message"] = pf.model_dump_json()
+        out.append(record)
+    state.stride.last_call_end = now()
     if out and out[-1]["summary"] is None and state.processor is not None:
         out[-1]["summary"] = _summary(state).model_dump_json()
     if state.processor is None and state.frames == 0:

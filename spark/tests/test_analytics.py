@@ -36,7 +36,7 @@ def test_counts_only_inside_roi_and_current_occupancy():
 
 
 def test_speeding_flag_needs_a_stable_median_above_the_limit_and_sticks():
-    a = VehicleAnalyticsTracker(AnalyticsConfig(speed_limit_kmh=60, min_speed_samples=5))
+    a = VehicleAnalyticsTracker(AnalyticsConfig(speed_limit_kmh=60, min_evidence_s=0.25))
     speeds = [58, 75, 59, 58, 59, 70, 71, 72, 73, 74, 20, 20, 20, 20, 20, 20, 20, 20, 20]
     flagged_at = None
     for n, s in enumerate(speeds):
@@ -46,6 +46,23 @@ def test_speeding_flag_needs_a_stable_median_above_the_limit_and_sticks():
     assert flagged_at == 7  # median of 58,75,59,58,59,70,71,72 = 64.5 > 60 (median at n=6 is 59)
     assert a.finalize()["speeding_count"] == 1
     assert a.vehicles[4].speeding
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4, 6])
+def test_speeding_evidence_is_video_time_not_a_count_of_frames(stride):
+    """At 30 fps, 0.5 s of track in the ROI flags a 90 km/h vehicle at the same video time whatever
+    the detection stride; a vehicle seen for less than 0.5 s is never flagged."""
+    a = VehicleAnalyticsTracker(AnalyticsConfig(speed_limit_kmh=60, min_evidence_s=0.5))
+    flagged_at = None
+    for n in range(0, 31, stride):
+        a.update(frame([(1, 2, 90.0, True)]), n, n / 30)
+        if a.newly_speeding and flagged_at is None:
+            flagged_at = n
+    assert flagged_at is not None and 15 <= flagged_at < 15 + stride
+    short = VehicleAnalyticsTracker(AnalyticsConfig(speed_limit_kmh=60, min_evidence_s=0.5))
+    for n in range(0, 14, stride):
+        short.update(frame([(2, 2, 130.0, True)]), n, n / 30)
+    assert short.speeding_count == 0
 
 
 def test_finalize_summary_shape():

@@ -1,10 +1,8 @@
 """Model in the loop: the real detector, tracker and speed estimator against generated truth."""
 
-import subprocess
-
 import numpy as np
 import pytest
-from conftest import BIN, read_json
+from conftest import analyze, match
 
 pytestmark = pytest.mark.slow
 
@@ -12,44 +10,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def analyzed(truth_clip):
     out, truth = truth_clip
-    results = out / "results.json"
-    proc = subprocess.run(
-        [
-            str(BIN / "traffic-analyze"),
-            truth["video"],
-            "--calibration",
-            str(out / "speeds_calib.json"),
-            "--out",
-            str(results),
-            "--tracks-csv",
-            str(out / "tracks.csv"),
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return read_json(results), truth
-
-
-def match(results, truth):
-    """One-to-one pairing of truth vehicles and detected vehicles, greedily by the temporal IoU of
-    their in-ROI frame intervals; a truth vehicle with no overlapping track pairs with None."""
-    candidates = []
-    for t in truth["vehicles"]:
-        for v in results["vehicles"]:
-            a0, a1 = t["first_frame_in_roi"], t["last_frame_in_roi"]
-            b0, b1 = v["first_frame"], v["last_frame"]
-            inter = min(a1, b1) - max(a0, b0) + 1
-            if inter > 0:
-                candidates.append((inter / (max(a1, b1) - min(a0, b0) + 1), t["id"], v["track_id"], v))
-    pairs, used = {t["id"]: None for t in truth["vehicles"]}, set()
-    for _, tid, track, v in sorted(candidates, key=lambda c: -c[0]):
-        if pairs[tid] is None and track not in used:
-            pairs[tid] = v
-            used.add(track)
-    return pairs
+    tracks = ["--tracks-csv", str(out / "tracks.csv")]
+    return analyze(truth["video"], out / "speeds_calib.json", out / "results.json", *tracks), truth
 
 
 def test_truth_covers_30_to_120_kmh(analyzed):

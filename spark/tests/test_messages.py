@@ -32,9 +32,12 @@ def test_video_frame_roundtrip_through_redis_fields():
         timestamp=0.48,
         produced_at=1.7e9,
         config=FrameConfig(fps=25, homography_matrix=np.eye(3).tolist()),
+        run_id="video_3__0123abcd",
     )
     fields = {k.encode(): (v if isinstance(v, bytes) else v.encode()) for k, v in msg.to_fields().items()}
     assert VideoFrame.from_fields(fields) == msg
+    no_run = msg.model_copy(update={"run_id": None})
+    assert VideoFrame.from_fields(no_run.to_fields()).run_id is None
 
 
 def test_processed_frame_roundtrip_and_data_url():
@@ -66,6 +69,8 @@ def test_processed_frame_roundtrip_and_data_url():
         ),
     )
     assert ProcessedFrame.from_fields(msg.to_fields()) == msg
+    with_run = msg.model_copy(update={"run_id": "run-7"})
+    assert ProcessedFrame.from_fields(with_run.to_fields()) == with_run
     assert msg.frame_data_url().startswith("data:image/jpeg;base64,/9h")
 
 

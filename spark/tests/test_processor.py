@@ -79,8 +79,8 @@ def test_precomputed_embeddings_give_the_same_tracks(clip, detector):
 
 
 def test_processor_config_rejects_unknown_keys():
-    assert ProcessorConfig.from_dict({"tracker": {"max_age": 5}}).tracker.max_age == 5
+    assert ProcessorConfig.from_dict({"tracker": {"max_age_s": 0.5}}).tracker.max_age_s == 0.5
     with pytest.raises(ConfigError, match="unknown"):
-        ProcessorConfig.from_dict({"tracker": {"max_agee": 5}})
+        ProcessorConfig.from_dict({"tracker": {"max_age": 5}})  # frames: now max_age_s
     with pytest.raises(ConfigError, match="unknown"):
         ProcessorConfig.from_dict({"colour": "red"})

@@ -50,9 +50,20 @@ class VehicleRecord:
 @dataclass
 class AnalyticsConfig:
     speed_limit_kmh: float = 60.0
-    # A vehicle is flagged once the median of at least this many of its speed estimates is
-    # above the limit: one noisy window never flags anyone, and a flag is never taken back.
-    min_speed_samples: int = 5
+    # A vehicle is flagged once the median of its speed estimates inside the ROI is above the
+    # limit, on evidence that spans video time: its track inside the ROI covers at least
+    # ``min_evidence_s`` and it has at least ``min_speed_samples`` estimates (each one a fit
+    # over a window of positions). Time, not a count of frames, so the rule is the same whether
+    # every frame or every k-th frame is detected. One noisy window never flags anyone, and a
+    # flag is never taken back.
+    min_evidence_s: float = 0.5
+    min_speed_samples: int = 2
+
+    def has_evidence(self, rec: VehicleRecord) -> bool:
+        return (
+            len(rec.speeds_kmh) >= self.min_speed_samples
+            and rec.last_time_s - rec.first_time_s >= self.min_evidence_s - 1e-9
+        )
 
 
 class VehicleAnalyticsTracker:
@@ -65,6 +76,12 @@ class VehicleAnalyticsTracker:
         self.current_in_roi = 0
         self.current_speeding = 0
         self.newly_speeding: list[int] = []
+        self._first_seen: dict[int, tuple[int, float]] = {}
+
+    def seed(self, track_id: int, frame_number: int, timestamp_s: float) -> None:
+        """The track was first detected at this frame (before it was confirmed): its time in the
+        ROI starts there if it enters the ROI at confirmation."""
+        self._first_seen[int(track_id)] = (int(frame_number), float(timestamp_s))
 
     def update(self, detections: FrameDetections, frame_number: int, timestamp_s: float) -> FrameDetections:
         self.newly_speeding = []
@@ -78,9 +95,8 @@ class VehicleAnalyticsTracker:
             tid = int(tid)
             rec = self.vehicles.get(tid)
             if rec is None:
-                rec = self.vehicles[tid] = VehicleRecord(
-                    tid, frame_number, frame_number, timestamp_s, timestamp_s
-                )
+                first, first_t = self._first_seen.pop(tid, (frame_number, timestamp_s))
+                rec = self.vehicles[tid] = VehicleRecord(tid, first, frame_number, first_t, timestamp_s)
             rec.last_frame, rec.last_time_s = frame_number, timestamp_s
             # Class vote weighted by confidence and box area: the detector tells a bus from a
             # car far better when the vehicle is near and large than as a few pixels far away.
@@ -89,7 +105,7 @@ class VehicleAnalyticsTracker:
                 rec.speeds_kmh.append(float(speed))
                 if (
                     not rec.speeding
-                    and len(rec.speeds_kmh) >= self.config.min_speed_samples
+                    and self.config.has_evidence(rec)
                     and rec.speed_kmh > self.config.speed_limit_kmh
                 ):
                     rec.speeding, rec.speeding_frame = True, frame_number

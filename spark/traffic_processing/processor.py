@@ -12,10 +12,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
 from .analytics import VehicleAnalyticsTracker
+from .calibration import project_points
 from .config import ProcessorConfig
 from .detections import FrameDetections
 from .detector import VehicleDetector
@@ -73,7 +75,13 @@ class FrameProcessor:
         self.detector = detector
         self.annotate = annotate
         self.roi = RoiFilter(settings.roi_polygon)
-        self.tracker = VehicleTracker(self.config.tracker)
+        homography = settings.homography_matrix
+        self.tracker = VehicleTracker(
+            self.config.tracker,
+            fps=settings.fps,
+            # partial of a module function, not a lambda: the processor is pickled into Spark state
+            to_world=None if homography is None else partial(project_points, np.asarray(homography)),
+        )
         self.speed = SpeedEstimator(settings.homography_matrix, settings.fps, self.config.speed)
         self.analytics = VehicleAnalyticsTracker(self.config.analytics)
         self.visualizer = Visualizer(
@@ -83,6 +91,13 @@ class FrameProcessor:
         self.last_timings: dict[str, float] = {}
         self.last_annotated: np.ndarray | None = None  # BGR, kept for writers of annotated video
         self.last_tracked: FrameDetections | None = None  # boxes of the last tracked frame (no embeddings)
+
+    def __getstate__(self) -> dict:
+        """Pickled (Spark state) without the detector: models are process-wide, never state."""
+        state = dict(self.__dict__)
+        state["detector"] = None
+        state["last_annotated"] = None
+        return state
 
     # -- stateless stage -------------------------------------------------------------------
     def analyze(self, frames: list[np.ndarray]) -> list[FrameDetections]:
@@ -106,7 +121,11 @@ class FrameProcessor:
         """Associate, measure, count and draw one frame (frames of a video in order)."""
         t = frame_number / self.settings.fps
         with self.timer.stage("tracking"):
-            tracked = self.tracker.update(detections, frame)
+            tracked = self.tracker.update(detections, frame, frame_number)
+            for tid, hits in self.tracker.confirmed_now.items():
+                self.speed.seed(tid, hits)
+                if hits:
+                    self.analytics.seed(tid, int(hits[0][0]), hits[0][0] / self.settings.fps)
         with self.timer.stage("speed"):
             tracked = self.speed(tracked, frame_number, frame.shape)
         with self.timer.stage("analytics"):
@@ -135,12 +154,25 @@ class FrameProcessor:
             new_violations=self._new_violations(),
         )
 
-    def hold(self, frame: np.ndarray) -> bytes:
-        """JPEG of a frame that was not detected (a thinned live stream): drawn with the boxes of
-        the last tracked frame, so that the overlay stays steady between detected frames."""
+    def predicted(self, frame_number: int) -> FrameDetections:
+        """The tracks of the last detected frame moved to ``frame_number`` by their motion model,
+        with their last speed: what a frame that was not detected shows."""
+        held = self.tracker.predicted(frame_number)
+        held.speed_kmh = self.speed.last_speeds(held.tracker_id)
+        if self.roi.polygon is not None and len(held):
+            held = self.roi(held)
+        return held
+
+    def hold(self, frame: np.ndarray, frame_number: int | None = None) -> bytes:
+        """JPEG of a frame that was not detected (a thinned live stream): drawn with the tracks
+        predicted to its frame number (the last tracked boxes when no number is given), so that
+        the overlay moves smoothly between detected frames."""
         if not self.annotate:
             return b""
-        held = self.last_tracked if self.last_tracked is not None else FrameDetections.empty()
+        if frame_number is None:
+            held = self.last_tracked if self.last_tracked is not None else FrameDetections.empty()
+        else:
+            held = self.predicted(frame_number)
         return encode_jpeg(self.visualizer.annotate(frame, held), self.config.jpeg_quality)
 
     def _new_violations(self) -> list[Violation]:

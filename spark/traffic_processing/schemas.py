@@ -94,6 +94,9 @@ class VideoFrame(Strict):
     produced_at: float  # wall clock (s since epoch), for latency
     config: FrameConfig | None = None
     end_of_stream: bool = False
+    # One stream run of the video (the Airflow dag run id, else a generated one): tells a new
+    # run that starts again at frame 0 from a redelivery of the same run.
+    run_id: str | None = None
 
     def to_fields(self) -> dict[str, bytes | str]:
         return {
@@ -104,6 +107,7 @@ class VideoFrame(Strict):
             "produced_at": repr(self.produced_at),
             "config": self.config.model_dump_json() if self.config else "",
             "end_of_stream": "1" if self.end_of_stream else "0",
+            "run_id": self.run_id or "",
         }
 
     @classmethod
@@ -117,6 +121,7 @@ class VideoFrame(Strict):
             produced_at=float(_text(fields, "produced_at")),
             config=FrameConfig.model_validate_json(config) if config else None,
             end_of_stream=_text(fields, "end_of_stream") == "1",
+            run_id=_text(fields, "run_id") or None,
         )
 
 
@@ -136,8 +141,11 @@ class ProcessedFrame(Strict):
     error: str | None = None
     summary: Summary | None = None
     produced_at: float | None = None
-    skipped_frames: int = 0
+    skipped_frames: int = 0  # live: frames of this run not detected so far (drawn predicted)
+    detected_frames: int = 0  # frames of this run detected so far
+    detect_stride: int = 1  # live: every detect_stride-th frame is detected now
     new_violations: list[Violation] = []
+    run_id: str | None = None  # the run_id of the video-frames entry (VideoFrame.run_id)
 
     def to_fields(self) -> dict[str, bytes | str]:
         return {
@@ -155,7 +163,10 @@ class ProcessedFrame(Strict):
             "summary": self.summary.model_dump_json() if self.summary else "",
             "produced_at": "" if self.produced_at is None else repr(self.produced_at),
             "skipped_frames": str(self.skipped_frames),
+            "detected_frames": str(self.detected_frames),
+            "detect_stride": str(self.detect_stride),
             "new_violations": json.dumps([v.model_dump() for v in self.new_violations]),
+            "run_id": self.run_id or "",
         }
 
     @classmethod
@@ -177,7 +188,10 @@ class ProcessedFrame(Strict):
             summary=Summary.model_validate_json(summary) if summary else None,
             produced_at=float(produced) if produced else None,
             skipped_frames=int(_text(fields, "skipped_frames") or 0),
+            detected_frames=int(_text(fields, "detected_frames") or 0),
+            detect_stride=int(_text(fields, "detect_stride") or 1),
             new_violations=json.loads(_text(fields, "new_violations") or "[]"),
+            run_id=_text(fields, "run_id") or None,
         )
 
     def frame_data_url(self) -> str:

@@ -42,7 +42,7 @@ def track_speed_kmh(
 class SpeedConfig:
     window_s: float = 1.0  # positions older than this (video time) leave the fit
     min_span_s: float = 0.4  # no speed until the history spans this much video time
-    min_points: int = 4
+    min_points: int = 3  # 3 over >= 0.4 s: a sparse live stride (5 Hz) is measured in 0.4 s
     forget_after_s: float = 2.0  # drop a track's history after this long unseen
     border_px: float = 2.0  # boxes this close to the frame edge are truncated: not used
 
@@ -92,6 +92,23 @@ class SpeedEstimator:
         detections.speed_kmh = speeds
         self._forget(t)
         return detections
+
+    def seed(self, track_id: int, hits: list[tuple[float, float, float]]) -> None:
+        """Positions of a track measured before it was confirmed: [(frame_number, x, y px)]."""
+        if self.homography is None or not hits:
+            return
+        frames = np.asarray([h[0] for h in hits], dtype=np.float64)
+        world = project_points(self.homography, np.asarray([h[1:] for h in hits], dtype=np.float64))
+        history = self._history.setdefault(int(track_id), deque())
+        older = [(f / self.fps, float(x), float(y)) for f, (x, y) in zip(frames, world)]
+        newer = list(history)
+        history.clear()
+        history.extend(sorted(older + [h for h in newer if h[0] not in {o[0] for o in older}]))
+        self._last_seen[int(track_id)] = history[-1][0]
+
+    def last_speeds(self, track_ids: np.ndarray) -> np.ndarray:
+        """The latest estimate (km/h, NaN when none) of each track id."""
+        return np.asarray([self._last_speed.get(int(t), np.nan) for t in track_ids], dtype=np.float32)
 
     def _not_truncated(self, xyxy: np.ndarray, frame_shape: tuple[int, ...] | None) -> np.ndarray:
         if frame_shape is None:

@@ -8,7 +8,9 @@ Progress hash ``stream:video:{id}:progress`` (field -> writer):
     produce_done     producer: "1" once the end-of-stream entry is written
     processed        Spark sink: frames of this video written to processed-frames (skipped ones too)
     processed_last_frame  Spark sink: frame_number of the last one
-    skipped          Spark sink: frames skipped to stay within MAX_LIVE_DELAY_S of live
+    skipped          Spark sink: live frames not detected (drawn with predicted tracks)
+    detected         Spark sink: frames detected
+    stride           Spark sink: live detection stride now (every stride-th frame detected)
     frame_errors     Spark sink: frames that failed (their entry carries ``error``)
     eos_processed    Spark sink: "1" once the video's end of stream went through (summary written)
     summary          Spark sink: JSON ``Summary``, latest (final after eos_processed)
@@ -29,8 +31,8 @@ SUBSCRIPTION_TTL_S = 300
 ANALYTICS_TTL_S = 3600
 PROGRESS_TTL_S = 24 * 3600
 
-# A live (realtime) stream is processed within this delay of the producer: older frames are
-# skipped (and counted), never the end of stream. realtime=false processes every frame.
+# A live (realtime) stream whose newest frame is older than this raises its detection stride
+# (see spark/streaming/stages.py). realtime=false processes every frame.
 MAX_LIVE_DELAY_S = float(os.environ.get("MAX_LIVE_DELAY_S", "2.0"))
 # realtime=false: the producer waits while this many frames of its video are unprocessed (two
 # Spark micro-batches' worth: one being processed, the next one ready).

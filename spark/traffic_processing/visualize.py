@@ -27,6 +27,10 @@ class Visualizer:
         self.roi = None if roi_polygon is None else np.asarray(roi_polygon, dtype=np.int32).reshape(-1, 1, 2)
         self._overlay_cache: tuple[tuple[int, ...], np.ndarray] | None = None
 
+    def __getstate__(self) -> dict:
+        """Pickled (Spark state, every micro-batch) without the full-frame tint cache."""
+        return {**self.__dict__, "_overlay_cache": None}
+
     def _tint(self, shape: tuple[int, ...]) -> np.ndarray:
         if self._overlay_cache is None or self._overlay_cache[0] != shape:
             tint = np.zeros(shape, dtype=np.uint8)

@@ -15,7 +15,6 @@ import pytest
 import redis
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 from streaming_helpers import start_redis
-from traffic_processing.detections import FrameDetections
 from traffic_processing.schemas import FrameConfig, ProcessedFrame, Summary, VideoFrame, Violation
 from traffic_processing.streams import (
     PROCESSED_FRAMES,
@@ -123,6 +122,18 @@ def test_source_pages_large_ranges(client, redis_port):
     assert [r[1] for r in reader.read(part)] == list(range(40))
 
 
+def test_source_rows_carry_the_run_id():
+    from spark.streaming.redis_source import SCHEMA, entry_to_row
+
+    columns = [c.split()[0] for c in SCHEMA.split(", ")]
+    frame = VideoFrame(video_id=3, frame_number=5, timestamp=0.25, produced_at=1.0, run_id="video_3__ab12")
+    fields = {k.encode(): v if isinstance(v, bytes) else v.encode() for k, v in frame.to_fields().items()}
+    row = dict(zip(columns, entry_to_row("1-0", fields), strict=True))
+    assert row["run_id"] == "video_3__ab12" and row["frame_number"] == 5
+    del fields[b"run_id"]  # an entry of an older producer: no run
+    assert dict(zip(columns, entry_to_row("1-1", fields), strict=True))["run_id"] is None
+
+
 # -- sink ---------------------------------------------------------------------------------------
 def out_row(video_id, n, status="ok", eos=False, violations=(), summary=None, error=None):
     pf = ProcessedFrame(
@@ -195,8 +206,8 @@ def test_sink_writes_a_batch_once(client, tmp_path):
     assert client.get(SINK_LAST_BATCH_KEY) == b"0"
 
 
-# -- stages (no model needed for these paths) -------------------------------------------------------
-def source_row(n, data=None, eos=False, config=CONFIG, produced_at=None):
+# -- stages -------------------------------------------------------------------------------------
+def source_row(n, data=None, eos=False, config=CONFIG, produced_at=None, run_id=None):
     return {
         "video_id": 9,
         "frame_number": n,
@@ -206,88 +217,108 @@ def source_row(n, data=None, eos=False, config=CONFIG, produced_at=None):
         "produced_at": time.time() if produced_at is None else produced_at,
         "config": config.model_dump_json() if config else "",
         "end_of_stream": eos,
+        "run_id": run_id,
     }
 
 
-def test_stateless_stage_reports_errors_skips_and_eos_without_raising():
-    live = CONFIG.model_copy(update={"realtime": True})
-    rows = [
-        source_row(0, data=b"not a jpeg"),
-        source_row(1, config=live, produced_at=time.time() - 10),  # stale live frame
-        source_row(2, config=None),
-        source_row(3, data=b"", eos=True),
-    ]
-    (out,) = list(stages.analyze_partitions(iter([pd.DataFrame(rows)])))
-    assert list(out["status"]) == ["error", "skipped", "error", "eos"]
-    assert "decode" in out["error"][0] and "config" in out["error"][2]
+def run_stage(rows, blob=None):
+    out, blob = stages.process_video_rows(9, pd.DataFrame(rows), blob)
+    return out, blob, [ProcessedFrame.model_validate_json(r["message"]) for r in out]
 
 
-def test_live_frames_thinned_evenly_newest_kept_others_untouched():
-    live = CONFIG.model_copy(update={"realtime": True})
-    rows = [source_row(n, config=live) for n in range(20)]
-    rows += [source_row(n, config=CONFIG) | {"video_id": 8} for n in range(10)]  # not live: all kept
-    rows.append(source_row(20, config=live, eos=True))  # the end of stream is never skipped
-    for row in rows:
-        row["_settings"] = FrameConfig.model_validate_json(row["config"])
-    random.Random(3).shuffle(rows)  # a task's rows need not come in stream order
-    kept = stages.thin_live_rows(rows, 5)
-    live_kept = sorted(r["frame_number"] for r in kept if r["video_id"] == 9 and not r["end_of_stream"])
-    assert live_kept == [3, 7, 11, 15, 19]  # every 4th, ending with the newest
-    assert sorted(r["frame_number"] for r in kept if r["video_id"] == 8) == list(range(10))
-    assert any(r["end_of_stream"] for r in kept)
-    skipped = sorted(r["frame_number"] for r in rows if r.get("status") == "skipped")
-    assert skipped == sorted(set(range(20)) - set(live_kept))
-    assert stages.thin_live_rows(rows, 0) == rows  # 0: no limit
+def test_stage_reports_errors_and_eos_without_raising():
+    rows = [source_row(0, data=b"not a jpeg"), source_row(1, config=None), source_row(2, data=b"", eos=True)]
+    out, _, frames = run_stage(rows)
+    assert [r["status"] for r in out] == ["error", "error", "eos"]
+    assert "decode" in frames[0].error and "config" in frames[1].error
+    assert frames[2].end_of_stream and frames[2].summary is not None
 
 
 def test_missing_model_marks_frames_fatal(monkeypatch, tmp_path):
     monkeypatch.setattr(stages, "_DETECTOR", None)
     monkeypatch.setattr(stages, "_DETECTOR_ERROR", None)
-    monkeypatch.setattr(stages, "_ANALYZERS", stages.OrderedDict())
     monkeypatch.setenv("MODEL_PATH", str(tmp_path / "missing.onnx"))
-    (out,) = list(stages.analyze_partitions(iter([pd.DataFrame([source_row(0), source_row(1)])])))
-    assert list(out["status"]) == ["fatal", "fatal"]
-    assert "model not found" in out["error"][0]
-
-
-def analyzed_row(n, status="ok", eos=False, data=None):
-    row = source_row(n, data=data, eos=eos)
-    empty = FrameDetections.empty()
-    empty.embeddings = np.zeros((0, 1280), np.float32)
-    row.update(
-        status=status,
-        error="decode: bad" if status == "error" else None,
-        detections=pickle.dumps(empty) if status == "ok" else None,
-        timings=json.dumps({"decode": 1.0, "detection": 2.0}) if status == "ok" else None,
-    )
-    return row
+    out, _, frames = run_stage([source_row(0), source_row(1)])
+    assert [r["status"] for r in out] == ["fatal", "fatal"]
+    assert "model not found" in frames[0].error
 
 
 def test_stateful_stage_orders_rows_keeps_state_and_ends_the_video():
-    rows = [
-        analyzed_row(2),
-        analyzed_row(0),
-        analyzed_row(1, status="skipped"),
-        analyzed_row(3, status="error"),
-    ]
-    out, blob = stages.process_video_rows(9, pd.DataFrame(rows), None)
+    rows = [source_row(2), source_row(0), source_row(1), source_row(3, data=b"bad")]
+    out, blob, frames = run_stage(rows)
     assert [r["frame_number"] for r in out] == [0, 1, 2, 3]
-    assert [r["status"] for r in out] == ["ok", "skipped", "ok", "error"]
-    frames = [ProcessedFrame.model_validate_json(r["message"]) for r in out]
+    assert [r["status"] for r in out] == ["ok", "ok", "ok", "error"]  # not live: every frame detected
     assert out[0]["processed_frame"][:2] == b"\xff\xd8" and frames[0].produced_at is not None
-    assert frames[1].skipped_frames == 1 and out[1]["processed_frame"][:2] == b"\xff\xd8"
-    assert frames[3].error == "decode: bad" and out[3]["processed_frame"] == b""
+    assert frames[2].detected_frames == 3 and frames[2].skipped_frames == 0
+    assert frames[3].error.startswith("decode") and out[3]["processed_frame"] == b""
     assert out[-1]["summary"] is not None and blob is not None
     state = pickle.loads(blob)
-    assert state.last_frame == 3 and state.skipped == 1 and state.processor.detector is None
+    assert state.last_frame == 3 and state.detected == 3 and state.processor.detector is None
 
-    out2, blob2 = stages.process_video_rows(
-        9, pd.DataFrame([analyzed_row(5, status="eos", eos=True, data=b"")]), blob
-    )
-    final = ProcessedFrame.model_validate_json(out2[0]["message"])
-    assert final.end_of_stream and final.summary is not None and final.skipped_frames == 1
+    out2, blob2, frames2 = run_stage([source_row(5, data=b"", eos=True)], blob)
+    assert frames2[0].end_of_stream and frames2[0].summary is not None and frames2[0].detected_frames == 3
     assert blob2 is None  # state dropped
 
-    # A video that streams again from frame 0 starts from a fresh state.
-    _, blob3 = stages.process_video_rows(9, pd.DataFrame([analyzed_row(0)]), blob)
+    # A video that streams again from frame 0, or under another run id, starts from a fresh state.
+    _, blob3, _ = run_stage([source_row(0)], blob)
     assert pickle.loads(blob3).last_frame == 0 and pickle.loads(blob3).frames == 1
+    _, blob4, _ = run_stage([source_row(0, run_id="a")])
+    _, blob5, _ = run_stage([source_row(1, run_id="b")], blob4)
+    assert pickle.loads(blob5).frames == 1 and pickle.loads(blob5).run_id == "b"
+
+
+def test_live_stream_detects_an_even_stride_and_draws_the_others(monkeypatch):
+    # A processor far slower than the frame rate: the stride goes to its most, fps / 5 Hz = 4,
+    # right after the first detected frame (measured within the batch).
+    monkeypatch.setattr(stages, "LIVE_CPU_SHARE", 0.001)
+    monkeypatch.setattr(stages, "_COST_PRIOR", {})
+    live = CONFIG.model_copy(update={"realtime": True})
+    rows = [source_row(n, config=live) for n in range(12)]
+    random.Random(3).shuffle(rows)  # a task's rows need not come in stream order
+    out, blob, frames = run_stage(rows)
+    statuses = {r["frame_number"]: r["status"] for r in out}
+    assert [n for n, s in sorted(statuses.items()) if s == "ok"] == [0, 4, 8]
+    assert all(r["processed_frame"][:2] == b"\xff\xd8" for r in out)  # every frame reaches viewers
+    assert frames[-1].skipped_frames == 9 and frames[-1].detected_frames == 3
+    assert [f.detect_stride for f in frames] == [4] * 12
+    # Frames far behind live are passed on as they came (no drawing) to catch up.
+    stale = [source_row(n, config=live, produced_at=time.time() - 10) for n in (12, 13, 14)]
+    out2, blob2, _ = run_stage(stale, blob)
+    assert [r["status"] for r in out2] == ["ok", "skipped", "skipped"]  # 12 is due: detected
+    assert out2[1]["processed_frame"] == out2[2]["processed_frame"] == jpeg()
+    # an end of stream is always detected
+    out3, _, _ = run_stage([source_row(15, config=live, eos=True)], blob2)
+    assert out3[0]["status"] == "ok"
+
+
+def stride(detect_ms, hold_ms, overhead_s=None):
+    s = stages.LiveStride(detect_ms=detect_ms, hold_ms=hold_ms, overhead_s=overhead_s)
+    return s
+
+
+def test_live_stride_follows_the_measured_costs_and_the_lag():
+    budget = stages.LIVE_CPU_SHARE * 1000 / 25
+    assert stride(budget * 0.5, 2.0).adapt(25, lag_s=0.1) == 1  # detection fits: every frame
+    s = stride(60.0, 8.0)
+    k = s.adapt(25, lag_s=0.1)
+    assert k == int(np.ceil((60 - 8) / (budget - 8)))
+    assert (60 + (k - 1) * 8) / k <= budget < (60 + (k - 2) * 8) / (k - 1)  # the smallest that fits
+    assert s.adapt(25, lag_s=stages.MAX_LIVE_DELAY_S + 1) == k + 1  # lagging: one more
+    assert stride(500.0, 100.0).adapt(25, lag_s=0.0) == 5  # never below 5 Hz
+    # Spark's overhead per batch leaves less of the target batch length for processing
+    assert stride(60.0, 8.0, overhead_s=0.45).adapt(25, lag_s=0.1) > k
+
+
+def test_live_stride_measures_costs_and_overhead_and_seeds_new_videos(monkeypatch):
+    monkeypatch.setattr(stages, "_COST_PRIOR", {})
+    s = stages.LiveStride()
+    assert s.adapt(25, lag_s=0.0) == 1  # nothing measured yet
+    s.batch_started(100.0)
+    for _ in range(5):
+        s.observe("detect", 80.0)
+        s.observe("hold", 5.0)
+    s.last_call_end = 100.5
+    s.batch_started(101.0)  # 0.5 s between the end of one batch and the start of the next
+    assert s.detect_ms > 60 and s.overhead_s == pytest.approx(0.5)
+    fresh = stages.LiveStride()  # a new video starts from what this worker measured
+    assert fresh.detect_ms == s.detect_ms and fresh.adapt(25, lag_s=0.0) == s.adapt(25, lag_s=0.0) > 1

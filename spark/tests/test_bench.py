@@ -1,0 +1,37 @@
+"""traffic-bench's measurement plan and statistics (no model: the variants are stand-ins)."""
+
+from __future__ import annotations
+
+import pytest
+from traffic_processing.bench import Spread, interleave, ratios
+
+
+def test_interleave_runs_abba_and_keeps_values_per_variant():
+    calls: list[str] = []
+
+    def variant(name: str, values: list[float]):
+        it = iter(values)
+
+        def run() -> float:
+            calls.append(name)
+            return next(it)
+
+        return run
+
+    values, order = interleave(
+        {"a": variant("a", [10, 11, 12, 13, 14]), "b": variant("b", [20, 21, 22, 23, 24])}, reps=5
+    )
+    assert order == calls == ["a", "b", "b", "a", "a", "b", "b", "a", "a", "b"]
+    assert values == {"a": [10, 11, 12, 13, 14], "b": [20, 21, 22, 23, 24]}
+    assert ratios(values["a"], values["b"]) == pytest.approx([0.5, 11 / 21, 12 / 22, 13 / 23, 14 / 24])
+
+
+def test_spread_median_range_iqr():
+    s = Spread.of([27.4, 47.0, 45.0, 46.0, 44.0])
+    assert (s.median, s.low, s.high, s.n) == (45.0, 27.4, 47.0, 5)
+    assert (s.q1, s.q3) == pytest.approx((44.0, 46.0))
+    assert s.relative_range == pytest.approx((47.0 - 27.4) / 45.0)
+    one = Spread.of([3.0])
+    assert (one.median, one.low, one.high, one.q1, one.q3) == (3.0, 3.0, 3.0, 3.0, 3.0)
+    with pytest.raises(ValueError):
+        Spread.of([])

@@ -1,0 +1,105 @@
+"""The tracker counts time in frames: fed every k-th frame of generated truth (what a thinned
+live stream does), it keeps one id per vehicle at strides 1, 2, 4 and 6."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import cv2
+import numpy as np
+import pytest
+from conftest import read_json
+from traffic_processing.calibration import fit_homography, project_points
+from traffic_processing.processor import FrameProcessor
+from traffic_processing.schemas import FrameConfig
+from traffic_processing.synthetic import _position, highway_scenario, speeds_scenario
+from traffic_processing.tracker import TrackerConfig, VehicleTracker
+
+pytestmark = pytest.mark.slow
+
+
+SCENARIOS = {"speeds": ("truth_clip", speeds_scenario), "highway": ("highway_clip", highway_scenario)}
+
+
+@pytest.fixture(scope="module", params=sorted(SCENARIOS))
+def analyzed_truth(request, detector):
+    """Every frame of a truth clip (640x360 at 30-120 km/h, 1280x720 at 40-130 km/h) detected once
+    (ROI-filtered, embedded): (settings, per-frame detections, scenario)."""
+    fixture, scenario = SCENARIOS[request.param]
+    out, truth = request.getfixturevalue(fixture)
+    calib = read_json(out / f"{request.param}_calib.json")
+    homography = fit_homography(calib["image_points"], calib["world_points"]).matrix
+    settings = FrameConfig(
+        roi_polygon=calib["roi_polygon"], homography_matrix=homography.tolist(), fps=truth["fps"]
+    )
+    proc = FrameProcessor(settings, detector=detector, annotate=False)
+    cap = cv2.VideoCapture(truth["video"])
+    detections = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        detections.extend(proc.analyze([frame]))
+    cap.release()
+    return settings, detections, scenario(truth["fps"])
+
+
+def truth_vehicle(scn, frame_number: int, world_xy: np.ndarray) -> int | None:
+    """The truth vehicle whose road contact point is where the box's bottom-centre projects."""
+    t = frame_number / scn.fps
+    best, best_d = None, 3.0
+    for i, v in enumerate(scn.vehicles):
+        y = _position(v, scn, t)
+        if y is None or abs(world_xy[0] - v.lane_x_m) > scn.lane_width_m / 2:
+            continue
+        if abs(world_xy[1] - y) < best_d:
+            best, best_d = i, abs(world_xy[1] - y)
+    return best
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4, 6])
+def test_one_id_per_vehicle_at_every_detection_stride(analyzed_truth, stride):
+    settings, detections, scn = analyzed_truth
+    homography = np.asarray(settings.homography_matrix)
+    tracker = VehicleTracker(TrackerConfig(), fps=settings.fps, to_world=partial(project_points, homography))
+    ids_of: dict[int, set[int]] = {}  # truth vehicle -> track ids
+    vehicles_of: dict[int, set[int]] = {}  # track id -> truth vehicles
+    for n in range(0, len(detections), stride):
+        dets = detections[n][np.arange(len(detections[n]))]
+        tracked = tracker.update(dets, frame_number=n)
+        world = project_points(homography, tracked.bottom_center) if len(tracked) else []
+        for tid, xy in zip(tracked.tracker_id, world):
+            v = truth_vehicle(scn, n, xy)
+            if v is not None:
+                ids_of.setdefault(v, set()).add(int(tid))
+                vehicles_of.setdefault(int(tid), set()).add(v)
+    print(f"stride {stride}: ids per vehicle", {v: sorted(ids) for v, ids in sorted(ids_of.items())})
+    assert sorted(ids_of) == list(range(len(scn.vehicles))), "a vehicle was never tracked"
+    assert all(len(ids) == 1 for ids in ids_of.values()), ids_of
+    assert all(len(vs) == 1 for vs in vehicles_of.values()), vehicles_of
+
+
+def test_predicted_boxes_follow_the_motion_between_detections(analyzed_truth):
+    """A frame that is not detected is drawn with each track moved by its velocity: the predicted
+    box lies closer to the vehicle's true box there than the last detected box does."""
+    settings, detections, scn = analyzed_truth
+    tracker = VehicleTracker(TrackerConfig(), fps=settings.fps)
+    closer = farther = 0
+    for n in range(0, len(detections) - 4, 4):
+        last = tracker.update(detections[n][np.arange(len(detections[n]))], frame_number=n)
+        predicted = tracker.predicted(n + 3)
+        truth_next = tracker_free_boxes(detections[n + 3])
+        for tid, box in zip(predicted.tracker_id, predicted.xyxy):
+            old = last.xyxy[last.tracker_id == tid]
+            if not len(old) or not len(truth_next):
+                continue
+            target = truth_next[np.argmin(np.abs(truth_next - old[0]).sum(axis=1))]
+            if np.abs(box - target).sum() < np.abs(old[0] - target).sum():
+                closer += 1
+            else:
+                farther += 1
+    assert closer > 3 * farther, (closer, farther)
+
+
+def tracker_free_boxes(dets) -> np.ndarray:
+    return np.asarray(dets.xyxy, dtype=np.float64)
