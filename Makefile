@@ -8,10 +8,17 @@ export PYTHONDONTWRITEBYTECODE := 1
 # requirements/airflow*.txt go to Airflow's own venv (AIRFLOW_VENV), everything else to .venv
 REQS := $(filter-out requirements/airflow%,$(wildcard requirements/*.txt))
 AIRFLOW_VENV ?= .airflow-venv
+# The Angular dashboard (frontend/): npm ci from the committed lock file, built into frontend/dist
+FRONTEND := frontend
+FRONTEND_DIST := $(FRONTEND)/dist/traffic-dashboard/browser
+FRONTEND_SRC := $(shell find $(FRONTEND)/src $(FRONTEND)/public -type f 2>/dev/null) \
+	$(wildcard $(FRONTEND)/angular.json $(FRONTEND)/tsconfig*.json)
+# The browser suite (e2e/browser: playwright-core driving Debian's /usr/bin/chromium, axe-core)
+BROWSER_E2E := e2e/browser
 
-.PHONY: install install-airflow test test-fast lint format bench bench-fanout bench-e2e backend demo analyze-sample clean
+.PHONY: install install-airflow test test-fast test-frontend frontend browser-deps lint format bench bench-fanout bench-e2e backend demo analyze-sample clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(FRONTEND)/node_modules/.installed $(BROWSER_E2E)/node_modules/.installed
 
 $(VENV)/.installed: $(REQS) spark/pyproject.toml $(wildcard backend/pyproject.toml)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,13 +28,37 @@ $(VENV)/.installed: $(REQS) spark/pyproject.toml $(wildcard backend/pyproject.to
 	@if [ -f backend/pyproject.toml ]; then $(PY) -m pip install --quiet --no-deps --no-build-isolation -e backend; fi
 	touch $@
 
+$(FRONTEND)/node_modules/.installed: $(FRONTEND)/package-lock.json
+	cd $(FRONTEND) && npm ci --no-audit --no-fund
+	touch $@
+
+# playwright-core and axe-core from the committed lock file; no browser is downloaded (the suite
+# runs /usr/bin/chromium, which .ci/run installs with apt).
+browser-deps: $(BROWSER_E2E)/node_modules/.installed
+
+$(BROWSER_E2E)/node_modules/.installed: $(BROWSER_E2E)/package-lock.json
+	cd $(BROWSER_E2E) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+	touch $@
+
+# The production build the backend serves at / (rebuilt only when a source changed).
+frontend: $(FRONTEND_DIST)/index.html
+
+$(FRONTEND_DIST)/index.html: $(FRONTEND)/node_modules/.installed $(FRONTEND_SRC)
+	cd $(FRONTEND) && npx ng build
+	touch $@
+
+# Angular unit tests (Vitest in jsdom, no browser).
+test-frontend: $(FRONTEND)/node_modules/.installed
+	cd $(FRONTEND) && npx ng test --watch=false
+
 install-airflow: $(AIRFLOW_VENV)/.installed
 
 $(AIRFLOW_VENV)/.installed: $(wildcard requirements/airflow*.txt) airflow/install.sh
 	bash airflow/install.sh $(AIRFLOW_VENV)
 	touch $@
 
-test: install install-airflow
+test: install install-airflow frontend
+	$(MAKE) test-frontend
 	$(PY) -m pytest
 
 test-fast: install
@@ -47,7 +78,7 @@ bench: install
 	$(PY) -m backend.bench_fanout
 
 # The whole stack on the urban clip: end-to-end frames/s, live latency, vs the offline processor.
-bench-e2e: install install-airflow
+bench-e2e: install install-airflow frontend
 	$(PY) -m e2e.bench
 
 bench-fanout: install
@@ -59,7 +90,7 @@ backend: install
 	$(PY) -m backend.run_local --data-dir .local
 
 # The whole system: PostgreSQL, Redis, backend, redis-consumer, Spark, Airflow (stack/run.py).
-demo: install install-airflow
+demo: install install-airflow frontend
 	$(PY) -m stack.run
 
 # The offline CLI over the sample clip: results, tracks and an annotated video in out/.
@@ -71,4 +102,4 @@ analyze-sample: install
 	@echo "Results: out/urban_results.json, annotated video: out/urban_annotated.mp4"
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache
+	rm -rf $(VENV) out .pytest_cache .ruff_cache $(FRONTEND)/dist $(FRONTEND)/.angular

@@ -16,7 +16,7 @@ from tornado.websocket import WebSocketHandler
 
 from backend.db.session import Database
 from backend.handlers import system_handler, video_handler, websocket_routing
-from backend.handlers.base import NotFoundHandler
+from backend.handlers.frontend_handler import FrontendHandler
 from backend.services import metrics
 from backend.services.airflow_client import AirflowClient
 from backend.services.hub import Hub
@@ -53,7 +53,7 @@ class TrafficApplication(tornado.web.Application):
         config.VIDEO_STORAGE_PATH.mkdir(parents=True, exist_ok=True)
         super().__init__(
             all_routes(),
-            default_handler_class=NotFoundHandler,
+            default_handler_class=FrontendHandler,  # the dashboard at /, else JSON 404
             websocket_ping_interval=config.WS_PING_INTERVAL_S,
             websocket_ping_timeout=config.WS_IDLE_TIMEOUT_S,
             compress_response=False,

@@ -53,6 +53,10 @@ SCHEMAS: dict[str, Any] = {
             "roi": {"type": "array", "items": {"$ref": "#/components/schemas/Point"}, "nullable": True},
             "calibrate_coordinates": {"type": "object", "nullable": True},
             "homography_matrix": {"type": "array", "items": {"type": "array"}, "nullable": True},
+            "speed_limit_kmh": {
+                "type": "number",
+                "description": "The video's limit (set with the calibration), else SPEED_LIMIT_KMH",
+            },
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
         },
@@ -65,6 +69,14 @@ SCHEMAS: dict[str, Any] = {
             "roi": {"type": "array", "items": {"$ref": "#/components/schemas/Point"}, "minItems": 3},
             "image_points": {"type": "array", "items": {"$ref": "#/components/schemas/Point"}, "minItems": 4},
             "world_points": {"type": "array", "items": {"$ref": "#/components/schemas/Point"}, "minItems": 4},
+            "speed_limit_kmh": {
+                "type": "number",
+                "exclusiveMinimum": True,
+                "minimum": 0,
+                "maximum": 400,
+                "nullable": True,
+                "description": "The video's speed limit; omitted or null: SPEED_LIMIT_KMH (60)",
+            },
         },
     },
     "StreamStart": {
@@ -92,19 +104,86 @@ SCHEMAS: dict[str, Any] = {
     },
     "Violation": {
         "type": "object",
+        "description": "A speeding_violations row; while a stream runs and none is stored, an entry "
+        "of the live list (no id, detected_at or snapshot yet)",
         "properties": {
-            "id": {"type": "integer"},
+            "id": {"type": "integer", "nullable": True},
             "video_id": {"type": "integer"},
             "track_id": {"type": "integer"},
             "vehicle_class": {"type": "string"},
             "speed_kmh": {"type": "number"},
             "frame_number": {"type": "integer"},
             "video_time_s": {"type": "number"},
-            "detected_at": {"type": "string", "format": "date-time"},
+            "detected_at": {"type": "string", "format": "date-time", "nullable": True},
             "snapshot_path": {"type": "string", "nullable": True},
         },
     },
+    "Passage": {
+        "type": "object",
+        "description": "One counted vehicle of the last stream (vehicle_passages)",
+        "properties": {
+            "track_id": {"type": "integer"},
+            "class_name": {"type": "string"},
+            "first_frame": {"type": "integer"},
+            "last_frame": {"type": "integer"},
+            "first_time_s": {"type": "number", "description": "video time"},
+            "last_time_s": {"type": "number"},
+            "dwell_time_s": {"type": "number"},
+            "speed_kmh": {"type": "number", "nullable": True, "description": "median of its estimates"},
+            "max_speed_kmh": {"type": "number", "nullable": True},
+            "speeding": {"type": "boolean"},
+        },
+    },
+    "Report": {
+        "type": "object",
+        "description": "Traffic report computed from the passages (empty/zero when there are none)",
+        "properties": {
+            "video_id": {"type": "integer"},
+            "total_vehicles": {"type": "integer"},
+            "speeding_count": {"type": "integer"},
+            "avg_dwell_time_s": {"type": "number"},
+            "class_mix": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "speed": {
+                "type": "object",
+                "properties": {
+                    "limit_kmh": {"type": "number"},
+                    "mean_kmh": {"type": "number", "nullable": True},
+                    "p85_kmh": {"type": "number", "nullable": True},
+                    "measured_vehicles": {"type": "integer"},
+                    "histogram": {
+                        "type": "object",
+                        "properties": {
+                            "bin_width_kmh": {"type": "number"},
+                            "bins": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "from_kmh": {"type": "number"},
+                                        "to_kmh": {"type": "number"},
+                                        "count": {"type": "integer"},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+            "volume_per_minute": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "minute": {"type": "integer"},
+                        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    },
+                },
+            },
+        },
+    },
 }
+
+FORMAT = {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]}}
 
 PATHS: dict[str, Any] = {
     "/api/videos/upload": {
@@ -156,7 +235,16 @@ PATHS: dict[str, Any] = {
             "summary": "One video",
             "parameters": [VIDEO_ID],
             "responses": {"200": _json("The video", "Video"), "404": NOT_FOUND},
-        }
+        },
+        "delete": {
+            "summary": "Delete the video, its file and its results (analytics, violations, passages)",
+            "parameters": [VIDEO_ID],
+            "responses": {
+                "204": {"description": "Deleted"},
+                "404": NOT_FOUND,
+                "409": _error("The video is being streamed (stop it first)"),
+            },
+        },
     },
     "/api/videos/{video_id}/calibration": {
         "put": {
@@ -177,7 +265,7 @@ PATHS: dict[str, Any] = {
                         },
                     },
                 ),
-                "400": _error("Malformed JSON, ROI or points"),
+                "400": _error("Malformed JSON, ROI, points or speed limit (code invalid_speed_limit)"),
                 "404": NOT_FOUND,
                 "422": _error("Degenerate points (collinear, duplicates)"),
             },
@@ -240,10 +328,7 @@ PATHS: dict[str, Any] = {
     "/api/videos/{video_id}/violations": {
         "get": {
             "summary": "Speeding violations (JSON or CSV)",
-            "parameters": [
-                VIDEO_ID,
-                {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]}},
-            ],
+            "parameters": [VIDEO_ID, FORMAT],
             "responses": {
                 "200": {
                     "description": "Violations",
@@ -253,6 +338,11 @@ PATHS: dict[str, Any] = {
                                 "type": "object",
                                 "properties": {
                                     "video_id": {"type": "integer"},
+                                    "source": {
+                                        "type": "string",
+                                        "enum": ["stored", "live"],
+                                        "description": "stored rows, or the running stream's live list",
+                                    },
                                     "violations": {
                                         "type": "array",
                                         "items": {"$ref": "#/components/schemas/Violation"},
@@ -266,6 +356,42 @@ PATHS: dict[str, Any] = {
                 "400": _error("Unknown format"),
                 "404": NOT_FOUND,
             },
+        }
+    },
+    "/api/videos/{video_id}/passages": {
+        "get": {
+            "summary": "Every counted vehicle of the last stream, by first frame (JSON or CSV)",
+            "parameters": [VIDEO_ID, FORMAT],
+            "responses": {
+                "200": {
+                    "description": "Passages",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "video_id": {"type": "integer"},
+                                    "passages": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Passage"},
+                                    },
+                                },
+                            }
+                        },
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
+                },
+                "400": _error("Unknown format"),
+                "404": NOT_FOUND,
+            },
+        }
+    },
+    "/api/videos/{video_id}/report": {
+        "get": {
+            "summary": "Traffic report: totals, class mix, speed histogram, mean and 85th percentile, "
+            "volume per minute by class",
+            "parameters": [VIDEO_ID],
+            "responses": {"200": _json("Report", "Report"), "404": NOT_FOUND},
         }
     },
     "/api/websocket/status": {

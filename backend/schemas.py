@@ -78,13 +78,16 @@ class FrameData(BaseModel):
 
 
 class SpeedingVehicle(BaseModel):
+    """A vehicle of the frame that the processor flagged speeding (``Vehicle.speeding``)."""
+
     track_id: int
     bbox: BBox
-    speed: float
+    speed: float | None = None  # this frame's estimate; None when the box is not measured in this frame
     speed_unit: str = "km/h"
     class_id: int
     class_name: str | None = None
     confidence: float
+    speeding: bool = True
 
 
 class AnalyticsData(BaseModel):
@@ -130,7 +133,9 @@ class AnalyticsIngest(Strict):
     data: AnalyticsData
 
     @classmethod
-    def from_processed(cls, frame: ProcessedFrame, speed_limit_kmh: float) -> AnalyticsIngest:
+    def from_processed(cls, frame: ProcessedFrame) -> AnalyticsIngest:
+        """``speeding_vehicles``: exactly the frame's vehicles with ``speeding`` true (the
+        processor's per-vehicle decision, the same as ``speeding_count`` and the violations)."""
         speeding = [
             SpeedingVehicle(
                 track_id=v.track_id,
@@ -140,9 +145,10 @@ class AnalyticsIngest(Strict):
                 class_id=v.class_id,
                 class_name=v.class_name,
                 confidence=v.confidence,
+                speeding=True,
             )
             for v in frame.vehicles
-            if v.speed is not None and v.speed > speed_limit_kmh
+            if v.speeding
         ]
         return cls(
             data=AnalyticsData(
@@ -172,6 +178,9 @@ class AnalyticsMessage(Strict):
 # ---- REST ----------------------------------------------------------------------------------
 
 
+MAX_SPEED_LIMIT_KMH = 400.0
+
+
 class CalibrationIn(Strict):
     """``PUT /api/videos/{id}/calibration``: ROI (pixels) and paired image/road points."""
 
@@ -179,6 +188,15 @@ class CalibrationIn(Strict):
     roi: list[list[float]] = Field(min_length=3, validation_alias=AliasChoices("roi", "roi_polygon"))
     image_points: list[list[float]] = Field(min_length=4)  # pixels
     world_points: list[list[float]] = Field(min_length=4)  # metres on the road plane
+    # The video's speed limit (km/h); omitted or null: the backend's SPEED_LIMIT_KMH (60).
+    speed_limit_kmh: float | None = Field(default=None, gt=0, le=MAX_SPEED_LIMIT_KMH)
+
+    @field_validator("speed_limit_kmh", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError("must be a number of km/h")
+        return value
 
 
 class StreamStartIn(Strict):

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from traffic_processing import streams
 
 EXAMPLE_SECRETS = {"change-me", "changeme", ""}
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class Settings(BaseSettings):
@@ -28,6 +29,9 @@ class Settings(BaseSettings):
     INTERNAL_TOKEN: str = "change-me"
     SPEED_LIMIT_KMH: float = Field(default=60.0, gt=0)
     MAX_UPLOAD_MB: float = Field(default=500, gt=0)
+    # The built Angular dashboard (``ng build``, project ``traffic-dashboard``), served at ``/``
+    # when its index.html exists; a relative path is taken from the repository root.
+    FRONTEND_DIST: Path = Path("frontend/dist/traffic-dashboard/browser")
 
     AIRFLOW_API_URL: str = "http://127.0.0.1:8080"
     AIRFLOW_USERNAME: str = "admin"
@@ -50,6 +54,11 @@ class Settings(BaseSettings):
     @cached_property
     def allowed_origins(self) -> list[str]:
         return [o.strip().rstrip("/") for o in self.ALLOWED_ORIGINS.split(",") if o.strip()]
+
+    @property
+    def frontend_dist(self) -> Path:
+        path = self.FRONTEND_DIST.expanduser()
+        return path if path.is_absolute() else REPO_ROOT / path
 
     @property
     def max_upload_bytes(self) -> int:

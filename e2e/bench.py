@@ -9,6 +9,10 @@ subscribes and the stream is started twice:
   viewer, p50/p95 (also after the first 10 s of the stream).
 Spark's own phases per micro-batch (``durationMs`` of its progress, LOG_PROGRESS=1) are printed
 as medians for each run.
+During the live run a headless Chromium (``/usr/bin/chromium``, ``e2e/browser/page_fps.mjs``) has
+the dashboard's live view of the video open: the frames/s the page actually draws (counted in the
+page) beside the frames/s it receives and those delivered to the plain WebSocket client, and the
+share of received frames it draws (aim >= 95 %).
 Then the offline processor's frames/s on the same frames, in the same run, and the ratios.
 """
 
@@ -18,28 +22,123 @@ import argparse
 import ast
 import json
 import os
+import queue
 import re
+import shutil
+import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from e2e.harness import Api, Viewer, start_stack, stop_stack
+from e2e.harness import REPO, Api, Viewer, start_stack, stop_stack
 from stack.run import SAMPLE_CALIBRATION, SAMPLE_VIDEO
 
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+PAGE_SCRIPT = REPO / "e2e" / "browser" / "page_fps.mjs"
 
-def stream_once(stack, api: Api, video_id: int, realtime: bool, timeout_s: float = 900) -> dict:
+
+class BrowserPage:
+    """The dashboard's live view of one video in headless Chromium (``page_fps.mjs``), open
+    before the stream starts; ``finish()`` gives what the page received and drew."""
+
+    def __init__(self, base_url: str, video_id: int, timeout_s: float) -> None:
+        self.work = Path(tempfile.mkdtemp(prefix="bench-page-"))
+        self.result = self.work / "page.json"
+        (self.work / "config.json").write_text(
+            json.dumps(
+                {
+                    "base_url": base_url,
+                    "video_id": video_id,
+                    "result": str(self.result),
+                    "timeout_s": timeout_s,
+                }
+            )
+        )
+        self.proc: subprocess.Popen | None = None
+        self.lines: queue.Queue[str | None] = queue.Queue()
+
+    @staticmethod
+    def unavailable() -> str | None:
+        if not CHROMIUM.exists():
+            return f"{CHROMIUM} missing (apt-get install chromium)"
+        if not shutil.which("node"):
+            return "node missing"
+        if not (PAGE_SCRIPT.parent / "node_modules" / "playwright-core").exists():
+            return "e2e/browser/node_modules missing (make install)"
+        return None
+
+    def start(self, ready_timeout_s: float = 90) -> BrowserPage:
+        self.proc = subprocess.Popen(
+            ["node", str(PAGE_SCRIPT), str(self.work / "config.json")],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.lines.put(line.rstrip())
+            self.lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + ready_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line == "READY":
+                return self
+            if line is None:
+                raise RuntimeError(f"the browser page exited before subscribing: {self.finish(5)}")
+            print(f"[page] {line}")
+        raise TimeoutError(f"the browser page did not subscribe within {ready_timeout_s} s")
+
+    def finish(self, timeout_s: float) -> dict:
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        try:
+            return json.loads(self.result.read_text())
+        except (OSError, ValueError) as exc:
+            return {"ok": False, "error": f"no result: {exc}"}
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def stream_once(
+    stack, api: Api, video_id: int, realtime: bool, timeout_s: float = 900, page: bool = False
+) -> dict:
     viewer = Viewer(f"ws://127.0.0.1:{stack.infra.backend_port}/ws/client/stream", video_id).start()
+    browser: BrowserPage | None = None
+    page_result: dict | None = None
+    if page:
+        reason = BrowserPage.unavailable()
+        if reason:
+            page_result = {"ok": False, "error": reason}
+        else:
+            browser = BrowserPage(stack.infra.env["BACKEND_URL"], video_id, timeout_s).start()
     deadline = time.monotonic() + 180
     while True:  # the previous run of this video may still be cleaning up (409)
         status, run = api.json("POST", f"/api/videos/{video_id}/stream/start", {"realtime": realtime})
         if status != 409 or time.monotonic() > deadline:
             break
         time.sleep(2)
-    assert status in (200, 201, 202), run
-    if not viewer.wait(timeout_s):
-        raise TimeoutError(f"no end of stream within {timeout_s} s ({len(viewer.frames)} frames)")
+    try:
+        assert status in (200, 201, 202), run
+        if not viewer.wait(timeout_s):
+            raise TimeoutError(f"no end of stream within {timeout_s} s ({len(viewer.frames)} frames)")
+    finally:
+        if browser is not None:
+            page_result = browser.finish(60)
     frames = [f for f in viewer.frames if not f["end_of_stream"]]
     arrived = np.array([f["_arrived"] for f in frames])
     timed = [f for f in frames if f.get("produced_at")]
@@ -52,6 +151,7 @@ def stream_once(stack, api: Api, video_id: int, realtime: bool, timeout_s: float
     detected = max((f.get("detected_frames", 0) for f in viewer.frames), default=0)
     strides = [f.get("detect_stride", 1) for f in frames]
     return {
+        "page": page_result,
         "frames": len(frames),
         "skipped": skipped,
         "detected": detected,
@@ -100,6 +200,23 @@ def print_phases(name: str, phases: dict[str, float]) -> None:
     print(f"spark phases ({name}), median ms per batch: {shown}")
 
 
+def print_page(live: dict) -> None:
+    """The browser page's drawn frames/s beside what it and the plain WebSocket client received."""
+    page = live.get("page")
+    if page is None:
+        return
+    if not page.get("ok"):
+        print(f"browser page (Chromium): not measured: {page.get('error', '?')[:300]}")
+        return
+    share = page["drawn_share"] if page["drawn_share"] is not None else float("nan")
+    print(
+        f"browser page (Chromium): drew {page['drawn']} of {page['received_pictures']} frames received "
+        f"({100 * share:.1f}%, aim >= 95%), {page['draw_fps'] or float('nan'):.1f} frames/s drawn, "
+        f"{page['receive_fps'] or float('nan'):.1f} frames/s received; plain WebSocket client: "
+        f"{live['frames']} frames, {live['fps']:.1f} frames/s"
+    )
+
+
 def offline_fps(frames_limit: int) -> float:
     from traffic_processing.bench import bench_processor, load_frames
     from traffic_processing.cli import settings_from_calibration
@@ -121,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--live-only", action="store_true", help="skip the fast run and the offline one")
     parser.add_argument("--dump", type=Path, help="write the live run's per-frame timeline (JSON)")
+    parser.add_argument("--no-page", action="store_true", help="no headless Chromium page on the live run")
     args = parser.parse_args(argv)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     os.environ["LOG_PROGRESS"] = "1"  # the Spark application logs its phases per batch
@@ -135,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         # of the stateful stage, RocksDB), which the live run would otherwise count as latency.
         fast = None if args.live_only else stream_once(stack, api, video_id, realtime=False)
         mark, fast_phases = spark_phases(stack.log_tail("spark", 50_000_000))
-        live = stream_once(stack, api, video_id, realtime=True)
+        live = stream_once(stack, api, video_id, realtime=True, page=not args.no_page)
         _, live_phases = spark_phases(stack.log_tail("spark", 50_000_000), mark)
         if args.dump:
             args.dump.write_text(json.dumps(live["timeline"]))
@@ -144,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if fast is None:
         print(live | {"timeline": len(live["timeline"])})
         print_phases("live", live_phases)
+        print_page(live)
         return 0
     offline = offline_fps(live["frames"] + live["skipped"])
     print(f"bench-e2e: {SAMPLE_VIDEO.name} (1190 frames @ 25 fps), stack boot {boot_s:.0f} s")
@@ -166,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print_phases("as fast as possible", fast_phases)
     print_phases("live", live_phases)
+    print_page(live)
     return 0
 
 

@@ -4,8 +4,11 @@ up with the clip's 30 fps by detecting only some frames. DESIGN.md: live results
 every-frame results on the same video (counts, speeders), on fast roads too.
 
 What is checked is what the dashboard gets: the stored totals (``GET /api/videos/{id}/analytics``),
-the speeding log (``GET /api/videos/{id}/violations``) and the analytics messages of a subscribed
-WebSocket client. Vehicles the viewer was told about are identified with the truth vehicle whose
+the speeding log (``GET /api/videos/{id}/violations``), the passages and the report
+(``GET /api/videos/{id}/passages``, ``/report``) and the analytics messages of a subscribed
+WebSocket client. One speeding rule everywhere (DESIGN.md): the track ids of the live log, of the
+violations rows and of the speeding passages are one set, as large as ``speeding_count`` and
+matching the truth's speeders. Vehicles the viewer was told about are identified with the truth vehicle whose
 rendered box their boxes cover (not by speed, so that a wrong speed cannot pick its own match)."""
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ def run_highway(stack, highway, realtime: bool) -> dict:
     state = wait_dag_run(stack, run_id(run), 180) if ended else "not waited (no end of stream)"
     _, analytics = api.json("GET", f"/api/videos/{video_id}/analytics")
     _, violations = api.json("GET", f"/api/videos/{video_id}/violations")
+    _, passages = api.json("GET", f"/api/videos/{video_id}/passages")
+    _, traffic = api.json("GET", f"/api/videos/{video_id}/report")
     observations = [
         (a["frame_number"], v["track_id"], v["bbox"])
         for a in viewer.analytics
@@ -83,6 +88,8 @@ def run_highway(stack, highway, realtime: bool) -> dict:
         "dag_state": state,
         "analytics": analytics,
         "violations": violations.get("violations", []),
+        "passages": passages.get("passages", []),
+        "report": traffic,
         "seen_speeding": speeding_tracks(viewer),  # track id -> median reported speed
         "identity": identify(scenario, observations),
         "skipped": max((f.get("skipped_frames", 0) for f in viewer.frames), default=0),
@@ -118,6 +125,13 @@ def report(seen: dict, data: dict) -> str:
             f"    {row['track_id']}: {row['vehicle_class']}, {row['speed_kmh']:.1f}, {row['frame_number']}"
             f" -> {who}"
         )
+    speeding_passages = sorted(p["track_id"] for p in seen["passages"] if p["speeding"])
+    lines.append(
+        f"  track ids: live log {sorted(seen['seen_speeding'])}, violations "
+        f"{sorted(r['track_id'] for r in seen['violations'])}, speeding passages {speeding_passages}; "
+        f"{len(seen['passages'])} passages, report {seen['report'].get('total_vehicles')} vehicles, "
+        f"p85 {seen['report'].get('speed', {}).get('p85_kmh')} km/h"
+    )
     return "\n".join(lines)
 
 
@@ -165,3 +179,27 @@ def test_highway_clip_as_users_see_it_matches_truth(stack, highway, realtime):
     errors = [abs(r["speed_kmh"] - truth[i]["speed_kmh"]) for r, i in zip(rows, matched)]
     assert max(errors) <= SPEED_TOLERANCE_KMH, errors
     assert np.mean(errors) <= SPEED_MAE_KMH, errors
+
+    # One speeding rule: the live log, the violations rows, the speeding passages and the count
+    # name the same vehicles, and those are the truth's speeders.
+    live_log = set(seen_tracks)
+    violation_tracks = {r["track_id"] for r in rows}
+    passages = seen["passages"]
+    speeding_passages = {p["track_id"] for p in passages if p["speeding"]}
+    assert live_log == violation_tracks == speeding_passages, (live_log, violation_tracks, speeding_passages)
+    assert (
+        len(live_log) == stored["speeding_count"] == final[-1]["summary"]["speeding_count"] == len(speeders)
+    )
+    assert {identity[t] for t in live_log} == speeders
+    # every counted vehicle has its passage; the report is computed from them
+    assert len(passages) == len({p["track_id"] for p in passages}) == stored["total_vehicles_count"]
+    assert [p["first_frame"] for p in passages] == sorted(p["first_frame"] for p in passages)
+    traffic = seen["report"]
+    assert traffic["total_vehicles"] == len(truth) and traffic["speeding_count"] == len(speeders)
+    assert traffic["class_mix"] == stored["vehicle_type_distribution"]
+    assert traffic["speed"]["limit_kmh"] == data.get("speed_limit_kmh", 60.0)
+    assert (
+        sum(b["count"] for b in traffic["speed"]["histogram"]["bins"])
+        == traffic["speed"]["measured_vehicles"]
+    )
+    assert sum(sum(m["counts"].values()) for m in traffic["volume_per_minute"]) == len(truth)

@@ -55,12 +55,15 @@ def assert_complete_stream(viewer: Viewer, frames_total: int) -> None:
 
 
 def speeding_tracks(viewer: Viewer) -> dict[int, float]:
-    """track id -> median speed of the speeding vehicles the viewer was told about."""
+    """track id -> median speed of the speeding vehicles the viewer was told about (NaN for one
+    never measured while listed: a flagged vehicle's box may be unmeasured in a frame)."""
     speeds: dict[int, list[float]] = {}
     for a in viewer.analytics:
         for v in a["speeding_vehicles"]:
-            speeds.setdefault(v["track_id"], []).append(v["speed"])
-    return {t: float(np.median(s)) for t, s in speeds.items()}
+            measured = speeds.setdefault(v["track_id"], [])
+            if v["speed"] is not None:
+                measured.append(v["speed"])
+    return {t: float(np.median(s)) if s else float("nan") for t, s in speeds.items()}
 
 
 def analytics_row(stack, video_id):

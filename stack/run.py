@@ -211,8 +211,9 @@ def upload_video(base_url: str, path: Path, name: str) -> dict:
 
 
 def calibrate_video(base_url: str, video_id: int, calib: dict) -> dict:
-    """``PUT /api/videos/{id}/calibration`` with a CALIB.json's ROI and point pairs."""
-    payload = json.dumps({k: calib[k] for k in ("roi_polygon", "image_points", "world_points")}).encode()
+    """``PUT /api/videos/{id}/calibration`` with a CALIB.json's ROI, point pairs and speed limit."""
+    keys = ("roi_polygon", "image_points", "world_points", "speed_limit_kmh")
+    payload = json.dumps({k: calib[k] for k in keys if calib.get(k) is not None}).encode()
     req = urllib.request.Request(
         f"{base_url}/api/videos/{video_id}/calibration",
         data=payload,
@@ -252,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             video_id = None if args.no_sample else register_sample(base)
             print(
                 "\n[stack] up.\n"
+                f"  Dashboard      http://localhost:{infra.backend_port}/   <- open this\n"
                 f"  API            {base}/api/videos   (OpenAPI: {base}/api/openapi.json)\n"
                 f"  WebSocket      ws://127.0.0.1:{infra.backend_port}/ws/client/stream\n"
                 f"  Airflow        {infra.env['AIRFLOW_API_URL']}  (user {infra.env['AIRFLOW_USERNAME']})\n"

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from traffic_pipeline.cleanup import cleanup, final_status
 from traffic_pipeline.config import hash_text
 from traffic_processing import streams
-from traffic_processing.schemas import ProcessedFrame, Summary, VideoFrame, Violation
+from traffic_processing.schemas import Passage, ProcessedFrame, Summary, VideoFrame, Violation
 
 SUMMARY = Summary(
     total_vehicles_count=5,
@@ -212,3 +212,94 @@ def test_an_unprocessed_end_of_stream_stays_for_the_processor(r, engine, add_vid
     assert result["status"] == "failed" and result["removed_video_frames"] == 3
     left = [VideoFrame.from_fields(f) for _, f in r.xrange(streams.VIDEO_FRAMES)]
     assert [(e.video_id, e.end_of_stream) for e in left] == [(vid, True)]
+
+
+def passage(track_id: int, *, speed: float | None = 50.0, speeding: bool = False, **kw) -> Passage:
+    first = 10 * track_id
+    values = {
+        "track_id": track_id,
+        "class_name": "car",
+        "first_frame": first,
+        "last_frame": first + 20,
+        "first_time_s": first / 10,
+        "last_time_s": (first + 20) / 10,
+        "dwell_time_s": 2.0,
+        "speed_kmh": speed,
+        "max_speed_kmh": None if speed is None else speed + 3,
+        "speeding": speeding,
+        **kw,
+    }
+    return Passage(**values)
+
+
+def passage_rows(engine, vid: int) -> list[dict]:
+    with engine.connect() as conn:
+        q = text("SELECT * FROM vehicle_passages WHERE video_id = :v ORDER BY first_frame")
+        return [dict(m) for m in conn.execute(q, {"v": vid}).mappings()]
+
+
+def test_passages_come_from_the_final_summary_and_violations_from_the_flags(r, engine, add_video):
+    """What the processor sent: each flagged vehicle once in new_violations (the Redis list), every
+    counted vehicle in the end-of-stream summary; cleanup stores both, and they agree."""
+    vid, other = add_video(frames=2), add_video(frames=2)
+    passages = [
+        passage(1, speed=48.0),
+        passage(2, speed=82.5, speeding=True, class_name="truck"),
+        passage(3, speed=None),
+        passage(4, speed=97.0, speeding=True),
+    ]
+    summary = SUMMARY.model_copy(
+        update={
+            "total_vehicles_count": 4,
+            "speeding_count": 2,
+            "vehicle_type_distribution": {"car": 3, "truck": 1},
+        }
+    )
+    summary.vehicles = passages
+    finished(r, vid, summary=summary.model_dump_json())
+    r.rpush(streams.violations_key(vid), violation(2, 82.5), violation(4, 97.0))
+    finished(r, other, summary=summary.model_copy(update={"vehicles": [passage(9)]}).model_dump_json())
+    cleanup(other, redis=r, engine=engine)
+
+    result = cleanup(vid, redis=r, engine=engine, tasks_ok=True)
+
+    assert result["passages"] == 4 and "vehicles" not in result["summary"]  # a small XCom
+    rows = passage_rows(engine, vid)
+    assert [
+        Passage(**{k: v for k, v in row.items() if k in Passage.model_fields}) for row in rows
+    ] == passages
+    assert all(row["video_id"] == vid for row in rows)
+    speeders = {row["track_id"] for row in rows if row["speeding"]}
+    assert speeders == {v["track_id"] for v in violation_rows(engine, vid)} == {2, 4}
+    assert len(speeders) == analytics_row(engine, vid)["speeding_count"]
+    assert [row["track_id"] for row in passage_rows(engine, other)] == [9]  # another video's rows stay
+
+
+def test_passages_of_a_rerun_replace_the_previous_ones(r, engine, add_video):
+    vid = add_video(frames=2)
+    finished(
+        r, vid, summary=SUMMARY.model_copy(update={"vehicles": [passage(1), passage(2)]}).model_dump_json()
+    )
+    cleanup(vid, redis=r, engine=engine)
+    assert [row["track_id"] for row in passage_rows(engine, vid)] == [1, 2]
+    # the same cleanup again (a retry): the same rows
+    finished(
+        r, vid, summary=SUMMARY.model_copy(update={"vehicles": [passage(1), passage(2)]}).model_dump_json()
+    )
+    cleanup(vid, redis=r, engine=engine)
+    assert [row["track_id"] for row in passage_rows(engine, vid)] == [1, 2]
+    # a rerun: its own vehicles only
+    finished(
+        r, vid, summary=SUMMARY.model_copy(update={"vehicles": [passage(2, speed=70.0)]}).model_dump_json()
+    )
+    cleanup(vid, redis=r, engine=engine)
+    rows = passage_rows(engine, vid)
+    assert [(row["track_id"], row["speed_kmh"]) for row in rows] == [(2, 70.0)]
+    # a summary without per-vehicle records (an older processor) leaves them as they are
+    finished(r, vid)
+    assert cleanup(vid, redis=r, engine=engine)["passages"] is None
+    assert len(passage_rows(engine, vid)) == 1
+    # an empty list is a run that counted nobody
+    finished(r, vid, summary=SUMMARY.model_copy(update={"vehicles": []}).model_dump_json())
+    assert cleanup(vid, redis=r, engine=engine)["passages"] == 0
+    assert passage_rows(engine, vid) == []

@@ -67,6 +67,28 @@ def test_speed_limit_from_env_and_stale_progress_reset(r, engine, add_video, mon
     assert len(run_ids) == 1 and p["run_id"] in run_ids and len(p["run_id"]) == 32
 
 
+def test_speed_limit_of_the_video_calibration(r, engine, add_video, monkeypatch):
+    """The limit set with the video's calibration (``calibrate_coordinates.speed_limit_kmh``) goes
+    into every frame's config, over SPEED_LIMIT_KMH; an explicit argument wins over both."""
+    import json
+
+    from sqlalchemy import text
+
+    monkeypatch.setenv("SPEED_LIMIT_KMH", "42")
+    vid = add_video(frames=3)
+    coords = {"image_points": [], "world_points": [], "speed_limit_kmh": 90.0}
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE videos SET calibrate_coordinates = CAST(:c AS JSONB) WHERE id = :v"),
+            {"c": json.dumps(coords), "v": vid},
+        )
+    produce_frames(vid, redis=r, engine=engine, realtime=False)
+    assert {e.config.speed_limit_kmh for e in entries(r, vid)} == {90.0}
+    r.delete(streams.VIDEO_FRAMES)
+    produce_frames(vid, redis=r, engine=engine, realtime=False, speed_limit_kmh=30.0)
+    assert {e.config.speed_limit_kmh for e in entries(r, vid)} == {30.0}
+
+
 def test_realtime_paces_at_fps_without_drift(r, engine, add_video):
     fps, frames = 20.0, 30
     vid = add_video(frames=frames, fps=fps)

@@ -3,7 +3,10 @@
 1. ``video_analytics`` upserted from the progress hash's ``summary`` (final, or the latest
    partial one after a stop or failure), else from ``analytics:video:{id}``.
 2. Speeding violations drained from ``violations:video:{id}`` into ``speeding_violations``
-   (a (video_id, track_id) already stored is skipped; the list is trimmed only after commit).
+   (a (video_id, track_id) already stored is skipped; the list is trimmed only after commit):
+   the processor's ``new_violations``, one per vehicle it flagged. ``vehicle_passages`` become
+   the summary's per-vehicle records (``Summary.vehicles``; untouched when it has none), in the
+   same transaction.
 3. This video's entries removed from ``video-frames`` (but for an end of stream the processor
    has not handled yet) and ``processed-frames``; on
    ``processed-frames`` only those the Redis bridge's group has been delivered and acked
@@ -58,7 +61,7 @@ def cleanup(
     from traffic_processing import streams
     from traffic_processing.schemas import Summary, Violation
 
-    from .db import insert_violations, session_scope, set_status, upsert_analytics
+    from .db import insert_violations, replace_passages, session_scope, set_status, upsert_analytics
 
     log = default_log(log, __name__)
     pkey = streams.progress_key(video_id)
@@ -87,9 +90,12 @@ def cleanup(
             log.warning("video %d: skipping unreadable violation %r: %s", video_id, raw[:200], exc)
 
     status = final_status(progress, tasks_ok=tasks_ok)
+    passages = None
     with session_scope(db_url, engine) as session:
         if summary is not None:
             upsert_analytics(session, video_id, summary)
+            if summary.vehicles is not None:
+                passages = replace_passages(session, video_id, summary.vehicles)
         added = insert_violations(session, video_id, violations)
         set_status(session, video_id, status)
     # Committed: now drop what was read (entries RPUSHed meanwhile stay for a later cleanup).
@@ -127,8 +133,9 @@ def cleanup(
     result = {
         "video_id": video_id,
         "status": status,
-        "summary": summary.model_dump() if summary else None,
+        "summary": summary.model_dump(exclude={"vehicles"}) if summary else None,
         "summary_source": summary_source,
+        "passages": passages,
         "violations_read": len(raw_violations),
         "violations_added": added,
         "removed_video_frames": removed_frames,
@@ -136,11 +143,12 @@ def cleanup(
         "kept_processed_frames": kept_processed,
     }
     log.info(
-        "video %d: cleanup done: status %s, analytics %s, %d/%d violations added, "
+        "video %d: cleanup done: status %s, analytics %s, %s passages, %d/%d violations added, "
         "removed %d video-frames and %d processed-frames entries (%d not yet delivered, kept)",
         video_id,
         status,
         f"from {summary_source}" if summary else "none",
+        "no" if passages is None else passages,
         added,
         len(raw_violations),
         removed_frames,

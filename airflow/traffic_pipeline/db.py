@@ -1,5 +1,5 @@
 """PostgreSQL access of the pipeline tasks, on the backend's SQLAlchemy models
-(``backend.db.models``: videos, video_analytics, speeding_violations)."""
+(``backend.db.models``: videos, video_analytics, speeding_violations, vehicle_passages)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .config import PipelineSettings, sqlalchemy_url
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
-    from traffic_processing.schemas import Summary, Violation
+    from traffic_processing.schemas import Passage, Summary, Violation
 
 _ENGINES: dict[str, Engine] = {}
 
@@ -47,6 +47,7 @@ class VideoRow:
     roi: list[list[float]] | None
     homography_matrix: list[list[float]] | None
     status: str | None
+    speed_limit_kmh: float | None = None  # set with the calibration; None: SPEED_LIMIT_KMH
 
 
 class VideoNotFound(LookupError):
@@ -68,6 +69,7 @@ def load_video(video_id: int, *, db_url: str | None = None, engine: Engine | Non
             roi=_polygon(video.roi),
             homography_matrix=video.homography_matrix,
             status=video.status,
+            speed_limit_kmh=video.speed_limit_kmh,
         )
 
 
@@ -144,3 +146,18 @@ def insert_violations(session: Session, video_id: int, violations: Iterable[Viol
         added += 1
     session.flush()
     return added
+
+
+def replace_passages(session: Session, video_id: int, passages: Iterable[Passage]) -> int:
+    """The video's ``vehicle_passages`` become ``passages`` (those of its last stream: a rerun's
+    replace the previous run's); returns how many rows were written."""
+    from sqlalchemy import delete
+    from sqlalchemy.dialects.postgresql import insert
+
+    from backend.db.models import VehiclePassage
+
+    rows = {p.track_id: {"video_id": video_id, **p.model_dump()} for p in passages}  # one per track
+    session.execute(delete(VehiclePassage).where(VehiclePassage.video_id == video_id))
+    if rows:
+        session.execute(insert(VehiclePassage), list(rows.values()))
+    return len(rows)

@@ -193,7 +193,9 @@ def _float(value: str | None) -> float | None:
 def _result(video_id: int, fields: dict[str, str]) -> dict[str, Any]:
     import json
 
-    summary = fields.get("summary")
+    summary = json.loads(fields["summary"]) if fields.get("summary") else None
+    if isinstance(summary, dict):
+        summary.pop("vehicles", None)  # the passages: cleanup stores them; the XCom stays small
     return {
         "video_id": video_id,
         "produced": int(fields.get("produced") or 0),
@@ -201,5 +203,5 @@ def _result(video_id: int, fields: dict[str, str]) -> dict[str, Any]:
         "skipped": int(fields.get("skipped") or 0),
         "frame_errors": int(fields.get("frame_errors") or 0),
         "producer_state": fields.get("state"),
-        "summary": json.loads(summary) if summary else None,
+        "summary": summary,
     }

@@ -128,12 +128,16 @@ def produce_frames(
             roi_polygon=video.roi,
             homography_matrix=video.homography_matrix,
             fps=fps,
-            speed_limit_kmh=speed_limit_kmh if speed_limit_kmh is not None else settings.speed_limit_kmh,
+            # the argument, else the video's own limit (set with its calibration), else SPEED_LIMIT_KMH
+            speed_limit_kmh=next(
+                v for v in (speed_limit_kmh, video.speed_limit_kmh, settings.speed_limit_kmh) if v is not None
+            ),
             realtime=realtime,
         )
         touch(frames_total=frames_total)
         log.info(
-            "video %d: producing %s (run %s, %d frames at %.2f fps, %s, roi=%s, homography=%s)",
+            "video %d: producing %s (run %s, %d frames at %.2f fps, %s, roi=%s, homography=%s, "
+            "limit %g km/h)",
             video_id,
             path,
             run_id,
@@ -142,6 +146,7 @@ def produce_frames(
             "realtime" if realtime else "as fast as possible with backpressure",
             config.roi_polygon is not None,
             config.homography_matrix is not None,
+            config.speed_limit_kmh,
         )
 
         t0 = clock()

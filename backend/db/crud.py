@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from backend.db.models import SpeedingViolation, Video, VideoAnalytics
+from backend.db.models import SpeedingViolation, VehiclePassage, Video, VideoAnalytics
 
 
 def create_video(*, session: Session, name: str, file_path: str, **probe: Any) -> Video:
@@ -53,6 +53,23 @@ def update_calibration(
     return video
 
 
+def delete_video(*, session: Session, video_id: int) -> Video | None:
+    """Delete the row (analytics, violations and passages go with it: ON DELETE CASCADE); returns
+    the deleted video (its ``file_path``), None when there was none."""
+    video = session.get(Video, video_id)
+    if video is None:
+        return None
+    session.delete(video)
+    session.flush()
+    return video
+
+
+def clear_results(*, session: Session, video_id: int) -> None:
+    """Forget a previous run's stored results (analytics, violations, passages) of the video."""
+    for model in (VideoAnalytics, SpeedingViolation, VehiclePassage):
+        session.execute(delete(model).where(model.video_id == video_id))
+
+
 def set_status(*, session: Session, video_id: int, status: str) -> None:
     video = session.get_one(Video, video_id)
     video.status = status
@@ -67,5 +84,14 @@ def list_violations(*, session: Session, video_id: int) -> list[SpeedingViolatio
         select(SpeedingViolation)
         .where(SpeedingViolation.video_id == video_id)
         .order_by(SpeedingViolation.frame_number, SpeedingViolation.id)
+    )
+    return list(session.scalars(query))
+
+
+def list_passages(*, session: Session, video_id: int) -> list[VehiclePassage]:
+    query = (
+        select(VehiclePassage)
+        .where(VehiclePassage.video_id == video_id)
+        .order_by(VehiclePassage.first_frame, VehiclePassage.track_id)
     )
     return list(session.scalars(query))

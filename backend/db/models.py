@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 models: ``videos`` and ``video_analytics`` as in the seed, plus ``speeding_violations``."""
+"""SQLAlchemy 2 models: ``videos`` and ``video_analytics`` as in the seed, plus ``speeding_violations``
+and ``vehicle_passages``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -21,6 +23,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class Base(DeclarativeBase):
     pass
+
+
+# The video's speed limit lives in its calibration (``calibrate_coordinates`` JSONB, next to the
+# point pairs), so that ``videos`` keeps the seed's columns.
+SPEED_LIMIT_KEY = "speed_limit_kmh"
 
 
 class Video(Base):
@@ -43,7 +50,17 @@ class Video(Base):
         DateTime, server_default=func.current_timestamp(), onupdate=func.current_timestamp()
     )
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def speed_limit_kmh(self) -> float | None:
+        """The limit set with the calibration, None when none was set."""
+        coords = self.calibrate_coordinates
+        value = coords.get(SPEED_LIMIT_KEY) if isinstance(coords, dict) else None
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    def to_dict(self, default_speed_limit_kmh: float | None = None) -> dict[str, Any]:
+        """The video as JSON; ``speed_limit_kmh`` is the calibration's, else the default given
+        (the backend passes ``SPEED_LIMIT_KMH``)."""
+        limit = self.speed_limit_kmh
         return {
             "id": self.id,
             "name": self.name,
@@ -57,6 +74,7 @@ class Video(Base):
             "roi": self.roi,
             "calibrate_coordinates": self.calibrate_coordinates,
             "homography_matrix": self.homography_matrix,
+            "speed_limit_kmh": limit if limit is not None else default_speed_limit_kmh,
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
         }
@@ -118,3 +136,44 @@ class SpeedingViolation(Base):
         out = {c: getattr(self, c) for c in self.CSV_COLUMNS}
         out["detected_at"] = self.detected_at.isoformat() if self.detected_at else None
         return out
+
+
+class VehiclePassage(Base):
+    """One counted vehicle of a stream (its passage through the ROI), written by the pipeline's
+    cleanup from the processor's final summary; the traffic report is computed from these."""
+
+    __tablename__ = "vehicle_passages"
+    __table_args__ = (
+        UniqueConstraint("video_id", "track_id", name="vehicle_passages_video_id_track_id_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    video_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("videos.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    track_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    class_name: Mapped[str] = mapped_column(String(50), nullable=False)
+    first_frame: Mapped[int] = mapped_column(Integer, nullable=False)
+    last_frame: Mapped[int] = mapped_column(Integer, nullable=False)
+    first_time_s: Mapped[float] = mapped_column(Float, nullable=False)
+    last_time_s: Mapped[float] = mapped_column(Float, nullable=False)
+    dwell_time_s: Mapped[float] = mapped_column(Float, nullable=False)
+    speed_kmh: Mapped[float | None] = mapped_column(Float)  # representative: median in the ROI
+    max_speed_kmh: Mapped[float | None] = mapped_column(Float)
+    speeding: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+
+    COLUMNS = (
+        "track_id",
+        "class_name",
+        "first_frame",
+        "last_frame",
+        "first_time_s",
+        "last_time_s",
+        "dwell_time_s",
+        "speed_kmh",
+        "max_speed_kmh",
+        "speeding",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {c: getattr(self, c) for c in self.COLUMNS}

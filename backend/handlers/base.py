@@ -47,7 +47,7 @@ class BaseHandler(RequestHandler):
         if origin and self.application.origin_allowed(origin):
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Vary", "Origin")
-            self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS")
+            self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
             self.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization")
 
     def options(self, *args: Any) -> None:

@@ -1,4 +1,5 @@
-"""REST handlers for videos: upload, list, detail, calibration, thumbnail, start/stop, results."""
+"""REST handlers for videos: upload, list, detail, delete, calibration, thumbnail, start/stop,
+results (analytics, violations, passages, report)."""
 
 from __future__ import annotations
 
@@ -16,16 +17,18 @@ from tornado.web import stream_request_body
 from traffic_processing import streams
 from traffic_processing.calibration import CalibrationError, fit_homography
 from traffic_processing.roi import RoiError, parse_polygon
+from traffic_processing.schemas import Violation
 from traffic_processing.video import VideoError, VideoInfo, first_frame, probe_video
 from traffic_processing.visualize import encode_jpeg
 
 from backend.db import crud
-from backend.db.models import SpeedingViolation, Video
+from backend.db.models import SPEED_LIMIT_KEY, SpeedingViolation, VehiclePassage, Video
 from backend.handlers.base import ApiError, BaseHandler, parse_video_id
 from backend.schemas import CalibrationIn, StreamStartIn
 from backend.services import metrics
 from backend.services.airflow_client import AirflowError, AirflowUnavailable
 from backend.services.containers import TruncatedVideo, check_complete
+from backend.services.report import traffic_report
 from backend.services.uploads import MultipartUpload, UploadRejected
 
 log = logging.getLogger("backend.videos")
@@ -63,6 +66,28 @@ class VideoBase(BaseHandler):
         if video is None:
             raise ApiError(404, "video_not_found", f"no video with id {video_id}")
         return video
+
+    def video_json(self, video: Video) -> dict[str, Any]:
+        return video.to_dict(self.application.config.SPEED_LIMIT_KMH)
+
+    def speed_limit(self, video: Video) -> float:
+        limit = video.speed_limit_kmh
+        return limit if limit is not None else self.application.config.SPEED_LIMIT_KMH
+
+    def result_format(self) -> str:
+        fmt = self.get_query_argument("format", "json")
+        if fmt not in ("json", "csv"):
+            raise ApiError(400, "invalid_format", f"format must be 'json' or 'csv', not {fmt[:40]!r}")
+        return fmt
+
+    def send_csv(self, filename: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        self.set_header("Content-Type", "text/csv; charset=UTF-8")
+        self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
+        self.finish(out.getvalue())
 
 
 @stream_request_body
@@ -117,7 +142,7 @@ class UploadHandler(VideoBase):
             raise
         metrics.UPLOADS.labels("ok").inc()
         log.info("uploaded video %d (%s) to %s", video.id, video.name, video.file_path)
-        self.send_json(video.to_dict(), 201)
+        self.send_json(self.video_json(video), 201)
 
     async def _store(self, upload: MultipartUpload) -> Video:
         upload.video.close()
@@ -205,12 +230,67 @@ class UploadHandler(VideoBase):
 class VideoListHandler(VideoBase):
     async def get(self) -> None:
         videos = await self.application.db.run(lambda s: crud.list_videos(session=s))
-        self.send_json({"videos": [v.to_dict() for v in videos]})
+        self.send_json({"videos": [self.video_json(v) for v in videos]})
+
+
+STREAMING_STATUSES = ("processing", "stopping")
 
 
 class VideoHandler(VideoBase):
     async def get(self, raw_id: str) -> None:
-        self.send_json((await self.load_video(raw_id)).to_dict())
+        self.send_json(self.video_json(await self.load_video(raw_id)))
+
+    async def delete(self, raw_id: str) -> None:
+        """``DELETE /api/videos/{id}``: 204; the row (analytics, violations and passages cascade),
+        the video file and the video's Redis keys go. 409 while it streams: its status is
+        processing/stopping and Airflow has an active run of it (or cannot be asked)."""
+        video = await self.load_video(raw_id)
+        if video.status in STREAMING_STATUSES:
+            try:
+                runs = await self.application.airflow.active_runs(video.id)
+            except (AirflowUnavailable, AirflowError) as exc:
+                raise ApiError(
+                    409,
+                    "video_streaming",
+                    f"video {video.id} is {video.status} and Airflow cannot confirm that it ended ({exc}); "
+                    "stop it or try again later",
+                ) from exc
+            if runs:
+                raise ApiError(
+                    409, "video_streaming", f"video {video.id} is being streamed: stop it before deleting it"
+                )
+        deleted = await self.application.db.run(lambda s: crud.delete_video(session=s, video_id=video.id))
+        if deleted is None:
+            raise ApiError(404, "video_not_found", f"no video with id {video.id}")
+        storage = self.application.config.VIDEO_STORAGE_PATH
+        await self.application.db.run_blocking(_remove_stored_file, video.file_path, storage)
+        try:
+            await self.application.redis.delete(
+                streams.stop_key(video.id),
+                streams.progress_key(video.id),
+                streams.violations_key(video.id),
+                streams.analytics_key(video.id),
+            )
+        except Exception as exc:  # keys expire on their own; the video is gone already
+            log.warning("video %d deleted, its Redis keys not cleared: %r", video.id, exc)
+        log.info("deleted video %d (%s, %s)", video.id, video.name, video.file_path)
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.finish()
+
+
+def _remove_stored_file(file_path: str, storage: Path) -> bool:
+    """Remove a video file that lives in the storage directory (never a file elsewhere)."""
+    path = Path(file_path).resolve()
+    if not path.is_relative_to(storage.resolve()):
+        log.warning("not removing %s: outside %s", path, storage)
+        return False
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:  # the row is gone already: report, do not fail the request
+        log.warning("could not remove %s: %s", path, exc)
+        return False
+    return True
 
 
 class CalibrationHandler(VideoBase):
@@ -221,7 +301,9 @@ class CalibrationHandler(VideoBase):
         try:
             body = CalibrationIn.model_validate(self.json_body())
         except ValidationError as exc:
-            raise ApiError(400, "invalid_calibration", _validation_message(exc)) from exc
+            field = exc.errors()[0]["loc"][:1]
+            code = "invalid_speed_limit" if field == ("speed_limit_kmh",) else "invalid_calibration"
+            raise ApiError(400, code, _validation_message(exc)) from exc
         await self.load_video(raw_id)
         try:
             roi = parse_polygon(body.roi)
@@ -231,7 +313,9 @@ class CalibrationHandler(VideoBase):
             homography = fit_homography(body.image_points, body.world_points)
         except CalibrationError as exc:
             raise ApiError(422, "degenerate_calibration", str(exc)) from exc
-        points = {"image_points": body.image_points, "world_points": body.world_points}
+        points: dict[str, Any] = {"image_points": body.image_points, "world_points": body.world_points}
+        if body.speed_limit_kmh is not None:
+            points[SPEED_LIMIT_KEY] = body.speed_limit_kmh
         video = await self.application.db.run(
             lambda s: crud.update_calibration(
                 session=s,
@@ -243,7 +327,9 @@ class CalibrationHandler(VideoBase):
         )
         if video is None:
             raise ApiError(404, "video_not_found", f"no video with id {video_id}")
-        self.send_json({"video": video.to_dict(), "reprojection_error_m": homography.reprojection_error_m})
+        self.send_json(
+            {"video": self.video_json(video), "reprojection_error_m": homography.reprojection_error_m}
+        )
 
 
 class ThumbnailHandler(VideoBase):
@@ -267,7 +353,8 @@ class StreamStartHandler(VideoBase):
     trigger the DAG with conf ``{"video_id", "realtime"}``; 409 if already running, 503 if down.
 
     Before the trigger, the video's stop flag, progress hash, violations list and live analytics
-    snapshot are deleted, so that a rerun starts clean (nothing of this video runs: checked).
+    snapshot are deleted, so that a rerun starts clean (nothing of this video runs: checked); once
+    triggered, the stored results of a previous run (analytics, violations, passages) are too.
     """
 
     async def post(self, raw_id: str) -> None:
@@ -288,9 +375,12 @@ class StreamStartHandler(VideoBase):
             raise ApiError(503, "airflow_unavailable", str(exc)) from exc
         except AirflowError as exc:
             raise ApiError(502, "airflow_error", str(exc)) from exc
-        await self.application.db.run(
-            lambda s: crud.set_status(session=s, video_id=video.id, status="processing")
-        )
+
+        def started(session) -> None:
+            crud.clear_results(session=session, video_id=video.id)
+            crud.set_status(session=session, video_id=video.id, status="processing")
+
+        await self.application.db.run(started)
         self.send_json({"video_id": video.id, "status": "processing", "dag_run": run}, 201)
 
     def _body(self) -> StreamStartIn:
@@ -338,31 +428,85 @@ class AnalyticsHandler(VideoBase):
         live = await self.application.redis.get(streams.analytics_key(video.id))
         if live:
             try:
-                self.send_json({"source": "live", "video_id": video.id, **json.loads(live)})
+                snapshot = json.loads(live)
+                snapshot.pop("vehicles", None)  # the passages: GET .../passages once stored
+                self.send_json({"source": "live", "video_id": video.id, **snapshot})
                 return
-            except (json.JSONDecodeError, TypeError):
+            except (json.JSONDecodeError, TypeError, AttributeError):
                 log.warning("%s holds no JSON object", streams.analytics_key(video.id))
         raise ApiError(404, "analytics_not_found", f"no analytics yet for video {video.id}")
 
 
 class ViolationsHandler(VideoBase):
+    """``GET /api/videos/{id}/violations`` (``?format=csv``): the stored ``speeding_violations``
+    rows; while none are stored (a stream runs: the cleanup stores them at its end), the live list
+    the processor appends to in Redis (``streams.violations_key``), one entry per track, without
+    ``id``, ``detected_at`` or snapshot. So a page opened or reloaded mid-stream shows the speeding
+    log so far. ``source`` says which (``stored`` / ``live``)."""
+
     async def get(self, raw_id: str) -> None:
         video = await self.load_video(raw_id)
-        fmt = self.get_query_argument("format", "json")
-        if fmt not in ("json", "csv"):
-            raise ApiError(400, "invalid_format", "format must be 'json' or 'csv'")
+        fmt = self.result_format()
         rows = await self.application.db.run(lambda s: crud.list_violations(session=s, video_id=video.id))
         items = [r.to_dict() for r in rows]
+        source = "stored"
+        if not items:
+            items = await self._live(video.id)
+            source = "live" if items else "stored"
         if fmt == "json":
-            self.send_json({"video_id": video.id, "violations": items})
+            self.send_json({"video_id": video.id, "source": source, "violations": items})
             return
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(rows[0].CSV_COLUMNS) if rows else _CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(items)
-        self.set_header("Content-Type", "text/csv; charset=UTF-8")
-        self.set_header("Content-Disposition", f'attachment; filename="video_{video.id}_violations.csv"')
-        self.finish(out.getvalue())
+        self.send_csv(f"video_{video.id}_violations.csv", _CSV_COLUMNS, items)
+
+    async def _live(self, video_id: int) -> list[dict[str, Any]]:
+        seen: dict[int, dict[str, Any]] = {}
+        for raw in await self.application.redis.lrange(streams.violations_key(video_id), 0, -1):
+            try:
+                v = Violation.model_validate_json(raw)
+            except ValueError:
+                log.warning("%s holds an unreadable entry", streams.violations_key(video_id))
+                continue
+            seen.setdefault(
+                v.track_id,
+                {
+                    "id": None,
+                    "video_id": video_id,
+                    "track_id": v.track_id,
+                    "vehicle_class": v.class_name,
+                    "speed_kmh": v.speed_kmh,
+                    "frame_number": v.frame_number,
+                    "video_time_s": v.timestamp,
+                    "detected_at": None,
+                    "snapshot_path": None,
+                },
+            )
+        return sorted(seen.values(), key=lambda r: (r["frame_number"], r["track_id"]))
+
+
+class PassagesHandler(VideoBase):
+    """``GET /api/videos/{id}/passages`` (``?format=csv``): every counted vehicle of the last
+    stream, by first frame."""
+
+    async def get(self, raw_id: str) -> None:
+        video = await self.load_video(raw_id)
+        fmt = self.result_format()
+        rows = await self.application.db.run(lambda s: crud.list_passages(session=s, video_id=video.id))
+        items = [r.to_dict() for r in rows]
+        if fmt == "json":
+            self.send_json({"video_id": video.id, "passages": items})
+            return
+        for item in items:  # CSV: true/false as in the JSON, empty for no speed
+            item["speeding"] = "true" if item["speeding"] else "false"
+        self.send_csv(f"video_{video.id}_passages.csv", list(VehiclePassage.COLUMNS), items)
+
+
+class ReportHandler(VideoBase):
+    """``GET /api/videos/{id}/report``: the traffic report computed from the passages."""
+
+    async def get(self, raw_id: str) -> None:
+        video = await self.load_video(raw_id)
+        rows = await self.application.db.run(lambda s: crud.list_passages(session=s, video_id=video.id))
+        self.send_json(traffic_report(video.id, [r.to_dict() for r in rows], self.speed_limit(video)))
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -384,4 +528,6 @@ routes: list[tuple[str, Any]] = [
     (rf"/api/videos/{VIDEO_ID}/stream/stop", StreamStopHandler),
     (rf"/api/videos/{VIDEO_ID}/analytics", AnalyticsHandler),
     (rf"/api/videos/{VIDEO_ID}/violations", ViolationsHandler),
+    (rf"/api/videos/{VIDEO_ID}/passages", PassagesHandler),
+    (rf"/api/videos/{VIDEO_ID}/report", ReportHandler),
 ]

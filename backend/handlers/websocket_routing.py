@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from pydantic import ValidationError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
@@ -43,7 +44,10 @@ class ClientStreamHandler(WebSocketHandler):
     client: ClientQueue | None = None
 
     def check_origin(self, origin: str) -> bool:
-        allowed = self.application.origin_allowed(origin)
+        # The dashboard served by this backend (same scheme-less host:port as the request) is
+        # always allowed, whatever name the user typed (localhost, 127.0.0.1, a LAN name).
+        same_origin = urlparse(origin).netloc.lower() == self.request.host.lower()
+        allowed = same_origin or self.application.origin_allowed(origin)
         if not allowed:
             log.warning("[CLIENT-CHANNEL] refused origin %s", origin)
         return allowed

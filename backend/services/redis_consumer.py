@@ -1,8 +1,8 @@
 """Redis consumer bridge: ``processed-frames`` -> backend WebSocket ingest (DESIGN.md, Data flow 6).
 
 Run as ``python -m backend.services.redis_consumer`` (settings from the environment / ``.env``:
-``REDIS_HOST``, ``REDIS_PORT``, ``BACKEND_URL``, ``INTERNAL_TOKEN``, ``SPEED_LIMIT_KMH``, and
-optionally ``REDIS_CONSUMER_NAME``, default ``{hostname}-{pid}``).
+``REDIS_HOST``, ``REDIS_PORT``, ``BACKEND_URL``, ``INTERNAL_TOKEN``, and optionally
+``REDIS_CONSUMER_NAME``, default ``{hostname}-{pid}``).
 
 For each entry of the ``processed-frames`` stream, read through the consumer group
 ``redis-consumer-group`` in stream order:
@@ -10,9 +10,9 @@ For each entry of the ``processed-frames`` stream, read through the consumer gro
 - the subscription cache keys of the videos in the batch are read with one MGET
   (``[SUBSCRIPTION-CHECK]``);
 - where someone watches ``processed_frame_{id}`` the frame goes to ``/ws/backend/processed``;
-  where someone watches ``analytics_metrics_{id}`` the stats and the speeding vehicles
-  (speed > ``SPEED_LIMIT_KMH``) go to ``/ws/backend/analytics``; nothing is sent for nobody,
-  end of stream included;
+  where someone watches ``analytics_metrics_{id}`` the stats and the speeding vehicles (those
+  the processor flagged: ``speeding`` true, never an instantaneous speed against a limit) go to
+  ``/ws/backend/analytics``; nothing is sent for nobody, end of stream included;
 - the entry is XACKed once every write it needed has completed. A malformed entry is logged and
   ACKed (it never blocks the stream). While the backend is unreachable the bridge retries the
   same entry with backoff and ACKs nothing, so a backend restart loses nothing.
@@ -72,7 +72,6 @@ class ConsumerSettings(BaseSettings):
     REDIS_PORT: int = 6379
     BACKEND_URL: str = "http://127.0.0.1:8686"
     INTERNAL_TOKEN: str = "change-me"
-    SPEED_LIMIT_KMH: float = Field(default=60.0, gt=0)
     REDIS_CONSUMER_NAME: str = ""  # empty: "{hostname}-{pid}"
     REDIS_CONSUMER_BATCH: int = Field(default=32, ge=1)
     REDIS_CONSUMER_BLOCK_MS: int = Field(default=1000, ge=1)
@@ -177,7 +176,6 @@ class RedisConsumer:
         redis: aioredis.Redis,
         backend_ws: str,
         token: str,
-        speed_limit_kmh: float,
         consumer: str,
         batch: int = 32,
         block_ms: int = 1000,
@@ -188,7 +186,6 @@ class RedisConsumer:
         max_backoff_s: float = 5.0,
     ) -> None:
         self.redis = redis
-        self.speed_limit_kmh = speed_limit_kmh
         self.consumer = consumer
         self.batch = batch
         self.block_ms = block_ms
@@ -226,13 +223,12 @@ class RedisConsumer:
 
     async def run(self) -> None:
         log.info(
-            "%s consumer %s on %s (group %s), backend %s, speed limit %g km/h",
+            "%s consumer %s on %s (group %s), backend %s",
             TAG,
             self.consumer,
             self.stream,
             self.group,
             self.frames.url.rsplit("/ws/", 1)[0],
-            self.speed_limit_kmh,
         )
         try:
             await self._with_redis(self._start)
@@ -477,7 +473,7 @@ class RedisConsumer:
             await self._send(self.frames, text, entry_id)
             self.counters.frames_sent += 1
         if analytics_watched:
-            text = AnalyticsIngest.from_processed(frame, self.speed_limit_kmh).model_dump_json()
+            text = AnalyticsIngest.from_processed(frame).model_dump_json()
             await self._send(self.analytics, text, entry_id)
             self.counters.analytics_sent += 1
         if frame.end_of_stream:
@@ -546,7 +542,6 @@ def build_consumer(settings: ConsumerSettings) -> RedisConsumer:
         ),
         backend_ws=ws_base(settings.BACKEND_URL),
         token=settings.INTERNAL_TOKEN,
-        speed_limit_kmh=settings.SPEED_LIMIT_KMH,
         consumer=settings.consumer_name,
         batch=settings.REDIS_CONSUMER_BATCH,
         block_ms=settings.REDIS_CONSUMER_BLOCK_MS,

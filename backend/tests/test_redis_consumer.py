@@ -40,7 +40,6 @@ from backend.tests.client import upload
 from backend.tests.conftest import REPO_ROOT, TOKEN, LoopThread, wait_until
 from backend.tests.ws import connect, recv, subscribe
 
-LIMIT = 60.0
 GROUP = streams.REDIS_CONSUMER_GROUP
 RUN = f"run-{uuid.uuid4().hex[:8]}"  # the stream run of the entries (VideoFrame.run_id)
 
@@ -55,7 +54,7 @@ def jpeg(n: int) -> bytes:
     return buf.tobytes()
 
 
-def vehicle(track_id: int, speed: float | None) -> Vehicle:
+def vehicle(track_id: int, speed: float | None, speeding: bool = False) -> Vehicle:
     return Vehicle(
         track_id=track_id,
         bbox=BBox(x1=1, y1=2, x2=10, y2=12),
@@ -64,13 +63,19 @@ def vehicle(track_id: int, speed: float | None) -> Vehicle:
         class_name="car",
         confidence=0.9,
         in_roi=True,
+        speeding=speeding,
     )
 
 
 def processed(
-    video_id: int, n: int, speeds: tuple[float | None, ...] = (), eos: bool = False, run_id: str = RUN
+    video_id: int,
+    n: int,
+    cars: tuple[tuple[float | None, bool], ...] = (),
+    eos: bool = False,
+    run_id: str = RUN,
 ) -> ProcessedFrame:
-    vehicles = [vehicle(100 + i, s) for i, s in enumerate(speeds)]
+    """``cars``: (speed in this frame, the processor's speeding flag) of each vehicle."""
+    vehicles = [vehicle(100 + i, speed, flag) for i, (speed, flag) in enumerate(cars)]
     return ProcessedFrame(
         video_id=video_id,
         frame_number=n,
@@ -109,7 +114,6 @@ class Bridge:
                 redis=redis_client("127.0.0.1", redis_port, block_ms=100),
                 backend_ws=f"ws://127.0.0.1:{backend_port}",
                 token=TOKEN,
-                speed_limit_kmh=LIMIT,
                 consumer=consumer,
                 stream=stream,
                 **options,
@@ -221,8 +225,17 @@ def test_ws_base():
 
 
 def test_frames_in_order_and_only_speeding_vehicles(api, videos, bridge, raw_redis, stream):
+    """``speeding_vehicles`` are the vehicles the processor flagged (``speeding``), whatever their
+    speed in this frame: not a fast one without the flag, and a flagged one unmeasured or slow now."""
     vid = videos[0]
-    speeds = [(30.0,), (61.0, 59.9), (60.0,), (None, 95.5), (), (120.0, 80.0, 10.0)]
+    speeds = [
+        ((30.0, False),),
+        ((61.0, True), (59.9, False)),
+        ((95.0, False),),  # fast now, but not (yet) flagged on enough evidence
+        ((None, True), (95.5, False)),
+        (),
+        ((45.0, True), (80.0, True), (10.0, False)),
+    ]
 
     async def scenario() -> Watcher:
         w = await Watcher.open(api.port, vid)
@@ -247,7 +260,12 @@ def test_frames_in_order_and_only_speeding_vehicles(api, videos, bridge, raw_red
         assert img.shape == (24, 32, 3)
         assert abs(int(img.mean()) - (n * 20) % 256) <= 2
     speeding = [[v["speed"] for v in a["speeding_vehicles"]] for a in w.analytics]
-    assert speeding == [[], [61.0], [], [95.5], [], [120.0, 80.0]]  # strictly above 60 km/h
+    assert speeding == [[], [61.0], [], [None], [], [45.0, 80.0]]
+    assert [[v["track_id"] for v in a["speeding_vehicles"]] for a in w.analytics][3:] == [
+        [100],
+        [],
+        [100, 101],
+    ]
     first = w.analytics[1]["speeding_vehicles"][0]
     assert first == {
         "track_id": 100,
@@ -257,6 +275,7 @@ def test_frames_in_order_and_only_speeding_vehicles(api, videos, bridge, raw_red
         "class_id": 2,
         "class_name": "car",
         "confidence": 0.9,
+        "speeding": True,
     }
     assert w.analytics[3]["stats"] == {"total_vehicles": 3, "speeding_count": 1, "current_in_roi": 2}
     assert {a["run_id"] for a in w.analytics} == {RUN}
@@ -306,8 +325,8 @@ def test_only_subscribed_channels_get_anything_but_all_is_acked(api, videos, bri
     async def scenario() -> Watcher:
         w = await Watcher.open(api.port, watched, frames=False, analytics=True)
         for n in range(4):
-            xadd(raw_redis, stream, processed(unwatched, n, (99.0,)))
-            xadd(raw_redis, stream, processed(watched, n, (99.0,)))
+            xadd(raw_redis, stream, processed(unwatched, n, ((99.0, True),)))
+            xadd(raw_redis, stream, processed(watched, n, ((99.0, True),)))
         await w.until(0, 4)
         await w.quiet(0.5)
         w.close()
@@ -563,7 +582,7 @@ def test_module_runs_with_env_settings_and_stops_on_sigterm(api, videos, raw_red
         "REDIS_PORT": str(redis_server.port),
         "BACKEND_URL": f"http://127.0.0.1:{api.port}",
         "INTERNAL_TOKEN": TOKEN,
-        "SPEED_LIMIT_KMH": "80",
+        "SPEED_LIMIT_KMH": "80",  # ignored: the processor decides who is speeding
         "REDIS_CONSUMER_NAME": "bridge-process",
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "spark")]),
     }
@@ -580,14 +599,14 @@ def test_module_runs_with_env_settings_and_stops_on_sigterm(api, videos, raw_red
 
         async def scenario() -> Watcher:
             w = await Watcher.open(api.port, vid)
-            xadd(raw_redis, streams.PROCESSED_FRAMES, processed(vid, 0, (70.0, 90.0)))
-            xadd(raw_redis, streams.PROCESSED_FRAMES, processed(vid, 1, (85.0,), eos=True))
+            xadd(raw_redis, streams.PROCESSED_FRAMES, processed(vid, 0, ((70.0, True), (90.0, False))))
+            xadd(raw_redis, streams.PROCESSED_FRAMES, processed(vid, 1, ((85.0, True),), eos=True))
             await w.until(2, 2, timeout=30)
             w.close()
             return w
 
         w = asyncio.run(scenario())
-        assert [[v["speed"] for v in a["speeding_vehicles"]] for a in w.analytics] == [[90.0], [85.0]]
+        assert [[v["speed"] for v in a["speeding_vehicles"]] for a in w.analytics] == [[70.0], [85.0]]
         assert w.frames[-1]["end_of_stream"] is True
         assert wait_until(lambda: pending(raw_redis, streams.PROCESSED_FRAMES) == 0)
         proc.send_signal(signal.SIGTERM)
@@ -608,7 +627,7 @@ def test_ingest_payloads_are_the_backend_schemas(api, videos, bridge, raw_redis,
     from backend.schemas import AnalyticsIngest, ProcessedFrameIngest
 
     vid = videos[1]
-    frame = processed(vid, 7, (61.5, 12.0))
+    frame = processed(vid, 7, ((61.5, True), (12.0, False)))
 
     async def scenario() -> Watcher:
         w = await Watcher.open(api.port, vid)
@@ -620,5 +639,5 @@ def test_ingest_payloads_are_the_backend_schemas(api, videos, bridge, raw_redis,
     w = asyncio.run(scenario())
     again = ProcessedFrame.from_fields(frame.to_fields())
     assert w.frames[0] == json.loads(ProcessedFrameIngest.from_processed(again).model_dump_json())["data"]
-    expected = AnalyticsIngest.from_processed(again, LIMIT).model_dump_json()
+    expected = AnalyticsIngest.from_processed(again).model_dump_json()
     assert w.analytics[0] == json.loads(expected)["data"]

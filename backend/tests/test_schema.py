@@ -88,3 +88,28 @@ def test_models_match_migrations(db_engine):
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(context, Base.metadata)
     assert diff == []
+
+
+def test_vehicle_passages_table(db_engine):
+    inspector = inspect(db_engine)
+    columns = {c["name"]: (str(c["type"]), c["nullable"]) for c in inspector.get_columns("vehicle_passages")}
+    assert columns == {
+        "id": ("INTEGER", False),
+        "video_id": ("INTEGER", False),
+        "track_id": ("INTEGER", False),
+        "class_name": ("VARCHAR(50)", False),
+        "first_frame": ("INTEGER", False),
+        "last_frame": ("INTEGER", False),
+        "first_time_s": ("DOUBLE PRECISION", False),
+        "last_time_s": ("DOUBLE PRECISION", False),
+        "dwell_time_s": ("DOUBLE PRECISION", False),
+        "speed_kmh": ("DOUBLE PRECISION", True),
+        "max_speed_kmh": ("DOUBLE PRECISION", True),
+        "speeding": ("BOOLEAN", False),
+    }
+    assert [u["column_names"] for u in inspector.get_unique_constraints("vehicle_passages")] == [
+        ["video_id", "track_id"]
+    ]
+    (fk,) = inspector.get_foreign_keys("vehicle_passages")
+    assert fk["referred_table"] == "videos" and fk["options"].get("ondelete") == "CASCADE"
+    assert ["video_id"] in [i["column_names"] for i in inspector.get_indexes("vehicle_passages")]

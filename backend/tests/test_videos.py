@@ -56,6 +56,9 @@ def test_unknown_video(api, path):
         ("/stream/stop", "POST"),
         ("/analytics", "GET"),
         ("/violations", "GET"),
+        ("/passages", "GET"),
+        ("/report", "GET"),
+        ("", "DELETE"),
     ],
 )
 def test_unknown_video_everywhere(api, suffix, method):

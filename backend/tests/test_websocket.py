@@ -228,3 +228,6 @@ def test_disallowed_origin_refused(api):
     assert asyncio.run(connect_status(url, origin="http://evil.example")) == 403
     assert asyncio.run(connect_status(url, origin="http://localhost:4200")) == 101
     assert asyncio.run(connect_status(url, origin=None)) == 101  # non-browser clients send none
+    # the dashboard this backend serves: same host:port as the request, under any name
+    assert asyncio.run(connect_status(url, origin=f"http://127.0.0.1:{api.port}")) == 101
+    assert asyncio.run(connect_status(url, origin=f"http://127.0.0.1:{api.port + 1}")) == 403

@@ -13,9 +13,11 @@ or ``.venv/bin/python -m spark.streaming.app``, or ``spark-submit spark/streamin
 PYSPARK_PYTHON pointing at the venv. Environment: REDIS_HOST, REDIS_PORT, MODEL_PATH,
 SPARK_CHECKPOINT_DIR (default ``.local/spark-checkpoint``; the query's checkpoint is the
 subfolder ``CHECKPOINT_LAYOUT``), SPARK_MASTER, TRIGGER_MS (150), MAX_ENTRIES_PER_BATCH (128),
-SOURCE_PARTITIONS (1), SHUFFLE_PARTITIONS (1),
+SOURCE_PARTITIONS (1: read on the driver; more: id ranges read by executor tasks),
+SHUFFLE_PARTITIONS (1),
 DETECTOR_DEVICE (cpu|cuda), WARM_UP (1: load the models in the Python workers before the query
-starts), SPARK_UI (true), LOG_PERFORMANCE=1 (per-frame ``[PERFORMANCE]`` block), LOG_PROGRESS=1
+starts, and run a first two-frame stream of video 0 through the query before reporting ready),
+SPARK_UI (true), LOG_PERFORMANCE=1 (per-frame ``[PERFORMANCE]`` block), LOG_PROGRESS=1
 (Spark's timings per micro-batch), LOG_TIMING=1 (time per stage and batch).
 """
 
@@ -170,6 +172,57 @@ def add_progress_logger(spark) -> None:  # noqa: ANN001
     spark.streams.addListener(ProgressLogger())
 
 
+WARMUP_VIDEO_ID = 0  # never a real video (ids start at 1)
+
+
+def warm_query(options: dict[str, str], timeout_s: float = 180.0) -> bool:
+    """Run a first tiny stream through the query before reporting ready: the stateful stage's
+    Python worker loads the detector and the embedder, and RocksDB and the sink do their first
+    commit, so the first user stream is not cold. Two frames of ultralytics' bundled bus.jpg for
+    video 0, then its keys are removed. True when it went through within ``timeout_s``."""
+    import cv2
+    import numpy as np
+    from traffic_processing import streams
+    from traffic_processing.schemas import FrameConfig, VideoFrame
+
+    from spark.streaming.redis_source import redis_client
+
+    try:
+        import ultralytics
+
+        image = cv2.imread(str(Path(ultralytics.__file__).parent / "assets" / "bus.jpg"))
+    except Exception:  # noqa: BLE001 - any picture will do
+        image = None
+    image = cv2.resize(image if image is not None else np.zeros((360, 640, 3), np.uint8), (640, 360))
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    client = redis_client(options)
+    key = streams.progress_key(WARMUP_VIDEO_ID)
+    try:
+        client.delete(key)
+        config = FrameConfig(fps=25.0, realtime=False)
+        for n in range(2):
+            frame = VideoFrame(
+                video_id=WARMUP_VIDEO_ID,
+                frame_number=n,
+                frame_data=jpeg,
+                timestamp=n / 25.0,
+                produced_at=time.time(),
+                config=config,
+                end_of_stream=n == 1,
+                run_id=f"warm-up-{os.getpid()}",
+            )
+            client.xadd(streams.VIDEO_FRAMES, frame.to_fields())
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if client.hget(key, "eos_processed") == b"1":
+                return True
+            time.sleep(0.2)
+        return False
+    finally:
+        client.delete(key, streams.analytics_key(WARMUP_VIDEO_ID))
+        client.close()
+
+
 def start_heartbeat(options: dict, query: Any) -> threading.Thread:
     """Keep ``PROCESSOR_HEARTBEAT_KEY`` set while the query is active (a daemon thread); a Redis
     outage only delays it."""
@@ -216,6 +269,9 @@ def main() -> int:
         # One partition: with one shuffle partition the stateful stage then needs no exchange.
         # The detector and the embedder use every core themselves.
         "numPartitions": str(_env_int("SOURCE_PARTITIONS", 1)),
+        # One partition: read on the driver (no Python reader task per batch); several: id ranges
+        # read by executor tasks (a cluster).
+        "reader": "simple" if _env_int("SOURCE_PARTITIONS", 1) == 1 else "partitioned",
     }
     problem = check_model()
     if problem:
@@ -253,6 +309,13 @@ def main() -> int:
         warm_up(spark, int(options["numPartitions"]))
         log.info("[SPARK-APP] Python workers warmed up, %.1f s after start", time.monotonic() - started)
     query = build_query(spark, options, checkpoint_dir, on_batch)
+    if os.environ.get("WARM_UP", "1") == "1":
+        warmed = warm_query(options)
+        log.info(
+            "[SPARK-APP] first batch %s, %.1f s after start",
+            "processed (models loaded in the stage's worker)" if warmed else "NOT processed in time",
+            time.monotonic() - started,
+        )
     start_heartbeat(options, query)
     log.info(
         "[SPARK-APP] streaming %s:%s video-frames -> processed-frames (master %s, checkpoint %s), "

@@ -26,7 +26,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+from pyspark.errors import PySparkNotImplementedError
+from pyspark.sql.datasource import (
+    DataSource,
+    DataSourceStreamReader,
+    InputPartition,
+    SimpleDataSourceStreamReader,
+)
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows
 from traffic_processing.streams import VIDEO_FRAMES
 
@@ -221,8 +227,45 @@ def read_range(options: dict[str, str], stream: str, start: str, end: str, page_
         client.close()
 
 
+class RedisSimpleStreamReader(SimpleDataSourceStreamReader):
+    """The same stream read on the driver (option ``reader=simple``, the default): ``read`` takes
+    up to ``maxEntriesPerBatch`` entries after the start (admission control) and Spark hands them
+    to the query as one partition, so no Python reader runs in an executor task per batch.
+    ``readBetweenOffsets`` replays a batch after a restart; ``commit`` trims like the other."""
+
+    def __init__(self, options: dict[str, str]) -> None:
+        self._trimmer = RedisStreamReader(options)
+        self.options, self.stream = self._trimmer.options, self._trimmer.stream
+        self.max_entries, self.page_size = self._trimmer.max_entries, self._trimmer.page_size
+
+    def initialOffset(self) -> dict:
+        return {"id": INITIAL_ID}
+
+    def read(self, start: dict) -> tuple[Iterator[tuple], dict]:
+        begin = (start or {}).get("id", INITIAL_ID)
+        count = self.max_entries if self.max_entries > 0 else 1_000_000_000
+        page = self._trimmer.client.xrange(self.stream, "(" + begin, "+", count=count)
+        if not page:
+            return iter(()), {"id": begin}
+        rows = [row for sid, fields in page if (row := entry_to_row(_text(sid), fields)) is not None]
+        return iter(rows), {"id": _text(page[-1][0])}
+
+    def readBetweenOffsets(self, start: dict, end: dict) -> Iterator[tuple]:
+        return read_range(
+            self.options, self.stream, start.get("id", INITIAL_ID), end.get("id", INITIAL_ID), self.page_size
+        )
+
+    def commit(self, end: dict) -> None:
+        self._trimmer.commit(end)
+
+    def stop(self) -> None:
+        self._trimmer.stop()
+
+
 class RedisStreamDataSource(DataSource):
-    """``format("redis-frames")``: the ``video-frames`` stream as a streaming DataFrame."""
+    """``format("redis-frames")``: the ``video-frames`` stream as a streaming DataFrame; option
+    ``reader``: ``simple`` (default: read on the driver, one partition) or ``partitioned``
+    (``numPartitions`` id ranges read by executor tasks, for a cluster)."""
 
     @classmethod
     def name(cls) -> str:
@@ -232,4 +275,11 @@ class RedisStreamDataSource(DataSource):
         return SCHEMA
 
     def streamReader(self, schema: Any) -> RedisStreamReader:
+        if str(self.options.get("reader", "simple")).lower() != "partitioned":
+            raise PySparkNotImplementedError(
+                errorClass="NOT_IMPLEMENTED", messageParameters={"feature": "streamReader"}
+            )
         return RedisStreamReader(self.options)
+
+    def simpleStreamReader(self, schema: Any) -> RedisSimpleStreamReader:
+        return RedisSimpleStreamReader(self.options)

@@ -222,7 +222,11 @@ class VideoState:
 def _summary(state: VideoState) -> Summary:
     if state.processor is None:
         return Summary(
-            total_vehicles_count=0, avg_dwell_time=0.0, vehicle_type_distribution={}, speeding_count=0
+            total_vehicles_count=0,
+            avg_dwell_time=0.0,
+            vehicle_type_distribution={},
+            speeding_count=0,
+            vehicles=[],
         )
     return state.processor.finalize()
 
@@ -401,13 +405,14 @@ def process_video_rows(
             record["summary"] = pf.summary.model_dump_json()
             log.info(
                 "[SPARK-APP] video %s end of stream: %s frames, %s detected, %s skipped, %s errors, "
-                "summary %s",
+                "summary %s, %d passages",
                 video_id,
                 state.frames,
                 state.detected,
                 state.skipped,
                 state.errors,
-                record["summary"],
+                pf.summary.model_dump_json(exclude={"vehicles"}),
+                len(pf.summary.vehicles or []),
             )
             # Anything after the end of stream in this batch belongs to a new run of the video.
             state = VideoState()

@@ -75,3 +75,41 @@ def test_finalize_summary_shape():
         "vehicle_type_distribution": {"motorcycle": 1},
         "speeding_count": 0,
     }
+
+
+def test_passages_are_the_per_vehicle_records_by_first_frame():
+    """What results.json lists under ``vehicles`` and the summary carries to ``vehicle_passages``."""
+    from traffic_processing.schemas import Passage
+
+    a = VehicleAnalyticsTracker(AnalyticsConfig(speed_limit_kmh=60, min_evidence_s=0.5))
+    for n in range(0, 30):
+        rows = [(5, 7, 90.0 + n % 3, True)]  # a truck at 90-92 km/h from frame 0
+        if n >= 10:
+            rows.append((2, 2, 40.0, True))  # a car at 40 km/h from frame 10
+        a.update(frame(rows), n, n / 20)
+    a.update(frame([(9, 2, np.nan, True)]), 30, 1.5)  # counted, never measured
+    passages = a.passages()
+    assert [p["track_id"] for p in passages] == [5, 2, 9]
+    truck, car, unmeasured = (Passage(**p) for p in passages)
+    assert truck == Passage(
+        track_id=5,
+        class_name="truck",
+        first_frame=0,
+        last_frame=29,
+        first_time_s=0.0,
+        last_time_s=1.45,
+        dwell_time_s=1.45,
+        speed_kmh=91.0,
+        max_speed_kmh=92.0,
+        speeding=True,
+    )
+    assert (car.class_name, car.first_frame, car.first_time_s, car.speed_kmh, car.speeding) == (
+        "car",
+        10,
+        0.5,
+        40.0,
+        False,
+    )
+    assert unmeasured.speed_kmh is None and unmeasured.max_speed_kmh is None and not unmeasured.speeding
+    assert sum(p["speeding"] for p in passages) == a.finalize()["speeding_count"] == 1
+    assert VehicleAnalyticsTracker().passages() == []

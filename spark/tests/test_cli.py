@@ -49,6 +49,8 @@ def test_real_clip_output_matches_schema(tmp_path):
             "class_name",
             "first_frame",
             "last_frame",
+            "first_time_s",
+            "last_time_s",
             "speed_kmh",
             "max_speed_kmh",
             "dwell_time_s",

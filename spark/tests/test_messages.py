@@ -5,6 +5,7 @@ from traffic_processing.detections import FrameDetections
 from traffic_processing.schemas import (
     BBox,
     FrameConfig,
+    Passage,
     ProcessedFrame,
     Stats,
     Summary,
@@ -55,6 +56,7 @@ def test_processed_frame_roundtrip_and_data_url():
                 class_name="car",
                 confidence=0.8,
                 in_roi=True,
+                speeding=True,
             )
         ],
         stats=Stats(total_vehicles=3, speeding_count=1, current_in_roi=1),
@@ -65,10 +67,29 @@ def test_processed_frame_roundtrip_and_data_url():
             Violation(track_id=4, class_name="car", speed_kmh=72.5, frame_number=5, timestamp=0.2)
         ],
         summary=Summary(
-            total_vehicles_count=3, avg_dwell_time=1.5, vehicle_type_distribution={"car": 3}, speeding_count=1
+            total_vehicles_count=3,
+            avg_dwell_time=1.5,
+            vehicle_type_distribution={"car": 3},
+            speeding_count=1,
+            vehicles=[
+                Passage(
+                    track_id=4,
+                    class_name="car",
+                    first_frame=0,
+                    last_frame=5,
+                    first_time_s=0.0,
+                    last_time_s=0.2,
+                    dwell_time_s=0.2,
+                    speed_kmh=72.5,
+                    max_speed_kmh=75.0,
+                    speeding=True,
+                )
+            ],
         ),
     )
     assert ProcessedFrame.from_fields(msg.to_fields()) == msg
+    assert ProcessedFrame.from_fields(msg.to_fields()).vehicles[0].speeding is True
+    assert ProcessedFrame.from_fields(msg.to_fields()).summary.vehicles[0].max_speed_kmh == 75.0
     with_run = msg.model_copy(update={"run_id": "run-7"})
     assert ProcessedFrame.from_fields(with_run.to_fields()) == with_run
     assert msg.frame_data_url().startswith("data:image/jpeg;base64,/9h")
@@ -79,3 +100,19 @@ def test_unknown_fields_and_bad_values_are_rejected():
         FrameConfig(fps=0)
     with pytest.raises(ValidationError):
         Stats(total_vehicles=1, bogus=2)
+
+
+def test_older_messages_without_the_new_fields_still_parse():
+    """A vehicle without ``speeding`` is not speeding; a summary without ``vehicles`` has none."""
+    fields = ProcessedFrame(video_id=1, frame_number=0, timestamp=0.0).to_fields()
+    fields["vehicles"] = (
+        '[{"track_id": 1, "bbox": {"x1": 0, "y1": 0, "x2": 1, "y2": 1}, "speed": 99.0, "speed_unit": "km/h",'
+        ' "class_id": 2, "class_name": "car", "confidence": 0.9, "in_roi": true}]'
+    )
+    fields["summary"] = (
+        '{"total_vehicles_count": 1, "avg_dwell_time": 1.0, "vehicle_type_distribution": {"car": 1},'
+        ' "speeding_count": 0}'
+    )
+    frame = ProcessedFrame.from_fields(fields)
+    assert frame.vehicles[0].speeding is False
+    assert frame.summary is not None and frame.summary.vehicles is None

@@ -52,6 +52,31 @@ def test_payload_from_jpeg_bytes_with_performance_block(clip, detector, caplog):
     flagged = sorted(t for t, rec in proc.analytics.vehicles.items() if rec.speeding)
     assert sorted(reported) == flagged and flagged
     assert all(v.speed_kmh > settings.speed_limit_kmh for r in results for v in r.new_violations)
+    # One speeding rule: each vehicle's ``speeding`` is the analytics' flag, raised in the frame of
+    # its violation, never taken back, and counted in ``speeding_count``.
+    flagged_at = {v.track_id: v.frame_number for r in results for v in r.new_violations}
+    for r in results:
+        for v in r.vehicles:
+            assert v.speeding is (v.track_id in flagged_at and r.frame_number >= flagged_at[v.track_id])
+        assert r.stats.speeding_count == sum(f <= r.frame_number for f in flagged_at.values())
+    first_seen_speeding: dict[int, int] = {}
+    for r in results:
+        for v in r.vehicles:
+            if v.speeding:
+                first_seen_speeding.setdefault(v.track_id, r.frame_number)
+    assert first_seen_speeding == flagged_at
+    # The summary carries every counted vehicle's passage, by first frame.
+    summary = proc.finalize()
+    assert summary.total_vehicles_count == len(summary.vehicles) == len(proc.analytics.vehicles)
+    assert [p.first_frame for p in summary.vehicles] == sorted(p.first_frame for p in summary.vehicles)
+    assert sorted(p.track_id for p in summary.vehicles if p.speeding) == flagged
+    assert sum(p.speeding for p in summary.vehicles) == summary.speeding_count
+    # Frames not detected are drawn with the same flags (red = flagged, whatever the speed).
+    predicted = proc.predicted(61)
+    mask = proc.speeding_mask(predicted)
+    assert mask.tolist() == [int(t) in flagged_at for t in predicted.tracker_id]
+    expected = encode_jpeg(proc.visualizer.annotate(frames[0], predicted, mask), proc.config.jpeg_quality)
+    assert proc.hold(frames[0], 61) == expected
     # A frame left out of detection (thinned live stream) is drawn with the last tracked boxes.
     assert proc.hold(decode_jpeg(encode_jpeg(frames[59]))) == last.processed_frame
     assert proc.last_tracked is not None and proc.last_tracked.embeddings is None
@@ -84,3 +109,20 @@ def test_processor_config_rejects_unknown_keys():
         ProcessorConfig.from_dict({"tracker": {"max_age": 5}})  # frames: now max_age_s
     with pytest.raises(ConfigError, match="unknown"):
         ProcessorConfig.from_dict({"colour": "red"})
+
+
+def test_boxes_are_red_by_the_speeding_flag_not_by_the_speed():
+    from traffic_processing.visualize import GREEN, RED, Visualizer
+
+    dets = FrameDetections(
+        xyxy=[[20, 40, 80, 90], [120, 40, 180, 90]],
+        confidence=[0.9, 0.9],
+        class_id=[2, 2],
+        tracker_id=[1, 2],
+        speed_kmh=[45.0, 130.0],  # the flagged one is slow now, the unflagged one fast
+    )
+    out = Visualizer().annotate(np.zeros((120, 200, 3), np.uint8), dets, np.array([True, False]))
+    assert tuple(out[70, 20]) == RED  # left edge of the flagged box
+    assert tuple(out[70, 120]) == GREEN
+    plain = Visualizer().annotate(np.zeros((120, 200, 3), np.uint8), dets)  # no flags: none red
+    assert tuple(plain[70, 20]) == tuple(plain[70, 120]) == GREEN

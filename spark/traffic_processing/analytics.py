@@ -46,6 +46,26 @@ class VehicleRecord:
     def dwell_time_s(self) -> float:
         return self.last_time_s - self.first_time_s
 
+    def passage(self) -> dict[str, object]:
+        """This vehicle's passage record (``schemas.Passage`` fields): what results.json lists
+        under ``vehicles`` and the end-of-stream summary carries into ``vehicle_passages``."""
+
+        def r(x: float | None) -> float | None:
+            return None if x is None else round(x, 2)
+
+        return {
+            "track_id": self.track_id,
+            "class_name": self.class_name,
+            "first_frame": self.first_frame,
+            "last_frame": self.last_frame,
+            "first_time_s": round(self.first_time_s, 4),
+            "last_time_s": round(self.last_time_s, 4),
+            "dwell_time_s": round(self.dwell_time_s, 3),
+            "speed_kmh": r(self.speed_kmh),
+            "max_speed_kmh": r(self.max_speed_kmh),
+            "speeding": self.speeding,
+        }
+
 
 @dataclass
 class AnalyticsConfig:
@@ -68,7 +88,7 @@ class AnalyticsConfig:
 
 class VehicleAnalyticsTracker:
     """Feed it each frame's tracked detections; ``stats()`` is the live view, ``finalize()``
-    the ``video_analytics`` summary."""
+    the ``video_analytics`` summary, ``passages()`` the per-vehicle records."""
 
     def __init__(self, config: AnalyticsConfig | None = None) -> None:
         self.config = config or AnalyticsConfig()
@@ -134,6 +154,11 @@ class VehicleAnalyticsTracker:
             "speeding_count": self.speeding_count,
             "current_in_roi": self.current_in_roi,
         }
+
+    def passages(self) -> list[dict[str, object]]:
+        """Every counted vehicle's passage record, by first frame (then track id)."""
+        ordered = sorted(self.vehicles.values(), key=lambda v: (v.first_frame, v.track_id))
+        return [v.passage() for v in ordered]
 
     def finalize(self) -> dict[str, object]:
         """The ``video_analytics`` row: total_vehicles_count, avg_dwell_time (s),

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import cv2
 
-from .analytics import VehicleRecord
 from .calibration import CalibrationError, fit_homography
 from .config import CalibrationFile, ConfigError, ProcessorConfig
 from .detector import DetectorConfig, ModelLoadError, VehicleDetector
@@ -66,22 +65,6 @@ def settings_from_calibration(calib: CalibrationFile, fps: float) -> FrameConfig
         fps=calib.fps or fps,
         speed_limit_kmh=calib.speed_limit_kmh,
     )
-
-
-def vehicle_result(v: VehicleRecord) -> dict:
-    def r(x: float | None) -> float | None:
-        return None if x is None else round(x, 2)
-
-    return {
-        "track_id": v.track_id,
-        "class_name": v.class_name,
-        "first_frame": v.first_frame,
-        "last_frame": v.last_frame,
-        "speed_kmh": r(v.speed_kmh),
-        "max_speed_kmh": r(v.max_speed_kmh),
-        "dwell_time_s": round(v.dwell_time_s, 3),
-        "speeding": v.speeding,
-    }
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -140,13 +123,13 @@ def run(args: argparse.Namespace) -> dict:
             csv_file.close()
     if frames == 0:
         raise VideoError(f"{args.video} holds no readable video frame")
-    vehicles = sorted(processor.analytics.vehicles.values(), key=lambda v: v.first_frame)
+    summary = processor.finalize()
     return {
         "video": str(args.video),
         "frames": frames,
         "fps": settings.fps,
-        "summary": processor.finalize().model_dump(),
-        "vehicles": [vehicle_result(v) for v in vehicles],
+        "summary": summary.model_dump(exclude={"vehicles"}),
+        "vehicles": [p.model_dump() for p in summary.vehicles or []],
     }
 
 

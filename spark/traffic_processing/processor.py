@@ -22,7 +22,7 @@ from .config import ProcessorConfig
 from .detections import FrameDetections
 from .detector import VehicleDetector
 from .roi import RoiFilter
-from .schemas import BBox, FrameConfig, ProcessedFrame, Stats, Summary, Vehicle, Violation
+from .schemas import BBox, FrameConfig, Passage, ProcessedFrame, Stats, Summary, Vehicle, Violation
 from .speed import SpeedEstimator
 from .tracker import VehicleTracker, embed
 from .visualize import Visualizer, VisualizerConfig, decode_jpeg, encode_jpeg
@@ -84,9 +84,7 @@ class FrameProcessor:
         )
         self.speed = SpeedEstimator(settings.homography_matrix, settings.fps, self.config.speed)
         self.analytics = VehicleAnalyticsTracker(self.config.analytics)
-        self.visualizer = Visualizer(
-            self.roi.polygon, VisualizerConfig(speed_limit_kmh=settings.speed_limit_kmh)
-        )
+        self.visualizer = Visualizer(self.roi.polygon, VisualizerConfig())
         self.timer = StageTimer()
         self.last_timings: dict[str, float] = {}
         self.last_annotated: np.ndarray | None = None  # BGR, kept for writers of annotated video
@@ -135,7 +133,9 @@ class FrameProcessor:
         self.last_annotated = None
         if self.annotate:
             with self.timer.stage("visualization"):
-                annotated = self.last_annotated = self.visualizer.annotate(frame, tracked)
+                annotated = self.last_annotated = self.visualizer.annotate(
+                    frame, tracked, self.speeding_mask(tracked)
+                )
             with self.timer.stage("encode"):
                 jpeg = encode_jpeg(annotated, self.config.jpeg_quality)
         self.last_timings = dict(self.timer.ms)
@@ -147,7 +147,7 @@ class FrameProcessor:
             frame_number=frame_number,
             timestamp=t,
             processed_frame=jpeg,
-            vehicles=to_vehicles(tracked),
+            vehicles=to_vehicles(tracked, self.speeding_mask(tracked)),
             stats=Stats(**self.analytics.stats()),
             roi_polygon=None if self.roi.polygon is None else self.roi.polygon.tolist(),
             has_homography=self.settings.homography_matrix is not None,
@@ -173,7 +173,13 @@ class FrameProcessor:
             held = self.last_tracked if self.last_tracked is not None else FrameDetections.empty()
         else:
             held = self.predicted(frame_number)
-        return encode_jpeg(self.visualizer.annotate(frame, held), self.config.jpeg_quality)
+        annotated = self.visualizer.annotate(frame, held, self.speeding_mask(held))
+        return encode_jpeg(annotated, self.config.jpeg_quality)
+
+    def speeding_mask(self, detections: FrameDetections) -> np.ndarray:
+        """(N,) bool: the analytics' speeding flag of each detection's track (the one rule for
+        the red boxes, the vehicles' ``speeding`` and the violations)."""
+        return np.array([self.analytics.is_speeding(t) for t in detections.tracker_id], dtype=bool)
 
     def _new_violations(self) -> list[Violation]:
         out = []
@@ -199,10 +205,16 @@ class FrameProcessor:
         return self.track(frame, self.analyze([frame])[0], frame_number)
 
     def finalize(self) -> Summary:
-        return Summary(**self.analytics.finalize())
+        """The ``video_analytics`` totals and every counted vehicle's passage."""
+        return Summary(
+            **self.analytics.finalize(),
+            vehicles=[Passage(**p) for p in self.analytics.passages()],
+        )
 
 
-def to_vehicles(detections: FrameDetections) -> list[Vehicle]:
+def to_vehicles(detections: FrameDetections, speeding: np.ndarray | None = None) -> list[Vehicle]:
+    """The ``vehicles`` of a ``processed-frames`` entry; ``speeding`` (N,) bool is each
+    vehicle's flag (``FrameProcessor.speeding_mask``), all False when not given."""
     names = detections.class_name
     out = []
     for i in range(len(detections)):
@@ -217,6 +229,7 @@ def to_vehicles(detections: FrameDetections) -> list[Vehicle]:
                 class_name=names[i],
                 confidence=round(float(detections.confidence[i]), 3),
                 in_roi=bool(detections.in_roi[i]),
+                speeding=bool(speeding[i]) if speeding is not None else False,
             )
         )
     return out

@@ -36,6 +36,10 @@ class Vehicle(Strict):
     class_name: str
     confidence: float
     in_roi: bool
+    # The vehicle's speeding flag, decided once by the processor's analytics (median of its
+    # estimates in the ROI over >= 0.5 s of video time above the video's limit; never taken
+    # back). The bridge's speeding list and the red boxes use this, never ``speed``.
+    speeding: bool = False
 
 
 class Stats(Strict):
@@ -44,13 +48,31 @@ class Stats(Strict):
     current_in_roi: int = 0
 
 
+class Passage(Strict):
+    """One counted vehicle's passage through the ROI: a ``vehicle_passages`` row, and a record of
+    ``vehicles`` in the offline CLI's results.json."""
+
+    track_id: int
+    class_name: str
+    first_frame: int
+    last_frame: int
+    first_time_s: float  # video time
+    last_time_s: float
+    dwell_time_s: float
+    speed_kmh: float | None = None  # representative: median of the estimates inside the ROI
+    max_speed_kmh: float | None = None
+    speeding: bool = False
+
+
 class Summary(Strict):
-    """Final per-video analytics: the ``video_analytics`` row."""
+    """Final per-video analytics: the ``video_analytics`` row, plus (when the processor sends
+    them) the per-vehicle passages, sorted by first frame."""
 
     total_vehicles_count: int
     avg_dwell_time: float
     vehicle_type_distribution: dict[str, int]
     speeding_count: int
+    vehicles: list[Passage] | None = None
 
 
 class Violation(Strict):

@@ -1,4 +1,4 @@
-"""Annotated frames: boxes, track id, class, speed (red above the limit), ROI overlay.
+"""Annotated frames: boxes, track id, class, speed (red for a vehicle flagged speeding), ROI overlay.
 OpenCV's Hershey fonts only: no font download."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ GREEN, RED, YELLOW, WHITE, BLACK = (60, 200, 60), (40, 40, 230), (0, 215, 255), 
 
 @dataclass
 class VisualizerConfig:
-    speed_limit_kmh: float = 60.0
     roi_alpha: float = 0.15
     font_scale: float = 0.45
     thickness: int = 2
@@ -38,8 +37,11 @@ class Visualizer:
             self._overlay_cache = (shape, tint)
         return self._overlay_cache[1]
 
-    def annotate(self, frame: np.ndarray, detections: FrameDetections) -> np.ndarray:
-        """Draw on a copy of the BGR frame and return it."""
+    def annotate(
+        self, frame: np.ndarray, detections: FrameDetections, speeding: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Draw on a copy of the BGR frame and return it. ``speeding`` (N,) bool: the boxes drawn
+        red, the vehicles the analytics flagged speeding (never an instantaneous speed)."""
         cfg = self.config
         out = frame.copy()
         if self.roi is not None:
@@ -50,8 +52,7 @@ class Visualizer:
         for i in range(len(detections)):
             x1, y1, x2, y2 = (int(round(v)) for v in detections.xyxy[i])
             speed = float(detections.speed_kmh[i])
-            fast = np.isfinite(speed) and speed > cfg.speed_limit_kmh
-            color = RED if fast else GREEN
+            color = RED if speeding is not None and speeding[i] else GREEN
             cv2.rectangle(out, (x1, y1), (x2, y2), color, cfg.thickness)
             tid = int(detections.tracker_id[i])
             label = f"#{tid} {names[i]}" if tid >= 0 else names[i]

@@ -15,7 +15,7 @@ import pytest
 import redis
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 from streaming_helpers import start_redis
-from traffic_processing.schemas import FrameConfig, ProcessedFrame, Summary, VideoFrame, Violation
+from traffic_processing.schemas import FrameConfig, Passage, ProcessedFrame, Summary, VideoFrame, Violation
 from traffic_processing.streams import (
     PROCESSED_FRAMES,
     SINK_LAST_BATCH_KEY,
@@ -113,6 +113,28 @@ def test_source_offsets_are_bounded_and_partitions_cover_the_range(client, redis
     reader.stop()
 
 
+def test_simple_source_reads_on_the_driver_with_admission_control(client, redis_port):
+    from spark.streaming.redis_source import RedisSimpleStreamReader, RedisStreamDataSource
+
+    ids = add_frames(client, 5, 10)
+    reader = RedisSimpleStreamReader({"port": str(redis_port), "maxEntriesPerBatch": "4"})
+    start = reader.initialOffset()
+    rows, end = reader.read(start)
+    assert [r[2] for r in rows] == ids[:4] and end == {"id": ids[3]}  # at most 4 a batch
+    rows2, end2 = reader.read(end)
+    assert [r[1] for r in rows2] == [4, 5, 6, 7]
+    assert [r[2] for r in reader.readBetweenOffsets(start, end)] == ids[:4]  # replay after a restart
+    reader.commit(end)  # trims what is committed only
+    assert client.xrange(VIDEO_FRAMES)[0][0].decode() == ids[4]
+    _, end3 = reader.read(end2)
+    assert list(reader.read(end3)[0]) == [] and reader.read(end3)[1] == end3  # nothing new
+    reader.stop()
+    # The data source picks the simple reader unless asked for partitions.
+    with pytest.raises(Exception, match="NOT_IMPLEMENTED|not implemented"):
+        RedisStreamDataSource({"port": str(redis_port)}).streamReader(None)
+    assert isinstance(RedisStreamDataSource({"reader": "partitioned"}).streamReader(None), RedisStreamReader)
+
+
 def test_source_pages_large_ranges(client, redis_port):
     ids = add_frames(client, 2, 40)
     reader = RedisStreamReader({"port": str(redis_port), "pageSize": "7", "numPartitions": "1"})
@@ -160,8 +182,24 @@ def out_row(video_id, n, status="ok", eos=False, violations=(), summary=None, er
 
 
 def test_sink_writes_a_batch_once(client, tmp_path):
+    passage = Passage(
+        track_id=3,
+        class_name="car",
+        first_frame=0,
+        last_frame=4,
+        first_time_s=0.0,
+        last_time_s=0.2,
+        dwell_time_s=0.2,
+        speed_kmh=98.5,
+        max_speed_kmh=99.0,
+        speeding=True,
+    )
     summary = Summary(
-        total_vehicles_count=2, avg_dwell_time=1.0, vehicle_type_distribution={"car": 2}, speeding_count=1
+        total_vehicles_count=2,
+        avg_dwell_time=1.0,
+        vehicle_type_distribution={"car": 2},
+        speeding_count=1,
+        vehicles=[passage, passage.model_copy(update={"track_id": 4, "speeding": False, "speed_kmh": None})],
     )
     violation = Violation(track_id=3, class_name="car", speed_kmh=99.0, frame_number=2, timestamp=0.1)
     rows = [
@@ -232,6 +270,7 @@ def test_stage_reports_errors_and_eos_without_raising():
     assert [r["status"] for r in out] == ["error", "error", "eos"]
     assert "decode" in frames[0].error and "config" in frames[1].error
     assert frames[2].end_of_stream and frames[2].summary is not None
+    assert frames[2].summary.vehicles == []  # no frame was processed: no passage
 
 
 def test_missing_model_marks_frames_fatal(monkeypatch, tmp_path):

@@ -1,0 +1,254 @@
+"""The dashboard in a real browser against the real stack (PostgreSQL, Redis, backend, bridge,
+Spark, Airflow: the session's ``stack``).
+
+Debian's Chromium (``/usr/bin/chromium``, headless) is driven by ``e2e/browser/dashboard.spec.mjs``
+(playwright-core, no browser download). On a generated ground-truth clip the page is used as an
+operator would: upload through the file input (progress bar), calibrate by clicking on the canvas
+and typing metres, start live, watch frames and the speeding log, survive a backend restart without
+a reload, survive a page reload, then read the report and download both CSVs. This test serves the
+script a small control API (kill / start a service of the stack), runs it, and asserts on the JSON
+it writes; axe-core runs on the videos, calibration, live and report pages. Screenshots and the
+downloads land in ``e2e/artifacts/dashboard/``.
+
+The clip is the standard truth (``speeds_scenario``: eight vehicles at 30-120 km/h, five of them
+over the 60 km/h limit, all through the ROI within 9 s) followed by an empty road up to
+``CLIP_S``: live, the stream then outlives the backend restart and the reload, with the same truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from e2e.harness import REPO
+from stack.run import wait_http
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+BROWSER_DIR = REPO / "e2e" / "browser"
+ARTIFACTS = REPO / "e2e" / "artifacts" / "dashboard"
+CLIP_S = 40.0  # 9 s of traffic, then an empty road
+NODE_TIMEOUT_S = 600
+MAX_REPROJECTION_M = 0.2  # clicks land within a fraction of a pixel of the truth's points
+
+
+@pytest.fixture(scope="module")
+def dashboard_built():
+    """The production build the backend serves, and the suite's Node packages (both from their
+    lock files, rebuilt only when stale: the Makefile's own rules)."""
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
+    assert shutil.which("node"), "node is missing"
+    subprocess.run(
+        ["make", "--no-print-directory", "frontend", "browser-deps"], cwd=REPO, check=True, timeout=1200
+    )
+    assert (REPO / "frontend/dist/traffic-dashboard/browser/index.html").exists()
+
+
+@pytest.fixture(scope="module")
+def long_truth(tmp_path_factory):
+    """(clip, calibration, truth): the standard truth clip with an empty road up to CLIP_S."""
+    from traffic_processing.synthetic import render, speeds_scenario
+
+    out = tmp_path_factory.mktemp("dashboard-truth")
+    data = render(replace(speeds_scenario(), duration_s=CLIP_S), out, "speeds_long")
+    return Path(data["video"]), json.loads((out / "speeds_long_calib.json").read_text()), data
+
+
+class Control:
+    """``POST /kill/{service}`` (SIGKILL, the whole process group) and ``POST /start/{service}``
+    (for the backend: answers once its health does) on a loopback port, for the Node script."""
+
+    def __init__(self, stack) -> None:
+        self.stack = stack
+        self.events: list[tuple[str, str, float]] = []
+        control = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                parts = self.path.strip("/").split("/")
+                status, body = 404, {"error": f"no action {self.path}"}
+                if len(parts) == 2 and parts[1] in control.stack.procs:
+                    action, name = parts
+                    try:
+                        status, body = 200, control.act(action, name)
+                    except Exception as exc:  # reported to the script, and by the test
+                        status, body = 500, {"error": repr(exc)}
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def act(self, action: str, name: str) -> dict:
+        t0 = time.monotonic()
+        if action == "kill":
+            self.stack.kill(name)
+        elif action == "start":
+            proc = self.stack.start(name)
+            if name == "backend":
+                wait_http(f"{self.stack.infra.env['BACKEND_URL']}/api/health", 90, proc)
+        else:
+            raise ValueError(f"unknown action {action}")
+        self.events.append((action, name, time.time()))
+        return {"action": action, "service": name, "took_s": round(time.monotonic() - t0, 2)}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def get(base: str, path: str) -> bytes:
+    with urllib.request.urlopen(base + path, timeout=30) as r:
+        return r.read()
+
+
+def summary(result: dict) -> str:
+    lines = [f"dashboard in Chromium: {result.get('seconds', 0):.0f} s in the browser"]
+    for s in result["steps"]:
+        mark = "ok" if s["ok"] else "FAILED"
+        lines.append(f"  {s['name']:<16} {mark:<6} {s['ms'] / 1000:6.1f} s  {', '.join(s['screenshots'])}")
+        if not s["ok"]:
+            lines.append("    " + s.get("error", "").replace("\n", "\n    "))
+    lines.append("  seen: " + json.dumps(result["seen"], default=str)[:4000])
+    for page, violations in result["axe"].items():
+        lines.append(f"  axe {page}: " + ", ".join(f"{v['id']} ({v['impact']})" for v in violations))
+    if result["page_errors"]:
+        lines.append(f"  page errors: {result['page_errors']}")
+    return "\n".join(lines)
+
+
+def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, long_truth, tmp_path):
+    clip, calib, truth = long_truth
+    base = f"http://127.0.0.1:{stack.infra.backend_port}"
+    if ARTIFACTS.exists():
+        shutil.rmtree(ARTIFACTS)
+    ARTIFACTS.mkdir(parents=True)
+    control = Control(stack)
+    config = {
+        "base_url": base,
+        "control_url": control.url,
+        "clip": str(clip),
+        "calibration": calib,
+        "truth": truth,
+        "artifacts": str(ARTIFACTS),
+        "result": str(tmp_path / "result.json"),
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            ["node", str(BROWSER_DIR / "dashboard.spec.mjs"), str(tmp_path / "config.json")],
+            cwd=REPO,
+            timeout=NODE_TIMEOUT_S,
+        )
+    finally:
+        control.close()
+        if stack.procs["backend"].poll() is not None:  # the script died between kill and start
+            stack.start("backend")
+            wait_http(f"{base}/api/health", 90, stack.procs["backend"])
+    result = json.loads((tmp_path / "result.json").read_text())
+    (ARTIFACTS / "result.json").write_text(json.dumps(result, indent=1))
+    print("\n" + summary(result) + f"\n  (node exit {proc.returncode}, {time.monotonic() - started:.0f} s)")
+    failed = [s for s in result["steps"] if not s["ok"]]
+    assert not failed and proc.returncode == 0, (
+        f"step {failed[0]['name'] if failed else '?'} failed: {failed[0].get('error') if failed else result}"
+        f"\n---- backend ----\n{stack.log_tail('backend')}"
+    )
+    seen = result["seen"]
+    video_id = seen["video_id"]
+    vehicles = truth["vehicles"]
+    speeders = [v for v in vehicles if v["speeding"]]
+
+    # upload through the page, with its progress bar
+    assert seen["upload_progress_values"], "the upload progress bar never showed"
+    assert max(seen["upload_progress_values"]) > 0
+
+    # calibration by clicks and typed metres: what the backend stored is the truth's, and the fit
+    # the backend reports is tight
+    assert seen["roi_vertices"] == len(calib["roi_polygon"])
+    assert 0 <= seen["reprojection_error_m"] <= MAX_REPROJECTION_M, seen["saved_text"]
+    video = json.loads(get(base, f"/api/videos/{video_id}"))
+    assert len(video["roi"]) == len(calib["roi_polygon"])
+    for got, want in zip(video["roi"], calib["roi_polygon"]):
+        assert abs(got[0] - want[0]) <= 1 and abs(got[1] - want[1]) <= 1, (video["roi"], calib["roi_polygon"])
+    stored = video["calibrate_coordinates"]
+    for got, want in zip(stored["image_points"], calib["image_points"]):
+        assert abs(got[0] - want[0]) <= 1 and abs(got[1] - want[1]) <= 1
+    assert stored["world_points"] == calib["world_points"]
+
+    # frames drawn: the counter rises, the canvas changes
+    frames = seen["frames"]
+    assert frames["drawn"][1] > frames["drawn"][0] >= 5, frames
+    assert frames["frame_number"][1] > frames["frame_number"][0], frames
+    assert frames["change_from_thumbnail"] > 0.2 and frames["change_over_2s"] > 0.2, frames
+    assert frames["painted"] > 0.9, frames
+
+    # the truth's speeders in the log, each once (one entry per track, as many as the truth's)
+    live_tracks = [e["track_id"] for e in seen["log_live"]]
+    assert len(live_tracks) == len(set(live_tracks)) == len(speeders), seen["log_live"]
+    assert Counter(e["class_name"] for e in seen["log_live"]) == Counter(v["class_name"] for v in speeders)
+
+    # backend killed and restarted: "reconnecting", then frames again in the same document
+    restart = seen["restart"]
+    assert "reconnecting" in restart["banners"], restart
+    assert restart["same_document"] == "before the backend restart", "the page was reloaded"
+    assert restart["drawn_after"] >= restart["drawn_at_kill"] + 15, restart
+
+    # a reload mid-stream keeps the log (filled from /violations, then live)
+    assert {e["track_id"] for e in seen["log_after_reload"]} == set(live_tracks), seen["log_after_reload"]
+
+    # the end: nothing added, nothing duplicated; the stored violations are the log's vehicles
+    assert seen["final_status"] == "completed", seen
+    final_tracks = [e["track_id"] for e in seen["log_final"]]
+    assert sorted(final_tracks) == sorted(live_tracks), (seen["log_final"], seen["log_live"])
+    violations = json.loads(get(base, f"/api/videos/{video_id}/violations"))
+    assert violations["source"] == "stored"
+    assert sorted(v["track_id"] for v in violations["violations"]) == sorted(live_tracks)
+
+    # the report: the truth's total and class mix, charts drawn, CSV downloads equal the API's
+    assert seen["report_total"] == len(vehicles), seen
+    assert seen["report_speeding"] == len(speeders), seen
+    assert seen["class_mix"] == dict(Counter(v["class_name"] for v in vehicles)), seen["class_mix"]
+    assert seen["passages_rows"] == len(vehicles) and seen["violations_rows"] == len(speeders)
+    for name in ("chart-histogram", "chart-volume", "chart-mix"):
+        assert seen["charts"][name]["painted"] > 0.01, seen["charts"]
+    for testid, path in (("passages-csv", "passages"), ("violations-csv", "violations")):
+        downloaded = Path(seen[f"{testid}_file"]).read_bytes()
+        assert downloaded == get(base, f"/api/videos/{video_id}/{path}?format=csv"), testid
+        assert downloaded.count(b"\n") >= 2
+
+    # accessibility: no serious or critical axe-core violation on the four pages
+    assert set(result["axe"]) == {"videos", "calibration", "live", "report"}
+    bad = {
+        page: [
+            (v["id"], v["impact"], v["nodes"][:2]) for v in found if v["impact"] in ("serious", "critical")
+        ]
+        for page, found in result["axe"].items()
+    }
+    assert not any(bad.values()), bad
+
+    # no uncaught exception in the page
+    assert not result["page_errors"], result["page_errors"]
+    for shot in ("01-upload-progress", "04-calibration-saved", "06-live-speeding-log", "11-report"):
+        assert (ARTIFACTS / f"{shot}.png").stat().st_size > 10_000, shot

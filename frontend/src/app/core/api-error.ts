@@ -1,0 +1,48 @@
+import { HttpErrorResponse } from '@angular/common/http';
+
+/** A failed API call as the pages show it: the server's own message, its code and status. */
+export interface ApiFailure {
+  status: number;
+  code: string;
+  message: string;
+}
+
+/**
+ * The backend answers errors as `{"error": {"code", "message"}}`; that message is shown as it is.
+ * Status 0 means the request never reached it.
+ */
+export function apiFailure(error: unknown): ApiFailure {
+  if (error instanceof HttpErrorResponse) {
+    if (error.status === 0) {
+      return { status: 0, code: 'unreachable', message: 'The backend is unreachable.' };
+    }
+    const body = parseBody(error.error);
+    const inner = body && typeof body === 'object' ? (body as { error?: unknown }).error : null;
+    if (inner && typeof inner === 'object') {
+      const { code, message } = inner as { code?: unknown; message?: unknown };
+      if (typeof message === 'string') {
+        return { status: error.status, code: typeof code === 'string' ? code : 'error', message };
+      }
+    }
+    return {
+      status: error.status,
+      code: 'http_' + error.status,
+      message: `${error.status} ${error.statusText || 'error'}`.trim(),
+    };
+  }
+  if (error instanceof Error) {
+    return { status: -1, code: 'client_error', message: error.message };
+  }
+  return { status: -1, code: 'client_error', message: String(error) };
+}
+
+function parseBody(body: unknown): unknown {
+  if (typeof body === 'string') {
+    try {
+      return JSON.parse(body);
+    } catch {
+      return null;
+    }
+  }
+  return body;
+}
