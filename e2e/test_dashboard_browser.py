@@ -10,9 +10,13 @@ script a small control API (kill / start a service of the stack), runs it, and a
 it writes; axe-core runs on the videos, calibration, live and report pages. Screenshots and the
 downloads land in ``e2e/artifacts/dashboard/``.
 
-The clip is the standard truth (``speeds_scenario``: eight vehicles at 30-120 km/h, five of them
-over the 60 km/h limit, all through the ROI within 9 s) followed by an empty road up to
-``CLIP_S``: live, the stream then outlives the backend restart and the reload, with the same truth.
+The clip is the highway truth (``highway_scenario``, 720p: twelve vehicles at 40-130 km/h, six of
+them over the 60 km/h limit, all through the ROI within 15 s; the scenario made for live streams,
+whose detection stride reaches 6 on two cores, see e2e/test_highway_live.py) followed by an empty
+road up to ``CLIP_S``: live, the stream then outlives the backend restart and the reload, with the
+same truth. (The 640x360 ``speeds_scenario`` is cheaper but not made for live strides: its far
+cars are too small and too briefly in the ROI at stride 6, and live runs miss some of its
+speeders.)
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ pytestmark = pytest.mark.slow
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 BROWSER_DIR = REPO / "e2e" / "browser"
 ARTIFACTS = REPO / "e2e" / "artifacts" / "dashboard"
-CLIP_S = 40.0  # 9 s of traffic, then an empty road
+CLIP_S = 45.0  # 15 s of traffic, then an empty road
 NODE_TIMEOUT_S = 600
 MAX_REPROJECTION_M = 0.2  # clicks land within a fraction of a pixel of the truth's points
 
@@ -58,12 +62,12 @@ def dashboard_built():
 
 @pytest.fixture(scope="module")
 def long_truth(tmp_path_factory):
-    """(clip, calibration, truth): the standard truth clip with an empty road up to CLIP_S."""
-    from traffic_processing.synthetic import render, speeds_scenario
+    """(clip, calibration, truth): the highway truth clip with an empty road up to CLIP_S."""
+    from traffic_processing.synthetic import highway_scenario, render
 
     out = tmp_path_factory.mktemp("dashboard-truth")
-    data = render(replace(speeds_scenario(), duration_s=CLIP_S), out, "speeds_long")
-    return Path(data["video"]), json.loads((out / "speeds_long_calib.json").read_text()), data
+    data = render(replace(highway_scenario(), duration_s=CLIP_S), out, "highway_long")
+    return Path(data["video"]), json.loads((out / "highway_long_calib.json").read_text()), data
 
 
 class Control:
@@ -201,7 +205,7 @@ def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, lo
     frames = seen["frames"]
     assert frames["drawn"][1] > frames["drawn"][0] >= 5, frames
     assert frames["frame_number"][1] > frames["frame_number"][0], frames
-    assert frames["change_from_thumbnail"] > 0.2 and frames["change_over_2s"] > 0.2, frames
+    assert frames["change_from_thumbnail"] > 0.2 and frames["change_between"] > 0.2, frames
     assert frames["painted"] > 0.9, frames
 
     # the truth's speeders in the log, each once (one entry per track, as many as the truth's)

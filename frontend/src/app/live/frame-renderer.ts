@@ -16,23 +16,61 @@ export function dataUrlToBlob(dataUrl: string): Blob {
 
 export const decodeDataUrl: FrameDecoder = (dataUrl) => createImageBitmap(dataUrlToBlob(dataUrl));
 
+/** How the renderer paces frames; times in milliseconds (tests pass a fake clock). */
+export interface PlayoutOptions {
+  /** Video seconds of waiting frames beyond which the oldest are dropped: bounds the lag. */
+  maxBacklogS?: number;
+  /** Above this many video seconds waiting, frames are played faster (up to 2x) to catch up. */
+  catchUpAfterS?: number;
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** A jump in video time larger than this (s) is drawn at once, not waited for. */
+const MAX_GAP_S = 1;
+/** A frame due this long ago (ms) restarts the pacing from now (no fast-forward after a stall). */
+const LATE_MS = 100;
+
 /**
  * Frames from the WebSocket onto a canvas: each JPEG is decoded with `createImageBitmap` and drawn
- * in one `drawImage` (no `<img>` source swap, so no flicker). While one frame decodes, only the
- * newest one waits; older waiting frames are dropped (counted), so the picture never lags behind.
+ * in one `drawImage` (no `<img>` source swap, so no flicker).
+ *
+ * Frames arrive in bursts (the processor emits one micro-batch, about a second of video, at a
+ * time). They are queued and played out at the pace of their video timestamps, so that every
+ * frame is drawn, evenly spaced, at the cost of at most about one burst of extra delay. A backlog
+ * above `catchUpAfterS` of video is played faster (up to 2x); above `maxBacklogS` the oldest waiting
+ * frames are dropped (counted), so the picture never lags far behind.
  */
 export class FrameRenderer {
   received = 0;
   drawn = 0;
   dropped = 0;
   failed = 0;
-  private busy = false;
-  private pending: ProcessedFrameData | null = null;
+  private queue: ProcessedFrameData[] = [];
+  private running = false;
+  private generation = 0;
+  /** video time and (planned) wall-clock time of the last frame drawn */
+  private shown: { ts: number; at: number } | null = null;
+  private readonly maxBacklogS: number;
+  private readonly catchUpAfterS: number;
+  private readonly now: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
 
   constructor(
     private readonly draw: (bitmap: ImageBitmap, frame: ProcessedFrameData) => void,
     private readonly decode: FrameDecoder = decodeDataUrl,
-  ) {}
+    options: PlayoutOptions = {},
+  ) {
+    this.maxBacklogS = options.maxBacklogS ?? 3;
+    this.catchUpAfterS = options.catchUpAfterS ?? 0.5;
+    this.now = options.now ?? (() => performance.now());
+    this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+  }
+
+  /** Frames waiting to be drawn. */
+  get waiting(): number {
+    return this.queue.length;
+  }
 
   push(frame: ProcessedFrameData): void {
     this.received++;
@@ -42,41 +80,77 @@ export class FrameRenderer {
     ) {
       return; // an end-of-stream marker carries no picture
     }
-    if (this.busy) {
-      if (this.pending) {
-        this.dropped++;
-      }
-      this.pending = frame;
-      return;
+    this.queue.push(frame);
+    while (this.queue.length > 1 && frame.timestamp - this.queue[0].timestamp > this.maxBacklogS) {
+      this.queue.shift();
+      this.dropped++;
     }
-    void this.render(frame);
+    if (!this.running) {
+      void this.run();
+    }
   }
 
   reset(): void {
     this.received = this.drawn = this.dropped = this.failed = 0;
-    this.pending = null;
+    this.queue = [];
+    this.shown = null;
+    this.generation++;
+    this.running = false;
   }
 
-  private async render(frame: ProcessedFrameData): Promise<void> {
-    this.busy = true;
+  private async run(): Promise<void> {
+    this.running = true;
+    const generation = this.generation;
     try {
-      const bitmap = await this.decode(frame.processed_frame);
-      try {
-        this.draw(bitmap, frame);
-        this.drawn++;
-      } finally {
-        bitmap.close?.();
+      while (this.queue.length && generation === this.generation) {
+        const frame = this.queue.shift()!;
+        let bitmap: ImageBitmap;
+        try {
+          bitmap = await this.decode(frame.processed_frame);
+        } catch {
+          this.failed++;
+          continue;
+        }
+        try {
+          const wait = this.delay(frame);
+          if (wait > 0) {
+            await this.sleep(wait);
+          }
+          if (generation !== this.generation) {
+            break; // a new run started meanwhile
+          }
+          this.draw(bitmap, frame);
+          this.drawn++;
+        } catch {
+          this.failed++;
+        } finally {
+          bitmap.close?.();
+        }
       }
-    } catch {
-      this.failed++;
     } finally {
-      this.busy = false;
-      const next = this.pending;
-      this.pending = null;
-      if (next) {
-        void this.render(next);
+      if (generation === this.generation) {
+        this.running = false;
       }
     }
+  }
+
+  /** Milliseconds until `frame` is due: one video interval after the previous frame's slot. */
+  private delay(frame: ProcessedFrameData): number {
+    const now = this.now();
+    const last = this.shown;
+    let at = now;
+    const dt = last ? frame.timestamp - last.ts : 0;
+    if (last && dt > 0 && dt <= MAX_GAP_S) {
+      const newest = this.queue.length
+        ? this.queue[this.queue.length - 1].timestamp
+        : frame.timestamp;
+      const backlog = newest - frame.timestamp;
+      const rate = Math.min(2, 1 + Math.max(0, backlog - this.catchUpAfterS));
+      const planned = last.at + (dt * 1000) / rate;
+      at = planned < now - LATE_MS ? now : planned;
+    }
+    this.shown = { ts: frame.timestamp, at };
+    return at - now;
   }
 }
 
