@@ -227,7 +227,18 @@ async function main() {
         const [x, y] = toPage(p);
         await page.mouse.click(x, y);
       }
-      const rows = await page.locator('[data-testid=points-table] tbody tr').count();
+      // the table renders after the clicks (change detection is asynchronous): wait for it
+      const pointRows = page.locator('[data-testid=points-table] tbody tr');
+      let rows = 0;
+      try {
+        await until(
+          'a table row per reference point',
+          async () => (rows = await pointRows.count()) === calib.image_points.length,
+          5_000,
+        );
+      } catch {
+        // reported below with the count seen last
+      }
       if (rows !== calib.image_points.length) {
         throw new Error(`${rows} reference points placed, expected ${calib.image_points.length}`);
       }
@@ -414,8 +425,22 @@ async function main() {
           rows.map((r) => [r.cells[0].innerText.trim(), Number(r.cells[1].innerText.trim())]),
         ),
       );
-      seen.passages_rows = await page.locator('[data-testid=passages-table] tbody tr').count();
-      seen.violations_rows = await page.locator('[data-testid=violations-table] tbody tr').count();
+      // the tables fill from their own requests: wait for them (the test asserts the counts)
+      const passageRows = page.locator('[data-testid=passages-table] tbody tr');
+      const violationRows = page.locator('[data-testid=violations-table] tbody tr');
+      try {
+        await until(
+          'the passages and violations tables',
+          async () =>
+            (await passageRows.count()) >= seen.report_total &&
+            (await violationRows.count()) >= seen.report_speeding,
+          10_000,
+        );
+      } catch {
+        // the counts seen are asserted by the test
+      }
+      seen.passages_rows = await passageRows.count();
+      seen.violations_rows = await violationRows.count();
       seen.charts = {};
       for (const name of ['chart-histogram', 'chart-volume', 'chart-mix']) {
         const chart = page.locator(`[data-testid=${name}] canvas`).first();
