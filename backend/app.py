@@ -47,6 +47,7 @@ class TrafficApplication(tornado.web.Application):
         self.redis = redis
         self.airflow = airflow
         self.hub = hub or Hub(SubscriptionCache(redis, ttl_s=config.SUBSCRIPTION_TTL_S))
+        metrics.bind_hub(self.hub)  # /metrics reads the hub's counters (as /api/websocket/status)
         self._tasks: set[asyncio.Task] = set()
         self.websockets: set[WebSocketHandler] = set()  # open client and ingest connections
         self._refresher: PeriodicCallback | None = None

@@ -63,12 +63,29 @@ SCHEMAS: dict[str, Any] = {
     },
     "Calibration": {
         "type": "object",
-        "required": ["roi", "image_points", "world_points"],
+        "description": "Exactly these fields (others, e.g. the former 'roi', are refused with 400). "
+        "ROI and image points lie inside the video's frame: 0 <= x <= width, 0 <= y <= height.",
+        "required": ["roi_polygon", "image_points", "world_points"],
         "additionalProperties": False,
         "properties": {
-            "roi": {"type": "array", "items": {"$ref": "#/components/schemas/Point"}, "minItems": 3},
-            "image_points": {"type": "array", "items": {"$ref": "#/components/schemas/Point"}, "minItems": 4},
-            "world_points": {"type": "array", "items": {"$ref": "#/components/schemas/Point"}, "minItems": 4},
+            "roi_polygon": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/Point"},
+                "minItems": 3,
+                "description": "ROI polygon, [x, y] pixels",
+            },
+            "image_points": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/Point"},
+                "minItems": 4,
+                "description": "[x, y] pixels, paired with world_points",
+            },
+            "world_points": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/Point"},
+                "minItems": 4,
+                "description": "[x, y] metres on the road plane",
+            },
             "speed_limit_kmh": {
                 "type": "number",
                 "exclusiveMinimum": True,
@@ -105,7 +122,7 @@ SCHEMAS: dict[str, Any] = {
     "Violation": {
         "type": "object",
         "description": "A speeding_violations row; while a stream runs and none is stored, an entry "
-        "of the live list (no id, detected_at or snapshot yet)",
+        "of the live list (no id or snapshot yet)",
         "properties": {
             "id": {"type": "integer", "nullable": True},
             "video_id": {"type": "integer"},
@@ -114,8 +131,18 @@ SCHEMAS: dict[str, Any] = {
             "speed_kmh": {"type": "number"},
             "frame_number": {"type": "integer"},
             "video_time_s": {"type": "number"},
-            "detected_at": {"type": "string", "format": "date-time", "nullable": True},
-            "snapshot_path": {"type": "string", "nullable": True},
+            "detected_at": {
+                "type": "string",
+                "format": "date-time",
+                "nullable": True,
+                "description": "Wall clock (UTC) when the processor flagged the vehicle",
+            },
+            "snapshot_path": {"type": "string", "nullable": True, "description": "server-side file"},
+            "snapshot_url": {
+                "type": "string",
+                "nullable": True,
+                "description": "/api/violations/{id}/snapshot when a snapshot is stored, else null",
+            },
         },
     },
     "Passage": {
@@ -265,7 +292,10 @@ PATHS: dict[str, Any] = {
                         },
                     },
                 ),
-                "400": _error("Malformed JSON, ROI, points or speed limit (code invalid_speed_limit)"),
+                "400": _error(
+                    "Malformed JSON, unknown field, ROI, points, a point outside the frame, or speed "
+                    "limit (code invalid_speed_limit)"
+                ),
                 "404": NOT_FOUND,
                 "422": _error("Degenerate points (collinear, duplicates)"),
             },
@@ -394,9 +424,31 @@ PATHS: dict[str, Any] = {
             "responses": {"200": _json("Report", "Report"), "404": NOT_FOUND},
         }
     },
+    "/api/violations/{violation_id}/snapshot": {
+        "get": {
+            "summary": "JPEG crop of the flagged vehicle",
+            "parameters": [
+                {
+                    "name": "violation_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "JPEG",
+                    "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                "404": _error("Unknown violation (violation_not_found) or no snapshot (snapshot_not_found)"),
+            },
+        }
+    },
     "/api/websocket/status": {
         "get": {
-            "summary": "WebSocket connections and channel subscriber counts",
+            "summary": "WebSocket connections and channel subscriber counts; dropped_frames and "
+            "repeats_dropped are totals since start, the same numbers as /metrics' "
+            "backend_ws_frames_dropped_total and backend_ingest_repeats_total",
             "responses": {"200": _json("Status", schema={"type": "object"})},
         }
     },

@@ -9,9 +9,9 @@ bridge builds ``ProcessedFrameIngest`` / ``AnalyticsIngest`` from a ``ProcessedF
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from traffic_processing.schemas import JPEG_DATA_URL_PREFIX, BBox, ProcessedFrame, Stats, Summary
 
 FRAME_CHANNEL = "processed_frame"
@@ -181,13 +181,24 @@ class AnalyticsMessage(Strict):
 MAX_SPEED_LIMIT_KMH = 400.0
 
 
-class CalibrationIn(Strict):
-    """``PUT /api/videos/{id}/calibration``: ROI (pixels) and paired image/road points."""
+# An [x, y] pair of finite numbers (pixels or metres).
+Point = Annotated[list[float], Field(min_length=2, max_length=2)]
 
-    # ``roi_polygon`` (the CALIB.json name of traffic-analyze) is accepted too.
-    roi: list[list[float]] = Field(min_length=3, validation_alias=AliasChoices("roi", "roi_polygon"))
-    image_points: list[list[float]] = Field(min_length=4)  # pixels
-    world_points: list[list[float]] = Field(min_length=4)  # metres on the road plane
+
+class CalibrationIn(Strict):
+    """``PUT /api/videos/{id}/calibration``: ROI (pixels) and paired image/road points.
+
+    Exactly these fields (unknown ones, e.g. the former ``roi``, are refused): ``roi_polygon`` is
+    the name of the calibration files (``calibrations/*.json``, traffic-analyze's CALIB.json), of
+    ``FrameConfig`` and of the processed-frames messages. ``backend/openapi.py`` documents the same
+    fields (``Calibration``; a test compares both). ROI and image points must lie inside the video's
+    frame (checked by the handler, which knows the frame size)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    roi_polygon: list[Point] = Field(min_length=3)  # pixels
+    image_points: list[Point] = Field(min_length=4)  # pixels
+    world_points: list[Point] = Field(min_length=4)  # metres on the road plane
     # The video's speed limit (km/h); omitted or null: the backend's SPEED_LIMIT_KMH (60).
     speed_limit_kmh: float | None = Field(default=None, gt=0, le=MAX_SPEED_LIMIT_KMH)
 

@@ -303,3 +303,82 @@ def test_passages_of_a_rerun_replace_the_previous_ones(r, engine, add_video):
     finished(r, vid, summary=SUMMARY.model_copy(update={"vehicles": []}).model_dump_json())
     assert cleanup(vid, redis=r, engine=engine)["passages"] == 0
     assert passage_rows(engine, vid) == []
+
+
+# ---- detected_at and snapshots ----------------------------------------------------------------
+
+
+def jpeg(value: int) -> bytes:
+    import cv2
+    import numpy as np
+
+    ok, buf = cv2.imencode(".jpg", np.full((16, 24, 3), value, np.uint8))
+    assert ok
+    return buf.tobytes()
+
+
+def flagged(track_id: int, detected_at: float | None, snapshot: bytes | None = None) -> str:
+    """A violation as the Spark sink RPUSHes it (``model_dump_json``)."""
+    return Violation(
+        track_id=track_id,
+        class_name="car",
+        speed_kmh=90.0,
+        frame_number=10 * track_id,
+        timestamp=track_id / 2,
+        detected_at=detected_at,
+        snapshot_jpeg=snapshot,
+    ).model_dump_json()
+
+
+def test_detected_at_is_the_processor_wall_clock_not_the_cleanup_time(r, engine, add_video, tmp_path):
+    from datetime import UTC, datetime
+
+    vid = add_video(frames=2)
+    finished(r, vid)
+    t0 = 1_750_000_000.125
+    r.rpush(streams.violations_key(vid), flagged(1, t0), flagged(2, t0 + 42.5), flagged(3, None))
+    cleanup(vid, redis=r, engine=engine, video_storage_path=tmp_path, now=lambda: t0 + 3600)
+    rows = {row["track_id"]: row for row in violation_rows(engine, vid)}
+
+    def utc(ts: float) -> datetime:
+        return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)  # stored naive, in UTC
+
+    assert rows[1]["detected_at"] == utc(t0)
+    assert rows[2]["detected_at"] == utc(t0 + 42.5)  # flagged later: a later time, kept apart
+    assert rows[3]["detected_at"] == utc(t0 + 3600)  # an older message: the clean-up's time
+    assert all(row["snapshot_path"] is None for row in rows.values())
+
+
+def test_snapshots_are_written_next_to_the_videos(r, engine, add_video, tmp_path):
+    vid = add_video(frames=2)
+    finished(r, vid)
+    a, b = jpeg(30), jpeg(200)
+    r.rpush(streams.violations_key(vid), flagged(4, 1.0, a), flagged(7, 2.0, b), flagged(9, 3.0, None))
+    storage = tmp_path / "video_storage"
+    result = cleanup(vid, redis=r, engine=engine, video_storage_path=storage)
+    assert result["violations_added"] == 3 and result["snapshots_written"] == 2
+    rows = {row["track_id"]: row for row in violation_rows(engine, vid)}
+    directory = (storage / "snapshots" / str(vid)).resolve()
+    assert rows[4]["snapshot_path"] == str(directory / "4.jpg")
+    assert rows[7]["snapshot_path"] == str(directory / "7.jpg")
+    assert rows[9]["snapshot_path"] is None
+    assert (directory / "4.jpg").read_bytes() == a and (directory / "7.jpg").read_bytes() == b
+    assert sorted(p.name for p in directory.iterdir()) == ["4.jpg", "7.jpg"]  # no temporary left
+
+    # a retry: the stored track is skipped and its file is not rewritten
+    r.rpush(streams.violations_key(vid), flagged(4, 1.0, jpeg(99)))
+    assert cleanup(vid, redis=r, engine=engine, video_storage_path=storage)["snapshots_written"] == 0
+    assert (directory / "4.jpg").read_bytes() == a
+
+
+def test_a_snapshot_that_cannot_be_written_leaves_the_row_without_one(r, engine, add_video, tmp_path):
+    vid = add_video(frames=2)
+    finished(r, vid)
+    storage = tmp_path / "blocked"
+    storage.mkdir()
+    (storage / "snapshots").write_text("a file where the directory should be")  # mkdir fails
+    r.rpush(streams.violations_key(vid), flagged(1, 1.0, jpeg(50)), flagged(2, 2.0, b"not a jpeg"))
+    result = cleanup(vid, redis=r, engine=engine, video_storage_path=storage)
+    assert result["violations_added"] == 2 and result["snapshots_written"] == 0
+    assert [row["snapshot_path"] for row in violation_rows(engine, vid)] == [None, None]
+    assert r.exists(streams.violations_key(vid)) == 0

@@ -4,7 +4,11 @@
    partial one after a stop or failure), else from ``analytics:video:{id}``.
 2. Speeding violations drained from ``violations:video:{id}`` into ``speeding_violations``
    (a (video_id, track_id) already stored is skipped; the list is trimmed only after commit):
-   the processor's ``new_violations``, one per vehicle it flagged. ``vehicle_passages`` become
+   the processor's ``new_violations``, one per vehicle it flagged, with the wall clock it flagged
+   them at (``detected_at``; the clean-up's own time for an older message without it) and their
+   JPEG crop written to ``<VIDEO_STORAGE_PATH>/snapshots/<video_id>/<track_id>.jpg`` (the path in
+   ``snapshot_path``; a crop that cannot be written is logged and left out, the row is still
+   stored). ``vehicle_passages`` become
    the summary's per-vehicle records (``Summary.vehicles``; untouched when it has none), in the
    same transaction.
 3. This video's entries removed from ``video-frames`` (but for an end of stream the processor
@@ -17,12 +21,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from .config import default_log, hash_text, text
+from .config import PipelineSettings, default_log, hash_text, text
 
 COMPLETED = "completed"
 STOPPED = "stopped"
@@ -57,13 +64,20 @@ def cleanup(
     log: logging.Logger | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    video_storage_path: str | Path | None = None,
+    now: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
+    """``video_storage_path``: where the uploaded videos are (snapshots go in its ``snapshots``
+    directory); default ``VIDEO_STORAGE_PATH``. ``now``: wall clock of violations without one."""
     from traffic_processing import streams
     from traffic_processing.schemas import Summary, Violation
 
     from .db import insert_violations, replace_passages, session_scope, set_status, upsert_analytics
 
     log = default_log(log, __name__)
+    if video_storage_path is None:
+        video_storage_path = PipelineSettings.from_env().video_storage_path
+    save_snapshot = SnapshotWriter(Path(video_storage_path), video_id, log)
     pkey = streams.progress_key(video_id)
     vkey = streams.violations_key(video_id)
     akey = streams.analytics_key(video_id)
@@ -96,7 +110,7 @@ def cleanup(
             upsert_analytics(session, video_id, summary)
             if summary.vehicles is not None:
                 passages = replace_passages(session, video_id, summary.vehicles)
-        added = insert_violations(session, video_id, violations)
+        added = insert_violations(session, video_id, violations, now=now, save_snapshot=save_snapshot)
         set_status(session, video_id, status)
     # Committed: now drop what was read (entries RPUSHed meanwhile stay for a later cleanup).
     if raw_violations:
@@ -138,24 +152,74 @@ def cleanup(
         "passages": passages,
         "violations_read": len(raw_violations),
         "violations_added": added,
+        "snapshots_written": save_snapshot.written,
         "removed_video_frames": removed_frames,
         "removed_processed_frames": removed_processed,
         "kept_processed_frames": kept_processed,
     }
     log.info(
-        "video %d: cleanup done: status %s, analytics %s, %s passages, %d/%d violations added, "
-        "removed %d video-frames and %d processed-frames entries (%d not yet delivered, kept)",
+        "video %d: cleanup done: status %s, analytics %s, %s passages, %d/%d violations added "
+        "(%d snapshots), removed %d video-frames and %d processed-frames entries (%d not yet "
+        "delivered, kept)",
         video_id,
         status,
         f"from {summary_source}" if summary else "none",
         "no" if passages is None else passages,
         added,
         len(raw_violations),
+        save_snapshot.written,
         removed_frames,
         removed_processed,
         kept_processed,
     )
     return result
+
+
+def snapshot_path(video_storage_path: Path, video_id: int, track_id: int) -> Path:
+    """``<VIDEO_STORAGE_PATH>/snapshots/<video_id>/<track_id>.jpg`` (absolute)."""
+    return video_storage_path.resolve() / "snapshots" / str(video_id) / f"{track_id}.jpg"
+
+
+class SnapshotWriter:
+    """Writes a violation's JPEG crop next to the uploaded videos; returns the path to store, None
+    when the violation has no crop or it cannot be written (logged: the row is stored without)."""
+
+    def __init__(self, video_storage_path: Path, video_id: int, log: logging.Logger) -> None:
+        self.storage = video_storage_path
+        self.video_id = video_id
+        self.log = log
+        self.written = 0
+
+    def __call__(self, violation: Any) -> str | None:
+        jpeg = violation.snapshot_jpeg
+        if not jpeg:
+            return None
+        if not jpeg.startswith(b"\xff\xd8"):
+            self.log.warning(
+                "video %d: the snapshot of track %d is not a JPEG: left out",
+                self.video_id,
+                violation.track_id,
+            )
+            return None
+        path = snapshot_path(self.storage, self.video_id, violation.track_id)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(jpeg)
+            os.replace(tmp, path)
+        except OSError as exc:
+            self.log.warning(
+                "video %d: snapshot of track %d not written to %s: %s",
+                self.video_id,
+                violation.track_id,
+                path,
+                exc,
+            )
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            return None
+        self.written += 1
+        return str(path)
 
 
 def _scan_video_ids(

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -74,7 +75,11 @@ def load_video(video_id: int, *, db_url: str | None = None, engine: Engine | Non
 
 
 def _polygon(roi: Any) -> list[list[float]] | None:
-    """The stored ROI as a list of [x, y] (also accepts {"points": [...]} / [{"x":, "y":}])."""
+    """The stored ROI as a list of [x, y].
+
+    The backend writes one shape, ``[[x, y], ...]`` (upload's ``roi`` and calibration's
+    ``roi_polygon``). Rows written by older versions may hold ``[{"x": .., "y": ..}, ...]`` or an
+    object ``{"points" | "polygon" | "roi_polygon": <either list>}``: still read."""
     if not roi:
         return None
     if isinstance(roi, dict):
@@ -119,11 +124,23 @@ def upsert_analytics(session: Session, video_id: int, summary: Summary) -> None:
     session.execute(stmt)
 
 
-def insert_violations(session: Session, video_id: int, violations: Iterable[Violation]) -> int:
-    """Insert the violations whose (video_id, track_id) is not stored yet; returns how many."""
+def insert_violations(
+    session: Session,
+    video_id: int,
+    violations: Iterable[Violation],
+    *,
+    now: Callable[[], float] = time.time,
+    save_snapshot: Callable[[Violation], str | None] | None = None,
+) -> int:
+    """Insert the violations whose (video_id, track_id) is not stored yet; returns how many.
+
+    ``detected_at`` is the violation's (the wall clock the processor flagged it at), ``now()``
+    only for a message without one (an older processor); stored as naive UTC.
+    ``save_snapshot(violation)`` writes its JPEG crop and returns the path stored in
+    ``snapshot_path`` (None: no snapshot); called for the inserted violations only."""
     from sqlalchemy import select
 
-    from backend.db.models import SpeedingViolation
+    from backend.db.models import SpeedingViolation, utc_datetime
 
     stored = set(
         session.scalars(select(SpeedingViolation.track_id).where(SpeedingViolation.video_id == video_id))
@@ -133,6 +150,7 @@ def insert_violations(session: Session, video_id: int, violations: Iterable[Viol
         if v.track_id in stored:
             continue
         stored.add(v.track_id)
+        detected = v.detected_at if v.detected_at is not None else now()
         session.add(
             SpeedingViolation(
                 video_id=video_id,
@@ -141,6 +159,8 @@ def insert_violations(session: Session, video_id: int, violations: Iterable[Viol
                 speed_kmh=v.speed_kmh,
                 frame_number=v.frame_number,
                 video_time_s=v.timestamp,
+                detected_at=utc_datetime(detected),
+                snapshot_path=save_snapshot(v) if save_snapshot is not None else None,
             )
         )
         added += 1

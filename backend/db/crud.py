@@ -53,21 +53,26 @@ def update_calibration(
     return video
 
 
-def delete_video(*, session: Session, video_id: int) -> Video | None:
+def delete_video(*, session: Session, video_id: int) -> tuple[Video, list[str]] | None:
     """Delete the row (analytics, violations and passages go with it: ON DELETE CASCADE); returns
-    the deleted video (its ``file_path``), None when there was none."""
+    the deleted video (its ``file_path``) and the snapshot files its violations named, None when
+    there was none."""
     video = session.get(Video, video_id)
     if video is None:
         return None
+    snapshots = violation_snapshot_paths(session=session, video_id=video_id)
     session.delete(video)
     session.flush()
-    return video
+    return video, snapshots
 
 
-def clear_results(*, session: Session, video_id: int) -> None:
-    """Forget a previous run's stored results (analytics, violations, passages) of the video."""
+def clear_results(*, session: Session, video_id: int) -> list[str]:
+    """Forget a previous run's stored results (analytics, violations, passages) of the video;
+    returns the snapshot files its violations named (the caller removes them)."""
+    snapshots = violation_snapshot_paths(session=session, video_id=video_id)
     for model in (VideoAnalytics, SpeedingViolation, VehiclePassage):
         session.execute(delete(model).where(model.video_id == video_id))
+    return snapshots
 
 
 def set_status(*, session: Session, video_id: int, status: str) -> None:
@@ -95,3 +100,15 @@ def list_passages(*, session: Session, video_id: int) -> list[VehiclePassage]:
         .order_by(VehiclePassage.first_frame, VehiclePassage.track_id)
     )
     return list(session.scalars(query))
+
+
+def get_violation(*, session: Session, violation_id: int) -> SpeedingViolation | None:
+    return session.get(SpeedingViolation, violation_id)
+
+
+def violation_snapshot_paths(*, session: Session, video_id: int) -> list[str]:
+    """The snapshot files the video's stored violations name."""
+    query = select(SpeedingViolation.snapshot_path).where(
+        SpeedingViolation.video_id == video_id, SpeedingViolation.snapshot_path.is_not(None)
+    )
+    return [p for p in session.scalars(query) if p]

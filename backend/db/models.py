@@ -3,7 +3,7 @@ and ``vehicle_passages``."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -117,7 +117,10 @@ class SpeedingViolation(Base):
     speed_kmh: Mapped[float] = mapped_column(Float, nullable=False)
     frame_number: Mapped[int] = mapped_column(Integer, nullable=False)
     video_time_s: Mapped[float | None] = mapped_column(Float)
+    # UTC (naive): the wall clock the processor flagged the vehicle at (the clean-up time for an
+    # older processor's message); the server default only for rows written otherwise.
     detected_at: Mapped[datetime | None] = mapped_column(DateTime, server_default=func.current_timestamp())
+    # The JPEG crop: <VIDEO_STORAGE_PATH>/snapshots/<video_id>/<track_id>.jpg, written by the clean-up
     snapshot_path: Mapped[str | None] = mapped_column(String(500))
 
     CSV_COLUMNS = (
@@ -130,12 +133,42 @@ class SpeedingViolation(Base):
         "video_time_s",
         "detected_at",
         "snapshot_path",
+        "snapshot_url",
     )
 
     def to_dict(self) -> dict[str, Any]:
-        out = {c: getattr(self, c) for c in self.CSV_COLUMNS}
-        out["detected_at"] = self.detected_at.isoformat() if self.detected_at else None
-        return out
+        """The row as JSON: ``detected_at`` (stored in UTC) as ISO 8601 with its offset,
+        ``snapshot_url`` the route that serves the JPEG crop (None without one)."""
+        return {
+            "id": self.id,
+            "video_id": self.video_id,
+            "track_id": self.track_id,
+            "vehicle_class": self.vehicle_class,
+            "speed_kmh": self.speed_kmh,
+            "frame_number": self.frame_number,
+            "video_time_s": self.video_time_s,
+            "detected_at": utc_iso(self.detected_at),
+            "snapshot_path": self.snapshot_path,
+            "snapshot_url": snapshot_url(self.id) if self.snapshot_path else None,
+        }
+
+
+def snapshot_url(violation_id: int) -> str:
+    return f"/api/violations/{violation_id}/snapshot"
+
+
+def utc_datetime(epoch_s: float) -> datetime:
+    """Unix epoch seconds -> the naive UTC datetime stored in ``speeding_violations.detected_at``."""
+    return datetime.fromtimestamp(epoch_s, UTC).replace(tzinfo=None)
+
+
+def utc_iso(value: datetime | float | None) -> str | None:
+    """A stored (naive, UTC) datetime or epoch seconds -> ISO 8601 with ``+00:00``."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = utc_datetime(value)
+    return value.replace(tzinfo=UTC).isoformat()
 
 
 class VehiclePassage(Base):

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,8 @@ from traffic_processing.video import VideoError, VideoInfo, first_frame, probe_v
 from traffic_processing.visualize import encode_jpeg
 
 from backend.db import crud
-from backend.db.models import SPEED_LIMIT_KEY, SpeedingViolation, VehiclePassage, Video
-from backend.handlers.base import ApiError, BaseHandler, parse_video_id
+from backend.db.models import SPEED_LIMIT_KEY, SpeedingViolation, VehiclePassage, Video, utc_iso
+from backend.handlers.base import PG_INT_MAX, ApiError, BaseHandler, parse_video_id
 from backend.schemas import CalibrationIn, StreamStartIn
 from backend.services import metrics
 from backend.services.airflow_client import AirflowError, AirflowUnavailable
@@ -161,6 +162,8 @@ class UploadHandler(VideoBase):
             info = await self.application.db.run_blocking(probe_complete, upload.temp_path)
         except VideoError as exc:
             raise UploadRejected(400, "invalid_video", f"not a readable video: {exc}") from exc
+        if roi is not None and (outside := outside_frame("roi", roi, info.width, info.height)):
+            raise UploadRejected(400, "invalid_roi", outside)
         storage = self.application.config.VIDEO_STORAGE_PATH
         ext = upload.video.extension
         fps = fps or info.fps
@@ -242,8 +245,9 @@ class VideoHandler(VideoBase):
 
     async def delete(self, raw_id: str) -> None:
         """``DELETE /api/videos/{id}``: 204; the row (analytics, violations and passages cascade),
-        the video file and the video's Redis keys go. 409 while it streams: its status is
-        processing/stopping and Airflow has an active run of it (or cannot be asked)."""
+        the video file, its violations' snapshots and the video's Redis keys go. 409 while it
+        streams: its status is processing/stopping and Airflow has an active run of it (or cannot
+        be asked)."""
         video = await self.load_video(raw_id)
         if video.status in STREAMING_STATUSES:
             try:
@@ -264,6 +268,7 @@ class VideoHandler(VideoBase):
             raise ApiError(404, "video_not_found", f"no video with id {video.id}")
         storage = self.application.config.VIDEO_STORAGE_PATH
         await self.application.db.run_blocking(_remove_stored_file, video.file_path, storage)
+        await self.application.db.run_blocking(_remove_snapshots, video.id, deleted[1], storage)
         try:
             await self.application.redis.delete(
                 streams.stop_key(video.id),
@@ -277,6 +282,23 @@ class VideoHandler(VideoBase):
         self.set_status(204)
         self.clear_header("Content-Type")
         self.finish()
+
+
+def snapshot_dir(storage: Path, video_id: int) -> Path:
+    """Where the pipeline's clean-up writes a video's violation snapshots
+    (``<VIDEO_STORAGE_PATH>/snapshots/<video_id>/<track_id>.jpg``)."""
+    return storage / "snapshots" / str(video_id)
+
+
+def _remove_snapshots(video_id: int, paths: list[str], storage: Path) -> None:
+    """Remove the snapshot files the video's violations named (those inside the storage
+    directory) and the video's snapshot directory."""
+    for path in paths:
+        _remove_stored_file(path, storage)
+    directory = snapshot_dir(storage, video_id)
+    shutil.rmtree(directory, ignore_errors=True)
+    if directory.exists():
+        log.warning("could not remove %s", directory)
 
 
 def _remove_stored_file(file_path: str, storage: Path) -> bool:
@@ -294,19 +316,27 @@ def _remove_stored_file(file_path: str, storage: Path) -> bool:
 
 
 class CalibrationHandler(VideoBase):
-    """``PUT /api/videos/{id}/calibration``: ROI + point pairs -> homography (metres)."""
+    """``PUT /api/videos/{id}/calibration``: ROI + point pairs -> homography (metres).
+
+    The body has exactly the fields of ``CalibrationIn`` (``roi_polygon``, ``image_points``,
+    ``world_points``, optional ``speed_limit_kmh``), as the OpenAPI document says; ROI and image
+    points must lie inside the video's frame (0 <= x <= width, 0 <= y <= height)."""
 
     async def put(self, raw_id: str) -> None:
         video_id = parse_video_id(raw_id)
+        payload = self.json_body()
+        _refuse_unknown_fields(payload)
         try:
-            body = CalibrationIn.model_validate(self.json_body())
+            body = CalibrationIn.model_validate(payload)
         except ValidationError as exc:
             field = exc.errors()[0]["loc"][:1]
             code = "invalid_speed_limit" if field == ("speed_limit_kmh",) else "invalid_calibration"
             raise ApiError(400, code, _validation_message(exc)) from exc
-        await self.load_video(raw_id)
+        video = await self.load_video(raw_id)
+        _check_inside_frame("roi_polygon", body.roi_polygon, video, "invalid_roi")
+        _check_inside_frame("image_points", body.image_points, video, "invalid_calibration")
         try:
-            roi = parse_polygon(body.roi)
+            roi = parse_polygon(body.roi_polygon)
         except RoiError as exc:
             raise ApiError(400, "invalid_roi", str(exc)) from exc
         try:
@@ -332,6 +362,44 @@ class CalibrationHandler(VideoBase):
         )
 
 
+CALIBRATION_FIELDS: tuple[str, ...] = tuple(CalibrationIn.model_fields)
+RENAMED_CALIBRATION_FIELDS = {"roi": "roi_polygon"}
+
+
+def _refuse_unknown_fields(payload: Any) -> None:
+    """400 naming every field of the body that ``CalibrationIn`` does not have."""
+    if not isinstance(payload, dict):
+        return  # the model says what is wrong with it
+    unknown = [str(k) for k in payload if k not in CALIBRATION_FIELDS]
+    if not unknown:
+        return
+    names = ", ".join(repr(k[:40]) for k in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
+    hints = [f"{old!r} is now {new!r}" for old, new in RENAMED_CALIBRATION_FIELDS.items() if old in unknown]
+    message = f"unknown field{'s' if len(unknown) > 1 else ''} {names}"
+    if hints:
+        message += f" ({'; '.join(hints)})"
+    message += f"; the fields are {', '.join(CALIBRATION_FIELDS)}"
+    raise ApiError(400, "invalid_calibration", message)
+
+
+def outside_frame(name: str, points: list[list[float]], width: int | None, height: int | None) -> str | None:
+    """The message naming the first point outside a ``width`` x ``height`` frame, None when all
+    are inside (0 <= x <= width, 0 <= y <= height: the border is inside) or the size is unknown."""
+    if not width or not height:  # not probed (an old row): nothing to check against
+        return None
+    for i, (x, y) in enumerate(points):
+        if not (0 <= x <= width and 0 <= y <= height):
+            return f"{name}[{i}] = ({x:g}, {y:g}) is outside the {width}x{height} frame"
+    return None
+
+
+def _check_inside_frame(name: str, points: list[list[float]], video: Video, code: str) -> None:
+    """400 naming the first point outside the video's frame."""
+    message = outside_frame(name, points, video.width, video.height)
+    if message is not None:
+        raise ApiError(400, code, message)
+
+
 class ThumbnailHandler(VideoBase):
     async def get(self, raw_id: str) -> None:
         video = await self.load_video(raw_id)
@@ -354,7 +422,8 @@ class StreamStartHandler(VideoBase):
 
     Before the trigger, the video's stop flag, progress hash, violations list and live analytics
     snapshot are deleted, so that a rerun starts clean (nothing of this video runs: checked); once
-    triggered, the stored results of a previous run (analytics, violations, passages) are too.
+    triggered, the stored results of a previous run (analytics, violations and their snapshot
+    files, passages) are too.
     """
 
     async def post(self, raw_id: str) -> None:
@@ -376,11 +445,14 @@ class StreamStartHandler(VideoBase):
         except AirflowError as exc:
             raise ApiError(502, "airflow_error", str(exc)) from exc
 
-        def started(session) -> None:
-            crud.clear_results(session=session, video_id=video.id)
+        def started(session) -> list[str]:
+            snapshots = crud.clear_results(session=session, video_id=video.id)
             crud.set_status(session=session, video_id=video.id, status="processing")
+            return snapshots
 
-        await self.application.db.run(started)
+        snapshots = await self.application.db.run(started)
+        storage = self.application.config.VIDEO_STORAGE_PATH
+        await self.application.db.run_blocking(_remove_snapshots, video.id, snapshots, storage)
         self.send_json({"video_id": video.id, "status": "processing", "dag_run": run}, 201)
 
     def _body(self) -> StreamStartIn:
@@ -441,8 +513,10 @@ class ViolationsHandler(VideoBase):
     """``GET /api/videos/{id}/violations`` (``?format=csv``): the stored ``speeding_violations``
     rows; while none are stored (a stream runs: the cleanup stores them at its end), the live list
     the processor appends to in Redis (``streams.violations_key``), one entry per track, without
-    ``id``, ``detected_at`` or snapshot. So a page opened or reloaded mid-stream shows the speeding
-    log so far. ``source`` says which (``stored`` / ``live``)."""
+    ``id`` or snapshot (its JPEG crop is never shipped here: ``snapshot_url`` serves a stored one).
+    So a page opened or reloaded mid-stream shows the speeding log so far. ``source`` says which
+    (``stored`` / ``live``). ``detected_at``: the wall clock the processor flagged the vehicle at
+    (ISO 8601, UTC)."""
 
     async def get(self, raw_id: str) -> None:
         video = await self.load_video(raw_id)
@@ -476,11 +550,56 @@ class ViolationsHandler(VideoBase):
                     "speed_kmh": v.speed_kmh,
                     "frame_number": v.frame_number,
                     "video_time_s": v.timestamp,
-                    "detected_at": None,
+                    "detected_at": utc_iso(v.detected_at),
                     "snapshot_path": None,
+                    "snapshot_url": None,
                 },
             )
         return sorted(seen.values(), key=lambda r: (r["frame_number"], r["track_id"]))
+
+
+class ViolationSnapshotHandler(BaseHandler):
+    """``GET /api/violations/{id}/snapshot``: the JPEG crop of the flagged vehicle; 404
+    ``violation_not_found`` for an unknown id, ``snapshot_not_found`` without a snapshot (none
+    stored, or its file is gone)."""
+
+    async def get(self, raw_id: str) -> None:
+        violation_id = parse_violation_id(raw_id)
+        row = await self.application.db.run(
+            lambda s: crud.get_violation(session=s, violation_id=violation_id)
+        )
+        if row is None:
+            raise ApiError(404, "violation_not_found", f"no violation with id {violation_id}")
+        if not row.snapshot_path:
+            raise ApiError(404, "snapshot_not_found", f"violation {violation_id} has no snapshot")
+        storage = self.application.config.VIDEO_STORAGE_PATH
+        jpeg = await self.application.db.run_blocking(_read_snapshot, row.snapshot_path, storage)
+        if jpeg is None:
+            raise ApiError(
+                404, "snapshot_not_found", f"the snapshot file of violation {violation_id} is missing"
+            )
+        self.set_header("Content-Type", "image/jpeg")
+        self.set_header("Cache-Control", "max-age=3600")
+        self.finish(jpeg)
+
+
+def parse_violation_id(raw: str) -> int:
+    if not raw.isdigit() or len(raw) > 10 or not 0 < int(raw) <= PG_INT_MAX:
+        raise ApiError(404, "violation_not_found", f"no violation with id {raw[:40]!r}")
+    return int(raw)
+
+
+def _read_snapshot(file_path: str, storage: Path) -> bytes | None:
+    """The snapshot's bytes; None when missing or outside the storage directory."""
+    path = Path(file_path).resolve()
+    if not path.is_relative_to(storage.resolve()):
+        log.warning("not serving %s: outside %s", path, storage)
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        log.warning("snapshot %s unreadable: %s", path, exc)
+        return None
 
 
 class PassagesHandler(VideoBase):
@@ -530,4 +649,5 @@ routes: list[tuple[str, Any]] = [
     (rf"/api/videos/{VIDEO_ID}/violations", ViolationsHandler),
     (rf"/api/videos/{VIDEO_ID}/passages", PassagesHandler),
     (rf"/api/videos/{VIDEO_ID}/report", ReportHandler),
+    (r"/api/violations/([^/]+)/snapshot", ViolationSnapshotHandler),
 ]

@@ -49,14 +49,17 @@ class ClientQueue:
         self._closed = False
         self._task = asyncio.get_running_loop().create_task(self._writer())
 
-    def put_frame(self, text: bytes | str) -> None:
+    def put_frame(self, text: bytes | str) -> bool:
+        """Queue a frame; True when the oldest queued one was dropped to make room (the hub
+        counts it)."""
         if self._closed:
-            return
-        if len(self.frames) == self.frames.maxlen:
+            return False
+        dropped = len(self.frames) == self.frames.maxlen
+        if dropped:
             self.dropped_frames += 1
-            metrics.FRAMES_DROPPED.inc()
         self.frames.append(text)
         self._wake.set()
+        return dropped
 
     def put_control(self, text: bytes | str) -> None:
         """Acks, errors and analytics: kept in order, never dropped."""
@@ -165,14 +168,23 @@ class RepeatFilter:
 
     def _repeat(self) -> bool:
         self.repeats += 1
-        metrics.INGEST_REPEATS.inc()
         return False
 
 
 class Hub:
+    """Channels, clients and the hub's counters.
+
+    The counters are the one source of truth of both ``GET /api/websocket/status`` and
+    ``/metrics`` (the application binds its hub to ``metrics.bind_hub``): ``dropped_frames``
+    counts every frame dropped from a slow client's full queue since the backend started, whether
+    or not that client is still connected; ``repeats.repeats`` every ingest message dropped as a
+    repeat. Frames still queued for a client when it disconnects are not counted.
+    """
+
     def __init__(self, subscriptions: SubscriptionCache | None) -> None:
         self.subscriptions = subscriptions
         self.repeats = RepeatFilter()
+        self.dropped_frames = 0
         self.channels: defaultdict[str, set[ClientQueue]] = defaultdict(set)
         self.clients: set[ClientQueue] = set()
         self.ingest_connections: defaultdict[str, int] = defaultdict(int)
@@ -224,7 +236,8 @@ class Hub:
     def broadcast_frame(self, video_id: int, text: bytes | str) -> int:
         members = self.channels.get(f"{FRAME_CHANNEL}_{video_id}", ())
         for client in members:
-            client.put_frame(text)
+            if client.put_frame(text):
+                self.dropped_frames += 1
         return len(members)
 
     def broadcast_analytics(self, video_id: int, text: bytes | str) -> int:
@@ -242,12 +255,16 @@ class Hub:
             "skipped_frames": int(data.skipped_frames),
         }
 
+    def counters(self) -> dict[str, int]:
+        """What ``/metrics`` exposes of the hub (the same numbers as ``status``)."""
+        return {"dropped_frames": self.dropped_frames, "repeats_dropped": self.repeats.repeats}
+
     def status(self) -> dict:
         return {
             "total_connections": len(self.clients),
             "channels": {name: len(members) for name, members in sorted(self.channels.items())},
             "backend_connections": dict(self.ingest_connections),
-            "dropped_frames": sum(c.dropped_frames for c in self.clients),
+            "dropped_frames": self.dropped_frames,
             "repeats_dropped": self.repeats.repeats,
             "streams": {str(k): v for k, v in sorted(self.streams.items())},
         }

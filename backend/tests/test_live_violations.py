@@ -4,13 +4,16 @@ cleanup has stored the rows."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
 from traffic_processing import streams
+from traffic_processing.schemas import Violation
 
 from backend.tests.client import request, upload
 
@@ -51,6 +54,7 @@ def test_live_list_while_nothing_is_stored(api, video, sync_redis):
         ]
         first = body["violations"][0]
         assert first["id"] is None and first["snapshot_path"] is None and first["video_id"] == vid
+        assert first["detected_at"] is None and first["snapshot_url"] is None  # an older message
         assert first["video_time_s"] == pytest.approx(31 / 30)
         r = request(api.port, "GET", f"/api/videos/{vid}/violations?format=csv")
         assert [row["track_id"] for row in csv.DictReader(io.StringIO(r.body.decode()))] == ["2", "4"]
@@ -81,3 +85,35 @@ def test_stored_rows_win_over_the_live_list(api, video, sync_redis, db_engine):
 def test_no_violations_at_all(api, video):
     body = request(api.port, "GET", f"/api/videos/{video['id']}/violations").json()
     assert body == {"video_id": video["id"], "source": "stored", "violations": []}
+
+
+def test_live_entries_carry_detected_at_but_never_the_jpeg(api, video, sync_redis):
+    """The processor's message carries the wall clock and the JPEG crop (base64); the live list
+    answers the first as ISO 8601 (UTC) and never ships the second."""
+    vid = video["id"]
+    key = streams.violations_key(vid)
+    jpeg = b"\xff\xd8\xff" + b"crop" * 100
+    flagged = [
+        Violation(
+            track_id=t, class_name="car", speed_kmh=90.0, frame_number=10 * t, timestamp=t, detected_at=at
+        )
+        for t, at in ((1, 1_750_000_000.5), (2, 1_750_000_012.0))
+    ]
+    sync_redis.rpush(key, *[v.model_copy(update={"snapshot_jpeg": jpeg}).model_dump_json() for v in flagged])
+    try:
+        r = request(api.port, "GET", f"/api/videos/{vid}/violations")
+        body = r.json()
+        assert body["source"] == "live"
+        assert [v["detected_at"] for v in body["violations"]] == [
+            datetime.fromtimestamp(1_750_000_000.5, UTC).isoformat(),
+            datetime.fromtimestamp(1_750_000_012.0, UTC).isoformat(),
+        ]
+        assert all(v["snapshot_url"] is None and v["snapshot_path"] is None for v in body["violations"])
+        b64 = base64.b64encode(jpeg).decode()[:40]
+        assert "snapshot_jpeg" not in r.body.decode() and b64 not in r.body.decode()
+        csv_body = request(api.port, "GET", f"/api/videos/{vid}/violations?format=csv").body.decode()
+        assert "snapshot_jpeg" not in csv_body and b64 not in csv_body
+        rows = list(csv.DictReader(io.StringIO(csv_body)))
+        assert rows[0]["detected_at"] == datetime.fromtimestamp(1_750_000_000.5, UTC).isoformat()
+    finally:
+        sync_redis.delete(key)

@@ -15,7 +15,7 @@ from backend.embedded import free_port
 from backend.tests.client import put_json, request, upload
 
 CALIBRATION = {
-    "roi": [[5, 5], [90, 5], [90, 60], [5, 60]],
+    "roi_polygon": [[5, 5], [90, 5], [90, 60], [5, 60]],
     "image_points": [[10, 10], [86, 10], [86, 58], [10, 58]],
     "world_points": [[0, 0], [3.5, 0], [3.5, 20], [0, 20]],
 }

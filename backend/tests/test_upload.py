@@ -92,6 +92,15 @@ def test_upload_rejects(api, nothing_stored, fields, files, status, code):
     assert r.json()["error"]["message"]
 
 
+def test_upload_rejects_an_roi_outside_the_frame(api, nothing_stored, sample_video: Path):
+    roi = [[0, 0], [95, 0], [135, 63], [0, 63]]  # the sample is 96x64
+    r = upload(
+        api.port, {"name": "cam", "roi": json.dumps(roi)}, {"video": ("v.mp4", sample_video.read_bytes())}
+    )
+    assert r.status == 400 and r.error_code == "invalid_roi", r.body
+    assert r.json()["error"]["message"] == "roi[2] = (135, 63) is outside the 96x64 frame"
+
+
 def test_upload_rejects_truncated_mp4(api, nothing_stored, workdir):
     data = SHARED_VIDEO.read_bytes()
     r = upload(api.port, {"name": "cut"}, {"video": ("cut.mp4", data[: len(data) // 2])})

@@ -16,7 +16,7 @@ from backend.tests.client import put_json, request, upload
 from backend.tests.conftest import count_videos
 
 CALIBRATION = {
-    "roi": [[5, 5], [90, 5], [90, 60], [5, 60]],
+    "roi_polygon": [[5, 5], [90, 5], [90, 60], [5, 60]],
     "image_points": [[10, 10], [86, 10], [86, 58], [10, 58]],
     "world_points": [[0, 0], [3.5, 0], [3.5, 20], [0, 20]],
 }
@@ -83,7 +83,7 @@ def test_calibration_success(api, video):
     out = r.json()
     assert out["reprojection_error_m"] < 1e-6
     stored = out["video"]
-    assert stored["roi"] == CALIBRATION["roi"]
+    assert stored["roi"] == CALIBRATION["roi_polygon"]
     assert stored["calibrate_coordinates"] == {
         "image_points": CALIBRATION["image_points"],
         "world_points": CALIBRATION["world_points"],
@@ -102,11 +102,19 @@ def test_calibration_success(api, video):
     "body, status, code",
     [
         (b"{not json", 400, "invalid_json"),
-        ({"roi": CALIBRATION["roi"]}, 400, "invalid_calibration"),
+        ({"roi_polygon": CALIBRATION["roi_polygon"]}, 400, "invalid_calibration"),
         ({**CALIBRATION, "extra": 1}, 400, "invalid_calibration"),
         ({**CALIBRATION, "image_points": [[1, 2], [3, 4], [5, 6]]}, 400, "invalid_calibration"),
         ({**CALIBRATION, "image_points": "abc"}, 400, "invalid_calibration"),
-        ({**CALIBRATION, "roi": [[0, 0], [1, 1], [2, 2]]}, 400, "invalid_roi"),
+        ({**CALIBRATION, "roi_polygon": [[0, 0], [1, 1], [2, 2]]}, 400, "invalid_roi"),
+        (
+            {**CALIBRATION, "image_points": [[10, 10, 1], [86, 10], [86, 58], [10, 58]]},
+            400,
+            "invalid_calibration",
+        ),
+        ({**CALIBRATION, "world_points": [[0, 0], [3.5, 0], [3.5, 20], [0]]}, 400, "invalid_calibration"),
+        ({**CALIBRATION, "speed_limit_kmh": 0}, 400, "invalid_speed_limit"),
+        ([CALIBRATION], 400, "invalid_calibration"),
         ({**CALIBRATION, "image_points": [[0, 0], [1, 1], [2, 2], [3, 3]]}, 422, "degenerate_calibration"),
         ({**CALIBRATION, "world_points": [[0, 0], [0, 0], [1, 5], [3, 1]]}, 422, "degenerate_calibration"),
     ],
@@ -119,13 +127,61 @@ def test_calibration_rejects(api, video, body, status, code):
     assert after["homography_matrix"] is None and after["calibrate_coordinates"] is None
 
 
-def test_calibration_accepts_the_cli_calib_json_names(api, video):
-    """A traffic-analyze CALIB.json (``roi_polygon``) can be sent as it is."""
+def test_calibration_refuses_unknown_fields_naming_them(api, video):
+    """One spelling: ``roi_polygon`` (the calibration files' name); ``roi`` and any other field the
+    OpenAPI document does not list are refused, each named."""
     points = {k: CALIBRATION[k] for k in ("image_points", "world_points")}
-    body = {"roi_polygon": CALIBRATION["roi"], **points}
+    url = f"/api/videos/{video['id']}/calibration"
+    r = put_json(api.port, url, {"roi": CALIBRATION["roi_polygon"], **points})
+    assert r.status == 400 and r.error_code == "invalid_calibration"
+    message = r.json()["error"]["message"]
+    assert "unknown field 'roi'" in message and "'roi_polygon'" in message, message
+    r = put_json(api.port, url, {**CALIBRATION, "roi": CALIBRATION["roi_polygon"], "fps": 25, "video": "x"})
+    assert r.status == 400 and r.error_code == "invalid_calibration"
+    assert "unknown fields 'roi', 'fps', 'video'" in r.json()["error"]["message"]
+    after = request(api.port, "GET", f"/api/videos/{video['id']}").json()
+    assert after["homography_matrix"] is None
+
+
+def test_a_calibration_file_is_accepted_with_its_calibration_fields(api, video):
+    """What stack/run.py sends: a calibrations/*.json's roi_polygon, points and speed limit."""
+    r = put_json(api.port, f"/api/videos/{video['id']}/calibration", {**CALIBRATION, "speed_limit_kmh": 50})
+    assert r.status == 200, r.body
+    assert r.json()["video"]["roi"] == CALIBRATION["roi_polygon"]
+    assert r.json()["video"]["speed_limit_kmh"] == 50
+
+
+@pytest.mark.parametrize(
+    "field, index, point, code",
+    [
+        ("roi_polygon", 2, [935, 10], "invalid_roi"),
+        ("roi_polygon", 0, [-1, 5], "invalid_roi"),
+        ("roi_polygon", 3, [5, 64.5], "invalid_roi"),
+        ("image_points", 1, [97, 10], "invalid_calibration"),
+        ("image_points", 3, [10, -0.5], "invalid_calibration"),
+    ],
+)
+def test_calibration_points_outside_the_frame_are_refused(api, video, field, index, point, code):
+    """The sample video is 96x64: a point beyond it is refused, named in the message."""
+    points = [list(p) for p in CALIBRATION[field]]
+    points[index] = point
+    r = put_json(api.port, f"/api/videos/{video['id']}/calibration", {**CALIBRATION, field: points})
+    assert r.status == 400 and r.error_code == code, r.body
+    x, y = point
+    assert r.json()["error"]["message"] == f"{field}[{index}] = ({x:g}, {y:g}) is outside the 96x64 frame"
+    after = request(api.port, "GET", f"/api/videos/{video['id']}").json()
+    assert after["homography_matrix"] is None and after["calibrate_coordinates"] is None
+
+
+def test_calibration_points_on_the_frame_border_are_inside(api, video):
+    body = {
+        **CALIBRATION,
+        "roi_polygon": [[0, 0], [96, 0], [96, 64], [0, 64]],
+        "image_points": [[0, 0], [96, 0], [96, 64], [0, 64]],
+    }
     r = put_json(api.port, f"/api/videos/{video['id']}/calibration", body)
     assert r.status == 200, r.body
-    assert r.json()["video"]["roi"] == CALIBRATION["roi"]
+    assert r.json()["video"]["roi"] == body["roi_polygon"]
 
 
 def test_thumbnail(api, video):
@@ -191,7 +247,8 @@ def test_violations_csv_empty_has_header(api, video):
     r = request(api.port, "GET", f"/api/videos/{video['id']}/violations?format=csv")
     assert r.status == 200
     assert r.body.decode().splitlines() == [
-        "id,video_id,track_id,vehicle_class,speed_kmh,frame_number,video_time_s,detected_at,snapshot_path"
+        "id,video_id,track_id,vehicle_class,speed_kmh,frame_number,video_time_s,detected_at,snapshot_path,"
+        "snapshot_url"
     ]
 
 

@@ -1,6 +1,7 @@
 """The long-running Spark Structured Streaming application (DESIGN.md, Processing).
 
     video-frames (Redis) -> [redis-frames source, one partition]
+        [-> mapInPandas: batched detect + embed of the whole micro-batch (BATCHED_DETECT=1, GPU)]
         -> groupBy(video_id).transformWithStateInPandas: decode, live stride, detect, embed,
            DeepSORT, speed, analytics, draw, encode (no exchange: one partition end to end)
         -> foreachBatch: idempotent MULTI to processed-frames + progress + violations + analytics
@@ -15,7 +16,9 @@ SPARK_CHECKPOINT_DIR (default ``.local/spark-checkpoint``; the query's checkpoin
 subfolder ``CHECKPOINT_LAYOUT``), SPARK_MASTER, TRIGGER_MS (150), MAX_ENTRIES_PER_BATCH (128),
 SOURCE_PARTITIONS (1: read on the driver; more: id ranges read by executor tasks),
 SHUFFLE_PARTITIONS (1),
-DETECTOR_DEVICE (cpu|cuda), WARM_UP (1: load the models in the Python workers before the query
+DETECTOR_DEVICE (cpu|cuda|cuda:N: detector and embedder), DETECTOR_HALF (1: fp16 on the GPU),
+BATCHED_DETECT (1: the batched detection stage; default on with a GPU), DETECT_BATCH (32),
+EMBED_BATCH (64), WARM_UP (1: load the models in the Python workers before the query
 starts, and run a first two-frame stream of video 0 through the query before reporting ready),
 SPARK_UI (true), LOG_PERFORMANCE=1 (per-frame ``[PERFORMANCE]`` block), LOG_PROGRESS=1
 (Spark's timings per micro-batch), LOG_TIMING=1 (time per stage and batch).
@@ -43,6 +46,17 @@ ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateS
 # its own folder, and the old one is named in the log (no frame of a finished run is lost: runs in
 # flight are restarted by Airflow).
 CHECKPOINT_LAYOUT = "v2-single-pass"
+CHECKPOINT_LAYOUT_BATCHED = "v2-batched-detect"  # the plan with the batched detection stage
+
+
+def checkpoint_layout() -> str:
+    """The checkpoint folder of this plan: with or without the batched detection stage, and the
+    number of shuffle partitions when not 1 (a checkpoint keeps the number it was made with)."""
+    from spark.streaming.detect_stage import batched_detect_enabled
+
+    layout = CHECKPOINT_LAYOUT_BATCHED if batched_detect_enabled() else CHECKPOINT_LAYOUT
+    partitions = _env_int("SHUFFLE_PARTITIONS", 1)
+    return layout if partitions == 1 else f"{layout}-p{partitions}"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -72,19 +86,32 @@ def check_model() -> str | None:
     return None
 
 
+def check_device() -> str | None:
+    """DETECTOR_DEVICE's problem, if any (a GPU asked for where there is none): the application
+    refuses to start rather than failing at the first frame."""
+    from traffic_processing.device import DeviceError, resolve_device
+
+    try:
+        resolve_device(os.environ.get("DETECTOR_DEVICE", "cpu"))
+    except DeviceError as exc:
+        return str(exc)
+    return None
+
+
 def checkpoint_path(base: str) -> str:
     """The query's checkpoint folder under ``base`` for this CHECKPOINT_LAYOUT (created). A
     checkpoint of an older layout (files right in ``base``, or another layout's folder) is left
     alone and named in the log."""
     root = Path(base).resolve()
-    path = root / CHECKPOINT_LAYOUT
+    layout = checkpoint_layout()
+    path = root / layout
     if not path.exists():
         old = [p.name for p in root.iterdir()] if root.is_dir() else []
         if old:
             log.warning(
                 "[SPARK-APP] checkpoint layout %s is new: starting it in %s. The older checkpoint "
                 "in %s (%s) is not used and can be deleted.",
-                CHECKPOINT_LAYOUT,
+                layout,
                 path,
                 root,
                 ", ".join(sorted(old)),
@@ -116,12 +143,15 @@ def build_session(app_name: str = "traffic-streaming"):  # noqa: ANN201 - SparkS
 
 
 def build_query(spark, options: dict[str, str], checkpoint_dir: str, on_batch=None):  # noqa: ANN001, ANN201
+    from spark.streaming.detect_stage import DETECT_SCHEMA, batched_detect_enabled, detect_partition
     from spark.streaming.redis_source import RedisStreamDataSource, redis_client
     from spark.streaming.sink import BatchSink
     from spark.streaming.stages import OUTPUT_SCHEMA, make_state_processor
 
     spark.dataSource.register(RedisStreamDataSource)
     frames = spark.readStream.format(RedisStreamDataSource.name()).options(**options).load()
+    if batched_detect_enabled():  # GPU: every frame of the micro-batch through the network at once
+        frames = frames.mapInPandas(detect_partition, DETECT_SCHEMA)
     processed = frames.groupBy("video_id").transformWithStateInPandas(
         statefulProcessor=make_state_processor(),
         outputStructType=OUTPUT_SCHEMA,
@@ -274,6 +304,10 @@ def main() -> int:
         "reader": "simple" if _env_int("SOURCE_PARTITIONS", 1) == 1 else "partitioned",
     }
     problem = check_model()
+    device_problem = check_device()
+    if device_problem:
+        log.error("[SPARK-APP] FATAL: %s", device_problem)
+        return 2
     if problem:
         log.error(
             "[SPARK-APP] FATAL: %s. Frames will fail and each video's progress gets fatal_error.", problem

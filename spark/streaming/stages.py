@@ -90,6 +90,19 @@ _DETECTOR: Any = None
 _DETECTOR_ERROR: str | None = None
 
 
+def detector_config() -> Any:
+    """The detector's settings of this deployment: ``DETECTOR_DEVICE`` (cpu|cuda|cuda:N; the
+    embedder follows it), ``DETECTOR_HALF`` (1: fp16 on the GPU), ``DETECT_BATCH`` (frames per
+    network call in the batched stage, default 32)."""
+    from traffic_processing.detector import DetectorConfig
+
+    return DetectorConfig(
+        device=os.environ.get("DETECTOR_DEVICE", "cpu"),
+        half=os.environ.get("DETECTOR_HALF") == "1",
+        batch=int(os.environ.get("DETECT_BATCH") or 32),
+    )
+
+
 def get_detector() -> Any:
     """The process-wide ``VehicleDetector`` (``MODEL_PATH`` or the library default); raises
     ``ModelLoadError`` (remembered: no reload attempt per frame) when the model cannot load."""
@@ -99,10 +112,10 @@ def get_detector() -> Any:
             from traffic_processing.detector import ModelLoadError
 
             raise ModelLoadError(_DETECTOR_ERROR)
-        from traffic_processing.detector import DetectorConfig, VehicleDetector
+        from traffic_processing.detector import VehicleDetector
 
         os.environ.setdefault("YOLO_OFFLINE", "1")
-        config = DetectorConfig(device=os.environ.get("DETECTOR_DEVICE", "cpu"))
+        config = detector_config()
         try:
             _DETECTOR = VehicleDetector(os.environ.get("MODEL_PATH") or None, config)
         except Exception as exc:
@@ -121,15 +134,14 @@ def warm_partitions(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     for pdf in batches:
         ok = 1
         try:
-            from traffic_processing.tracker import embed, get_embedder
+            from traffic_processing.detections import FrameDetections
+            from traffic_processing.tracker import embed
 
             detector = get_detector()
             frame = np.zeros((360, 640, 3), dtype=np.uint8)
             detector.detect([frame])
-            get_embedder()
-            from traffic_processing.detections import FrameDetections
-
-            embed(frame, FrameDetections(xyxy=[[10, 10, 60, 60]], confidence=[0.9], class_id=[2]))
+            boxes = FrameDetections(xyxy=[[10, 10, 60, 60]], confidence=[0.9], class_id=[2])
+            embed(frame, boxes, device=detector.device, half=detector.half)
         except Exception as exc:
             log.warning("[SPARK-APP] warm-up in pid %s failed: %r", os.getpid(), exc)
             ok = 0
@@ -244,7 +256,7 @@ def _base_frame(video_id: int, row: dict, state: VideoState, settings: FrameConf
     )
 
 
-def _settings(row: dict) -> FrameConfig | None:
+def frame_settings(row: dict) -> FrameConfig | None:
     try:
         return FrameConfig.model_validate_json(row["config"] or "")
     except Exception:
@@ -255,6 +267,17 @@ def _run_id(row: dict) -> str | None:
     """The row's run id; None when the entry has none (pandas may hand a null over as NaN)."""
     value = row.get("run_id")
     return value if isinstance(value, str) and value else None
+
+
+def _detections(row: dict) -> Any:
+    """The row's ``FrameDetections`` from the batched detection stage, or None (no such stage,
+    or it could not detect this frame)."""
+    blob = row.get("detections")
+    if not isinstance(blob, (bytes, bytearray)) or not blob:
+        return None
+    from traffic_processing.detections import FrameDetections
+
+    return FrameDetections.from_bytes(bytes(blob))
 
 
 def _is_new_run(state: VideoState, row: dict, frame_number: int) -> bool:
@@ -284,9 +307,11 @@ def _process_row(
         pf.error = "invalid config: " + (str(row["config"])[:200] or "(none)")
         return pf, ERROR, None, 0.0
     if state.processor is None:
+        from traffic_processing.config import ProcessorConfig
         from traffic_processing.processor import FrameProcessor
 
-        state.processor = FrameProcessor(settings, video_id=video_id, detector=None)
+        config = ProcessorConfig(detector=detector_config())
+        state.processor = FrameProcessor(settings, video_id=video_id, detector=None, config=config)
     proc = state.processor
     live = settings.realtime and not row["end_of_stream"]
     started = time.perf_counter()
@@ -304,14 +329,19 @@ def _process_row(
             return pf, ERROR, None, 0.0
         state.skipped += 1
         return pf, SKIPPED, "hold", (time.perf_counter() - started) * 1000.0
+    detections = _detections(row)
+    if detections is None:
+        try:
+            proc.detector = get_detector()
+        except ModelLoadError as exc:
+            pf = _base_frame(video_id, row, state, settings)
+            pf.error = str(exc)
+            return pf, FATAL, None, 0.0
     try:
-        proc.detector = get_detector()
-    except ModelLoadError as exc:
-        pf = _base_frame(video_id, row, state, settings)
-        pf.error = str(exc)
-        return pf, FATAL, None, 0.0
-    try:
-        pf = proc.process(raw, frame_number)
+        if detections is None:
+            pf = proc.process(raw, frame_number)
+        else:  # detected (and embedded) by the batched stage before this one
+            pf = proc.track(decode_jpeg(raw), detections, frame_number)
     except Exception as exc:
         log.warning("[SPARK-APP] video %s frame %s failed: %r", video_id, frame_number, exc)
         pf = _base_frame(video_id, row, state, settings)
@@ -355,7 +385,7 @@ def process_video_rows(
     state.stride.batch_started(now())
     for row in pdf.to_dict("records"):
         frame_number = int(row["frame_number"])
-        settings = _settings(row)
+        settings = frame_settings(row)
         if _is_new_run(state, row, frame_number):
             log.warning(
                 "[SPARK-APP] video %s: frame %s (run %s) after %s (run %s): new stream run, state reset",

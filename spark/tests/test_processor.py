@@ -1,6 +1,7 @@
 """FrameProcessor: the processed-frames payload and the [PERFORMANCE] block, on generated truth."""
 
 import logging
+import time
 
 import cv2
 import numpy as np
@@ -28,6 +29,7 @@ def clip(truth_clip):
 def test_payload_from_jpeg_bytes_with_performance_block(clip, detector, caplog):
     settings, frames = clip
     proc = FrameProcessor(settings, video_id=9, detector=detector)
+    started = time.time()
     with caplog.at_level(logging.INFO, logger="traffic_processing.performance"):
         results = [proc.process(encode_jpeg(f), n) for n, f in enumerate(frames)]
     last = results[-1]
@@ -52,6 +54,15 @@ def test_payload_from_jpeg_bytes_with_performance_block(clip, detector, caplog):
     flagged = sorted(t for t, rec in proc.analytics.vehicles.items() if rec.speeding)
     assert sorted(reported) == flagged and flagged
     assert all(v.speed_kmh > settings.speed_limit_kmh for r in results for v in r.new_violations)
+    # ... with the wall-clock time of the flag and a JPEG crop of the vehicle from that frame
+    for r in results:
+        for violation in r.new_violations:
+            assert started <= violation.detected_at <= time.time()
+            crop = cv2.imdecode(np.frombuffer(violation.snapshot_jpeg, np.uint8), cv2.IMREAD_COLOR)
+            box = next(v.bbox for v in r.vehicles if v.track_id == violation.track_id)
+            assert crop is not None
+            assert crop.shape[1] >= 0.9 * (box.x2 - box.x1) and crop.shape[0] >= 0.9 * (box.y2 - box.y1)
+            assert crop.shape[1] < frames[0].shape[1] and crop.shape[0] < frames[0].shape[0]
     # One speeding rule: each vehicle's ``speeding`` is the analytics' flag, raised in the frame of
     # its violation, never taken back, and counted in ``speeding_count``.
     flagged_at = {v.track_id: v.frame_number for r in results for v in r.new_violations}

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=5, help="timed repetitions of each variant (interleaved)")
     p.add_argument("--warmup", type=int, default=40, help="frames of the untimed warm-up of each variant")
     p.add_argument("--model")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = p.parse_args(argv)
     if args.frames < 1 or args.reps < 1 or args.warmup < 0:
         p.error("--frames and --reps must be >= 1, --warmup >= 0")

@@ -7,6 +7,7 @@ returns one, so stages can be tested alone and swapped.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -102,6 +103,19 @@ class FrameDetections:
             in_roi=np.concatenate([p.in_roi for p in parts]),
             embeddings=embeds,
         )
+
+    def to_bytes(self) -> bytes:
+        """Compact binary form (``np.savez`` of the set arrays): what the Spark job's batched
+        detection stage hands to the per-video stage. No pickle: the bytes cross processes."""
+        buf = io.BytesIO()
+        arrays = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FrameDetections:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return cls(**{name: z[name] for name in z.files})
 
     @property
     def bottom_center(self) -> np.ndarray:

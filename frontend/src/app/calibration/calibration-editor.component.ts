@@ -85,7 +85,9 @@ const HIT_PX = 12;
 export function errorField(failure: ApiFailure): keyof FieldErrors {
   const message = failure.message.toLowerCase();
   if (message.includes('speed_limit')) return 'limit';
-  if (failure.code === 'invalid_roi' || /^roi\b|\broi[ .:]/.test(message)) return 'roi';
+  if (failure.code === 'invalid_roi' || /^roi(_polygon)?\b|\broi(_polygon)?[ .:[]/.test(message)) {
+    return 'roi';
+  }
   if (
     failure.code === 'degenerate_calibration' ||
     message.includes('image_points') ||
@@ -497,7 +499,7 @@ export class CalibrationEditorComponent implements OnInit {
       return;
     }
     const body: CalibrationRequest = {
-      roi: this.roi(),
+      roi_polygon: this.roi(),
       image_points: this.refs().map((r) => r.image),
       world_points: this.refs().map((r) => r.world as Point),
       speed_limit_kmh: this.speedLimit() as number,

@@ -58,7 +58,7 @@ export function isCalibrated(video: Pick<Video, 'homography_matrix'>): boolean {
 
 /** `PUT /api/videos/{id}/calibration` body. */
 export interface CalibrationRequest {
-  roi: Point[];
+  roi_polygon: Point[];
   image_points: Point[];
   world_points: Point[];
   speed_limit_kmh?: number;
@@ -102,8 +102,11 @@ export interface Violation {
   speed_kmh: number;
   frame_number: number;
   video_time_s: number | null;
+  /** wall clock (ISO 8601, UTC) when the processor flagged the vehicle */
   detected_at: string | null;
   snapshot_path: string | null;
+  /** `/api/violations/{id}/snapshot` when a snapshot is stored (absent from older backends) */
+  snapshot_url?: string | null;
 }
 
 export interface ViolationList {

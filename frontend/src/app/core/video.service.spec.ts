@@ -103,7 +103,7 @@ describe('VideoService', () => {
   it('saves a calibration with the speed limit', () => {
     let error = 0;
     const body = {
-      roi: [
+      roi_polygon: [
         [0, 0],
         [10, 0],
         [10, 10],
