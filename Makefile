@@ -16,7 +16,7 @@ FRONTEND_SRC := $(shell find $(FRONTEND)/src $(FRONTEND)/public -type f 2>/dev/n
 # The browser suite (e2e/browser: playwright-core driving Debian's /usr/bin/chromium, axe-core)
 BROWSER_E2E := e2e/browser
 
-.PHONY: install install-airflow test test-fast test-frontend frontend browser-deps lint format bench bench-fanout bench-e2e backend demo analyze-sample clean
+.PHONY: install install-airflow test test-fast test-frontend frontend browser-deps lint format bench bench-fanout bench-e2e bench-gpu backend demo demo-reset analyze-sample clean
 
 install: $(VENV)/.installed $(FRONTEND)/node_modules/.installed $(BROWSER_E2E)/node_modules/.installed
 
@@ -67,6 +67,8 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy spark/traffic_processing backend airflow/traffic_pipeline testing
+	$(VENV)/bin/mypy -p spark.streaming
 
 format: install
 	$(VENV)/bin/ruff format .
@@ -81,6 +83,11 @@ bench: install
 bench-e2e: install install-airflow frontend
 	$(PY) -m e2e.bench
 
+# What one GPU carries: the network at batch 1-64 (fp32/fp16), the processor per stream, and the
+# number of real-time streams through the batched path. Says so and exits 0 without CUDA.
+bench-gpu: install
+	$(VENV)/bin/traffic-bench-gpu
+
 bench-fanout: install
 	$(PY) -m backend.bench_fanout
 
@@ -89,9 +96,18 @@ bench-fanout: install
 backend: install
 	$(PY) -m backend.run_local --data-dir .local
 
-# The whole system: PostgreSQL, Redis, backend, redis-consumer, Spark, Airflow (stack/run.py).
+# The whole system: PostgreSQL, Redis, backend, redis-consumer, Spark, Airflow (stack/run.py),
+# the services under supervisord (a crashed one is restarted; Ctrl-C stops everything in order).
+# DEMO_ARGS: e.g. --verbose (every log line on the console), --backend-port 8700, --no-sample.
+DEMO_ARGS ?=
 demo: install install-airflow frontend
-	$(PY) -m stack.run
+	$(PY) -m stack.run $(DEMO_ARGS)
+
+# Forget the local run's data (.local: databases, uploaded videos, Spark checkpoint, logs).
+demo-reset:
+	@if [ -f .local/stack.pid ] && kill -0 "$$(sed 's/.*"pid": *\([0-9]*\).*/\1/' .local/stack.pid)" 2>/dev/null; then \
+		echo "make demo is running on .local: stop it (Ctrl-C) first"; exit 1; fi
+	rm -rf .local
 
 # The offline CLI over the sample clip: results, tracks and an annotated video in out/.
 analyze-sample: install

@@ -11,8 +11,9 @@
 #                       project's PostgreSQL: postgresql+psycopg://postgres@127.0.0.1:5432/airflow
 #                       (default: SQLite $AIRFLOW_HOME/airflow.db; Airflow 3's LocalExecutor
 #                       runs produce_frames and process_frames side by side on it too)
-#   DATABASE_URL, REDIS_HOST, REDIS_PORT, SPEED_LIMIT_KMH, VIDEO_STORAGE_PATH,
-#   PIPELINE_STALL_TIMEOUT_S, PIPELINE_PROCESSOR_WAIT_S, SPARK_HEARTBEAT_KEY   passed to the tasks (DESIGN.md, Configuration)
+#   DATABASE_URL, REDIS_HOST, REDIS_PORT, SPEED_LIMIT_KMH, VIDEO_STORAGE_PATH, PIPELINE_STALL_TIMEOUT_S,
+#   PIPELINE_PROCESSOR_WAIT_S, PIPELINE_JPEG_QUALITY, MAX_BACKLOG_FRAMES   passed to the tasks
+#                       (traffic_pipeline.config.PipelineSettings; DESIGN.md, Configuration)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -48,6 +49,9 @@ export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$PORT/execution
 export AIRFLOW__LOGGING__BASE_LOG_FOLDER="$AIRFLOW_HOME/logs"
 # Pick up a changed DAG file quickly.
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}"
+# Logging: no "DAG File Processing Stats" table every 30 s in the output (the UI shows the
+# parse state; set it to 30 to get the table back).
+export AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL="${AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL:-0}"
 
 # Simple auth manager: one admin with a known password.
 export AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager

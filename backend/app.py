@@ -56,7 +56,12 @@ class TrafficApplication(tornado.web.Application):
             all_routes(),
             default_handler_class=FrontendHandler,  # the dashboard at /, else JSON 404
             websocket_ping_interval=config.WS_PING_INTERVAL_S,
-            websocket_ping_timeout=config.WS_IDLE_TIMEOUT_S,
+            # A silent client is dropped WS_IDLE_TIMEOUT_S after its last pong: a ping every
+            # interval, then the rest of the idle timeout for the pong (Tornado wants the pong
+            # timeout no longer than the interval).
+            websocket_ping_timeout=min(
+                config.WS_PING_INTERVAL_S, max(1.0, config.WS_IDLE_TIMEOUT_S - config.WS_PING_INTERVAL_S)
+            ),
             compress_response=False,
         )
 

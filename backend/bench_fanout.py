@@ -29,6 +29,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,7 +115,10 @@ async def _client(url: str, origin: str, video_id: int, expected: int, ready: as
     conn = await _connect(url, {"Origin": origin})
     for channel in (f"processed_frame_{video_id}", f"analytics_metrics_{video_id}"):
         await conn.write_message(json.dumps({"action": "subscribe", "channel": channel}))
-        ack = json.loads(await conn.read_message())
+        reply = await conn.read_message()
+        if reply is None:
+            raise RuntimeError("connection closed before the subscription ack")
+        ack = json.loads(reply)
         if ack.get("type") != "subscription_ack":
             raise RuntimeError(f"subscription refused: {ack}")
     stats = ClientStats()
@@ -126,6 +130,8 @@ async def _client(url: str, origin: str, video_id: int, expected: int, ready: as
             message = await conn.read_message()
             if message is None:
                 break
+            if isinstance(message, bytes):  # the hub sends text frames; a binary one is not ours
+                continue
             if message.startswith('{"type":"frame"'):
                 now = time.perf_counter()
                 stats.frames += 1
@@ -300,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
             proc.wait(15)
         rd.stop()
         pg.stop()
+        shutil.rmtree(work, ignore_errors=True)  # the database and Redis files (~46 MB)
     if incomplete:
         print(f"bench_fanout: {incomplete} run(s) incomplete; their figures are not valid", flush=True)
         sys.exit(1)

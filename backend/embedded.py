@@ -13,9 +13,11 @@ import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,16 +28,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def pick_port(preferred: int) -> int:
-    """``preferred`` when it is free on loopback, else any free port (0: any)."""
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``host:port`` now. Bound with SO_REUSEADDR, as the
+    servers bind (PostgreSQL, Redis, Tornado, uvicorn, Jetty): a port whose old connections
+    are in TIME_WAIT after a restart is free; one another program listens on is not."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(preferred: int, exclude: Collection[int] = (), span: int = 20, host: str = "127.0.0.1") -> int:
+    """``preferred`` when it is free on loopback (TIME_WAIT counts as free), else the first
+    free one of ``preferred + 1 .. preferred + span`` (the same one run after run, as long as
+    the same programs hold the others), else any free port; never one of ``exclude`` (ports
+    already given to another service of the same run). 0: any free port. ``host``: the address
+    the server will listen on ("0.0.0.0" also finds a program listening on another address)."""
     if preferred:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", preferred))
-                return preferred
-            except OSError:
-                pass
-    return free_port()
+        for port in range(preferred, min(preferred + span, 65535) + 1):
+            if port not in exclude and port_is_free(port, host):
+                return port
+    while True:
+        port = free_port()
+        if port not in exclude:
+            return port
 
 
 def wait_for_port(port: int, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
@@ -104,6 +123,9 @@ class EmbeddedPostgres:
     data_dir: Path
     port: int = 0
     database: str = "traffic"
+    # True: in a session of its own, so that a Ctrl-C on the terminal does not reach it (the
+    # local run stops it itself, after its clients).
+    new_session: bool = False
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -150,6 +172,7 @@ class EmbeddedPostgres:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.data_dir,
+            start_new_session=self.new_session,
             **kwargs,
         )
         wait_for_port(self.port, timeout_s, self.proc)
@@ -177,7 +200,9 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: smart shutdown
+            # SIGINT: fast shutdown (clients disconnected, clean checkpoint), what `pg_ctl stop`
+            # does; SIGTERM's smart shutdown would wait for a client that lingers.
+            self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
@@ -189,6 +214,7 @@ class EmbeddedPostgres:
 class EmbeddedRedis:
     data_dir: Path
     port: int = 0
+    new_session: bool = False  # as EmbeddedPostgres.new_session
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self, timeout_s: float = 30.0) -> EmbeddedRedis:
@@ -211,6 +237,7 @@ class EmbeddedRedis:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=self.new_session,
         )
         wait_for_port(self.port, timeout_s, self.proc)
         return self

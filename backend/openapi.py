@@ -1,516 +1,324 @@
-"""Hand-written OpenAPI 3 document of the REST API (``GET /api/openapi.json``).
-
-Kept next to the route lists; ``backend/tests/test_openapi.py`` checks that every route of the
-application appears here and nothing else does.
+"""The OpenAPI 3.1 document of the API (``GET /api/openapi.json``), generated from the pydantic
+models of ``backend.schemas`` and the route table below (path, method, summary, request model,
+response model per status). Every error answers ``ErrorResponse`` (``{"error": {"code",
+"message"}}``). ``backend/tests/test_openapi.py`` checks that the table lists exactly the
+application's routes and that every documented response is what the API really answers.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from traffic_processing.schemas import Passage
 
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
+from backend.schemas import (
+    AnalyticsOut,
+    CalibrationIn,
+    CalibrationOut,
+    ErrorResponse,
+    HealthOut,
+    PassageListOut,
+    ReportOut,
+    StreamStartIn,
+    StreamStartOut,
+    StreamStopOut,
+    UploadForm,
+    VideoListOut,
+    VideoOut,
+    ViolationListOut,
+    ViolationOut,
+    WebSocketStatusOut,
+)
+
+REF = "#/components/schemas/{model}"
 
 
-def _json(description: str, ref: str | None = None, schema: dict | None = None) -> dict[str, Any]:
-    body = schema or {"$ref": f"#/components/schemas/{ref}"}
-    return {"description": description, "content": {"application/json": {"schema": body}}}
+@dataclass(frozen=True)
+class Response:
+    """One documented response: a JSON ``model``, or another ``media`` type, or no body."""
+
+    description: str
+    model: type[BaseModel] | None = None
+    media: str | None = None  # e.g. "image/jpeg"; with ``model`` too: an alternative (CSV) body
+    csv_of: type[BaseModel] | None = None  # the CSV alternative's rows: one column per field
 
 
-VIDEO_ID = {"name": "video_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
-NOT_FOUND = _error("Unknown video id")
-AIRFLOW_DOWN = _error("Airflow unreachable; nothing was changed")
+def error(description: str) -> Response:
+    return Response(description, ErrorResponse)
 
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            }
-        },
-    },
-    "Point": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
-    "Video": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "name": {"type": "string"},
-            "file_path": {"type": "string"},
-            "status": {"type": "string"},
-            "fps": {"type": "number"},
-            "frame_count": {"type": "integer"},
-            "width": {"type": "integer"},
-            "height": {"type": "integer"},
-            "duration": {"type": "number"},
-            "roi": {"type": "array", "items": {"$ref": "#/components/schemas/Point"}, "nullable": True},
-            "calibrate_coordinates": {"type": "object", "nullable": True},
-            "homography_matrix": {"type": "array", "items": {"type": "array"}, "nullable": True},
-            "speed_limit_kmh": {
-                "type": "number",
-                "description": "The video's limit (set with the calibration), else SPEED_LIMIT_KMH",
-            },
-            "created_at": {"type": "string", "format": "date-time"},
-            "updated_at": {"type": "string", "format": "date-time"},
-        },
-    },
-    "Calibration": {
-        "type": "object",
-        "description": "Exactly these fields (others, e.g. the former 'roi', are refused with 400). "
-        "ROI and image points lie inside the video's frame: 0 <= x <= width, 0 <= y <= height.",
-        "required": ["roi_polygon", "image_points", "world_points"],
-        "additionalProperties": False,
-        "properties": {
-            "roi_polygon": {
-                "type": "array",
-                "items": {"$ref": "#/components/schemas/Point"},
-                "minItems": 3,
-                "description": "ROI polygon, [x, y] pixels",
-            },
-            "image_points": {
-                "type": "array",
-                "items": {"$ref": "#/components/schemas/Point"},
-                "minItems": 4,
-                "description": "[x, y] pixels, paired with world_points",
-            },
-            "world_points": {
-                "type": "array",
-                "items": {"$ref": "#/components/schemas/Point"},
-                "minItems": 4,
-                "description": "[x, y] metres on the road plane",
-            },
-            "speed_limit_kmh": {
-                "type": "number",
-                "exclusiveMinimum": True,
-                "minimum": 0,
-                "maximum": 400,
-                "nullable": True,
-                "description": "The video's speed limit; omitted or null: SPEED_LIMIT_KMH (60)",
-            },
-        },
-    },
-    "StreamStart": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "realtime": {
-                "type": "boolean",
-                "default": True,
-                "description": "true: paced at the video's fps, frames may be skipped to stay live; "
-                "false: as fast as possible, every frame processed",
-            }
-        },
-    },
-    "Analytics": {
-        "type": "object",
-        "properties": {
-            "source": {"type": "string", "enum": ["final", "live"]},
-            "video_id": {"type": "integer"},
-            "total_vehicles_count": {"type": "integer"},
-            "avg_dwell_time": {"type": "number"},
-            "vehicle_type_distribution": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "speeding_count": {"type": "integer"},
-        },
-    },
-    "Violation": {
-        "type": "object",
-        "description": "A speeding_violations row; while a stream runs and none is stored, an entry "
-        "of the live list (no id or snapshot yet)",
-        "properties": {
-            "id": {"type": "integer", "nullable": True},
-            "video_id": {"type": "integer"},
-            "track_id": {"type": "integer"},
-            "vehicle_class": {"type": "string"},
-            "speed_kmh": {"type": "number"},
-            "frame_number": {"type": "integer"},
-            "video_time_s": {"type": "number"},
-            "detected_at": {
-                "type": "string",
-                "format": "date-time",
-                "nullable": True,
-                "description": "Wall clock (UTC) when the processor flagged the vehicle",
-            },
-            "snapshot_path": {"type": "string", "nullable": True, "description": "server-side file"},
-            "snapshot_url": {
-                "type": "string",
-                "nullable": True,
-                "description": "/api/violations/{id}/snapshot when a snapshot is stored, else null",
-            },
-        },
-    },
-    "Passage": {
-        "type": "object",
-        "description": "One counted vehicle of the last stream (vehicle_passages)",
-        "properties": {
-            "track_id": {"type": "integer"},
-            "class_name": {"type": "string"},
-            "first_frame": {"type": "integer"},
-            "last_frame": {"type": "integer"},
-            "first_time_s": {"type": "number", "description": "video time"},
-            "last_time_s": {"type": "number"},
-            "dwell_time_s": {"type": "number"},
-            "speed_kmh": {"type": "number", "nullable": True, "description": "median of its estimates"},
-            "max_speed_kmh": {"type": "number", "nullable": True},
-            "speeding": {"type": "boolean"},
-        },
-    },
-    "Report": {
-        "type": "object",
-        "description": "Traffic report computed from the passages (empty/zero when there are none)",
-        "properties": {
-            "video_id": {"type": "integer"},
-            "total_vehicles": {"type": "integer"},
-            "speeding_count": {"type": "integer"},
-            "avg_dwell_time_s": {"type": "number"},
-            "class_mix": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "speed": {
-                "type": "object",
-                "properties": {
-                    "limit_kmh": {"type": "number"},
-                    "mean_kmh": {"type": "number", "nullable": True},
-                    "p85_kmh": {"type": "number", "nullable": True},
-                    "measured_vehicles": {"type": "integer"},
-                    "histogram": {
-                        "type": "object",
-                        "properties": {
-                            "bin_width_kmh": {"type": "number"},
-                            "bins": {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "properties": {
-                                        "from_kmh": {"type": "number"},
-                                        "to_kmh": {"type": "number"},
-                                        "count": {"type": "integer"},
-                                    },
-                                },
-                            },
-                        },
-                    },
-                },
-            },
-            "volume_per_minute": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "minute": {"type": "integer"},
-                        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
-                    },
-                },
-            },
-        },
-    },
-}
 
+@dataclass(frozen=True)
+class Operation:
+    path: str
+    method: str
+    summary: str
+    responses: dict[int, Response]
+    request: type[BaseModel] | None = None
+    request_media: str = "application/json"
+    request_required: bool = True
+    query: tuple[dict[str, Any], ...] = ()
+    description: str = ""
+    security: tuple[str, ...] = ()
+
+
+VIDEO_404 = error("Unknown video id (video_not_found)")
+AIRFLOW_502 = error("Airflow answered unexpectedly (airflow_error); nothing was changed")
+AIRFLOW_503 = error("Airflow unreachable (airflow_unavailable); nothing was changed")
 FORMAT = {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]}}
+JPEG = Response("JPEG", media="image/jpeg")
+UPGRADE = Response("Switching protocols (WebSocket)")
 
-PATHS: dict[str, Any] = {
-    "/api/videos/upload": {
-        "post": {
-            "summary": "Upload a video (streamed to disk, probed with OpenCV)",
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["video", "name"],
-                            "properties": {
-                                "video": {"type": "string", "format": "binary"},
-                                "name": {"type": "string"},
-                                "roi": {"type": "string", "description": "JSON list of [x, y] pixels"},
-                                "fps": {"type": "number"},
-                            },
-                        }
-                    }
-                },
-            },
-            "responses": {
-                "201": _json("Stored", "Video"),
-                "400": _error("Missing field, bad name, empty, unreadable or truncated video, bad ROI"),
-                "413": _error("Over MAX_UPLOAD_MB"),
-                "415": _error("Not a video extension / not multipart"),
-            },
-        }
-    },
-    "/api/videos": {
-        "get": {
-            "summary": "List videos",
-            "responses": {
-                "200": _json(
-                    "Videos",
-                    schema={
-                        "type": "object",
-                        "properties": {
-                            "videos": {"type": "array", "items": {"$ref": "#/components/schemas/Video"}}
-                        },
-                    },
-                )
-            },
-        }
-    },
-    "/api/videos/{video_id}": {
-        "get": {
-            "summary": "One video",
-            "parameters": [VIDEO_ID],
-            "responses": {"200": _json("The video", "Video"), "404": NOT_FOUND},
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "/api/videos/upload",
+        "post",
+        "Upload a video (streamed to disk, probed with OpenCV)",
+        {
+            201: Response("Stored", VideoOut),
+            400: error("Missing field, bad name, empty, unreadable or truncated video, bad ROI or fps"),
+            413: error("Over MAX_UPLOAD_MB"),
+            415: error("Not a video extension"),
         },
-        "delete": {
-            "summary": "Delete the video, its file and its results (analytics, violations, passages)",
-            "parameters": [VIDEO_ID],
-            "responses": {
-                "204": {"description": "Deleted"},
-                "404": NOT_FOUND,
-                "409": _error("The video is being streamed (stop it first)"),
-            },
+        request=UploadForm,
+        request_media="multipart/form-data",
+    ),
+    Operation("/api/videos", "get", "List videos", {200: Response("Videos", VideoListOut)}),
+    Operation(
+        "/api/videos/{video_id}", "get", "One video", {200: Response("The video", VideoOut), 404: VIDEO_404}
+    ),
+    Operation(
+        "/api/videos/{video_id}",
+        "delete",
+        "Delete the video, its file and its results (analytics, violations, passages)",
+        {204: Response("Deleted"), 404: VIDEO_404, 409: error("The video is being streamed (stop it first)")},
+    ),
+    Operation(
+        "/api/videos/{video_id}/calibration",
+        "put",
+        "Store ROI and fit the image -> road homography",
+        {
+            200: Response("Calibrated", CalibrationOut),
+            400: error(
+                "Malformed JSON, unknown field, ROI, points, a point outside the frame, or speed limit "
+                "(invalid_speed_limit)"
+            ),
+            404: VIDEO_404,
+            422: error("Degenerate points (collinear, duplicates): degenerate_calibration"),
         },
-    },
-    "/api/videos/{video_id}/calibration": {
-        "put": {
-            "summary": "Store ROI and fit the image -> road homography",
-            "parameters": [VIDEO_ID],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Calibration"}}},
-            },
-            "responses": {
-                "200": _json(
-                    "Calibrated",
-                    schema={
-                        "type": "object",
-                        "properties": {
-                            "video": {"$ref": "#/components/schemas/Video"},
-                            "reprojection_error_m": {"type": "number"},
-                        },
-                    },
-                ),
-                "400": _error(
-                    "Malformed JSON, unknown field, ROI, points, a point outside the frame, or speed "
-                    "limit (code invalid_speed_limit)"
-                ),
-                "404": NOT_FOUND,
-                "422": _error("Degenerate points (collinear, duplicates)"),
-            },
+        request=CalibrationIn,
+    ),
+    Operation(
+        "/api/videos/{video_id}/thumbnail",
+        "get",
+        "First frame as JPEG",
+        {200: JPEG, 404: error("Unknown video, or its file is unreadable (thumbnail_unavailable)")},
+    ),
+    Operation(
+        "/api/videos/{video_id}/stream/start",
+        "post",
+        "Trigger DAG video_streaming_pipeline with conf {video_id, realtime}",
+        {
+            201: Response("The DAG run", StreamStartOut),
+            400: error("Malformed JSON or body"),
+            404: VIDEO_404,
+            409: error("Already streaming"),
+            502: AIRFLOW_502,
+            503: AIRFLOW_503,
+        },
+        request=StreamStartIn,
+        request_required=False,
+        description="Clears the video's stop flag, progress, violations list and live analytics in "
+        "Redis, then triggers the DAG. The body is optional (empty: realtime true).",
+    ),
+    Operation(
+        "/api/videos/{video_id}/stream/stop",
+        "post",
+        "Ask the running pipeline to stop",
+        {
+            202: Response("Stopping", StreamStopOut),
+            404: VIDEO_404,
+            409: error("Not streaming"),
+            502: AIRFLOW_502,
+            503: AIRFLOW_503,
+        },
+    ),
+    Operation(
+        "/api/videos/{video_id}/analytics",
+        "get",
+        "Final analytics (video_analytics) or the live snapshot",
+        {200: Response("Analytics", AnalyticsOut), 404: error("Unknown video or no analytics yet")},
+    ),
+    Operation(
+        "/api/videos/{video_id}/violations",
+        "get",
+        "Speeding violations (JSON or CSV)",
+        {
+            200: Response("Violations", ViolationListOut, media="text/csv", csv_of=ViolationOut),
+            400: error("Unknown format"),
+            404: VIDEO_404,
+        },
+        query=(FORMAT,),
+    ),
+    Operation(
+        "/api/videos/{video_id}/passages",
+        "get",
+        "Every counted vehicle of the last stream, by first frame (JSON or CSV)",
+        {
+            200: Response("Passages", PassageListOut, media="text/csv", csv_of=Passage),
+            400: error("Unknown format"),
+            404: VIDEO_404,
+        },
+        query=(FORMAT,),
+    ),
+    Operation(
+        "/api/videos/{video_id}/report",
+        "get",
+        "Traffic report: totals, class mix, speed histogram, mean and 85th percentile, volume per minute",
+        {200: Response("Report", ReportOut), 404: VIDEO_404},
+    ),
+    Operation(
+        "/api/violations/{violation_id}/snapshot",
+        "get",
+        "JPEG crop of the flagged vehicle",
+        {
+            200: JPEG,
+            404: error("Unknown violation (violation_not_found) or no snapshot (snapshot_not_found)"),
+        },
+    ),
+    Operation(
+        "/api/websocket/status",
+        "get",
+        "WebSocket connections, channel subscribers, dropped frames and repeats (totals since start)",
+        {200: Response("Status", WebSocketStatusOut)},
+    ),
+    Operation(
+        "/api/health",
+        "get",
+        "Database and Redis reachability",
+        {200: Response("Healthy", HealthOut), 503: Response("Degraded", HealthOut)},
+    ),
+    Operation(
+        "/api/openapi.json", "get", "This document", {200: Response("OpenAPI 3.1", media="application/json")}
+    ),
+    Operation(
+        "/metrics", "get", "Prometheus metrics", {200: Response("Text exposition", media="text/plain")}
+    ),
+    Operation(
+        "/ws/client/stream",
+        "get",
+        "WebSocket: subscribe to processed_frame_{id} / analytics_metrics_{id}",
+        {101: UPGRADE, 403: Response("Origin refused (Tornado's text answer)", media="text/html")},
+    ),
+    Operation(
+        "/ws/backend/processed",
+        "get",
+        "WebSocket ingest of processed frames (internal token)",
+        {101: UPGRADE, 401: error("No or wrong token")},
+        security=("internalToken",),
+    ),
+    Operation(
+        "/ws/backend/analytics",
+        "get",
+        "WebSocket ingest of analytics updates (internal token)",
+        {101: UPGRADE, 401: error("No or wrong token")},
+        security=("internalToken",),
+    ),
+)
+
+
+def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    seen: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {}
+    for op in OPERATIONS:
+        if op.request is not None:
+            seen[(op.request, "validation")] = None
+        for response in op.responses.values():
+            if response.model is not None:
+                seen[(response.model, "serialization")] = None
+            if response.csv_of is not None:
+                seen[(response.csv_of, "serialization")] = None
+    return list(seen)
+
+
+def _parameters(op: Operation) -> list[dict[str, Any]]:
+    path = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+        for name in re.findall(r"{(\w+)}", op.path)
+    ]
+    return [*path, *op.query]
+
+
+def _content(response: Response, refs: dict[Any, Any]) -> dict[str, Any] | None:
+    content: dict[str, Any] = {}
+    if response.model is not None:
+        content["application/json"] = {"schema": refs[(response.model, "serialization")]}
+    if response.media == "application/json":
+        content["application/json"] = {"schema": {"type": "object"}}
+    elif response.media is not None:
+        schema: dict[str, Any] = {"type": "string"}
+        if response.media.startswith("image/"):
+            schema["contentMediaType"] = response.media
+        if response.csv_of is not None:
+            columns = ", ".join(response.csv_of.model_fields)
+            schema["description"] = f"CSV with a header row; columns: {columns}"
+        content[response.media] = {"schema": schema}
+    return content or None
+
+
+def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"summary": op.summary, "operationId": f"{op.method}_{_slug(op.path)}"}
+    if op.description:
+        out["description"] = op.description
+    if parameters := _parameters(op):
+        out["parameters"] = parameters
+    if op.request is not None:
+        out["requestBody"] = {
+            "required": op.request_required,
+            "content": {op.request_media: {"schema": refs[(op.request, "validation")]}},
         }
-    },
-    "/api/videos/{video_id}/thumbnail": {
-        "get": {
-            "summary": "First frame as JPEG",
-            "parameters": [VIDEO_ID],
-            "responses": {
-                "200": {
-                    "description": "JPEG",
-                    "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
-                },
-                "404": NOT_FOUND,
-            },
-        }
-    },
-    "/api/videos/{video_id}/stream/start": {
-        "post": {
-            "summary": "Trigger DAG video_streaming_pipeline with conf {video_id, realtime}",
-            "description": "Clears the video's stop flag, progress, violations list and live "
-            "analytics in Redis, then triggers the DAG. The body is optional (empty: realtime true).",
-            "parameters": [VIDEO_ID],
-            "requestBody": {
-                "required": False,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StreamStart"}}},
-            },
-            "responses": {
-                "201": _json("The DAG run", schema={"type": "object"}),
-                "400": _error("Malformed JSON or body"),
-                "404": NOT_FOUND,
-                "409": _error("Already streaming"),
-                "503": AIRFLOW_DOWN,
-            },
-        }
-    },
-    "/api/videos/{video_id}/stream/stop": {
-        "post": {
-            "summary": "Ask the running pipeline to stop",
-            "parameters": [VIDEO_ID],
-            "responses": {
-                "202": _json("Stopping", schema={"type": "object"}),
-                "404": NOT_FOUND,
-                "409": _error("Not streaming"),
-                "503": AIRFLOW_DOWN,
-            },
-        }
-    },
-    "/api/videos/{video_id}/analytics": {
-        "get": {
-            "summary": "Final analytics (video_analytics) or the live snapshot",
-            "parameters": [VIDEO_ID],
-            "responses": {
-                "200": _json("Analytics", "Analytics"),
-                "404": _error("Unknown video or no analytics yet"),
-            },
-        }
-    },
-    "/api/videos/{video_id}/violations": {
-        "get": {
-            "summary": "Speeding violations (JSON or CSV)",
-            "parameters": [VIDEO_ID, FORMAT],
-            "responses": {
-                "200": {
-                    "description": "Violations",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "video_id": {"type": "integer"},
-                                    "source": {
-                                        "type": "string",
-                                        "enum": ["stored", "live"],
-                                        "description": "stored rows, or the running stream's live list",
-                                    },
-                                    "violations": {
-                                        "type": "array",
-                                        "items": {"$ref": "#/components/schemas/Violation"},
-                                    },
-                                },
-                            }
-                        },
-                        "text/csv": {"schema": {"type": "string"}},
-                    },
-                },
-                "400": _error("Unknown format"),
-                "404": NOT_FOUND,
-            },
-        }
-    },
-    "/api/videos/{video_id}/passages": {
-        "get": {
-            "summary": "Every counted vehicle of the last stream, by first frame (JSON or CSV)",
-            "parameters": [VIDEO_ID, FORMAT],
-            "responses": {
-                "200": {
-                    "description": "Passages",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "video_id": {"type": "integer"},
-                                    "passages": {
-                                        "type": "array",
-                                        "items": {"$ref": "#/components/schemas/Passage"},
-                                    },
-                                },
-                            }
-                        },
-                        "text/csv": {"schema": {"type": "string"}},
-                    },
-                },
-                "400": _error("Unknown format"),
-                "404": NOT_FOUND,
-            },
-        }
-    },
-    "/api/videos/{video_id}/report": {
-        "get": {
-            "summary": "Traffic report: totals, class mix, speed histogram, mean and 85th percentile, "
-            "volume per minute by class",
-            "parameters": [VIDEO_ID],
-            "responses": {"200": _json("Report", "Report"), "404": NOT_FOUND},
-        }
-    },
-    "/api/violations/{violation_id}/snapshot": {
-        "get": {
-            "summary": "JPEG crop of the flagged vehicle",
-            "parameters": [
-                {
-                    "name": "violation_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "integer", "minimum": 1},
-                }
-            ],
-            "responses": {
-                "200": {
-                    "description": "JPEG",
-                    "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
-                },
-                "404": _error("Unknown violation (violation_not_found) or no snapshot (snapshot_not_found)"),
-            },
-        }
-    },
-    "/api/websocket/status": {
-        "get": {
-            "summary": "WebSocket connections and channel subscriber counts; dropped_frames and "
-            "repeats_dropped are totals since start, the same numbers as /metrics' "
-            "backend_ws_frames_dropped_total and backend_ingest_repeats_total",
-            "responses": {"200": _json("Status", schema={"type": "object"})},
-        }
-    },
-    "/api/health": {
-        "get": {
-            "summary": "Database and Redis reachability",
-            "responses": {
-                "200": _json("Healthy", schema={"type": "object"}),
-                "503": _json("Degraded", schema={"type": "object"}),
-            },
-        }
-    },
-    "/api/openapi.json": {
-        "get": {
-            "summary": "This document",
-            "responses": {"200": _json("OpenAPI 3", schema={"type": "object"})},
-        }
-    },
-    "/metrics": {
-        "get": {
-            "summary": "Prometheus metrics",
-            "responses": {
-                "200": {
-                    "description": "Text exposition",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
-            },
-        }
-    },
-    "/ws/client/stream": {
-        "get": {
-            "summary": "WebSocket: subscribe to processed_frame_{id} / analytics_metrics_{id}",
-            "responses": {
-                "101": {"description": "Switching protocols"},
-                "403": {"description": "Origin refused"},
-            },
-        }
-    },
-    "/ws/backend/processed": {
-        "get": {
-            "summary": "WebSocket ingest of processed frames (internal token)",
-            "security": [{"internalToken": []}],
-            "responses": {"101": {"description": "Switching protocols"}, "401": _error("No or wrong token")},
-        }
-    },
-    "/ws/backend/analytics": {
-        "get": {
-            "summary": "WebSocket ingest of analytics updates (internal token)",
-            "security": [{"internalToken": []}],
-            "responses": {"101": {"description": "Switching protocols"}, "401": _error("No or wrong token")},
-        }
-    },
-}
+    responses: dict[str, Any] = {}
+    for status, response in sorted(op.responses.items()):
+        item: dict[str, Any] = {"description": response.description}
+        if (content := _content(response, refs)) is not None:
+            item["content"] = content
+        responses[str(status)] = item
+    out["responses"] = responses
+    if op.security:
+        out["security"] = [{name: []} for name in op.security]
+    return out
+
+
+def _slug(path: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", path.lower()).strip("_")
 
 
 def openapi_document() -> dict[str, Any]:
+    """The document, generated from ``OPERATIONS`` and the models they name."""
+    refs, defs = models_json_schema(_models(), ref_template=REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op, refs)
     return {
-        "openapi": "3.0.3",
-        "info": {"title": "Traffic monitoring backend", "version": "0.1.0"},
-        "paths": PATHS,
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Traffic monitoring backend",
+            "version": "0.1.0",
+            "description": 'Errors are always JSON: {"error": {"code", "message"}} (ErrorResponse).',
+        },
+        "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": defs.get("$defs", {}),
             "securitySchemes": {"internalToken": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+@cache
+def openapi_json() -> bytes:
+    """The document as served: generated once (the models and routes are fixed at start-up)."""
+    return json.dumps(openapi_document()).encode()

@@ -3,7 +3,8 @@
 Stream entries (``video-frames``, ``processed-frames``) live in ``traffic_processing.schemas``;
 the models here are the ones that only the backend, the bridge and the browser exchange. The
 bridge builds ``ProcessedFrameIngest`` / ``AnalyticsIngest`` from a ``ProcessedFrame`` with
-``from_processed``; the backend re-sends their ``data`` to subscribers unchanged.
+``from_processed``; the hub re-sends their ``data`` unchanged to subscribers in a ``FrameMessage``
+/ ``AnalyticsMessage`` envelope, encoded once per message (``ClientEnvelope.to_json_bytes``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
-from traffic_processing.schemas import JPEG_DATA_URL_PREFIX, BBox, ProcessedFrame, Stats, Summary
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, field_validator
+from traffic_processing.schemas import (
+    JPEG_DATA_URL_PREFIX,
+    BBox,
+    Passage,
+    ProcessedFrame,
+    Stats,
+    Summary,
+    VideoStatus,
+)
 
 FRAME_CHANNEL = "processed_frame"
 ANALYTICS_CHANNEL = "analytics_metrics"
@@ -165,17 +175,30 @@ class AnalyticsIngest(Strict):
         )
 
 
-class FrameMessage(Strict):
+class ClientEnvelope(Strict):
+    """A message the hub sends to subscribed clients."""
+
+    def to_json_bytes(self) -> bytes:
+        """The JSON text, UTF-8: built once per message and queued as it is for every
+        subscriber (Tornado writes bytes as a text frame without encoding them again)."""
+        return pydantic_core.to_json(self)
+
+
+class FrameMessage(ClientEnvelope):
     type: Literal["frame"] = "frame"
     data: FrameData
 
 
-class AnalyticsMessage(Strict):
+class AnalyticsMessage(ClientEnvelope):
     type: Literal["analytics"] = "analytics"
     data: AnalyticsData
 
 
 # ---- REST ----------------------------------------------------------------------------------
+#
+# Request bodies and responses of the REST API. ``backend/openapi.py`` generates
+# ``GET /api/openapi.json`` from these models; the handlers parse with the ``*In`` models and
+# write the ``*Out`` ones (``BaseHandler.send_model``), so the document is what the API does.
 
 
 MAX_SPEED_LIMIT_KMH = 400.0
@@ -183,6 +206,19 @@ MAX_SPEED_LIMIT_KMH = 400.0
 
 # An [x, y] pair of finite numbers (pixels or metres).
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+# ISO 8601 text as the database rows render it.
+Timestamp = Annotated[str, Field(description="ISO 8601 (server time, no offset)")]
+UtcTimestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, description="ISO 8601, UTC")]
+
+
+class UploadForm(Strict):
+    """``POST /api/videos/upload`` (multipart/form-data). Documents the form: the body is parsed
+    while it streams to disk (``services.uploads``), which checks the same fields."""
+
+    video: bytes = Field(description="The video file (mp4, avi, mov, mkv, webm, m4v, mpg, mpeg)")
+    name: str = Field(min_length=1, max_length=1024)
+    roi: str | None = Field(default=None, description="JSON list of [x, y] pixels inside the frame")
+    fps: float | None = Field(default=None, gt=0, le=1000, description="Overrides the probed fps")
 
 
 class CalibrationIn(Strict):
@@ -190,17 +226,21 @@ class CalibrationIn(Strict):
 
     Exactly these fields (unknown ones, e.g. the former ``roi``, are refused): ``roi_polygon`` is
     the name of the calibration files (``calibrations/*.json``, traffic-analyze's CALIB.json), of
-    ``FrameConfig`` and of the processed-frames messages. ``backend/openapi.py`` documents the same
-    fields (``Calibration``; a test compares both). ROI and image points must lie inside the video's
-    frame (checked by the handler, which knows the frame size)."""
+    ``FrameConfig`` and of the processed-frames messages. ROI and image points must lie inside the
+    video's frame, 0 <= x <= width, 0 <= y <= height (checked by the service, which knows the
+    frame size)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    roi_polygon: list[Point] = Field(min_length=3)  # pixels
-    image_points: list[Point] = Field(min_length=4)  # pixels
-    world_points: list[Point] = Field(min_length=4)  # metres on the road plane
-    # The video's speed limit (km/h); omitted or null: the backend's SPEED_LIMIT_KMH (60).
-    speed_limit_kmh: float | None = Field(default=None, gt=0, le=MAX_SPEED_LIMIT_KMH)
+    roi_polygon: list[Point] = Field(min_length=3, description="ROI polygon, [x, y] pixels")
+    image_points: list[Point] = Field(min_length=4, description="[x, y] pixels, paired with world_points")
+    world_points: list[Point] = Field(min_length=4, description="[x, y] metres on the road plane")
+    speed_limit_kmh: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_SPEED_LIMIT_KMH,
+        description="The video's speed limit; omitted or null: the backend's SPEED_LIMIT_KMH",
+    )
 
     @field_validator("speed_limit_kmh", mode="before")
     @classmethod
@@ -213,9 +253,186 @@ class CalibrationIn(Strict):
 class StreamStartIn(Strict):
     """Optional body of ``POST /api/videos/{id}/stream/start``; goes into the DAG conf."""
 
-    # False: every frame is processed (no live skipping) and the producer runs as fast as the
-    # processor keeps up (backpressure) instead of at the video's fps.
-    realtime: StrictBool = True
+    realtime: StrictBool = Field(
+        default=True,
+        description="true: paced at the video's fps, frames may be skipped to stay live; false: "
+        "every frame processed, the producer as fast as the processor keeps up (backpressure)",
+    )
+
+
+class Out(BaseModel):
+    """A response body: every field is always present (required in the document)."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class VideoOut(Out):
+    """A ``videos`` row."""
+
+    id: int
+    name: str
+    file_path: str
+    status: str | None = Field(description=f"One of {', '.join(s.value for s in VideoStatus)} (VideoStatus)")
+    fps: float | None
+    frame_count: int | None
+    width: int | None
+    height: int | None
+    duration: float | None = Field(description="seconds")
+    roi: list[list[float]] | None = Field(description="ROI polygon, [x, y] pixels")
+    calibrate_coordinates: dict[str, Any] | None = Field(
+        description="image_points, world_points and the video's speed_limit_kmh when set"
+    )
+    homography_matrix: list[list[float]] | None = Field(description="3x3, image pixels -> road metres")
+    speed_limit_kmh: float | None = Field(
+        description="The video's limit (set with the calibration), else SPEED_LIMIT_KMH"
+    )
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+
+
+class VideoListOut(Out):
+    videos: list[VideoOut]
+
+
+class CalibrationOut(Out):
+    video: VideoOut
+    reprojection_error_m: float = Field(
+        description="RMS error of the image points mapped to the road, metres"
+    )
+
+
+class StreamStartOut(Out):
+    video_id: int
+    status: Literal[VideoStatus.PROCESSING]
+    dag_run: dict[str, Any] = Field(description="The DAG run as Airflow's REST API returns it")
+
+
+class StreamStopOut(Out):
+    video_id: int
+    status: Literal[VideoStatus.STOPPING]
+    dag_run_ids: list[str | None]
+
+
+class FinalAnalyticsOut(Out):
+    """The stored ``video_analytics`` row (written at the end of a stream)."""
+
+    source: Literal["final"]
+    video_id: int
+    total_vehicles_count: int | None
+    avg_dwell_time: float | None
+    vehicle_type_distribution: dict[str, int] | None
+    speeding_count: int | None
+    created_at: Timestamp | None
+
+
+class LiveAnalyticsOut(BaseModel):
+    """The running stream's snapshot (the processor's summary so far), without the passages.
+    Sent with ``exclude_unset``: only the keys the snapshot has."""
+
+    model_config = ConfigDict(extra="allow")
+
+    source: Literal["live"]
+    video_id: int
+    total_vehicles_count: int | None = None
+    avg_dwell_time: float | None = None
+    vehicle_type_distribution: dict[str, int] | None = None
+    speeding_count: int | None = None
+
+
+class AnalyticsOut(RootModel[Annotated[FinalAnalyticsOut | LiveAnalyticsOut, Field(discriminator="source")]]):
+    """``GET /api/videos/{id}/analytics``: final when stored, else the live snapshot."""
+
+
+class ViolationOut(Out):
+    """A ``speeding_violations`` row; while a stream runs and none is stored, an entry of the live
+    list (``id``, ``snapshot_path`` and ``snapshot_url`` null)."""
+
+    id: int | None
+    video_id: int
+    track_id: int
+    vehicle_class: str | None
+    speed_kmh: float
+    frame_number: int
+    video_time_s: float | None = Field(description="video time, seconds")
+    detected_at: UtcTimestamp | None = Field(description="Wall clock when the processor flagged the vehicle")
+    snapshot_path: str | None = Field(description="server-side file of the JPEG crop")
+    snapshot_url: str | None = Field(description="/api/violations/{id}/snapshot when a crop is stored")
+
+
+class ViolationListOut(Out):
+    video_id: int
+    source: Literal["stored", "live"] = Field(description="stored rows, or the running stream's live list")
+    violations: list[ViolationOut]
+
+
+class PassageListOut(Out):
+    video_id: int
+    passages: list[Passage] = Field(description="Every counted vehicle of the last stream, by first frame")
+
+
+class HistogramBin(Out):
+    from_kmh: int
+    to_kmh: int
+    count: int
+
+
+class SpeedHistogram(Out):
+    bin_width_kmh: int
+    bins: list[HistogramBin]
+
+
+class SpeedReport(Out):
+    limit_kmh: float
+    mean_kmh: float | None
+    p85_kmh: float | None = Field(description="85th percentile, interpolated")
+    measured_vehicles: int
+    histogram: SpeedHistogram
+
+
+class MinuteVolume(Out):
+    minute: int = Field(description="minute of video time, from 0")
+    counts: dict[str, int] = Field(description="vehicles per class that entered in that minute")
+
+
+class ReportOut(Out):
+    """Traffic report computed from the passages (empty/zero when there are none)."""
+
+    video_id: int
+    total_vehicles: int
+    speeding_count: int
+    avg_dwell_time_s: float
+    class_mix: dict[str, int]
+    speed: SpeedReport
+    volume_per_minute: list[MinuteVolume]
+
+
+class StreamThinning(Out):
+    """A video's live thinning, from its latest frame."""
+
+    frame_number: int
+    detect_stride: int
+    detected_frames: int
+    skipped_frames: int
+
+
+class WebSocketStatusOut(Out):
+    """``dropped_frames`` and ``repeats_dropped`` are totals since start, the same numbers as
+    /metrics' backend_ws_frames_dropped_total and backend_ingest_repeats_total."""
+
+    total_connections: int
+    channels: dict[str, int] = Field(description="subscribers per channel")
+    backend_connections: dict[str, int] = Field(description="bridge ingest connections per kind")
+    dropped_frames: int
+    repeats_dropped: int
+    streams: dict[str, StreamThinning] = Field(description="per video id")
+
+
+class HealthOut(Out):
+    status: Literal["ok", "degraded"]
+    checks: dict[str, str] = Field(description='database and redis: "ok" or "error: <kind>"')
+    processor: Literal["ready", "not running", "unknown"] = Field(
+        description="ready while the Spark application keeps its heartbeat (informational)"
+    )
 
 
 class ApiErrorBody(Strict):
@@ -223,5 +440,11 @@ class ApiErrorBody(Strict):
     message: str
 
 
+class ErrorResponse(Strict):
+    """Every API error: ``{"error": {"code", "message"}}``."""
+
+    error: ApiErrorBody
+
+
 def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": ApiErrorBody(code=code, message=message).model_dump()}
+    return ErrorResponse(error=ApiErrorBody(code=code, message=message)).model_dump()

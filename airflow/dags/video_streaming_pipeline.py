@@ -6,8 +6,9 @@ side (processing starts with the first frame); ``cleanup`` runs after both, also
 failed, and ``fail_run`` then marks the run failed (a stop is not a failure).
 
 Thin on purpose: the work lives in ``traffic_pipeline`` (airflow/traffic_pipeline, tested).
-Settings come from the environment: DATABASE_URL, REDIS_HOST, REDIS_PORT, SPEED_LIMIT_KMH,
-VIDEO_STORAGE_PATH, PIPELINE_STALL_TIMEOUT_S, PIPELINE_JPEG_QUALITY, SPARK_HEARTBEAT_KEY.
+Settings: ``traffic_pipeline.config.PipelineSettings``, read from the environment once at each
+task's start (DATABASE_URL, REDIS_HOST, REDIS_PORT, SPEED_LIMIT_KMH, VIDEO_STORAGE_PATH,
+PIPELINE_STALL_TIMEOUT_S, PIPELINE_PROCESSOR_WAIT_S, PIPELINE_JPEG_QUALITY, MAX_BACKLOG_FRAMES).
 """
 
 from __future__ import annotations
@@ -57,35 +58,26 @@ def video_streaming_pipeline():
         from traffic_pipeline.producer import produce_frames as produce
 
         video_id, realtime, run_id, log = _conf()
-        settings = PipelineSettings.from_env()
+        settings = PipelineSettings()
         return produce(
-            video_id,
-            redis=settings.redis(),
-            db_url=settings.database_url,
-            realtime=realtime,
-            jpeg_quality=settings.jpeg_quality,
-            run_id=run_id,
-            log=log,
+            video_id, redis=settings.redis(), settings=settings, realtime=realtime, run_id=run_id, log=log
         )
 
     @task(retries=0)
     def process_frames() -> dict:
-        import os
-
         from traffic_pipeline.config import PipelineSettings
         from traffic_pipeline.monitor import watch_processing
         from traffic_processing import streams
 
         video_id, _, run_id, log = _conf()
-        settings = PipelineSettings.from_env()
+        settings = PipelineSettings()
         return watch_processing(
             video_id,
             redis=settings.redis(),
             run_id=run_id,
-            stall_timeout_s=settings.stall_timeout_s,
-            heartbeat_key=os.environ.get("SPARK_HEARTBEAT_KEY") or None,
-            processor_key=streams.PROCESSOR_HEARTBEAT_KEY,
-            processor_wait_s=settings.processor_wait_s,
+            stall_timeout_s=settings.PIPELINE_STALL_TIMEOUT_S,
+            processor_heartbeat_key=streams.PROCESSOR_HEARTBEAT_KEY,
+            processor_wait_s=settings.PIPELINE_PROCESSOR_WAIT_S,
             log=log,
         )
 
@@ -95,12 +87,13 @@ def video_streaming_pipeline():
         from traffic_pipeline.config import PipelineSettings
 
         video_id, _, _, log = _conf()
-        settings = PipelineSettings.from_env()
+        settings = PipelineSettings()
         # A failed upstream task leaves no return value (None here).
         return run_cleanup(
             video_id,
             redis=settings.redis(),
-            db_url=settings.database_url,
+            video_storage_path=settings.VIDEO_STORAGE_PATH,
+            db_url=settings.DATABASE_URL,
             tasks_ok=produced is not None and processed is not None,
             log=log,
         )

@@ -3,9 +3,7 @@ test session (``backend.embedded``), plus small generated videos registered in `
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,36 +18,32 @@ from sqlalchemy import create_engine, text
 
 AIRFLOW_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = AIRFLOW_DIR.parent
-if str(AIRFLOW_DIR) not in sys.path:  # traffic_pipeline without `pip install -e airflow`
-    sys.path.insert(0, str(AIRFLOW_DIR))
+for _path in (AIRFLOW_DIR, REPO_ROOT):  # traffic_pipeline without `pip install -e airflow`; testing
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from backend.db.migrate import migrate  # noqa: E402
+from traffic_pipeline.config import PipelineSettings  # noqa: E402
+
 from backend.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
+from testing import fixtures  # noqa: E402
+
+# The session's PostgreSQL, Redis and scratch directory: the fixtures shared with backend/tests.
+workdir, postgres, redis_server = fixtures.workdir, fixtures.postgres, fixtures.redis_server
 
 ROI = [[0.0, 0.0], [95.0, 0.0], [95.0, 63.0], [0.0, 63.0]]
 HOMOGRAPHY = [[0.05, 0.0, 0.0], [0.0, 0.05, 0.0], [0.0, 0.0, 1.0]]
 
 
-@pytest.fixture(scope="session")
-def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="pipeline-tests-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def postgres(workdir: Path) -> Iterator[EmbeddedPostgres]:
-    pg = EmbeddedPostgres(workdir / "pg").start()
-    migrate(pg.url)
-    yield pg
-    pg.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_server(workdir: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(workdir / "redis").start()
-    yield server
-    server.stop()
+@pytest.fixture
+def settings(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, workdir: Path) -> PipelineSettings:
+    """The tasks' settings on the test servers (the environment still read, no .env file)."""
+    return PipelineSettings(
+        _env_file=None,
+        DATABASE_URL=postgres.url,
+        REDIS_HOST="127.0.0.1",
+        REDIS_PORT=redis_server.port,
+        VIDEO_STORAGE_PATH=workdir / "video_storage",
+    )
 
 
 @pytest.fixture

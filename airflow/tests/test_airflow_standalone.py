@@ -21,7 +21,16 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import text
 from traffic_processing import streams
-from traffic_processing.schemas import ProcessedFrame, Summary, VideoFrame, Violation
+from traffic_processing.schemas import (
+    ProcessedFrame,
+    ProgressWriter,
+    StreamProgress,
+    StreamState,
+    Summary,
+    VideoFrame,
+    VideoStatus,
+    Violation,
+)
 
 from backend.embedded import free_port
 
@@ -170,8 +179,14 @@ class FakeProcessor:
                 processed_frame=e.frame_data,
             )
             self.r.xadd(streams.PROCESSED_FRAMES, out.to_fields())
-            self.r.hincrby(key, "processed", 1)
-            self.r.hset(key, mapping={"processed_last_frame": e.frame_number, "updated_at": time.time()})
+            for name, n in StreamProgress.increments(ProgressWriter.PROCESSOR, processed=1).items():
+                self.r.hincrby(key, name, n)
+            self.r.hset(
+                key,
+                mapping=StreamProgress.update(
+                    ProgressWriter.PROCESSOR, processed_last_frame=e.frame_number, updated_at=time.time()
+                ),
+            )
             return
         summary = Summary(
             total_vehicles_count=e.video_id,
@@ -179,7 +194,9 @@ class FakeProcessor:
             vehicle_type_distribution={"car": e.video_id},
             speeding_count=1,
         )
-        violation = Violation(track_id=7, class_name="car", speed_kmh=99.0, frame_number=3, timestamp=0.15)
+        violation = Violation(
+            track_id=7, vehicle_class="car", speed_kmh=99.0, frame_number=3, video_time_s=0.15
+        )
         self.r.rpush(streams.violations_key(e.video_id), violation.model_dump_json())
         end = ProcessedFrame(
             video_id=e.video_id,
@@ -191,7 +208,9 @@ class FakeProcessor:
         self.r.xadd(streams.PROCESSED_FRAMES, end.to_fields())
         self.r.hset(
             key,
-            mapping={"summary": summary.model_dump_json(), "eos_processed": "1", "updated_at": time.time()},
+            mapping=StreamProgress.update(
+                ProgressWriter.PROCESSOR, summary=summary, eos_processed=True, updated_at=time.time()
+            ),
         )
 
     def close(self) -> None:
@@ -233,8 +252,8 @@ def test_two_videos_at_once_through_the_rest_api(airflow_api, r, engine, add_vid
         }
         # Side by side: processing started before production ended.
         assert tasks["process_frames"]["start_date"] < tasks["produce_frames"]["end_date"]
-        assert db_state(engine, vid) == ("completed", vid, 1)
-        assert r.hget(streams.progress_key(vid), "state") == b"done"
+        assert db_state(engine, vid) == (VideoStatus.COMPLETED, vid, 1)
+        assert StreamProgress.from_hash(r.hgetall(streams.progress_key(vid))).state == StreamState.DONE
     assert r.xlen(streams.VIDEO_FRAMES) == 0 and r.xlen(streams.PROCESSED_FRAMES) == 0
 
 
@@ -246,7 +265,7 @@ def test_without_a_processor_the_run_fails_and_cleans_up(airflow_api, r, engine,
     states = {k: t["state"] for k, t in airflow_api.tasks(run_id).items()}
     assert states["process_frames"] == "failed" and states["cleanup"] == "success"
     assert states["fail_run"] == "failed"
-    assert db_state(engine, vid) == ("failed", None, 0)
+    assert db_state(engine, vid) == (VideoStatus.FAILED, None, 0)
     # Only the end of stream stays, for the processor to drop the video's state when it is back.
     left = [VideoFrame.from_fields(f) for _, f in r.xrange(streams.VIDEO_FRAMES)]
     assert [(e.video_id, e.end_of_stream) for e in left] == [(vid, True)]

@@ -8,9 +8,17 @@ import time
 import pytest
 from sqlalchemy import text
 from traffic_pipeline.cleanup import cleanup, final_status
-from traffic_pipeline.config import hash_text
 from traffic_processing import streams
-from traffic_processing.schemas import Passage, ProcessedFrame, Summary, VideoFrame, Violation
+from traffic_processing.schemas import (
+    Passage,
+    ProcessedFrame,
+    StreamProgress,
+    StreamState,
+    Summary,
+    VideoFrame,
+    VideoStatus,
+    Violation,
+)
 
 SUMMARY = Summary(
     total_vehicles_count=5,
@@ -23,10 +31,10 @@ SUMMARY = Summary(
 def violation(track_id: int, speed: float = 80.0) -> str:
     return Violation(
         track_id=track_id,
-        class_name="car",
+        vehicle_class="car",
         speed_kmh=speed,
         frame_number=10 * track_id,
-        timestamp=track_id / 2,
+        video_time_s=track_id / 2,
     ).model_dump_json()
 
 
@@ -62,17 +70,17 @@ def add_frames(r, vid: int, n: int) -> None:
         r.xadd(streams.PROCESSED_FRAMES, p.to_fields())
 
 
+def progress(r, vid: int, **fields) -> None:
+    """Write progress hash fields as their writers do (encoded by ``StreamProgress``)."""
+    r.hset(streams.progress_key(vid), mapping=StreamProgress(**fields).to_hash())
+
+
 def finished(r, vid: int, **fields) -> None:
-    mapping = {
-        "state": "produced",
-        "produce_done": "1",
-        "eos_processed": "1",
-        "summary": SUMMARY.model_dump_json(),
-    }
-    r.hset(streams.progress_key(vid), mapping={**mapping, **fields})
+    values = {"state": StreamState.PRODUCED, "produce_done": True, "eos_processed": True, "summary": SUMMARY}
+    progress(r, vid, **{**values, **fields})
 
 
-def test_completed_run_stores_everything_and_clears_redis(r, engine, add_video):
+def test_completed_run_stores_everything_and_clears_redis(r, engine, add_video, settings):
     vid, other = add_video(frames=2), add_video(frames=2)
     add_frames(r, vid, 4)
     add_frames(r, other, 3)
@@ -81,7 +89,9 @@ def test_completed_run_stores_everything_and_clears_redis(r, engine, add_video):
     r.set(streams.stop_key(vid), "1")
     r.set(streams.analytics_key(vid), SUMMARY.model_dump_json())
 
-    result = cleanup(vid, redis=r, engine=engine, tasks_ok=True)
+    result = cleanup(
+        vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH, tasks_ok=True
+    )
 
     assert result["status"] == "completed" and video_status(engine, vid) == "completed"
     row = analytics_row(engine, vid)
@@ -98,34 +108,41 @@ def test_completed_run_stores_everything_and_clears_redis(r, engine, add_video):
         ids = [int(f[b"video_id"]) for _, f in r.xrange(stream)]
         assert ids == [other] * n_other
     assert r.exists(streams.stop_key(vid), streams.violations_key(vid), streams.analytics_key(vid)) == 0
-    p = hash_text(r.hgetall(streams.progress_key(vid)))
-    assert p["state"] == "done" and p["status"] == "completed"
+    p = StreamProgress.from_hash(r.hgetall(streams.progress_key(vid)))
+    assert p.state == StreamState.DONE and p.status == VideoStatus.COMPLETED
     assert 0 < r.ttl(streams.progress_key(vid)) <= streams.PROGRESS_TTL_S
     assert video_status(engine, other) == "uploaded"
 
 
-def test_cleanup_is_idempotent_and_upserts(r, engine, add_video):
+def test_cleanup_is_idempotent_and_upserts(r, engine, add_video, settings):
     vid = add_video(frames=2)
     finished(r, vid)
     r.rpush(streams.violations_key(vid), violation(1), violation(2))
-    cleanup(vid, redis=r, engine=engine)
+    cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
     # A later cleanup (retry, or a second run): newer summary, one known and one new violation.
     newer = SUMMARY.model_copy(update={"total_vehicles_count": 7})
     finished(r, vid, summary=newer.model_dump_json())
     r.rpush(streams.violations_key(vid), violation(2), violation(3))
-    result = cleanup(vid, redis=r, engine=engine)
+    result = cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
     assert result["violations_added"] == 1
     assert [v["track_id"] for v in violation_rows(engine, vid)] == [1, 2, 3]
     assert analytics_row(engine, vid)["total_vehicles_count"] == 7
-    assert cleanup(vid, redis=r, engine=engine)["violations_added"] == 0
+    assert (
+        cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)[
+            "violations_added"
+        ]
+        == 0
+    )
 
 
-def test_stopped_run_stores_the_partial_summary_from_the_analytics_key(r, engine, add_video):
+def test_stopped_run_stores_the_partial_summary_from_the_analytics_key(r, engine, add_video, settings):
     vid = add_video(frames=2)
-    r.hset(streams.progress_key(vid), mapping={"state": "stopped", "produce_done": "1"})
+    progress(r, vid, state=StreamState.STOPPED, produce_done=True)
     partial = SUMMARY.model_copy(update={"total_vehicles_count": 2})
     r.set(streams.analytics_key(vid), partial.model_dump_json())
-    result = cleanup(vid, redis=r, engine=engine, tasks_ok=True)
+    result = cleanup(
+        vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH, tasks_ok=True
+    )
     assert result["status"] == "stopped" and result["summary_source"] == "analytics"
     assert analytics_row(engine, vid)["total_vehicles_count"] == 2
     assert video_status(engine, vid) == "stopped"
@@ -134,28 +151,32 @@ def test_stopped_run_stores_the_partial_summary_from_the_analytics_key(r, engine
 @pytest.mark.parametrize(
     ("fields", "tasks_ok", "status"),
     [
-        ({"state": "produced", "eos_processed": "1"}, True, "completed"),
-        ({"state": "produced", "eos_processed": "1"}, False, "failed"),
-        ({"state": "produced"}, None, "failed"),
-        ({"state": "failed", "eos_processed": "1"}, None, "failed"),
-        ({"state": "stopped"}, False, "stopped"),
-        ({"state": "stopped", "monitor_error": "stall"}, False, "failed"),
-        ({"state": "produced", "eos_processed": "1", "fatal_error": "x"}, None, "failed"),
-        ({}, None, "failed"),
+        ({"state": "produced", "eos_processed": "1"}, True, VideoStatus.COMPLETED),
+        ({"state": "produced", "eos_processed": "1"}, False, VideoStatus.FAILED),
+        ({"state": "produced"}, None, VideoStatus.FAILED),
+        ({"state": "failed", "eos_processed": "1"}, None, VideoStatus.FAILED),
+        ({"state": "stopped"}, False, VideoStatus.STOPPED),
+        ({"state": "stopped", "monitor_error": "stall"}, False, VideoStatus.FAILED),
+        ({"state": "produced", "eos_processed": "1", "fatal_error": "x"}, None, VideoStatus.FAILED),
+        ({}, None, VideoStatus.FAILED),
     ],
 )
 def test_final_status(fields, tasks_ok, status):
-    assert final_status(fields, tasks_ok=tasks_ok) == status
+    """From the hash as Redis returns it (bytes)."""
+    raw = {k.encode(): v.encode() for k, v in fields.items()}
+    assert final_status(StreamProgress.from_hash(raw), tasks_ok=tasks_ok) == status
 
 
-def test_failed_run_without_anything_in_redis(r, engine, add_video):
+def test_failed_run_without_anything_in_redis(r, engine, add_video, settings):
     vid = add_video(frames=2)
-    result = cleanup(vid, redis=r, engine=engine, tasks_ok=False)
+    result = cleanup(
+        vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH, tasks_ok=False
+    )
     assert result["status"] == "failed" and result["summary"] is None
     assert analytics_row(engine, vid) is None and video_status(engine, vid) == "failed"
 
 
-def test_processed_entries_not_yet_delivered_to_the_bridge_are_kept(r, engine, add_video):
+def test_processed_entries_not_yet_delivered_to_the_bridge_are_kept(r, engine, add_video, settings):
     vid = add_video(frames=2)
     group = streams.REDIS_CONSUMER_GROUP
     r.xgroup_create(streams.PROCESSED_FRAMES, group, id="0", mkstream=True)
@@ -165,7 +186,9 @@ def test_processed_entries_not_yet_delivered_to_the_bridge_are_kept(r, engine, a
     r.xack(streams.PROCESSED_FRAMES, group, *[i for i, _ in read[:3]])
     finished(r, vid)
     started = time.monotonic()
-    result = cleanup(vid, redis=r, engine=engine, delivery_wait_s=0.3)
+    result = cleanup(
+        vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH, delivery_wait_s=0.3
+    )
     assert time.monotonic() - started < 3
     assert result["removed_processed_frames"] == 3 and result["kept_processed_frames"] == 3
     left = [int(f[b"frame_number"]) for _, f in r.xrange(streams.PROCESSED_FRAMES)]
@@ -173,7 +196,7 @@ def test_processed_entries_not_yet_delivered_to_the_bridge_are_kept(r, engine, a
     assert r.xlen(streams.VIDEO_FRAMES) == 0
 
 
-def test_waits_for_the_bridge_to_deliver_the_last_frames(r, engine, add_video):
+def test_waits_for_the_bridge_to_deliver_the_last_frames(r, engine, add_video, settings):
     import threading
 
     vid = add_video(frames=2)
@@ -188,27 +211,31 @@ def test_waits_for_the_bridge_to_deliver_the_last_frames(r, engine, add_video):
             r.xack(streams.PROCESSED_FRAMES, group, entry_id)
 
     threading.Thread(target=bridge, daemon=True).start()
-    result = cleanup(vid, redis=r, engine=engine, delivery_wait_s=5)
+    result = cleanup(
+        vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH, delivery_wait_s=5
+    )
     assert result["removed_processed_frames"] == 3 and result["kept_processed_frames"] == 0
     assert r.xlen(streams.PROCESSED_FRAMES) == 0
 
 
-def test_unreadable_violations_are_skipped(r, engine, add_video):
+def test_unreadable_violations_are_skipped(r, engine, add_video, settings):
     vid = add_video(frames=2)
     finished(r, vid)
     r.rpush(streams.violations_key(vid), "not json", json.dumps({"track_id": 1}), violation(4))
-    result = cleanup(vid, redis=r, engine=engine)
+    result = cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
     assert result["violations_read"] == 3 and result["violations_added"] == 1
     assert r.exists(streams.violations_key(vid)) == 0
 
 
-def test_an_unprocessed_end_of_stream_stays_for_the_processor(r, engine, add_video):
+def test_an_unprocessed_end_of_stream_stays_for_the_processor(r, engine, add_video, settings):
     vid = add_video(frames=2)
     add_frames(r, vid, 3)
     eos = VideoFrame(video_id=vid, frame_number=3, timestamp=0.3, produced_at=0.0, end_of_stream=True)
     r.xadd(streams.VIDEO_FRAMES, eos.to_fields())
-    r.hset(streams.progress_key(vid), mapping={"state": "produced", "produce_done": "1"})  # no eos_processed
-    result = cleanup(vid, redis=r, engine=engine, tasks_ok=False)
+    progress(r, vid, state=StreamState.PRODUCED, produce_done=True)  # no eos_processed
+    result = cleanup(
+        vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH, tasks_ok=False
+    )
     assert result["status"] == "failed" and result["removed_video_frames"] == 3
     left = [VideoFrame.from_fields(f) for _, f in r.xrange(streams.VIDEO_FRAMES)]
     assert [(e.video_id, e.end_of_stream) for e in left] == [(vid, True)]
@@ -238,7 +265,7 @@ def passage_rows(engine, vid: int) -> list[dict]:
         return [dict(m) for m in conn.execute(q, {"v": vid}).mappings()]
 
 
-def test_passages_come_from_the_final_summary_and_violations_from_the_flags(r, engine, add_video):
+def test_passages_come_from_the_final_summary_and_violations_from_the_flags(r, engine, add_video, settings):
     """What the processor sent: each flagged vehicle once in new_violations (the Redis list), every
     counted vehicle in the end-of-stream summary; cleanup stores both, and they agree."""
     vid, other = add_video(frames=2), add_video(frames=2)
@@ -259,9 +286,11 @@ def test_passages_come_from_the_final_summary_and_violations_from_the_flags(r, e
     finished(r, vid, summary=summary.model_dump_json())
     r.rpush(streams.violations_key(vid), violation(2, 82.5), violation(4, 97.0))
     finished(r, other, summary=summary.model_copy(update={"vehicles": [passage(9)]}).model_dump_json())
-    cleanup(other, redis=r, engine=engine)
+    cleanup(other, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
 
-    result = cleanup(vid, redis=r, engine=engine, tasks_ok=True)
+    result = cleanup(
+        vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH, tasks_ok=True
+    )
 
     assert result["passages"] == 4 and "vehicles" not in result["summary"]  # a small XCom
     rows = passage_rows(engine, vid)
@@ -275,33 +304,38 @@ def test_passages_come_from_the_final_summary_and_violations_from_the_flags(r, e
     assert [row["track_id"] for row in passage_rows(engine, other)] == [9]  # another video's rows stay
 
 
-def test_passages_of_a_rerun_replace_the_previous_ones(r, engine, add_video):
+def test_passages_of_a_rerun_replace_the_previous_ones(r, engine, add_video, settings):
     vid = add_video(frames=2)
     finished(
         r, vid, summary=SUMMARY.model_copy(update={"vehicles": [passage(1), passage(2)]}).model_dump_json()
     )
-    cleanup(vid, redis=r, engine=engine)
+    cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
     assert [row["track_id"] for row in passage_rows(engine, vid)] == [1, 2]
     # the same cleanup again (a retry): the same rows
     finished(
         r, vid, summary=SUMMARY.model_copy(update={"vehicles": [passage(1), passage(2)]}).model_dump_json()
     )
-    cleanup(vid, redis=r, engine=engine)
+    cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
     assert [row["track_id"] for row in passage_rows(engine, vid)] == [1, 2]
     # a rerun: its own vehicles only
     finished(
         r, vid, summary=SUMMARY.model_copy(update={"vehicles": [passage(2, speed=70.0)]}).model_dump_json()
     )
-    cleanup(vid, redis=r, engine=engine)
+    cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
     rows = passage_rows(engine, vid)
     assert [(row["track_id"], row["speed_kmh"]) for row in rows] == [(2, 70.0)]
     # a summary without per-vehicle records (an older processor) leaves them as they are
     finished(r, vid)
-    assert cleanup(vid, redis=r, engine=engine)["passages"] is None
+    assert (
+        cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)["passages"]
+        is None
+    )
     assert len(passage_rows(engine, vid)) == 1
     # an empty list is a run that counted nobody
     finished(r, vid, summary=SUMMARY.model_copy(update={"vehicles": []}).model_dump_json())
-    assert cleanup(vid, redis=r, engine=engine)["passages"] == 0
+    assert (
+        cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)["passages"] == 0
+    )
     assert passage_rows(engine, vid) == []
 
 
@@ -321,10 +355,10 @@ def flagged(track_id: int, detected_at: float | None, snapshot: bytes | None = N
     """A violation as the Spark sink RPUSHes it (``model_dump_json``)."""
     return Violation(
         track_id=track_id,
-        class_name="car",
+        vehicle_class="car",
         speed_kmh=90.0,
         frame_number=10 * track_id,
-        timestamp=track_id / 2,
+        video_time_s=track_id / 2,
         detected_at=detected_at,
         snapshot_jpeg=snapshot,
     ).model_dump_json()

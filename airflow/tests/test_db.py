@@ -39,4 +39,4 @@ def test_an_old_row_is_still_read(engine, add_video):
             text("UPDATE videos SET roi = CAST(:roi AS JSONB) WHERE id = :v"),
             {"roi": json.dumps({"points": AS_DICTS}), "v": vid},
         )
-    assert load_video(vid, engine=engine).roi == SQUARE
+    assert load_video(vid, engine=engine).roi_polygon == SQUARE

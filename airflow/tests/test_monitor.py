@@ -1,14 +1,14 @@
-"""watch_processing on a real Redis, with the producer's and Spark's fields written by hand."""
+"""watch_processing on a real Redis, with the producer's and Spark's progress fields written as
+they write them (``StreamProgress``)."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
-from traffic_pipeline.config import hash_text
 from traffic_pipeline.monitor import ProcessingError, ProcessingStalled, watch_processing
 from traffic_processing import streams
+from traffic_processing.schemas import ProgressWriter, StreamProgress, StreamState, Summary
 
 from .conftest import Background
 
@@ -19,14 +19,31 @@ SUMMARY = {
     "vehicle_type_distribution": {"car": 2, "truck": 1},
     "speeding_count": 1,
 }
+PRODUCER, PROCESSOR = ProgressWriter.PRODUCER, ProgressWriter.PROCESSOR
+
+
+def write(r, writer: ProgressWriter, **fields) -> str:
+    """HSET progress fields as ``writer`` writes them; returns the key."""
+    key = streams.progress_key(VID)
+    r.hset(key, mapping=StreamProgress.update(writer, **fields))
+    return key
 
 
 def start(r, run_id: str = "run-a", **fields) -> str:
-    key = streams.progress_key(VID)
-    now = repr(time.time())
-    mapping = {"state": "producing", "produced": "0", "produce_done": "0", "run_id": run_id}
-    mapping |= {"started_at": now, "producer_heartbeat": now, **fields}
-    r.hset(key, mapping=mapping)
+    """The producer's first write of a run, then ``fields`` (of either writer)."""
+    now = time.time()
+    key = write(
+        r,
+        PRODUCER,
+        state=StreamState.PRODUCING,
+        produced=0,
+        produce_done=False,
+        run_id=run_id,
+        started_at=now,
+        producer_heartbeat=now,
+    )
+    if fields:
+        r.hset(key, mapping=StreamProgress(**fields).to_hash())
     return key
 
 
@@ -37,16 +54,17 @@ def watch(r, **kwargs):
 
 
 def test_returns_when_the_end_of_stream_is_processed(r):
-    key = start(r)
+    start(r)
     run = Background(lambda: watch(r, run_id="run-a", stall_timeout_s=2.0))
     for n in range(1, 11):  # producer and processor advancing together
-        now = repr(time.time())
-        r.hset(key, mapping={"produced": n, "processed": n - 1, "producer_heartbeat": now})
+        write(r, PRODUCER, produced=n, producer_heartbeat=time.time())
+        write(r, PROCESSOR, processed=n - 1)
         time.sleep(0.05)
-    r.hset(key, mapping={"produce_done": "1", "state": "produced", "processed": 10, "skipped": 2})
+    write(r, PRODUCER, produce_done=True, state=StreamState.PRODUCED)
+    write(r, PROCESSOR, processed=10, skipped=2)
     time.sleep(0.1)
     assert run.thread.is_alive()  # the end of stream is not processed yet
-    r.hset(key, mapping={"eos_processed": "1", "summary": json.dumps(SUMMARY)})
+    write(r, PROCESSOR, eos_processed=True, summary=Summary(**SUMMARY))
     result = run.result(5)
     assert result["processed"] == 10 and result["produced"] == 10 and result["skipped"] == 2
     assert result["producer_state"] == "produced" and result["summary"] == SUMMARY
@@ -57,15 +75,15 @@ def test_raises_on_the_processors_fatal_error_and_stops_the_producer(r):
     key = start(r, produced="5")
     run = Background(lambda: watch(r, run_id="run-a", stall_timeout_s=30))
     time.sleep(0.1)
-    r.hset(key, "fatal_error", "no model at models/yolov8n.pt")
+    write(r, PROCESSOR, fatal_error="no model at models/yolov8n.pt")
     with pytest.raises(ProcessingError, match="no model"):
         run.result(5)
     assert r.get(streams.stop_key(VID)) == b"1"
-    assert "no model" in hash_text(r.hgetall(key))["monitor_error"]
+    assert "no model" in (StreamProgress.from_hash(r.hgetall(key)).monitor_error or "")
 
 
 def test_raises_on_a_stall_with_frames_pending(r):
-    start(r, produced="10", processed="3", produce_done="1", state="produced")
+    start(r, produced=10, processed=3, produce_done=True, state=StreamState.PRODUCED)
     started = time.monotonic()
     with pytest.raises(ProcessingStalled, match="7 frames"):
         watch(r, run_id="run-a", stall_timeout_s=0.5)
@@ -74,40 +92,41 @@ def test_raises_on_a_stall_with_frames_pending(r):
 
 
 def test_raises_when_the_end_of_stream_is_never_processed(r):
-    start(r, produced="4", processed="4", produce_done="1", state="produced")
+    start(r, produced=4, processed=4, produce_done=True, state=StreamState.PRODUCED)
     with pytest.raises(ProcessingStalled, match="end of stream"):
         watch(r, run_id="run-a", stall_timeout_s=0.4)
 
 
 def test_no_stall_while_the_processor_keeps_up_with_a_slow_producer(r):
-    key = start(r, produced="3", processed="3")
+    start(r, produced=3, processed=3)
     run = Background(lambda: watch(r, run_id="run-a", stall_timeout_s=0.4))
     for _ in range(8):  # 1.2 s with nothing pending: not a stall
-        r.hset(key, "producer_heartbeat", repr(time.time()))
+        write(r, PRODUCER, producer_heartbeat=time.time())
         time.sleep(0.15)
     assert run.thread.is_alive()
-    r.hset(key, mapping={"produce_done": "1", "state": "produced", "eos_processed": "1"})
+    write(r, PRODUCER, produce_done=True, state=StreamState.PRODUCED)
+    write(r, PROCESSOR, eos_processed=True)
     assert run.result(5)["processed"] == 3
 
 
 def test_raises_when_the_producer_stops_reporting(r):
-    start(r, produced="3", processed="3", producer_heartbeat=repr(time.time() - 100))
+    start(r, produced=3, processed=3, producer_heartbeat=time.time() - 100)
     with pytest.raises(ProcessingStalled, match="producer"):
         watch(r, run_id="run-a", stall_timeout_s=1.0)
 
 
 def test_waits_for_its_own_run_and_ignores_a_previous_runs_hash(r):
-    key = start(r, run_id="old-run", state="done", eos_processed="1", produce_done="1")
+    key = start(r, run_id="old-run", state=StreamState.DONE, eos_processed=True, produce_done=True)
     run = Background(lambda: watch(r, run_id="new-run", stall_timeout_s=2.0))
     time.sleep(0.3)
     assert run.thread.is_alive()  # the old run's eos_processed does not count
     r.delete(key)
-    start(r, run_id="new-run", produced="1", processed="1", produce_done="1", eos_processed="1")
+    start(r, run_id="new-run", produced=1, processed=1, produce_done=True, eos_processed=True)
     assert run.result(5)["produced"] == 1
 
 
 def test_without_run_id_a_done_hash_is_a_previous_run(r):
-    start(r, run_id="x", state="done", eos_processed="1")
+    start(r, run_id="x", state=StreamState.DONE, eos_processed=True)
     with pytest.raises(ProcessingStalled, match="did not start"):
         watch(r, start_timeout_s=0.3)
 
@@ -117,18 +136,24 @@ def test_raises_when_the_producer_never_starts(r):
         watch(r, run_id="run-a", start_timeout_s=0.3)
 
 
-def test_spark_heartbeat_key_when_given(r):
-    start(r, produced="5", processed="1")
-    r.set("spark:heartbeat", repr(time.time() - 60))
-    with pytest.raises(ProcessingStalled, match="heartbeat"):
-        watch(r, run_id="run-a", stall_timeout_s=5, heartbeat_key="spark:heartbeat")
+def test_without_a_heartbeat_key_a_stall_is_a_stall_at_once(r):
+    """No key given (the Spark application's heartbeat not consulted): nothing waits for it."""
+    start(r, produced=5, processed=0, produce_done=True, state=StreamState.PRODUCED)
+    started = time.monotonic()
+    with pytest.raises(ProcessingStalled, match="no progress"):
+        watch(r, run_id="run-a", stall_timeout_s=0.3, processor_wait_s=30)
+    assert time.monotonic() - started < 3
 
 
 def test_a_processor_still_starting_is_not_a_stall(r):
     """Frames wait while the Spark application boots (no heartbeat yet): no stall before
     ``processor_wait_s``; once it runs, the normal stall timeout applies."""
-    start(r, produced="5", processed="0", produce_done="1", state="produced")
-    kwargs = {"run_id": "run-a", "stall_timeout_s": 0.3, "processor_key": streams.PROCESSOR_HEARTBEAT_KEY}
+    start(r, produced=5, processed=0, produce_done=True, state=StreamState.PRODUCED)
+    kwargs = {
+        "run_id": "run-a",
+        "stall_timeout_s": 0.3,
+        "processor_heartbeat_key": streams.PROCESSOR_HEARTBEAT_KEY,
+    }
     run = Background(lambda: watch(r, processor_wait_s=30, **kwargs))
     time.sleep(1.0)
     assert run.thread.is_alive()  # three stall timeouts, no processor: still waiting

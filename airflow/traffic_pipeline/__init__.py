@@ -7,11 +7,8 @@ only wires them:
 - ``monitor.watch_processing``: follows the Spark application's progress for one video.
 - ``cleanup.cleanup``: analytics and violations into PostgreSQL, stream entries and keys out of Redis.
 
-Progress hash fields added here beyond ``traffic_processing.streams`` (all optional for readers):
-``run_id`` (producer: the Airflow run that owns the hash), ``started_at`` and
-``producer_heartbeat`` (producer, wall clock), ``producer_error`` (producer, on failure, with
-``state`` "failed"), ``monitor_error`` (process_frames, on failure), ``status`` and
-``cleaned_at`` (cleanup).
+The per-video progress hash they write and read is ``traffic_processing.schemas.StreamProgress``
+(its fields, their writers, the encoding); settings are ``config.PipelineSettings``.
 """
 
 __version__ = "0.1.0"

@@ -16,7 +16,8 @@
    ``processed-frames`` only those the Redis bridge's group has been delivered and acked
    (waiting up to ``delivery_wait_s`` for it), so that no browser misses the last frames.
 4. Stop flag deleted, live analytics key deleted once stored, progress ``state`` "done" with
-   the final ``status`` (the hash stays, with its TTL, for the UI), ``videos.status`` set.
+   the final ``status`` (the hash stays, with its TTL, for the UI), ``videos.status`` set
+   (``VideoStatus``).
 """
 
 from __future__ import annotations
@@ -29,33 +30,33 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import PipelineSettings, default_log, hash_text, text
+from traffic_processing.schemas import ProgressWriter, StreamProgress, StreamState, VideoStatus, field_text
+from traffic_processing.streams import parse_stream_id, text
 
-COMPLETED = "completed"
-STOPPED = "stopped"
-FAILED = "failed"
+from .config import default_log
 
 
-def final_status(progress: dict[str, str], *, tasks_ok: bool | None = None) -> str:
+def final_status(progress: StreamProgress, *, tasks_ok: bool | None = None) -> VideoStatus:
     """ "stopped" when the producer was stopped, "completed" when the whole video went through,
     else "failed". ``tasks_ok=False`` (an upstream task failed) rules out "completed"."""
-    if progress.get("state") == STOPPED and not progress.get("monitor_error"):
-        return STOPPED
+    if progress.state == StreamState.STOPPED and not progress.monitor_error:
+        return VideoStatus.STOPPED
     complete = (
-        progress.get("state") == "produced"
-        and progress.get("eos_processed") == "1"
-        and not progress.get("fatal_error")
-        and not progress.get("monitor_error")
+        progress.state == StreamState.PRODUCED
+        and progress.eos_processed
+        and not progress.fatal_error
+        and not progress.monitor_error
     )
     if complete and tasks_ok is not False:
-        return COMPLETED
-    return FAILED
+        return VideoStatus.COMPLETED
+    return VideoStatus.FAILED
 
 
 def cleanup(
     video_id: int,
     *,
     redis: Any,
+    video_storage_path: str | Path,
     db_url: str | None = None,
     engine: Any = None,
     tasks_ok: bool | None = None,
@@ -64,36 +65,32 @@ def cleanup(
     log: logging.Logger | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-    video_storage_path: str | Path | None = None,
     now: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
-    """``video_storage_path``: where the uploaded videos are (snapshots go in its ``snapshots``
-    directory); default ``VIDEO_STORAGE_PATH``. ``now``: wall clock of violations without one."""
+    """``video_storage_path``: where the uploaded videos are (``VIDEO_STORAGE_PATH``; snapshots
+    go in its ``snapshots`` directory). ``db_url`` (``DATABASE_URL``) or ``engine``: the
+    database. ``now``: wall clock of violations without one."""
     from traffic_processing import streams
     from traffic_processing.schemas import Summary, Violation
 
     from .db import insert_violations, replace_passages, session_scope, set_status, upsert_analytics
 
     log = default_log(log, __name__)
-    if video_storage_path is None:
-        video_storage_path = PipelineSettings.from_env().video_storage_path
     save_snapshot = SnapshotWriter(Path(video_storage_path), video_id, log)
     pkey = streams.progress_key(video_id)
     vkey = streams.violations_key(video_id)
     akey = streams.analytics_key(video_id)
-    progress = hash_text(redis.hgetall(pkey))
+    progress = StreamProgress.from_hash(redis.hgetall(pkey))  # an unreadable summary: logged, None
 
-    summary: Summary | None = None
-    summary_source = None
-    for source, raw in (("progress", progress.get("summary")), ("analytics", text(redis.get(akey)))):
-        if not raw:
-            continue
+    summary: Summary | None = progress.summary
+    summary_source = "progress" if summary is not None else None
+    live = redis.get(akey) if summary is None else None
+    if live:
         try:
-            summary = Summary.model_validate_json(raw)
-            summary_source = source
-            break
+            summary = Summary.model_validate_json(live)
+            summary_source = "analytics"
         except ValueError as exc:
-            log.warning("video %d: unreadable summary in %s: %s", video_id, source, exc)
+            log.warning("video %d: unreadable summary in analytics: %s", video_id, exc)
 
     raw_violations = redis.lrange(vkey, 0, -1)
     violations = []
@@ -123,7 +120,7 @@ def cleanup(
         streams.VIDEO_FRAMES,
         video_id,
         scan_count=scan_count,
-        keep_end_of_stream=progress.get("eos_processed") != "1",
+        keep_end_of_stream=not progress.eos_processed,
     )
     removed_processed, kept_processed = _delete_delivered_entries(
         redis,
@@ -140,13 +137,18 @@ def cleanup(
     pipe.delete(streams.stop_key(video_id))
     if summary is not None:
         pipe.delete(akey)
-    pipe.hset(pkey, mapping={"state": "done", "status": status, "cleaned_at": repr(time.time())})
+    pipe.hset(
+        pkey,
+        mapping=StreamProgress.update(
+            ProgressWriter.CLEANUP, state=StreamState.DONE, status=status, cleaned_at=time.time()
+        ),
+    )
     pipe.expire(pkey, streams.PROGRESS_TTL_S)
     pipe.execute()
 
     result = {
         "video_id": video_id,
-        "status": status,
+        "status": status.value,
         "summary": summary.model_dump(exclude={"vehicles"}) if summary else None,
         "summary_source": summary_source,
         "passages": passages,
@@ -234,9 +236,9 @@ def _scan_video_ids(
         if not page:
             break
         for entry_id, fields in page:
-            if text(fields.get(b"video_id", fields.get("video_id"))) != wanted:
+            if field_text(fields, "video_id") != wanted:
                 continue
-            if skip_end_of_stream and text(fields.get(b"end_of_stream", fields.get("end_of_stream"))) == "1":
+            if skip_end_of_stream and field_text(fields, "end_of_stream") == "1":
                 continue
             ids.append(entry_id)
         if len(page) < scan_count:
@@ -257,11 +259,6 @@ def _delete_video_entries(
 ) -> int:
     ids = _scan_video_ids(redis, stream, video_id, scan_count, skip_end_of_stream=keep_end_of_stream)
     return _xdel(redis, stream, ids)
-
-
-def _id_tuple(entry_id: Any) -> tuple[int, int]:
-    ms, _, seq = text(entry_id).partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _delete_delivered_entries(
@@ -285,9 +282,9 @@ def _delete_delivered_entries(
         info = _group_info(redis, stream, group)
         if info is None:
             return _xdel(redis, stream, ids), 0
-        last_delivered = _id_tuple(info["last-delivered-id"])
+        last_delivered = parse_stream_id(info["last-delivered-id"])
         pending = _pending_ids(redis, stream, group, ids)
-        done = [i for i in ids if _id_tuple(i) <= last_delivered and _id_tuple(i) not in pending]
+        done = [i for i in ids if parse_stream_id(i) <= last_delivered and parse_stream_id(i) not in pending]
         if len(done) == len(ids) or clock() >= deadline:
             return _xdel(redis, stream, done), len(ids) - len(done)
         sleep(0.2)
@@ -306,7 +303,7 @@ def _group_info(redis: Any, stream: str, group: str) -> dict[str, Any] | None:
 
 
 def _pending_ids(redis: Any, stream: str, group: str, ids: list[Any]) -> set[tuple[int, int]]:
-    lo, hi = min(ids, key=_id_tuple), max(ids, key=_id_tuple)
+    lo, hi = min(ids, key=parse_stream_id), max(ids, key=parse_stream_id)
     out: set[tuple[int, int]] = set()
     start = text(lo)
     while True:
@@ -314,7 +311,7 @@ def _pending_ids(redis: Any, stream: str, group: str, ids: list[Any]) -> set[tup
         if not page:
             return out
         for p in page:
-            out.add(_id_tuple(p["message_id"]))
+            out.add(parse_stream_id(p["message_id"]))
         if len(page) < 1000:
             return out
         start = "(" + text(page[-1]["message_id"])

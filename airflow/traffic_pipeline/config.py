@@ -1,49 +1,37 @@
-"""Settings from the environment (DESIGN.md, Configuration): the same names and defaults as
-``backend/settings.py``, read without pydantic-settings so that the Airflow workers need
-nothing but the variables."""
+"""The Airflow tasks' settings (DESIGN.md, Configuration): one pydantic-settings class on the
+shared ``CommonSettings`` (DATABASE_URL, REDIS_HOST, REDIS_PORT, VIDEO_STORAGE_PATH,
+SPEED_LIMIT_KMH ... with the same defaults as every service), read once at a task's entry and
+passed down."""
 
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+from traffic_processing import streams
+from traffic_processing.settings import CommonSettings
 
-@dataclass(frozen=True)
-class PipelineSettings:
-    database_url: str
-    redis_host: str
-    redis_port: int
-    speed_limit_kmh: float
-    video_storage_path: Path
-    stall_timeout_s: float
-    jpeg_quality: int
-    processor_wait_s: float = 300.0
 
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> PipelineSettings:
-        env = dict(os.environ if env is None else env)
-        return cls(
-            database_url=env.get(
-                "DATABASE_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/traffic"
-            ),
-            redis_host=env.get("REDIS_HOST", "127.0.0.1"),
-            redis_port=int(env.get("REDIS_PORT", "6379")),
-            speed_limit_kmh=float(env.get("SPEED_LIMIT_KMH", "60")),
-            video_storage_path=Path(env.get("VIDEO_STORAGE_PATH", "video_storage")),
-            stall_timeout_s=float(env.get("PIPELINE_STALL_TIMEOUT_S", "60")),
-            jpeg_quality=int(env.get("PIPELINE_JPEG_QUALITY", "90")),
-            processor_wait_s=float(env.get("PIPELINE_PROCESSOR_WAIT_S", "300")),
-        )
+class PipelineSettings(CommonSettings):
+    """The tasks' own names: ``PIPELINE_*`` and the producer's backpressure bound."""
+
+    # process_frames: no progress for this long while work is pending is a stall
+    PIPELINE_STALL_TIMEOUT_S: float = Field(default=60.0, gt=0)
+    # produce_frames: JPEG quality of the frames (at 85 compression artefacts split one track of
+    # the truth clip in two)
+    PIPELINE_JPEG_QUALITY: int = Field(default=90, ge=1, le=100)
+    # process_frames: how long to wait for a Spark application that is not up yet
+    PIPELINE_PROCESSOR_WAIT_S: float = Field(default=300.0, ge=0)
+    # produce_frames with realtime=false: wait while this many frames of the video are unprocessed
+    MAX_BACKLOG_FRAMES: int = Field(default=streams.MAX_BACKLOG_FRAMES, ge=1)
 
     def redis(self) -> Any:
         """A binary-safe client (no response decoding: frames are raw JPEG)."""
         import redis
 
         return redis.Redis(
-            host=self.redis_host, port=self.redis_port, socket_timeout=30, health_check_interval=30
+            host=self.REDIS_HOST, port=self.REDIS_PORT, socket_timeout=30, health_check_interval=30
         )
 
 
@@ -53,18 +41,6 @@ def sqlalchemy_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
-
-
-def text(value: Any) -> str | None:
-    """Redis reply (bytes or str) -> str."""
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def hash_text(raw: dict[Any, Any]) -> dict[str, str]:
-    """HGETALL reply -> {str: str} whatever the client's ``decode_responses``."""
-    return {text(k): text(v) for k, v in raw.items()}  # type: ignore[misc]
 
 
 def default_log(log: logging.Logger | None, name: str) -> logging.Logger:

@@ -4,35 +4,37 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .config import PipelineSettings, sqlalchemy_url
+from .config import sqlalchemy_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
-    from traffic_processing.schemas import Passage, Summary, Violation
+    from traffic_processing.schemas import Passage, Summary, VideoStatus, Violation
 
 _ENGINES: dict[str, Engine] = {}
 
 
 def get_engine(db_url: str | None = None, engine: Engine | None = None) -> Engine:
-    """``engine`` as given, else one engine per URL (``DATABASE_URL`` when none)."""
+    """``engine`` as given, else one engine per URL (``PipelineSettings.DATABASE_URL``)."""
     if engine is not None:
         return engine
+    if not db_url:
+        raise ValueError("neither a database URL nor an engine given")
     from sqlalchemy import create_engine
 
-    url = sqlalchemy_url(db_url or PipelineSettings.from_env().database_url)
+    url = sqlalchemy_url(db_url)
     if url not in _ENGINES:
         _ENGINES[url] = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
     return _ENGINES[url]
 
 
 @contextmanager
-def session_scope(db_url: str | None = None, engine: Engine | None = None):
+def session_scope(db_url: str | None = None, engine: Engine | None = None) -> Iterator[Session]:
     from sqlalchemy.orm import Session
 
     with Session(get_engine(db_url, engine)) as session, session.begin():
@@ -45,7 +47,7 @@ class VideoRow:
     file_path: str
     fps: float | None
     frame_count: int | None
-    roi: list[list[float]] | None
+    roi_polygon: list[list[float]] | None  # the ``videos.roi`` column, as [[x, y], ...]
     homography_matrix: list[list[float]] | None
     status: str | None
     speed_limit_kmh: float | None = None  # set with the calibration; None: SPEED_LIMIT_KMH
@@ -67,7 +69,7 @@ def load_video(video_id: int, *, db_url: str | None = None, engine: Engine | Non
             file_path=video.file_path,
             fps=video.fps,
             frame_count=video.frame_count,
-            roi=_polygon(video.roi),
+            roi_polygon=_polygon(video.roi),
             homography_matrix=video.homography_matrix,
             status=video.status,
             speed_limit_kmh=video.speed_limit_kmh,
@@ -95,7 +97,7 @@ def _polygon(roi: Any) -> list[list[float]] | None:
     return points
 
 
-def set_status(session: Session, video_id: int, status: str) -> None:
+def set_status(session: Session, video_id: int, status: VideoStatus) -> None:
     from sqlalchemy import update
 
     from backend.db.models import Video
@@ -155,10 +157,10 @@ def insert_violations(
             SpeedingViolation(
                 video_id=video_id,
                 track_id=v.track_id,
-                vehicle_class=v.class_name,
+                vehicle_class=v.vehicle_class,
                 speed_kmh=v.speed_kmh,
                 frame_number=v.frame_number,
-                video_time_s=v.timestamp,
+                video_time_s=v.video_time_s,
                 detected_at=utc_datetime(detected),
                 snapshot_path=save_snapshot(v) if save_snapshot is not None else None,
             )

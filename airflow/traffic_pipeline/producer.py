@@ -3,7 +3,8 @@
 - Live (``realtime=True``): frame n is added at start + n / fps (a schedule, so no drift);
   a slow processor skips frames on its side (DESIGN.md, Data flow).
 - ``realtime=False``: as fast as possible, but waits while more than ``MAX_BACKLOG_FRAMES``
-  of this video are unprocessed (``produced - processed`` in the progress hash).
+  of this video are unprocessed (``produced - processed`` in the progress hash,
+  ``StreamProgress``).
 - Never trims the stream (the Spark source trims behind its commits).
 - The stop flag is read before every frame; on stop the end-of-stream entry is still written.
 - Exactly one end-of-stream entry per call, also when reading or encoding fails.
@@ -21,25 +22,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import PipelineSettings, default_log, hash_text, text
+from traffic_processing import streams
+from traffic_processing.schemas import ProgressWriter, StreamProgress, StreamState
 
-STATE_PRODUCING = "producing"
-STATE_PRODUCED = "produced"
-STATE_STOPPED = "stopped"
-STATE_FAILED = "failed"
+from .config import PipelineSettings, default_log
+
+_PRODUCER = ProgressWriter.PRODUCER
 
 
 class BackpressureTimeout(RuntimeError):
     """The processor consumed nothing of this video for too long (realtime=False)."""
 
 
-def resolve_video_path(file_path: str, storage: Path | None = None) -> Path:
-    """The stored ``file_path`` as is, else under ``VIDEO_STORAGE_PATH`` (relative paths are
-    the backend's working directory's, which the Airflow worker may not share)."""
+def resolve_video_path(file_path: str, storage: Path) -> Path:
+    """The stored ``file_path`` as is, else under ``storage`` (``VIDEO_STORAGE_PATH``; relative
+    paths are the backend's working directory's, which the Airflow worker may not share)."""
     p = Path(file_path)
     if p.is_file():
         return p
-    storage = storage if storage is not None else PipelineSettings.from_env().video_storage_path
     for candidate in (storage / p.name, storage.parent / p, storage / p):
         if candidate.is_file():
             return candidate
@@ -50,22 +50,23 @@ def produce_frames(
     video_id: int,
     *,
     redis: Any,
-    db_url: str | None = None,
+    settings: PipelineSettings,
     engine: Any = None,
     realtime: bool = True,
-    jpeg_quality: int = 85,
     speed_limit_kmh: float | None = None,
     run_id: str | None = None,
     log: logging.Logger | None = None,
     log_every: int = 100,
-    max_backlog: int | None = None,
     backlog_poll_s: float = 0.05,
     backlog_timeout_s: float = 600.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
-    """Stream the video; returns {video_id, run_id, state, produced, frames_total, fps, elapsed_s, ...}."""
-    from traffic_processing import streams
+    """Stream the video; returns {video_id, run_id, state, produced, frames_total, fps, elapsed_s, ...}.
+
+    ``settings``: the database (``engine`` instead, when given), VIDEO_STORAGE_PATH, the
+    default speed limit, PIPELINE_JPEG_QUALITY and MAX_BACKLOG_FRAMES; ``speed_limit_kmh`` wins
+    over the video's own limit and the default."""
     from traffic_processing.schemas import FrameConfig, VideoFrame
     from traffic_processing.video import iter_frames, probe_video
     from traffic_processing.visualize import encode_jpeg
@@ -73,36 +74,35 @@ def produce_frames(
     from .db import load_video
 
     log = default_log(log, __name__)
-    settings = PipelineSettings.from_env()
     run_id = run_id or uuid.uuid4().hex
-    max_backlog = streams.MAX_BACKLOG_FRAMES if max_backlog is None else max_backlog
     pkey = streams.progress_key(video_id)
     skey = streams.stop_key(video_id)
 
     def touch(**fields: Any) -> None:
-        now = repr(time.time())
-        mapping = {"updated_at": now, "producer_heartbeat": now, **{k: str(v) for k, v in fields.items()}}
+        now = time.time()
+        mapping = StreamProgress.update(_PRODUCER, updated_at=now, producer_heartbeat=now, **fields)
         pipe = redis.pipeline(transaction=False)
         pipe.hset(pkey, mapping=mapping)
         pipe.expire(pkey, streams.PROGRESS_TTL_S)
         pipe.execute()
 
     def stop_requested() -> bool:
-        return text(redis.get(skey)) == "1"
+        return _stop_requested(redis, skey)
 
     # A fresh hash for this run: a previous run's eos_processed/summary must not leak into it.
-    now = repr(time.time())
-    start_fields = {
-        "state": STATE_PRODUCING,
-        "frames_total": "0",
-        "produced": "0",
-        "produce_done": "0",
-        "started_at": now,
-        "updated_at": now,
-        "producer_heartbeat": now,
-        "realtime": "1" if realtime else "0",
-        "run_id": run_id,
-    }
+    now = time.time()
+    start_fields = StreamProgress.update(
+        _PRODUCER,
+        state=StreamState.PRODUCING,
+        frames_total=0,
+        produced=0,
+        produce_done=False,
+        started_at=now,
+        updated_at=now,
+        producer_heartbeat=now,
+        realtime=realtime,
+        run_id=run_id,
+    )
     pipe = redis.pipeline(transaction=True)
     pipe.delete(pkey)
     pipe.hset(pkey, mapping=start_fields)
@@ -113,24 +113,24 @@ def produce_frames(
     next_frame = 0
     fps = 0.0
     config: Any = None
-    state = STATE_PRODUCING
+    state = StreamState.PRODUCING
     eos_written = False
     frames_total = 0
     t0 = clock()
     error: BaseException | None = None
     try:
-        video = load_video(video_id, db_url=db_url, engine=engine)
-        path = resolve_video_path(video.file_path, settings.video_storage_path)
+        video = load_video(video_id, db_url=settings.DATABASE_URL, engine=engine)
+        path = resolve_video_path(video.file_path, settings.VIDEO_STORAGE_PATH)
         info = probe_video(path)
         fps = float(video.fps or info.fps)
         frames_total = int(info.frame_count or video.frame_count or 0)
         config = FrameConfig(
-            roi_polygon=video.roi,
+            roi_polygon=video.roi_polygon,
             homography_matrix=video.homography_matrix,
             fps=fps,
             # the argument, else the video's own limit (set with its calibration), else SPEED_LIMIT_KMH
             speed_limit_kmh=next(
-                v for v in (speed_limit_kmh, video.speed_limit_kmh, settings.speed_limit_kmh) if v is not None
+                v for v in (speed_limit_kmh, video.speed_limit_kmh, settings.SPEED_LIMIT_KMH) if v is not None
             ),
             realtime=realtime,
         )
@@ -151,7 +151,7 @@ def produce_frames(
 
         t0 = clock()
         for n, frame in iter_frames(path):
-            jpeg = encode_jpeg(frame, jpeg_quality)
+            jpeg = encode_jpeg(frame, settings.PIPELINE_JPEG_QUALITY)
             if realtime:
                 delay = t0 + n / fps - clock()
                 if delay > 0:
@@ -162,17 +162,17 @@ def produce_frames(
                     pkey,
                     skey,
                     produced,
-                    max_backlog,
+                    settings.MAX_BACKLOG_FRAMES,
                     backlog_poll_s,
                     backlog_timeout_s,
                     sleep,
                     clock,
                     touch,
                 ):
-                    state = STATE_STOPPED
+                    state = StreamState.STOPPED
                     break
             if stop_requested():
-                state = STATE_STOPPED
+                state = StreamState.STOPPED
                 break
             entry = VideoFrame(
                 video_id=video_id,
@@ -183,11 +183,14 @@ def produce_frames(
                 config=config,
                 run_id=run_id,
             )
-            wall = repr(time.time())
+            wall = time.time()
             pipe = redis.pipeline(transaction=True)
             pipe.xadd(streams.VIDEO_FRAMES, entry.to_fields())  # never MAXLEN: no frame may be cut
             pipe.hset(
-                pkey, mapping={"produced": produced + 1, "updated_at": wall, "producer_heartbeat": wall}
+                pkey,
+                mapping=StreamProgress.update(
+                    _PRODUCER, produced=produced + 1, updated_at=wall, producer_heartbeat=wall
+                ),
             )
             pipe.expire(pkey, streams.PROGRESS_TTL_S)
             pipe.execute()
@@ -204,17 +207,17 @@ def produce_frames(
                     produced / elapsed if elapsed > 0 else 0.0,
                 )
         else:
-            state = STATE_PRODUCED
-        if state == STATE_STOPPED:
+            state = StreamState.PRODUCED
+        if state == StreamState.STOPPED:
             log.info("video %d: stop requested, ending after %d frames", video_id, produced)
     except BaseException as exc:
         error = exc
-        state = STATE_FAILED
+        state = StreamState.FAILED
         raise
     finally:
         # Exactly one end-of-stream entry, whatever happened above (best effort on failure).
         try:
-            if state == STATE_PRODUCED:
+            if state == StreamState.PRODUCED:
                 frames_total = produced  # the real count (the container's may be an estimate)
             eos = VideoFrame(
                 video_id=video_id,
@@ -226,17 +229,17 @@ def produce_frames(
                 end_of_stream=True,
                 run_id=run_id,
             )
-            wall = repr(time.time())
-            done = {
-                "state": state,
-                "produce_done": "1",
-                "produced": str(produced),
-                "frames_total": str(frames_total),
-                "updated_at": wall,
-                "producer_heartbeat": wall,
-            }
-            if error is not None:
-                done["producer_error"] = f"{type(error).__name__}: {error}"[:1000]
+            wall = time.time()
+            done = StreamProgress.update(
+                _PRODUCER,
+                state=state,
+                produce_done=True,
+                produced=produced,
+                frames_total=frames_total,
+                updated_at=wall,
+                producer_heartbeat=wall,
+                producer_error=None if error is None else f"{type(error).__name__}: {error}"[:1000],
+            )
             pipe = redis.pipeline(transaction=True)
             pipe.xadd(streams.VIDEO_FRAMES, eos.to_fields())
             pipe.hset(pkey, mapping=done)
@@ -260,7 +263,7 @@ def produce_frames(
     return {
         "video_id": video_id,
         "run_id": run_id,
-        "state": state,
+        "state": state.value,
         "produced": produced,
         "frames_total": frames_total,
         "fps": fps,
@@ -290,13 +293,13 @@ def _wait_backlog(
     last_change = clock()
     last_touch = clock()
     while True:
-        fields = hash_text(redis.hgetall(pkey))
-        processed = int(fields.get("processed") or 0)
+        progress = StreamProgress.from_hash(redis.hgetall(pkey))
+        processed = progress.processed or 0
         if produced - processed <= max_backlog:
             return False
-        if fields.get("fatal_error"):
-            raise RuntimeError(f"processor failed: {fields['fatal_error']}")
-        if text(redis.get(skey)) == "1":
+        if progress.fatal_error:
+            raise RuntimeError(f"processor failed: {progress.fatal_error}")
+        if _stop_requested(redis, skey):
             return True
         now = clock()
         if processed != last_processed:
@@ -309,3 +312,9 @@ def _wait_backlog(
             touch()
             last_touch = now
         sleep(poll_s)
+
+
+def _stop_requested(redis: Any, skey: str) -> bool:
+    """The backend set the stop flag (``streams.stop_key``)."""
+    value = redis.get(skey)
+    return value is not None and streams.text(value) == "1"

@@ -6,12 +6,13 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
+from traffic_processing.schemas import VideoStatus
 
 from backend.db.models import SpeedingViolation, VehiclePassage, Video, VideoAnalytics
 
 
 def create_video(*, session: Session, name: str, file_path: str, **probe: Any) -> Video:
-    video = Video(name=name, file_path=file_path, status="uploaded", **probe)
+    video = Video(name=name, file_path=file_path, status=VideoStatus.UPLOADED, **probe)
     session.add(video)
     session.flush()
     session.refresh(video)
@@ -75,7 +76,7 @@ def clear_results(*, session: Session, video_id: int) -> list[str]:
     return snapshots
 
 
-def set_status(*, session: Session, video_id: int, status: str) -> None:
+def set_status(*, session: Session, video_id: int, status: VideoStatus) -> None:
     video = session.get_one(Video, video_id)
     video.status = status
 

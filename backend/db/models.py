@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from traffic_processing.schemas import VideoStatus
 
 
 class Base(DeclarativeBase):
@@ -36,7 +37,8 @@ class Video(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), nullable=False)
     file_path: Mapped[str] = mapped_column(String(500), nullable=False)
-    status: Mapped[str | None] = mapped_column(String(50), server_default=text("'uploaded'"))
+    # a ``VideoStatus`` value (stored as its text)
+    status: Mapped[str | None] = mapped_column(String(50), server_default=text(f"'{VideoStatus.UPLOADED}'"))
     fps: Mapped[float | None] = mapped_column(Float)
     frame_count: Mapped[int | None] = mapped_column(Integer)
     width: Mapped[int | None] = mapped_column(Integer)
@@ -106,6 +108,8 @@ class VideoAnalytics(Base):
 
 
 class SpeedingViolation(Base):
+    """A stored ``traffic_processing.schemas.Violation``: the same names, column for field."""
+
     __tablename__ = "speeding_violations"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
 from tornado.web import HTTPError, RequestHandler
 
 from backend.schemas import error_body
+from backend.services.errors import ServiceError
 
 if TYPE_CHECKING:
     from backend.app import TrafficApplication
@@ -29,13 +34,8 @@ STATUS_CODES = {
 }
 
 
-class ApiError(HTTPError):
-    """An error the client gets as JSON with a stable ``code``."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(status, reason=None)
-        self.code = code
-        self.message = message
+# An error the client gets as JSON with a stable ``code`` (raised by handlers and services alike).
+ApiError = ServiceError
 
 
 class BaseHandler(RequestHandler):
@@ -58,9 +58,28 @@ class BaseHandler(RequestHandler):
         self.set_status(status)
         self.finish(json.dumps(payload, default=str))
 
+    def send_model(self, model: BaseModel, status: int = 200, *, exclude_unset: bool = False) -> None:
+        """Write a response model of ``backend.schemas`` (what the OpenAPI document declares)."""
+        self.set_status(status)
+        self.finish(model.model_dump_json(exclude_unset=exclude_unset))
+
+    def send_csv(self, filename: str, columns: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> None:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+        self.set_header("Content-Type", "text/csv; charset=UTF-8")
+        self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
+        self.finish(out.getvalue())
+
+    def send_jpeg(self, jpeg: bytes, max_age_s: int = 3600) -> None:
+        self.set_header("Content-Type", "image/jpeg")
+        self.set_header("Cache-Control", f"max-age={max_age_s}")
+        self.finish(jpeg)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
+        if isinstance(exc, ServiceError):
             code, message = exc.code, exc.message
         else:
             code = STATUS_CODES.get(status_code, "error")
@@ -80,10 +99,15 @@ class BaseHandler(RequestHandler):
         self.application.record_request(self)
 
 
-def parse_video_id(raw: str) -> int:
+def parse_id(raw: str, code: str, what: str) -> int:
+    """A path id (a positive PostgreSQL integer), else 404 ``code``."""
     if not raw.isdigit() or len(raw) > 10 or not 0 < int(raw) <= PG_INT_MAX:
-        raise ApiError(404, "video_not_found", f"no video with id {raw!r}")
+        raise ApiError(404, code, f"no {what} with id {raw[:40]!r}")
     return int(raw)
+
+
+def parse_video_id(raw: str) -> int:
+    return parse_id(raw, "video_not_found", "video")
 
 
 class NotFoundHandler(BaseHandler):

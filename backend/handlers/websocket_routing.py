@@ -20,13 +20,14 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from backend.db import crud
 from backend.handlers.base import BaseHandler
 from backend.schemas import (
-    AnalyticsData,
     AnalyticsIngest,
+    AnalyticsMessage,
     ClientAction,
     ErrorMessage,
-    FrameData,
+    FrameMessage,
     ProcessedFrameIngest,
     SubscriptionAck,
+    WebSocketStatusOut,
     error_body,
     parse_channel,
 )
@@ -117,6 +118,9 @@ class IngestHandler(WebSocketHandler):
 
     application: TrafficApplication
     kind = ""
+    message_type = ""  # the ingest message's ``type``
+    client_type = ""  # the clients' message ``type`` (the ingest metric's ``kind`` label)
+    message_model: type[ProcessedFrameIngest] | type[AnalyticsIngest]
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         if not self._token_ok():
@@ -176,36 +180,37 @@ class IngestHandler(WebSocketHandler):
                 data.frame_number,
             )
             return
-        # Encoded once here; every subscriber's socket gets the same bytes (sent as a text frame).
-        text = (
-            b'{"type":"%s","data":' % self.client_type.encode()
-            + ingest.data.model_dump_json().encode()
-            + b"}"
-        )
-        n = self.broadcast(ingest.data, text)
-        log.debug("[%s] video %d frame %d -> %d", self.tag, ingest.data.video_id, ingest.data.frame_number, n)
+        n = self.broadcast(ingest)
+        log.debug("[%s] video %d frame %d -> %d", self.tag, data.video_id, data.frame_number, n)
+
+    def broadcast(self, ingest: Any) -> int:
+        """Send the clients' envelope of ``ingest`` to the channel's subscribers; returns how many."""
+        raise NotImplementedError
 
 
 class ProcessedIngestHandler(IngestHandler):
     kind, message_type, client_type = "processed", "processed_frame", "frame"
     message_model = ProcessedFrameIngest
 
-    def broadcast(self, data: FrameData, text: bytes) -> int:
-        self.application.hub.note_frame(data)
-        return self.application.hub.broadcast_frame(data.video_id, text)
+    def broadcast(self, ingest: ProcessedFrameIngest) -> int:
+        hub = self.application.hub
+        hub.note_frame(ingest.data)
+        # Encoded once here; every subscriber's socket gets the same bytes (sent as a text frame).
+        return hub.broadcast_frame(ingest.data.video_id, FrameMessage(data=ingest.data).to_json_bytes())
 
 
 class AnalyticsIngestHandler(IngestHandler):
     kind, message_type, client_type = "analytics", "analytics_update", "analytics"
     message_model = AnalyticsIngest
 
-    def broadcast(self, data: AnalyticsData, text: bytes) -> int:
-        return self.application.hub.broadcast_analytics(data.video_id, text)
+    def broadcast(self, ingest: AnalyticsIngest) -> int:
+        envelope = AnalyticsMessage(data=ingest.data).to_json_bytes()
+        return self.application.hub.broadcast_analytics(ingest.data.video_id, envelope)
 
 
 class WebSocketStatusHandler(BaseHandler):
     def get(self) -> None:
-        self.send_json(self.application.hub.status())
+        self.send_model(WebSocketStatusOut.model_validate(self.application.hub.status()))
 
 
 routes: list[tuple[str, Any]] = [

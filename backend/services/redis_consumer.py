@@ -38,11 +38,10 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -53,6 +52,7 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 from traffic_processing import streams
 from traffic_processing.schemas import ProcessedFrame
+from traffic_processing.settings import CommonSettings
 
 from backend.schemas import AnalyticsIngest, ProcessedFrameIngest
 
@@ -61,17 +61,15 @@ log = logging.getLogger("backend.redis_consumer")
 TAG = "[REDIS-CONSUMER]"
 CHECK = "[SUBSCRIPTION-CHECK]"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# XREADGROUP's reply as this client gets it (RESP2, bytes): [(stream, [(id, {field: value}), ...])]
+# (redis-py types the RESP3 dict form too).
+StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
 
 
-class ConsumerSettings(BaseSettings):
-    """The bridge's settings (names shared with the backend's ``Settings``, DESIGN.md)."""
+class ConsumerSettings(CommonSettings):
+    """The bridge's settings: REDIS_HOST, REDIS_PORT, BACKEND_URL and INTERNAL_TOKEN are the
+    shared ones (``CommonSettings``), the ``REDIS_CONSUMER_*`` names its own."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
-
-    REDIS_HOST: str = "127.0.0.1"
-    REDIS_PORT: int = 6379
-    BACKEND_URL: str = "http://127.0.0.1:8686"
-    INTERNAL_TOKEN: str = "change-me"
     REDIS_CONSUMER_NAME: str = ""  # empty: "{hostname}-{pid}"
     REDIS_CONSUMER_BATCH: int = Field(default=32, ge=1)
     REDIS_CONSUMER_BLOCK_MS: int = Field(default=1000, ge=1)
@@ -309,8 +307,11 @@ class RedisConsumer:
         """Claim stale entries now and then; read and deliver one batch of new entries."""
         if time.monotonic() - self._last_claim >= self.claim_interval_s:
             await self.recover()
-        reply = await self.redis.xreadgroup(
-            self.group, self.consumer, {self.stream: ">"}, count=self.batch, block=self.block_ms
+        reply = cast(
+            StreamReply,
+            await self.redis.xreadgroup(
+                self.group, self.consumer, {self.stream: ">"}, count=self.batch, block=self.block_ms
+            ),
         )
         for _stream, entries in reply or []:
             await self.handle(entries)
@@ -350,8 +351,9 @@ class RedisConsumer:
         last: bytes | str = "0"
         handled = 0
         while True:
-            reply = await self.redis.xreadgroup(
-                self.group, self.consumer, {self.stream: last}, count=self.batch
+            reply = cast(
+                StreamReply,
+                await self.redis.xreadgroup(self.group, self.consumer, {self.stream: last}, count=self.batch),
             )
             entries = reply[0][1] if reply else []
             if not entries:
@@ -407,7 +409,7 @@ class RedisConsumer:
                 and int(info["idle"]) > idle_s * 1000
             ):
                 await self.redis.xgroup_delconsumer(self.stream, self.group, name)
-                log.info("%s removed idle consumer %s (nothing pending)", TAG, _text(name))
+                log.info("%s removed idle consumer %s (nothing pending)", TAG, streams.text(name))
 
     async def subscriptions(self, video_ids: list[int]) -> dict[int, tuple[bool, bool]]:
         """``{video_id: (frames watched, analytics watched)}`` with one MGET."""
@@ -443,13 +445,15 @@ class RedisConsumer:
             if entry_id is None:  # Redis 6.2 XAUTOCLAIM: entry deleted (trimmed) meanwhile
                 continue
             if not fields:  # pending, but trimmed from the stream meanwhile (e.g. by cleanup)
-                log.warning("%s entry %s no longer in the stream; acked", TAG, _text(entry_id))
+                log.warning("%s entry %s no longer in the stream; acked", TAG, streams.text(entry_id))
                 parsed.append((entry_id, None))
                 continue
             try:
                 frame = ProcessedFrame.from_fields(fields)
             except (ValidationError, ValueError, TypeError, KeyError) as exc:
-                log.error("%s malformed entry %s skipped and acked: %s", TAG, _text(entry_id), _short(exc))
+                log.error(
+                    "%s malformed entry %s skipped and acked: %s", TAG, streams.text(entry_id), _short(exc)
+                )
                 self.counters.malformed += 1
                 frame = None
             parsed.append((entry_id, frame))
@@ -513,10 +517,6 @@ class RedisConsumer:
 
 def _bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _short(exc: BaseException) -> str:

@@ -56,8 +56,8 @@ def traffic_report(video_id: int, passages: Iterable[Mapping[str, Any]], limit_k
         "class_mix": class_mix,
         "speed": {
             "limit_kmh": limit_kmh,
-            "mean_kmh": _round(np.mean(speeds)) if speeds else None,
-            "p85_kmh": _round(np.percentile(speeds, 85)) if speeds else None,
+            "mean_kmh": _round(float(np.mean(speeds))) if speeds else None,
+            "p85_kmh": _round(float(np.percentile(speeds, 85))) if speeds else None,
             "measured_vehicles": len(speeds),
             "histogram": speed_histogram(speeds, limit_kmh),
         },

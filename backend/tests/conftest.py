@@ -5,8 +5,6 @@ talking to a small fake Airflow."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -22,39 +20,20 @@ from sqlalchemy import create_engine, text
 from tornado.httpserver import HTTPServer
 
 from backend.app import TrafficApplication
-from backend.db.migrate import migrate
 from backend.db.session import Database
 from backend.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from backend.services.airflow_client import AirflowClient
 from backend.settings import Settings
 from backend.tests import fake_airflow
+from testing import fixtures
+
+# The session's PostgreSQL, Redis and scratch directory: the fixtures shared with airflow/tests.
+workdir, postgres, redis_server = fixtures.workdir, fixtures.postgres, fixtures.redis_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_VIDEO = REPO_ROOT.parent / "shared" / "assets" / "videos" / "urban_cctv_640x360_25fps.mp4"
 TOKEN = "test-internal-token"
 ORIGIN = "http://localhost:4200"
-
-
-@pytest.fixture(scope="session")
-def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="backend-tests-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def postgres(workdir: Path) -> Iterator[EmbeddedPostgres]:
-    pg = EmbeddedPostgres(workdir / "pg").start()
-    migrate(pg.url)
-    yield pg
-    pg.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_server(workdir: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(workdir / "redis").start()
-    yield server
-    server.stop()
 
 
 class LoopThread:

@@ -95,7 +95,12 @@ def test_live_entries_carry_detected_at_but_never_the_jpeg(api, video, sync_redi
     jpeg = b"\xff\xd8\xff" + b"crop" * 100
     flagged = [
         Violation(
-            track_id=t, class_name="car", speed_kmh=90.0, frame_number=10 * t, timestamp=t, detected_at=at
+            track_id=t,
+            vehicle_class="car",
+            speed_kmh=90.0,
+            frame_number=10 * t,
+            video_time_s=t,
+            detected_at=at,
         )
         for t, at in ((1, 1_750_000_000.5), (2, 1_750_000_012.0))
     ]

@@ -1,12 +1,40 @@
-"""The OpenAPI document lists exactly the application's routes."""
+"""The generated OpenAPI document: valid OpenAPI 3.1, exactly the application's routes, and every
+response it documents (each path, method and status) is what the API really answers: JSON bodies
+validated against the document's schemas, CSV, JPEG and text by their content type."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
+import json
 import re
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate as validate_openapi
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from sqlalchemy import text
+from traffic_processing import streams
+from traffic_processing.schemas import Violation
 
 from backend.app import all_routes
+from backend.embedded import free_port
+from backend.openapi import openapi_document
 from backend.schemas import CalibrationIn
-from backend.tests.client import request
+from backend.services.airflow_client import AirflowClient
+from backend.tests.client import Response, multipart, put_json, request, upload
+from backend.tests.conftest import ORIGIN, TOKEN
+from backend.tests.ws import connect_status
+
+CALIBRATION = {
+    "roi_polygon": [[5, 5], [90, 5], [90, 60], [5, 60]],
+    "image_points": [[10, 10], [86, 10], [86, 58], [10, 58]],
+    "world_points": [[0, 0], [3.5, 0], [3.5, 20], [0, 20]],
+}
 
 
 def to_openapi_path(pattern: str) -> str:
@@ -14,18 +42,26 @@ def to_openapi_path(pattern: str) -> str:
     return re.sub(r"\(\[\^/\]\+\)", name, pattern)
 
 
-def test_every_route_is_documented(api):
-    r = request(api.port, "GET", "/api/openapi.json")
+@pytest.fixture(scope="module")
+def doc(backend) -> dict[str, Any]:
+    r = request(backend.port, "GET", "/api/openapi.json")
     assert r.status == 200
-    doc = r.json()
-    assert doc["openapi"].startswith("3.")
-    documented = set(doc["paths"])
+    assert r.headers["Content-Type"].startswith("application/json")
+    return r.json()
+
+
+def test_document_is_valid_openapi_3_1(doc):
+    assert doc["openapi"] == "3.1.0"
+    validate_openapi(doc)  # raises on any violation of the OpenAPI 3.1 schema
+    assert doc == json.loads(json.dumps(openapi_document()))  # served = generated
+
+
+def test_every_route_is_documented(doc):
     routes = {to_openapi_path(pattern) for pattern, _ in all_routes()}
-    assert routes == documented
+    assert routes == set(doc["paths"])
 
 
-def test_documented_methods_exist(api):
-    doc = request(api.port, "GET", "/api/openapi.json").json()
+def test_documented_methods_exist(doc):
     handlers = {to_openapi_path(p): h for p, h in all_routes()}
     for path, item in doc["paths"].items():
         for method in item:
@@ -35,33 +71,40 @@ def test_documented_methods_exist(api):
             assert getattr(handler, method) is not getattr(handler.__mro__[-2], method, None), (path, method)
 
 
-def test_refs_resolve(api):
-    doc = request(api.port, "GET", "/api/openapi.json").json()
-    refs = set(re.findall(r'"\$ref": "#/components/schemas/(\w+)"', r_text(doc)))
-    assert refs <= set(doc["components"]["schemas"])
+def test_refs_resolve(doc):
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/(\w+)"', json.dumps(doc)))
+    assert refs and refs <= set(doc["components"]["schemas"])
 
 
-def r_text(doc) -> str:
-    import json
+def test_every_error_is_the_error_model(doc):
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            for status, response in op["responses"].items():
+                if int(status) >= 400 and "application/json" in response.get("content", {}):
+                    schema = response["content"]["application/json"]["schema"]
+                    if not (path == "/api/health" and status == "503"):
+                        assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (
+                            path,
+                            method,
+                            status,
+                        )
+    error = doc["components"]["schemas"]["ErrorResponse"]
+    assert error["required"] == ["error"]
+    assert doc["components"]["schemas"]["ApiErrorBody"]["required"] == ["code", "message"]
 
-    return json.dumps(doc)
+
+# ---- the calibration body -------------------------------------------------------------------
 
 
-def test_calibration_schema_is_what_the_handler_accepts(api):
-    """The document's Calibration lists exactly the fields ``CalibrationIn`` (the handler's
-    model) accepts, the same required ones and limits; nothing else is allowed."""
-    doc = request(api.port, "GET", "/api/openapi.json").json()
-    schema = doc["components"]["schemas"]["Calibration"]
+def test_calibration_schema_is_what_the_handler_accepts(doc):
+    """The document's CalibrationIn lists exactly the fields the handler's model accepts, the same
+    required ones and limits; nothing else is allowed."""
+    schema = doc["components"]["schemas"]["CalibrationIn"]
     fields = CalibrationIn.model_fields
     assert (
         set(schema["properties"])
         == set(fields)
-        == {
-            "roi_polygon",
-            "image_points",
-            "world_points",
-            "speed_limit_kmh",
-        }
+        == {"roi_polygon", "image_points", "world_points", "speed_limit_kmh"}
     )
     assert set(schema["required"]) == {name for name, f in fields.items() if f.is_required()}
     assert schema["additionalProperties"] is False
@@ -69,7 +112,286 @@ def test_calibration_schema_is_what_the_handler_accepts(api):
     for name in ("roi_polygon", "image_points", "world_points"):
         (min_length,) = [m.min_length for m in fields[name].metadata if hasattr(m, "min_length")]
         assert schema["properties"][name]["minItems"] == min_length, name
+        point = schema["properties"][name]["items"]
+        assert (point["minItems"], point["maxItems"]) == (2, 2), name
     put = doc["paths"]["/api/videos/{video_id}/calibration"]["put"]
+    assert put["requestBody"]["required"] is True
     assert put["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/Calibration"
+        "$ref": "#/components/schemas/CalibrationIn"
     }
+
+
+CALIBRATION_BODIES = [
+    CALIBRATION,
+    {**CALIBRATION, "speed_limit_kmh": 50},
+    {**CALIBRATION, "speed_limit_kmh": None},
+    {**CALIBRATION, "speed_limit_kmh": 400},
+    {**CALIBRATION, "speed_limit_kmh": 400.5},
+    {**CALIBRATION, "speed_limit_kmh": 0},
+    {**CALIBRATION, "speed_limit_kmh": True},
+    {**CALIBRATION, "speed_limit_kmh": "50"},
+    {**CALIBRATION, "roi": CALIBRATION["roi_polygon"]},
+    {**CALIBRATION, "extra": 1},
+    {k: v for k, v in CALIBRATION.items() if k != "world_points"},
+    {**CALIBRATION, "roi_polygon": CALIBRATION["roi_polygon"][:2]},
+    {**CALIBRATION, "image_points": [[10, 10, 1], [86, 10], [86, 58], [10, 58]]},
+    {**CALIBRATION, "world_points": [[0, 0], [3.5, 0], [3.5, 20], ["a", 20]]},
+    [CALIBRATION],
+]
+
+
+def test_calibration_schema_accepts_what_the_handler_accepts(api, doc, sample_video):
+    """Each body: valid for the document's schema exactly when the handler does not refuse it as
+    malformed (400 ``invalid_calibration`` / ``invalid_speed_limit``)."""
+    validator = schema_validator(doc, {"$ref": "#/components/schemas/CalibrationIn"})
+    vid = upload(api.port, {"name": "calibration"}, {"video": ("c.mp4", sample_video.read_bytes())}).json()[
+        "id"
+    ]
+    for body in CALIBRATION_BODIES:
+        r = put_json(api.port, f"/api/videos/{vid}/calibration", body)
+        refused = r.status == 400 and r.error_code in ("invalid_calibration", "invalid_speed_limit")
+        assert r.status in (200, 400), (body, r.body)
+        assert validator.is_valid(body) is not refused, (body, r.body)
+
+
+# ---- every documented response, for real ----------------------------------------------------
+
+
+def schema_validator(doc: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:
+    """A JSON Schema 2020-12 validator (OpenAPI 3.1's dialect) of ``schema``, its
+    ``#/components/schemas/...`` references resolved in the document."""
+    return Draft202012Validator(
+        {**schema, "components": doc["components"]}, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+class Checker:
+    """Checks real responses against the document and records which documented ones were seen."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.seen: set[tuple[str, str, str]] = set()
+        self.media: set[tuple[str, str, str, str]] = set()
+
+    def documented(self) -> set[tuple[str, str, str]]:
+        return {
+            (path, method, status)
+            for path, item in self.doc["paths"].items()
+            for method, op in item.items()
+            for status in op["responses"]
+        }
+
+    def documented_media(self) -> set[tuple[str, str, str, str]]:
+        return {
+            (path, method, status, media)
+            for path, item in self.doc["paths"].items()
+            for method, op in item.items()
+            for status, response in op["responses"].items()
+            for media in response.get("content", {})
+        }
+
+    def __call__(self, path: str, method: str, r: Response | int) -> Response | int:
+        status = str(r if isinstance(r, int) else r.status)
+        op = self.doc["paths"][path][method]
+        body = b"" if isinstance(r, int) else r.body
+        assert status in op["responses"], (path, method, status, body[:300])
+        self.seen.add((path, method, status))
+        content = op["responses"][status].get("content")
+        if isinstance(r, int):  # a WebSocket upgrade: no body
+            assert content is None, (path, status)
+            return r
+        media = r.headers.get("Content-Type", "").split(";")[0].strip()
+        if content is None:
+            assert r.body == b"", (path, method, status, r.body[:300])
+            return r
+        assert media in content, (path, method, status, media, list(content))
+        self.media.add((path, method, status, media))
+        schema = content[media]["schema"]
+        if media == "application/json":
+            errors = sorted(schema_validator(self.doc, schema).iter_errors(r.json()), key=str)
+            assert not errors, (path, method, status, [e.message for e in errors[:5]], r.body[:300])
+        elif media == "text/csv":
+            columns = re.search(r"columns: (.+)$", schema["description"]).group(1).split(", ")
+            rows = list(csv.reader(io.StringIO(r.body.decode("utf-8"))))
+            assert rows[0] == columns, (path, rows[0])
+            assert all(len(row) == len(columns) for row in rows[1:]), path
+        elif media.startswith("image/jpeg"):
+            assert r.body[:3] == b"\xff\xd8\xff" and r.body[-2:] == b"\xff\xd9", path
+        else:
+            assert r.body.decode("utf-8"), (path, media)
+        return r
+
+
+def add_stored_results(api, engine, vid: int) -> int:
+    """An analytics row, a violation with a snapshot file and a passage; returns the violation id."""
+    snapshot = api.storage / "snapshots" / str(vid) / "7.jpg"
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 16 + b"\xff\xd9")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO video_analytics (video_id, total_vehicles_count, avg_dwell_time,"
+                " vehicle_type_distribution, speeding_count) VALUES (:v, 1, 2.5, '{\"car\": 1}', 1)"
+            ),
+            {"v": vid},
+        )
+        violation_id = conn.execute(
+            text(
+                "INSERT INTO speeding_violations (video_id, track_id, vehicle_class, speed_kmh,"
+                " frame_number, video_time_s, detected_at, snapshot_path)"
+                " VALUES (:v, 7, 'car', 91.5, 12, 1.2, '2025-06-15 12:00:00', :p) RETURNING id"
+            ),
+            {"v": vid, "p": str(snapshot)},
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO vehicle_passages (video_id, track_id, class_name, first_frame, last_frame,"
+                " first_time_s, last_time_s, dwell_time_s, speed_kmh, max_speed_kmh, speeding)"
+                " VALUES (:v, 7, 'car', 5, 30, 0.5, 3.0, 2.5, 91.5, 95.0, true)"
+            ),
+            {"v": vid},
+        )
+    return violation_id
+
+
+def test_every_documented_response_is_real(api, doc, sample_video, db_engine, sync_redis):
+    check = Checker(doc)
+    port = api.port
+
+    def call(method: str, path: str, template: str, body: bytes | None = None, **kw: Any) -> Response:
+        r = request(port, method.upper(), path, body, **kw)
+        check(template, method, r)
+        return r
+
+    video_bytes = sample_video.read_bytes()
+    up = "/api/videos/upload"
+
+    # upload
+    created = upload(port, {"name": "openapi"}, {"video": ("v.mp4", video_bytes)})
+    check(up, "post", created)
+    assert created.status == 201
+    vid = created.json()["id"]
+    check(up, "post", upload(port, {}, {"video": ("v.mp4", video_bytes)}))  # 400: no name
+    check(up, "post", upload(port, {"name": "x"}, {"video": ("v.txt", video_bytes)}))  # 415
+    api.configure(MAX_UPLOAD_MB=0.01)
+    try:  # 413: sent chunked (no Content-Length), so the limit is hit while the body streams
+        big, content_type = multipart({"name": "x"}, {"video": ("v.mp4", b"\0" * 200_000)})
+        call("post", up, up, iter([big]), headers={"Content-Type": content_type})
+    finally:
+        api.configure()
+
+    # videos
+    call("get", "/api/videos", "/api/videos")
+    one = "/api/videos/{video_id}"
+    call("get", f"/api/videos/{vid}", one)
+    call("get", "/api/videos/424242", one)
+
+    # calibration
+    cal = "/api/videos/{video_id}/calibration"
+    calibrated = put_json(port, f"/api/videos/{vid}/calibration", {**CALIBRATION, "speed_limit_kmh": 70})
+    check(cal, "put", calibrated)
+    assert calibrated.status == 200
+    check(cal, "put", put_json(port, f"/api/videos/{vid}/calibration", {**CALIBRATION, "roi": []}))  # 400
+    check(cal, "put", put_json(port, "/api/videos/424242/calibration", CALIBRATION))  # 404
+    degenerate = {**CALIBRATION, "image_points": [[0, 0], [1, 1], [2, 2], [3, 3]]}
+    check(cal, "put", put_json(port, f"/api/videos/{vid}/calibration", degenerate))  # 422
+
+    # thumbnail
+    thumb = "/api/videos/{video_id}/thumbnail"
+    call("get", f"/api/videos/{vid}/thumbnail", thumb)
+    call("get", "/api/videos/424242/thumbnail", thumb)
+
+    # results: none yet, then live, then stored
+    analytics = "/api/videos/{video_id}/analytics"
+    violations = "/api/videos/{video_id}/violations"
+    passages = "/api/videos/{video_id}/passages"
+    report = "/api/videos/{video_id}/report"
+    assert call("get", f"/api/videos/{vid}/analytics", analytics).status == 404
+    call("get", "/api/videos/424242/analytics", analytics)
+    summary = {"total_vehicles_count": 3, "avg_dwell_time": 1.5, "vehicle_type_distribution": {"car": 3}}
+    sync_redis.set(streams.analytics_key(vid), json.dumps({**summary, "speeding_count": 1}), ex=60)
+    live = Violation(
+        track_id=3, vehicle_class="car", speed_kmh=88.0, frame_number=9, video_time_s=0.9, detected_at=1.75e9
+    )
+    sync_redis.rpush(streams.violations_key(vid), live.model_dump_json())
+    try:
+        assert call("get", f"/api/videos/{vid}/analytics", analytics).json()["source"] == "live"
+        assert call("get", f"/api/videos/{vid}/violations", violations).json()["source"] == "live"
+        call("get", f"/api/videos/{vid}/violations?format=csv", violations)
+    finally:
+        sync_redis.delete(streams.analytics_key(vid), streams.violations_key(vid))
+    violation_id = add_stored_results(api, db_engine, vid)
+    assert call("get", f"/api/videos/{vid}/analytics", analytics).json()["source"] == "final"
+    assert call("get", f"/api/videos/{vid}/violations", violations).json()["source"] == "stored"
+    csv_rows = call("get", f"/api/videos/{vid}/violations?format=csv", violations).body.decode().splitlines()
+    assert len(csv_rows) == 2
+    call("get", f"/api/videos/{vid}/violations?format=xml", violations)  # 400
+    call("get", "/api/videos/424242/violations", violations)
+    assert len(call("get", f"/api/videos/{vid}/passages", passages).json()["passages"]) == 1
+    call("get", f"/api/videos/{vid}/passages?format=csv", passages)
+    call("get", f"/api/videos/{vid}/passages?format=xml", passages)  # 400
+    call("get", "/api/videos/424242/passages", passages)
+    assert call("get", f"/api/videos/{vid}/report", report).json()["speed"]["limit_kmh"] == 70
+    call("get", "/api/videos/424242/report", report)
+    snap = "/api/violations/{violation_id}/snapshot"
+    assert call("get", f"/api/violations/{violation_id}/snapshot", snap).status == 200
+    call("get", "/api/violations/424242/snapshot", snap)
+
+    # stream start / stop, delete while streaming
+    start, stop = "/api/videos/{video_id}/stream/start", "/api/videos/{video_id}/stream/stop"
+    assert call("post", f"/api/videos/{vid}/stream/start", start, b"").status == 201
+    assert call("post", f"/api/videos/{vid}/stream/start", start, b"").status == 409
+    call("post", f"/api/videos/{vid}/stream/start", start, b'{"realtime": "no"}')  # 400
+    call("post", "/api/videos/424242/stream/start", start, b"")
+    assert call("delete", f"/api/videos/{vid}", one).status == 409
+    assert call("post", f"/api/videos/{vid}/stream/stop", stop, b"").status == 202
+    api.airflow_state.finish_all()
+    assert call("post", f"/api/videos/{vid}/stream/stop", stop, b"").status == 409
+    call("post", "/api/videos/424242/stream/stop", stop, b"")
+    original = api.app.airflow
+    refused = AirflowClient(
+        f"http://127.0.0.1:{api.airflow_port}", username="admin", password="wrong", retries=1, timeout_s=2
+    )
+    for airflow in (api.airflow_client(f"http://127.0.0.1:{free_port()}"), refused):  # 503, 502
+        api.app.airflow = airflow
+        try:
+            call("post", f"/api/videos/{vid}/stream/start", start, b"")
+            call("post", f"/api/videos/{vid}/stream/stop", stop, b"")
+        finally:
+            api.app.airflow = original
+
+    # delete
+    assert call("delete", f"/api/videos/{vid}", one).status == 204
+    call("delete", f"/api/videos/{vid}", one)  # 404
+
+    # system routes
+    call("get", "/api/websocket/status", "/api/websocket/status")
+    call("get", "/api/openapi.json", "/api/openapi.json")
+    call("get", "/metrics", "/metrics")
+    health = "/api/health"
+    assert call("get", health, health).status == 200
+    dead = aioredis.Redis(host="127.0.0.1", port=free_port(), retry=Retry(NoBackoff(), 0))
+    healthy_redis, api.app.redis = api.app.redis, dead
+    try:
+        assert call("get", health, health).json()["checks"]["redis"].startswith("error")
+    finally:
+        api.app.redis = healthy_redis
+        api.loop.call(dead.aclose)
+
+    # WebSocket endpoints: the upgrade, and the refusals
+    ws = f"ws://127.0.0.1:{port}"
+    client = "/ws/client/stream"
+    check(client, "get", asyncio.run(connect_status(f"{ws}{client}", origin=ORIGIN)))
+    upgrade = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    call("get", client, client, headers={**upgrade, "Origin": "http://evil.example"})  # 403
+    for path in ("/ws/backend/processed", "/ws/backend/analytics"):
+        check(path, "get", asyncio.run(connect_status(f"{ws}{path}", origin=None, token=TOKEN)))
+        call("get", path, path, headers=upgrade)  # 401: no token
+
+    assert check.documented() - check.seen == set()
+    assert check.documented_media() - check.media == set()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from traffic_processing import streams
+from traffic_processing.schemas import StreamProgress, StreamState
 
 from backend.embedded import free_port
 from backend.tests.client import put_json, request, upload
@@ -300,7 +301,7 @@ def test_delete_removes_the_file_the_rows_and_the_keys(api, video, db_engine, sy
     assert path.is_file()
     add_results(db_engine, vid)
     sync_redis.set(streams.analytics_key(vid), "{}", ex=60)
-    sync_redis.hset(streams.progress_key(vid), mapping={"state": "done"})
+    sync_redis.hset(streams.progress_key(vid), mapping=StreamProgress(state=StreamState.DONE).to_hash())
     assert stored_rows(db_engine, vid) == 4
 
     r = request(api.port, "DELETE", f"/api/videos/{vid}")

@@ -52,10 +52,10 @@ def bredis(redis_server):
 def violation(track_id: int, detected_at: float | None, jpeg: bytes | None) -> Violation:
     return Violation(
         track_id=track_id,
-        class_name="car",
+        vehicle_class="car",
         speed_kmh=80.0 + track_id,
         frame_number=10 * track_id,
-        timestamp=track_id / 10,
+        video_time_s=track_id / 10,
         detected_at=detected_at,
         snapshot_jpeg=jpeg,
     )

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 from traffic_processing import streams
+from traffic_processing.schemas import StreamProgress, StreamState
 
 from backend.embedded import free_port
+from backend.services.airflow_client import AirflowClient, AirflowError, AirflowUnavailable
+from backend.services.errors import airflow_failure
 from backend.tests.client import request, upload
 
 
@@ -129,11 +132,12 @@ def test_start_clears_the_previous_runs_keys(api, video, sync_redis):
         streams.analytics_key(vid),
     ]
     sync_redis.set(streams.stop_key(vid), "1")
-    sync_redis.hset(streams.progress_key(vid), mapping={"state": "done", "processed": 30})
+    done = StreamProgress(state=StreamState.DONE, processed=30)
+    sync_redis.hset(streams.progress_key(vid), mapping=done.to_hash())
     sync_redis.rpush(streams.violations_key(vid), '{"track_id": 1}')
     sync_redis.set(streams.analytics_key(vid), "{}")
     other = [streams.progress_key(vid + 1000), streams.violations_key(vid + 1000)]
-    sync_redis.hset(other[0], "state", "producing")
+    sync_redis.hset(other[0], mapping=StreamProgress(state=StreamState.PRODUCING).to_hash())
     sync_redis.rpush(other[1], "x")
     try:
         assert request(api.port, "POST", f"/api/videos/{vid}/stream/start", b"").status == 201
@@ -146,7 +150,34 @@ def test_start_clears_the_previous_runs_keys(api, video, sync_redis):
 def test_start_while_running_keeps_the_runs_keys(api, video, sync_redis):
     vid = video["id"]
     assert request(api.port, "POST", f"/api/videos/{vid}/stream/start", b"").status == 201
-    sync_redis.hset(streams.progress_key(vid), "produced", 5)
+    sync_redis.hset(streams.progress_key(vid), mapping=StreamProgress(produced=5).to_hash())
     assert request(api.port, "POST", f"/api/videos/{vid}/stream/start", b"").status == 409
-    assert sync_redis.hget(streams.progress_key(vid), "produced") == "5"
+    assert StreamProgress.from_hash(sync_redis.hgetall(streams.progress_key(vid))).produced == 5
     sync_redis.delete(streams.progress_key(vid))
+
+
+def test_airflow_failures_map_to_one_status_each():
+    """``errors.airflow_failure``: the one mapping of Airflow failures to API statuses."""
+    unavailable = airflow_failure(AirflowUnavailable("Airflow at http://x is unavailable: refused"))
+    assert (unavailable.status, unavailable.code) == (503, "airflow_unavailable")
+    refused = airflow_failure(AirflowError(401, '{"detail": "Invalid credentials"}'))
+    assert (refused.status, refused.code) == (502, "airflow_error")
+    assert "401" in refused.message
+
+
+@pytest.mark.parametrize("action", ["start", "stop"])
+def test_airflow_refusing_the_login_is_502_and_changes_nothing(api, video, sync_redis, action):
+    original = api.app.airflow
+    api.app.airflow = AirflowClient(
+        f"http://127.0.0.1:{api.airflow_port}", username="admin", password="wrong", retries=1
+    )
+    triggers = api.airflow_state.triggers
+    try:
+        r = request(api.port, "POST", f"/api/videos/{video['id']}/stream/{action}", b"")
+    finally:
+        api.app.airflow = original
+    assert r.status == 502, r.body
+    assert r.error_code == "airflow_error"
+    assert status_of(api, video["id"]) == "uploaded"
+    assert sync_redis.get(f"stream:video:{video['id']}:stop") is None
+    assert api.airflow_state.triggers == triggers

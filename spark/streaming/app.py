@@ -11,17 +11,9 @@ Run from the repository root with the venv's Python (local[*] unless SPARK_MASTE
     REDIS_HOST=127.0.0.1 REDIS_PORT=6379 .venv/bin/python spark/streaming/app.py
 
 or ``.venv/bin/python -m spark.streaming.app``, or ``spark-submit spark/streaming/app.py`` with
-PYSPARK_PYTHON pointing at the venv. Environment: REDIS_HOST, REDIS_PORT, MODEL_PATH,
-SPARK_CHECKPOINT_DIR (default ``.local/spark-checkpoint``; the query's checkpoint is the
-subfolder ``CHECKPOINT_LAYOUT``), SPARK_MASTER, TRIGGER_MS (150), MAX_ENTRIES_PER_BATCH (128),
-SOURCE_PARTITIONS (1: read on the driver; more: id ranges read by executor tasks),
-SHUFFLE_PARTITIONS (1),
-DETECTOR_DEVICE (cpu|cuda|cuda:N: detector and embedder), DETECTOR_HALF (1: fp16 on the GPU),
-BATCHED_DETECT (1: the batched detection stage; default on with a GPU), DETECT_BATCH (32),
-EMBED_BATCH (64), WARM_UP (1: load the models in the Python workers before the query
-starts, and run a first two-frame stream of video 0 through the query before reporting ready),
-SPARK_UI (true), LOG_PERFORMANCE=1 (per-frame ``[PERFORMANCE]`` block), LOG_PROGRESS=1
-(Spark's timings per micro-batch), LOG_TIMING=1 (time per stage and batch).
+PYSPARK_PYTHON pointing at the venv. Settings: ``spark.streaming.settings.SparkSettings`` (read
+once here, passed down to the stages; every name in .env.example): the checkpoint is the subfolder
+``checkpoint_layout()`` of SPARK_CHECKPOINT_DIR (default ``.local/spark-checkpoint``).
 """
 
 from __future__ import annotations
@@ -31,12 +23,16 @@ import os
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if __package__ in (None, ""):  # run as a script: make ``spark.streaming`` importable
     sys.path.insert(0, str(REPO_ROOT))
+
+if TYPE_CHECKING:
+    from spark.streaming.settings import SparkSettings
 
 log = logging.getLogger("traffic_streaming.app")
 
@@ -49,19 +45,12 @@ CHECKPOINT_LAYOUT = "v2-single-pass"
 CHECKPOINT_LAYOUT_BATCHED = "v2-batched-detect"  # the plan with the batched detection stage
 
 
-def checkpoint_layout() -> str:
+def checkpoint_layout(settings: SparkSettings) -> str:
     """The checkpoint folder of this plan: with or without the batched detection stage, and the
     number of shuffle partitions when not 1 (a checkpoint keeps the number it was made with)."""
-    from spark.streaming.detect_stage import batched_detect_enabled
-
-    layout = CHECKPOINT_LAYOUT_BATCHED if batched_detect_enabled() else CHECKPOINT_LAYOUT
-    partitions = _env_int("SHUFFLE_PARTITIONS", 1)
+    layout = CHECKPOINT_LAYOUT_BATCHED if settings.batched_detect else CHECKPOINT_LAYOUT
+    partitions = settings.SHUFFLE_PARTITIONS
     return layout if partitions == 1 else f"{layout}-p{partitions}"
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
 
 
 def configure_environment() -> None:
@@ -75,35 +64,35 @@ def configure_environment() -> None:
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 
 
-def check_model() -> str | None:
+def check_model(settings: SparkSettings) -> str | None:
     """The model path problem, if any, without loading it (workers load it once each)."""
     from traffic_processing.detector import ModelLoadError, _check_model_path, resolve_model_path
 
     try:
-        _check_model_path(resolve_model_path(os.environ.get("MODEL_PATH") or None))
+        _check_model_path(resolve_model_path(settings.MODEL_PATH or None))
     except ModelLoadError as exc:
         return str(exc)
     return None
 
 
-def check_device() -> str | None:
+def check_device(settings: SparkSettings) -> str | None:
     """DETECTOR_DEVICE's problem, if any (a GPU asked for where there is none): the application
     refuses to start rather than failing at the first frame."""
     from traffic_processing.device import DeviceError, resolve_device
 
     try:
-        resolve_device(os.environ.get("DETECTOR_DEVICE", "cpu"))
+        resolve_device(settings.DETECTOR_DEVICE)
     except DeviceError as exc:
         return str(exc)
     return None
 
 
-def checkpoint_path(base: str) -> str:
+def checkpoint_path(base: str, settings: SparkSettings) -> str:
     """The query's checkpoint folder under ``base`` for this CHECKPOINT_LAYOUT (created). A
     checkpoint of an older layout (files right in ``base``, or another layout's folder) is left
     alone and named in the log."""
     root = Path(base).resolve()
-    layout = checkpoint_layout()
+    layout = checkpoint_layout(settings)
     path = root / layout
     if not path.exists():
         old = [p.name for p in root.iterdir()] if root.is_dir() else []
@@ -120,14 +109,14 @@ def checkpoint_path(base: str) -> str:
     return str(path)
 
 
-def build_session(app_name: str = "traffic-streaming"):  # noqa: ANN201 - SparkSession
+def build_session(settings: SparkSettings, app_name: str = "traffic-streaming"):  # noqa: ANN201 - SparkSession
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
-    if os.environ.get("SPARK_MASTER") or "PYSPARK_GATEWAY_PORT" not in os.environ:
-        builder = builder.master(os.environ.get("SPARK_MASTER") or "local[*]")
+    if settings.SPARK_MASTER or "PYSPARK_GATEWAY_PORT" not in os.environ:  # not under spark-submit
+        builder = builder.master(settings.SPARK_MASTER or "local[*]")
     builder = (
-        builder.config("spark.sql.shuffle.partitions", str(_env_int("SHUFFLE_PARTITIONS", 1)))
+        builder.config("spark.sql.shuffle.partitions", str(settings.SHUFFLE_PARTITIONS))
         .config("spark.sql.streaming.stateStore.providerClass", ROCKSDB_PROVIDER)
         .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
         .config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
@@ -135,31 +124,31 @@ def build_session(app_name: str = "traffic-streaming"):  # noqa: ANN201 - SparkS
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.python.worker.reuse", "true")
-        .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "2g"))
+        .config("spark.driver.memory", settings.SPARK_DRIVER_MEMORY)
         .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
-        .config("spark.ui.enabled", os.environ.get("SPARK_UI", "true"))
+        .config("spark.ui.enabled", str(settings.SPARK_UI).lower())
     )
     return builder.getOrCreate()
 
 
-def build_query(spark, options: dict[str, str], checkpoint_dir: str, on_batch=None):  # noqa: ANN001, ANN201
-    from spark.streaming.detect_stage import DETECT_SCHEMA, batched_detect_enabled, detect_partition
+def build_query(spark, settings: SparkSettings, options: dict[str, str], checkpoint_dir: str, on_batch=None):  # noqa: ANN001, ANN201
+    from spark.streaming.detect_stage import DETECT_SCHEMA, detect_partition
     from spark.streaming.redis_source import RedisStreamDataSource, redis_client
     from spark.streaming.sink import BatchSink
     from spark.streaming.stages import OUTPUT_SCHEMA, make_state_processor
 
     spark.dataSource.register(RedisStreamDataSource)
     frames = spark.readStream.format(RedisStreamDataSource.name()).options(**options).load()
-    if batched_detect_enabled():  # GPU: every frame of the micro-batch through the network at once
-        frames = frames.mapInPandas(detect_partition, DETECT_SCHEMA)
+    if settings.batched_detect:  # GPU: every frame of the micro-batch through the network at once
+        frames = frames.mapInPandas(partial(detect_partition, settings), DETECT_SCHEMA)
     processed = frames.groupBy("video_id").transformWithStateInPandas(
-        statefulProcessor=make_state_processor(),
+        statefulProcessor=make_state_processor(settings),
         outputStructType=OUTPUT_SCHEMA,
         outputMode="Append",
         timeMode="None",
     )
-    sink = BatchSink(lambda: redis_client(options), on_batch=on_batch)
-    trigger_ms = _env_int("TRIGGER_MS", 150)
+    sink = BatchSink(lambda: redis_client(options), on_batch=on_batch, log_timing=settings.LOG_TIMING)
+    trigger_ms = settings.TRIGGER_MS
     return (
         processed.writeStream.queryName("traffic-processed-frames")
         .foreachBatch(sink)
@@ -169,7 +158,7 @@ def build_query(spark, options: dict[str, str], checkpoint_dir: str, on_batch=No
     )
 
 
-def warm_up(spark, workers: int) -> None:  # noqa: ANN001
+def warm_up(spark, settings: SparkSettings, workers: int) -> None:  # noqa: ANN001
     """Load the models in the Python workers before the query starts (its tasks reuse idle
     workers, so the first batches do not pay for model loading)."""
     from spark.streaming.stages import warm_partitions
@@ -178,7 +167,7 @@ def warm_up(spark, workers: int) -> None:  # noqa: ANN001
     # which may run the detection next time: warm two per source partition, as far as the task
     # slots let them run at once.
     n = max(1, min(2 * workers, spark.sparkContext.defaultParallelism))
-    spark.range(n, numPartitions=n).mapInPandas(warm_partitions, "ok int").collect()
+    spark.range(n, numPartitions=n).mapInPandas(partial(warm_partitions, settings), "ok int").collect()
 
 
 def add_progress_logger(spark) -> None:  # noqa: ANN001
@@ -213,7 +202,7 @@ def warm_query(options: dict[str, str], timeout_s: float = 180.0) -> bool:
     import cv2
     import numpy as np
     from traffic_processing import streams
-    from traffic_processing.schemas import FrameConfig, VideoFrame
+    from traffic_processing.schemas import FrameConfig, StreamProgress, VideoFrame
 
     from spark.streaming.redis_source import redis_client
 
@@ -244,7 +233,7 @@ def warm_query(options: dict[str, str], timeout_s: float = 180.0) -> bool:
             client.xadd(streams.VIDEO_FRAMES, frame.to_fields())
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if client.hget(key, "eos_processed") == b"1":
+            if StreamProgress.from_hash(client.hgetall(key)).eos_processed:
                 return True
             time.sleep(0.2)
         return False
@@ -287,24 +276,26 @@ def main() -> int:
     configure_environment()
 
     from spark.streaming.redis_source import redis_client
+    from spark.streaming.settings import SparkSettings
     from spark.streaming.sink import reset_if_fresh_checkpoint
 
+    settings = SparkSettings()
     checkpoint_dir = checkpoint_path(
-        os.environ.get("SPARK_CHECKPOINT_DIR") or str(REPO_ROOT / ".local/spark-checkpoint")
+        settings.SPARK_CHECKPOINT_DIR or str(REPO_ROOT / ".local/spark-checkpoint"), settings
     )
     options = {
-        "host": os.environ.get("REDIS_HOST", "127.0.0.1"),
-        "port": os.environ.get("REDIS_PORT", "6379"),
-        "maxEntriesPerBatch": str(_env_int("MAX_ENTRIES_PER_BATCH", 128)),
+        "host": settings.REDIS_HOST,
+        "port": str(settings.REDIS_PORT),
+        "maxEntriesPerBatch": str(settings.MAX_ENTRIES_PER_BATCH),
         # One partition: with one shuffle partition the stateful stage then needs no exchange.
         # The detector and the embedder use every core themselves.
-        "numPartitions": str(_env_int("SOURCE_PARTITIONS", 1)),
+        "numPartitions": str(settings.SOURCE_PARTITIONS),
         # One partition: read on the driver (no Python reader task per batch); several: id ranges
         # read by executor tasks (a cluster).
-        "reader": "simple" if _env_int("SOURCE_PARTITIONS", 1) == 1 else "partitioned",
+        "reader": "simple" if settings.SOURCE_PARTITIONS == 1 else "partitioned",
     }
-    problem = check_model()
-    device_problem = check_device()
+    problem = check_model(settings)
+    device_problem = check_device(settings)
     if device_problem:
         log.error("[SPARK-APP] FATAL: %s", device_problem)
         return 2
@@ -335,15 +326,15 @@ def main() -> int:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("[SPARK-APP] batch %s: %s rows in %.3f s", batch_id, rows, seconds)
 
-    spark = build_session()
+    spark = build_session(settings)
     spark.sparkContext.setLogLevel("WARN")
-    if os.environ.get("LOG_PROGRESS") == "1":
+    if settings.LOG_PROGRESS:
         add_progress_logger(spark)
-    if os.environ.get("WARM_UP", "1") == "1":
-        warm_up(spark, int(options["numPartitions"]))
+    if settings.WARM_UP:
+        warm_up(spark, settings, settings.SOURCE_PARTITIONS)
         log.info("[SPARK-APP] Python workers warmed up, %.1f s after start", time.monotonic() - started)
-    query = build_query(spark, options, checkpoint_dir, on_batch)
-    if os.environ.get("WARM_UP", "1") == "1":
+    query = build_query(spark, settings, options, checkpoint_dir, on_batch)
+    if settings.WARM_UP:
         warmed = warm_query(options)
         log.info(
             "[SPARK-APP] first batch %s, %.1f s after start",

@@ -2,7 +2,8 @@
 
 On a GPU the network costs ~0.2 ms a frame at batch 64 against ~3 ms at batch 1, and N
 processes with one CUDA context each serialise on the device: detecting stream by stream
-wastes it. With ``BATCHED_DETECT=1`` (the default when ``DETECTOR_DEVICE`` is a GPU) the query
+wastes it. With ``BATCHED_DETECT=1`` (the default when ``DETECTOR_DEVICE`` is a GPU:
+``SparkSettings.batched_detect``) the query
 gets a stateless stage between the source and the per-video stage::
 
     video-frames -> mapInPandas(detect_partition): decode, detect every frame of the micro-batch
@@ -27,22 +28,14 @@ import numpy as np
 import pandas as pd
 
 from spark.streaming.redis_source import SCHEMA
-from spark.streaming.stages import TIMING
+from spark.streaming.settings import SparkSettings
 
 log = logging.getLogger("traffic_streaming.detect")
 
 DETECT_SCHEMA = SCHEMA + ", detections binary"
 
 
-def batched_detect_enabled() -> bool:
-    """``BATCHED_DETECT`` (1/0); by default on when ``DETECTOR_DEVICE`` is a GPU."""
-    value = os.environ.get("BATCHED_DETECT")
-    if value:
-        return value == "1"
-    return os.environ.get("DETECTOR_DEVICE", "cpu").startswith("cuda")
-
-
-def detect_rows(pdf: pd.DataFrame) -> list[bytes | None]:
+def detect_rows(pdf: pd.DataFrame, settings: SparkSettings) -> list[bytes | None]:
     """The ``detections`` of each source row (None where the row has no decodable frame or its
     config is unreadable, or the model cannot load: the per-video stage reports those)."""
     from traffic_processing.processor import embed_detections
@@ -59,14 +52,14 @@ def detect_rows(pdf: pd.DataFrame) -> list[bytes | None]:
         raw = row["frame_data"]
         if raw is None or (isinstance(raw, float) and np.isnan(raw)) or not len(raw):
             continue
-        settings = frame_settings(row)
-        if settings is None:
+        frame_config = frame_settings(row)
+        if frame_config is None:
             continue
         try:
             frame = decode_jpeg(bytes(raw))
             roi = roi_by_config.get(row["config"])
             if roi is None:
-                roi = roi_by_config[row["config"]] = RoiFilter(settings.roi_polygon)
+                roi = roi_by_config[row["config"]] = RoiFilter(frame_config.roi_polygon)
         except Exception:  # noqa: BLE001 - the per-video stage reports this frame's error
             continue
         frames.append(frame)
@@ -75,31 +68,32 @@ def detect_rows(pdf: pd.DataFrame) -> list[bytes | None]:
     if not frames:
         return out
     try:
-        detector = get_detector()
+        detector = get_detector(settings)
     except Exception:  # noqa: BLE001 - the per-video stage reports the fatal error per video
         return out
     detected = detector.detect(frames)
     kept = [d[roi(d).in_roi] for d, roi in zip(detected, filters)]
-    config = TrackerConfig(embed_batch=max(32, int(os.environ.get("EMBED_BATCH", "64"))))
+    config = TrackerConfig(embed_batch=settings.EMBED_BATCH)
     embedded = embed_detections(frames, kept, config, detector.device)
     for i, dets in zip(rows, embedded):
         out[i] = dets.to_bytes()
     return out
 
 
-def detect_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """``mapInPandas`` over the source rows: each Arrow batch (a whole micro-batch of one
-    partition) detected in batched calls; rows pass through with their ``detections``."""
+def detect_partition(settings: SparkSettings, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """``mapInPandas`` over the source rows (bound to the settings with ``partial``): each Arrow
+    batch (a whole micro-batch of one partition) detected in batched calls; rows pass through
+    with their ``detections``."""
     from spark.streaming.stages import configure_worker_logging
 
-    configure_worker_logging()
+    configure_worker_logging(settings)
     for pdf in batches:
         if pdf.empty:
             continue
         started = time.perf_counter()
-        detections = detect_rows(pdf)
+        detections = detect_rows(pdf, settings)
         global _LOGGED
-        if not _LOGGED or TIMING:
+        if not _LOGGED or settings.LOG_TIMING:
             _LOGGED = True
             log.info(
                 "[SPARK-APP] batched detection (pid %s): %d frames of %d videos in %.0f ms",

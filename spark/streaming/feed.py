@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from traffic_processing.schemas import FrameConfig, ProcessedFrame, VideoFrame
-from traffic_processing.streams import PROCESSED_FRAMES, VIDEO_FRAMES, progress_key
+from traffic_processing.schemas import FrameConfig, ProcessedFrame, StreamProgress, VideoFrame
+from traffic_processing.settings import CommonSettings
+from traffic_processing.streams import PROCESSED_FRAMES, VIDEO_FRAMES, parse_stream_id, progress_key, text
 
 
 def clip_jpegs(video: str | Path, quality: int = 90) -> list[bytes]:
@@ -33,17 +33,12 @@ def clip_jpegs(video: str | Path, quality: int = 90) -> list[bytes]:
 
 
 def frame_config(calib_path: str | Path, fps: float, realtime: bool) -> FrameConfig:
-    from traffic_processing.calibration import fit_homography
+    """CALIB.json -> the stream's ``FrameConfig`` (``cli.settings_from_calibration``: the
+    calibration's fps, else ``fps``)."""
+    from traffic_processing.cli import settings_from_calibration
+    from traffic_processing.config import CalibrationFile
 
-    calib = json.loads(Path(calib_path).read_text())
-    hom = fit_homography(calib["image_points"], calib["world_points"])
-    return FrameConfig(
-        roi_polygon=calib.get("roi_polygon"),
-        homography_matrix=hom.matrix.tolist(),
-        fps=fps,
-        speed_limit_kmh=calib.get("speed_limit_kmh", 60.0),
-        realtime=realtime,
-    )
+    return settings_from_calibration(CalibrationFile.load(calib_path), fps, realtime=realtime)
 
 
 def feed(
@@ -88,8 +83,9 @@ def read_processed(client: Any, video_id: int) -> list[tuple[str, ProcessedFrame
     """(entry id, frame) of this video in processed-frames, in stream order."""
     out = []
     for entry_id, fields in client.xrange(PROCESSED_FRAMES, "-", "+"):
-        if int(fields[b"video_id"]) == video_id:
-            out.append((entry_id.decode(), ProcessedFrame.from_fields(fields)))
+        frame = ProcessedFrame.from_fields(fields)
+        if frame.video_id == video_id:
+            out.append((text(entry_id), frame))
     return out
 
 
@@ -97,7 +93,7 @@ def wait_for_eos(client: Any, video_id: int, timeout_s: float, proc: Any = None)
     """Seconds until the video's progress says eos_processed; raises TimeoutError."""
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
-        if client.hget(progress_key(video_id), "eos_processed") == b"1":
+        if StreamProgress.from_hash(client.hgetall(progress_key(video_id))).eos_processed:
             return time.monotonic() - start
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the Spark app exited with {proc.returncode}")
@@ -108,7 +104,7 @@ def wait_for_eos(client: Any, video_id: int, timeout_s: float, proc: Any = None)
 def latencies_ms(entries: list[tuple[str, ProcessedFrame]]) -> np.ndarray:
     """produced_at -> XADD time (the processed-frames entry id is its millisecond clock)."""
     vals = [
-        int(entry_id.split("-")[0]) - pf.produced_at * 1000.0
+        parse_stream_id(entry_id)[0] - pf.produced_at * 1000.0
         for entry_id, pf in entries
         if pf.produced_at is not None and not pf.end_of_stream
     ]
@@ -117,6 +113,8 @@ def latencies_ms(entries: list[tuple[str, ProcessedFrame]]) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     import redis
+    from traffic_processing.cli import settings_from_calibration
+    from traffic_processing.config import CalibrationFile
 
     p = argparse.ArgumentParser(prog="python -m spark.streaming.feed", description=__doc__.split("\n\n")[0])
     p.add_argument("video")
@@ -126,12 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fast", action="store_true", help="realtime=false, no pacing")
     p.add_argument("--timeout", type=float, default=600)
     args = p.parse_args(argv)
-    client = redis.Redis(
-        host=os.environ.get("REDIS_HOST", "127.0.0.1"), port=int(os.environ.get("REDIS_PORT", 6379))
-    )
-    calib = json.loads(Path(args.calibration).read_text())
-    fps = args.fps or calib.get("fps") or 25.0
-    config = frame_config(args.calibration, fps, realtime=not args.fast)
+    settings = CommonSettings()
+    client = redis.Redis(host=settings.REDIS_HOST, port=settings.REDIS_PORT)
+    calib = CalibrationFile.load(args.calibration)
+    if args.fps:  # --fps wins over the calibration's
+        calib = calib.model_copy(update={"fps": args.fps})
+    config = settings_from_calibration(calib, 25.0, realtime=not args.fast)
     jpegs = clip_jpegs(args.video)
     start = time.monotonic()
     feed(client, args.video_id, jpegs, config, paced=not args.fast)
@@ -140,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     total = time.monotonic() - start
     entries = read_processed(client, args.video_id)
     lat = latencies_ms(entries)
-    progress = {k.decode(): v.decode() for k, v in client.hgetall(progress_key(args.video_id)).items()}
-    first = min(int(e.split("-")[0]) for e, _ in entries) / 1000.0
-    last = max(int(e.split("-")[0]) for e, _ in entries) / 1000.0
+    progress = StreamProgress.from_hash(client.hgetall(progress_key(args.video_id)))
+    first = min(parse_stream_id(e)[0] for e, _ in entries) / 1000.0
+    last = max(parse_stream_id(e)[0] for e, _ in entries) / 1000.0
     report = {
         "video_id": args.video_id,
         "frames": len(jpegs),
@@ -155,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         "latency_ms_p50": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
         "latency_ms_p95": round(float(np.percentile(lat, 95)), 1) if len(lat) else None,
         "latency_ms_max": round(float(lat.max()), 1) if len(lat) else None,
-        "progress": {k: v for k, v in progress.items() if k != "summary"},
-        "summary": json.loads(progress.get("summary", "null")),
+        "progress": progress.model_dump(mode="json", exclude={"summary"}, exclude_none=True),
+        "summary": progress.summary.model_dump(mode="json") if progress.summary else None,
     }
     print(json.dumps(report, indent=1))
     return 0

@@ -12,16 +12,15 @@ Usage::
     spark.dataSource.register(RedisStreamDataSource)
     spark.readStream.format("redis-frames").option("host", "127.0.0.1").option("port", 6379).load()
 
-Options (all optional): ``host``/``port``/``db`` (default env ``REDIS_HOST``/``REDIS_PORT``, else
-127.0.0.1:6379), ``stream`` (``video-frames``), ``maxEntriesPerBatch`` (64; the app passes 128),
-``numPartitions`` (2), ``pageSize`` (16), ``trim`` (``true``).
+Options (all optional): ``host``/``port``/``db`` (default 127.0.0.1:6379; the application
+passes its settings' REDIS_HOST/REDIS_PORT), ``stream`` (``video-frames``),
+``maxEntriesPerBatch`` (64; the app passes 128), ``numPartitions`` (2), ``pageSize`` (16),
+``trim`` (``true``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,8 @@ from pyspark.sql.datasource import (
     SimpleDataSourceStreamReader,
 )
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows
-from traffic_processing.streams import VIDEO_FRAMES
+from traffic_processing.schemas import VideoFrame
+from traffic_processing.streams import VIDEO_FRAMES, parse_stream_id, text
 
 log = logging.getLogger("traffic_streaming.source")
 
@@ -54,24 +54,20 @@ return ids
 """
 
 
-def parse_id(stream_id: str) -> tuple[int, int]:
-    """``"ms-seq"`` -> (ms, seq), for ordering."""
-    ms, _, seq = str(stream_id).partition("-")
-    return int(ms), int(seq or 0)
-
-
 def next_id(stream_id: str) -> str:
     """The smallest id after ``stream_id``."""
-    ms, seq = parse_id(stream_id)
+    ms, seq = parse_stream_id(stream_id)
     return f"{ms}-{seq + 1}"
 
 
 def redis_client(options: dict[str, str]) -> Any:
+    """A binary-safe client on the ``host``/``port``/``db`` options (the application passes its
+    settings' REDIS_HOST/REDIS_PORT; default 127.0.0.1:6379)."""
     import redis
 
     return redis.Redis(
-        host=options.get("host") or os.environ.get("REDIS_HOST", "127.0.0.1"),
-        port=int(options.get("port") or os.environ.get("REDIS_PORT", "6379")),
+        host=options.get("host") or "127.0.0.1",
+        port=int(options.get("port") or 6379),
         db=int(options.get("db") or 0),
         socket_timeout=30,
         socket_connect_timeout=10,
@@ -79,37 +75,25 @@ def redis_client(options: dict[str, str]) -> Any:
     )
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def entry_to_row(stream_id: str, fields: dict[bytes, bytes]) -> tuple | None:
-    """One ``video-frames`` entry as a row of SCHEMA; None (logged) when it has no usable
-    video_id / frame_number: such an entry cannot be routed to a video. ``run_id`` is None when
-    the entry has none (an older producer)."""
+    """One ``video-frames`` entry (decoded by ``VideoFrame.from_fields``) as a row of SCHEMA;
+    None (logged) when it does not decode: such an entry cannot be routed to a video. ``config``
+    is the FrameConfig JSON ("" without one); ``run_id`` is None when the entry has none."""
     try:
-        video_id = int(_text(fields[b"video_id"]))
-        frame_number = int(_text(fields[b"frame_number"]))
-    except (KeyError, ValueError) as exc:
+        frame = VideoFrame.from_fields(fields)
+    except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         log.warning("skipping malformed video-frames entry %s: %r", stream_id, exc)
         return None
-
-    def number(key: bytes, default: float) -> float:
-        try:
-            return float(_text(fields[key]))
-        except (KeyError, ValueError):
-            return default
-
     return (
-        video_id,
-        frame_number,
+        frame.video_id,
+        frame.frame_number,
         stream_id,
-        bytes(fields.get(b"frame_data", b"")),
-        number(b"timestamp", 0.0),
-        number(b"produced_at", time.time()),
-        _text(fields.get(b"config", b"")),
-        _text(fields.get(b"end_of_stream", b"0")) == "1",
-        _text(fields.get(b"run_id", b"")) or None,  # the producer's stream run (VideoFrame.run_id)
+        frame.frame_data,
+        frame.timestamp,
+        frame.produced_at,
+        frame.config.model_dump_json() if frame.config is not None else "",
+        frame.end_of_stream,
+        frame.run_id,
     )
 
 
@@ -141,7 +125,7 @@ class RedisStreamReader(DataSourceStreamReader):
 
     def _ids(self, start: str, end: str = "+", count: int | None = None) -> list[str]:
         ids = self.client.eval(_IDS_SCRIPT, 1, self.stream, "(" + start, end, str(count or 1_000_000_000))
-        return [_text(i) for i in ids]
+        return [text(i) for i in ids]
 
     # -- driver side ----------------------------------------------------------------------
     def initialOffset(self) -> dict:
@@ -159,17 +143,17 @@ class RedisStreamReader(DataSourceStreamReader):
             self._planned = (begin, ids[-1], ids)
             return {"id": ids[-1]}
         last = self.client.xrevrange(self.stream, "+", "-", count=1)
-        if not last or parse_id(_text(last[0][0])) <= parse_id(begin):
+        if not last or parse_stream_id(last[0][0]) <= parse_stream_id(begin):
             return {"id": begin}
-        return {"id": _text(last[0][0])}
+        return {"id": text(last[0][0])}
 
     def reportLatestOffset(self) -> dict | None:
         last = self.client.xrevrange(self.stream, "+", "-", count=1)
-        return {"id": _text(last[0][0])} if last else None
+        return {"id": text(last[0][0])} if last else None
 
     def partitions(self, start: dict, end: dict) -> list[IdRangePartition]:
         begin, stop = start.get("id", INITIAL_ID), end.get("id", INITIAL_ID)
-        if parse_id(stop) <= parse_id(begin):
+        if parse_stream_id(stop) <= parse_stream_id(begin):
             return []
         if self._planned and self._planned[:2] == (begin, stop):
             ids = self._planned[2]
@@ -217,12 +201,12 @@ def read_range(options: dict[str, str], stream: str, start: str, end: str, page_
         while True:
             page = client.xrange(stream, "(" + cursor, end, count=page_size)
             for stream_id, fields in page:
-                row = entry_to_row(_text(stream_id), fields)
+                row = entry_to_row(text(stream_id), fields)
                 if row is not None:
                     yield row
             if len(page) < page_size:
                 return
-            cursor = _text(page[-1][0])
+            cursor = text(page[-1][0])
     finally:
         client.close()
 
@@ -247,8 +231,8 @@ class RedisSimpleStreamReader(SimpleDataSourceStreamReader):
         page = self._trimmer.client.xrange(self.stream, "(" + begin, "+", count=count)
         if not page:
             return iter(()), {"id": begin}
-        rows = [row for sid, fields in page if (row := entry_to_row(_text(sid), fields)) is not None]
-        return iter(rows), {"id": _text(page[-1][0])}
+        rows = [row for sid, fields in page if (row := entry_to_row(text(sid), fields)) is not None]
+        return iter(rows), {"id": text(page[-1][0])}
 
     def readBetweenOffsets(self, start: dict, end: dict) -> Iterator[tuple]:
         return read_range(

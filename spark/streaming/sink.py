@@ -1,33 +1,35 @@
 """The idempotent ``foreachBatch`` sink: one micro-batch's results -> Redis in ONE MULTI/EXEC.
 
 In the transaction: XADD each result to ``processed-frames`` (per video in stream order), the
-progress hash fields the Spark side owns (streams.py), RPUSH of new violations, the live
-analytics snapshot, and ``SINK_LAST_BATCH_KEY = batch_id``. The key is WATCHed and read first:
-a batch whose id is not above the stored one was already written (a replay after a crash) and
-is skipped, so a restart never duplicates an entry. No Spark import here.
+progress hash fields the Spark side owns (``StreamProgress``, writer ``processor``), RPUSH of
+new violations, the live analytics snapshot, and ``SINK_LAST_BATCH_KEY = batch_id``. The key is
+WATCHed and read first: a batch whose id is not above the stored one was already written (a
+replay after a crash) and is skipped, so a restart never duplicates an entry. No Spark import
+here.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from traffic_processing.schemas import ProcessedFrame
+from traffic_processing.schemas import ProcessedFrame, ProgressWriter, StreamProgress, Summary
 from traffic_processing.streams import (
     ANALYTICS_TTL_S,
     PROCESSED_FRAMES,
     PROGRESS_TTL_S,
     SINK_LAST_BATCH_KEY,
     analytics_key,
+    parse_stream_id,
     progress_key,
     violations_key,
 )
 
-from .stages import EOS, ERROR, FATAL, OK, SKIPPED, stream_order
+from .stages import EOS, ERROR, FATAL, OK, SKIPPED
 
 log = logging.getLogger("traffic_streaming.sink")
 
@@ -43,7 +45,7 @@ def write_batch(client: Any, rows: list[dict], batch_id: int, now: Callable[[], 
     one). ``rows`` are dicts of the stateful stage's OUTPUT_SCHEMA."""
     import redis
 
-    rows = sorted(rows, key=lambda r: (int(r["video_id"]), stream_order(r["stream_id"])))
+    rows = sorted(rows, key=lambda r: (int(r["video_id"]), parse_stream_id(r["stream_id"])))
     with client.pipeline(transaction=True) as pipe:
         while True:
             try:
@@ -64,8 +66,23 @@ def write_batch(client: Any, rows: list[dict], batch_id: int, now: Callable[[], 
                 continue
 
 
+@dataclass
+class _VideoBatch:
+    """What one micro-batch did for one video: the progress hash fields of the processor."""
+
+    processed: int = 0
+    detected: int = 0
+    skipped: int = 0
+    errors: int = 0
+    stride: int | None = None
+    last: int | None = None
+    eos: bool = False
+    summary: Summary | None = None
+    fatal: str | None = None
+
+
 def _queue_batch(pipe: Any, rows: list[dict], stamp: float) -> None:
-    per_video: dict[int, dict[str, Any]] = {}
+    per_video: dict[int, _VideoBatch] = {}
     for row in rows:
         video_id = int(row["video_id"])
         pf = ProcessedFrame.model_validate_json(row["message"])
@@ -73,62 +90,57 @@ def _queue_batch(pipe: Any, rows: list[dict], stamp: float) -> None:
         pipe.xadd(PROCESSED_FRAMES, pf.to_fields())
         for violation in pf.new_violations:
             pipe.rpush(violations_key(video_id), violation.model_dump_json())
-        agg = per_video.setdefault(
-            video_id,
-            {
-                "processed": 0,
-                "detected": 0,
-                "stride": None,
-                "skipped": 0,
-                "errors": 0,
-                "last": None,
-                "eos": False,
-                "summary": None,
-                "fatal": None,
-            },
-        )
+        agg = per_video.setdefault(video_id, _VideoBatch())
         status = row["status"]
         if status != EOS:
-            agg["processed"] += 1
-            agg["last"] = int(row["frame_number"])
+            agg.processed += 1
+            agg.last = int(row["frame_number"])
         if status == SKIPPED:
-            agg["skipped"] += 1
+            agg.skipped += 1
         if status == OK:
-            agg["detected"] += 1
+            agg.detected += 1
         if status in (OK, SKIPPED):
-            agg["stride"] = pf.detect_stride
+            agg.stride = pf.detect_stride
         if status in (ERROR, FATAL):
-            agg["errors"] += 1
+            agg.errors += 1
         if status == FATAL:
-            agg["fatal"] = pf.error or "fatal error"
+            agg.fatal = pf.error or "fatal error"
         if row.get("summary"):
-            agg["summary"] = row["summary"]
+            try:
+                agg.summary = Summary.model_validate_json(row["summary"])
+            except ValueError as exc:  # never fail the query for it: the next batch has one again
+                log.error("[SPARK-APP] unreadable summary of video %s skipped: %s", video_id, exc)
         if row.get("end_of_stream"):
-            agg["eos"] = True
+            agg.eos = True
             if pf.summary is not None:
-                agg["summary"] = pf.summary.model_dump_json()
+                agg.summary = pf.summary
     for video_id, agg in per_video.items():
         key = progress_key(video_id)
-        if agg["processed"]:
-            pipe.hincrby(key, "processed", agg["processed"])
-            pipe.hset(key, "processed_last_frame", agg["last"])
-        if agg["skipped"]:
-            pipe.hincrby(key, "skipped", agg["skipped"])
-        if agg["detected"]:
-            pipe.hincrby(key, "detected", agg["detected"])
-        if agg["stride"] is not None:
-            pipe.hset(key, "stride", agg["stride"])
-        if agg["errors"]:
-            pipe.hincrby(key, "frame_errors", agg["errors"])
-        if agg["fatal"]:
-            pipe.hset(key, "fatal_error", agg["fatal"])
-            log.error("[SPARK-APP] FATAL for video %s: %s", video_id, agg["fatal"])
-        if agg["summary"]:
-            pipe.hset(key, "summary", agg["summary"])
-            pipe.set(analytics_key(video_id), agg["summary"], ex=ANALYTICS_TTL_S)
-        if agg["eos"]:
-            pipe.hset(key, "eos_processed", "1")
-        pipe.hset(key, "updated_at", repr(stamp))
+        counts = StreamProgress.increments(
+            ProgressWriter.PROCESSOR,
+            processed=agg.processed,
+            skipped=agg.skipped,
+            detected=agg.detected,
+            frame_errors=agg.errors,
+        )
+        for name, amount in counts.items():
+            pipe.hincrby(key, name, amount)
+        if agg.fatal:
+            log.error("[SPARK-APP] FATAL for video %s: %s", video_id, agg.fatal)
+        pipe.hset(
+            key,
+            mapping=StreamProgress.update(
+                ProgressWriter.PROCESSOR,
+                processed_last_frame=agg.last if agg.processed else None,
+                stride=agg.stride,
+                fatal_error=agg.fatal,
+                summary=agg.summary,
+                eos_processed=True if agg.eos else None,
+                updated_at=stamp,
+            ),
+        )
+        if agg.summary is not None:
+            pipe.set(analytics_key(video_id), agg.summary.model_dump_json(), ex=ANALYTICS_TTL_S)
         pipe.expire(key, PROGRESS_TTL_S)
 
 
@@ -146,11 +158,17 @@ class BatchSink:
     """The ``foreachBatch`` callable: collects the micro-batch on the driver and writes it."""
 
     def __init__(
-        self, client_factory: Callable[[], Any], on_batch: Callable[[int, int, float], None] | None = None
+        self,
+        client_factory: Callable[[], Any],
+        on_batch: Callable[[int, int, float], None] | None = None,
+        *,
+        log_timing: bool = False,
     ):
+        """``log_timing``: a ``[TIMING]`` line per batch (the application's LOG_TIMING)."""
         self.client_factory = client_factory
         self.client: Any = None
         self.on_batch = on_batch
+        self.log_timing = log_timing
 
     def __call__(self, df: Any, batch_id: int) -> None:
         start = time.perf_counter()
@@ -159,7 +177,7 @@ class BatchSink:
             self.client = self.client_factory()
         collected = time.perf_counter()
         written = write_batch(self.client, rows, batch_id)
-        if os.environ.get("LOG_TIMING") == "1":
+        if self.log_timing:
             log.info(
                 "[TIMING] sink batch %s: collect %.0f ms, write %.0f ms, %s rows",
                 batch_id,

@@ -27,19 +27,19 @@ and then ends the video. An ``error``/``fatal`` frame has an empty ``processed_f
 from __future__ import annotations
 
 import logging
-import math
 import os
-import pickle
 import sys
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from traffic_processing.schemas import FrameConfig, ProcessedFrame, Stats, Summary
-from traffic_processing.streams import MAX_LIVE_DELAY_S
+from traffic_processing.schemas import FrameConfig, Passage, ProcessedFrame, Stats, Summary
+from traffic_processing.streams import parse_stream_id
+
+from spark.streaming.settings import SparkSettings
+from spark.streaming.state import LiveTuning, VideoState, dumps, loads
 
 log = logging.getLogger("traffic_streaming.stages")
 
@@ -51,22 +51,17 @@ STATE_SCHEMA = "blob binary"
 
 OK, SKIPPED, ERROR, FATAL, EOS = "ok", "skipped", "error", "fatal", "eos"
 
-TIMING = os.environ.get("LOG_TIMING") == "1"
-# Live streams: share of one frame interval the processing of a video may take on average
-# (the rest is Spark's per-batch overhead and the other services), and the lowest detection
-# rate (Hz) the stride may fall to (the tracker associates down to ~5 Hz).
-LIVE_CPU_SHARE = float(os.environ.get("LIVE_CPU_SHARE", "0.7"))
-# Live streams: the micro-batch length aimed at (a frame waits up to about two of them).
-LIVE_TARGET_BATCH_S = float(os.environ.get("LIVE_TARGET_BATCH_S", "0.6"))
-LIVE_MIN_DETECT_HZ = float(os.environ.get("LIVE_MIN_DETECT_HZ", "5"))
+
+def live_tuning(settings: SparkSettings) -> LiveTuning:
+    return LiveTuning(
+        cpu_share=settings.LIVE_CPU_SHARE,
+        target_batch_s=settings.LIVE_TARGET_BATCH_S,
+        min_detect_hz=settings.LIVE_MIN_DETECT_HZ,
+        max_delay_s=settings.MAX_LIVE_DELAY_S,
+    )
 
 
-def stream_order(stream_id: str) -> tuple[int, int]:
-    ms, _, seq = str(stream_id).partition("-")
-    return int(ms), int(seq or 0)
-
-
-def configure_worker_logging() -> None:
+def configure_worker_logging(settings: SparkSettings) -> None:
     """Python workers start with logging unconfigured: INFO for ours, and the per-frame
     ``[PERFORMANCE]`` block only with LOG_PERFORMANCE=1."""
     root = logging.getLogger("traffic_streaming")
@@ -77,7 +72,7 @@ def configure_worker_logging() -> None:
         root.setLevel(logging.INFO)
         root.propagate = False
     perf = logging.getLogger("traffic_processing.performance")
-    if os.environ.get("LOG_PERFORMANCE") == "1":
+    if settings.LOG_PERFORMANCE:
         if not perf.handlers:
             perf.addHandler(logging.StreamHandler(sys.stderr))
         perf.setLevel(logging.INFO)
@@ -90,20 +85,18 @@ _DETECTOR: Any = None
 _DETECTOR_ERROR: str | None = None
 
 
-def detector_config() -> Any:
+def detector_config(settings: SparkSettings) -> Any:
     """The detector's settings of this deployment: ``DETECTOR_DEVICE`` (cpu|cuda|cuda:N; the
-    embedder follows it), ``DETECTOR_HALF`` (1: fp16 on the GPU), ``DETECT_BATCH`` (frames per
-    network call in the batched stage, default 32)."""
+    embedder follows it), ``DETECTOR_HALF`` (fp16 on the GPU), ``DETECT_BATCH`` (frames per
+    network call in the batched stage)."""
     from traffic_processing.detector import DetectorConfig
 
     return DetectorConfig(
-        device=os.environ.get("DETECTOR_DEVICE", "cpu"),
-        half=os.environ.get("DETECTOR_HALF") == "1",
-        batch=int(os.environ.get("DETECT_BATCH") or 32),
+        device=settings.DETECTOR_DEVICE, half=settings.DETECTOR_HALF, batch=settings.DETECT_BATCH
     )
 
 
-def get_detector() -> Any:
+def get_detector(settings: SparkSettings) -> Any:
     """The process-wide ``VehicleDetector`` (``MODEL_PATH`` or the library default); raises
     ``ModelLoadError`` (remembered: no reload attempt per frame) when the model cannot load."""
     global _DETECTOR, _DETECTOR_ERROR
@@ -115,9 +108,8 @@ def get_detector() -> Any:
         from traffic_processing.detector import VehicleDetector
 
         os.environ.setdefault("YOLO_OFFLINE", "1")
-        config = detector_config()
         try:
-            _DETECTOR = VehicleDetector(os.environ.get("MODEL_PATH") or None, config)
+            _DETECTOR = VehicleDetector(settings.MODEL_PATH or None, detector_config(settings))
         except Exception as exc:
             _DETECTOR_ERROR = f"detector cannot load: {exc}"
             log.error("[SPARK-APP] %s", _DETECTOR_ERROR)
@@ -125,22 +117,24 @@ def get_detector() -> Any:
     return _DETECTOR
 
 
-def warm_partitions(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """``mapInPandas`` warm-up run once at start: loads the detector and the embedder in the
-    Python workers that the query's tasks then reuse (first batch without model loading)."""
+def warm_partitions(settings: SparkSettings, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """``mapInPandas`` warm-up run once at start (bound to the settings with ``partial``): loads
+    the detector and the embedder in the Python workers that the query's tasks then reuse."""
     import numpy as np
 
-    configure_worker_logging()
+    configure_worker_logging(settings)
     for pdf in batches:
         ok = 1
         try:
             from traffic_processing.detections import FrameDetections
             from traffic_processing.tracker import embed
 
-            detector = get_detector()
+            detector = get_detector(settings)
             frame = np.zeros((360, 640, 3), dtype=np.uint8)
             detector.detect([frame])
-            boxes = FrameDetections(xyxy=[[10, 10, 60, 60]], confidence=[0.9], class_id=[2])
+            boxes = FrameDetections(
+                xyxy=np.array([[10, 10, 60, 60]]), confidence=np.array([0.9]), class_id=np.array([2])
+            )
             embed(frame, boxes, device=detector.device, half=detector.half)
         except Exception as exc:
             log.warning("[SPARK-APP] warm-up in pid %s failed: %r", os.getpid(), exc)
@@ -149,88 +143,6 @@ def warm_partitions(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 
 
 # -- stateful stage -------------------------------------------------------------------------
-# Costs measured on any video of this worker (ms per detected / held frame, s of Spark overhead
-# per batch): a new live video starts from them rather than from stride 1.
-_COST_PRIOR: dict[str, float] = {}
-
-
-@dataclass
-class LiveStride:
-    """The detection stride of a live video: detect every ``k``-th frame.
-
-    Steady state of a live stream: a micro-batch takes ``T = O + n * c`` (``O`` Spark's overhead
-    per batch, measured between two calls of this video, ``n = fps * T`` frames arrived
-    meanwhile, ``c = (detect + (k - 1) * hold) / k`` the mean cost per frame), so
-    ``T = O / (1 - fps * c)``, and a frame waits up to about two batches. ``k`` is the smallest
-    stride with ``T <= LIVE_TARGET_BATCH_S``, and ``fps * c <= LIVE_CPU_SHARE`` at most; it is
-    re-evaluated after every detected frame (moving averages of the measured costs), raised by one
-    while the stream lags more than ``MAX_LIVE_DELAY_S``, within 1..``fps / LIVE_MIN_DETECT_HZ``.
-    """
-
-    k: int = 1
-    detect_ms: float | None = None
-    hold_ms: float | None = None
-    overhead_s: float | None = None
-    last_detected: int = -1
-    last_call_end: float | None = None  # wall clock at the end of this video's previous batch
-
-    def __post_init__(self) -> None:
-        self.detect_ms = self.detect_ms if self.detect_ms is not None else _COST_PRIOR.get("detect")
-        self.hold_ms = self.hold_ms if self.hold_ms is not None else _COST_PRIOR.get("hold")
-        self.overhead_s = self.overhead_s if self.overhead_s is not None else _COST_PRIOR.get("overhead")
-
-    def due(self, frame_number: int) -> bool:
-        return self.last_detected < 0 or frame_number - self.last_detected >= self.k
-
-    @staticmethod
-    def _ema(old: float | None, new: float, weight: float = 0.3) -> float:
-        return new if old is None else (1 - weight) * old + weight * new
-
-    def observe(self, kind: str, ms: float) -> None:
-        if kind == "detect":
-            self.detect_ms = _COST_PRIOR["detect"] = self._ema(self.detect_ms, ms)
-        else:
-            self.hold_ms = _COST_PRIOR["hold"] = self._ema(self.hold_ms, ms, 0.1)
-
-    def batch_started(self, wall: float) -> None:
-        if self.last_call_end is not None and 0 <= wall - self.last_call_end < 30:
-            self.overhead_s = _COST_PRIOR["overhead"] = self._ema(self.overhead_s, wall - self.last_call_end)
-
-    def adapt(self, fps: float, lag_s: float) -> int:
-        k_max = max(1, int(fps / LIVE_MIN_DETECT_HZ))
-        if self.detect_ms is None:
-            return self.k
-        share = LIVE_CPU_SHARE
-        if self.overhead_s is not None:
-            share = min(share, max(0.2, 1.0 - self.overhead_s / LIVE_TARGET_BATCH_S))
-        budget = share * 1000.0 / fps
-        hold = self.hold_ms if self.hold_ms is not None else 0.1 * self.detect_ms
-        if self.detect_ms <= budget:
-            k = 1
-        elif hold >= budget:
-            k = k_max
-        else:
-            k = math.ceil((self.detect_ms - hold) / (budget - hold))
-        if lag_s > MAX_LIVE_DELAY_S:
-            k = max(k, self.k + 1)
-        self.k = max(1, min(k_max, k))
-        return self.k
-
-
-@dataclass
-class VideoState:
-    """Everything kept about one video between micro-batches (pickled in a ValueState)."""
-
-    processor: Any = None  # FrameProcessor; its detector is never pickled
-    skipped: int = 0
-    errors: int = 0
-    last_frame: int = -1
-    frames: int = 0
-    detected: int = 0
-    run_id: str | None = None
-    stride: LiveStride = field(default_factory=LiveStride)
-
-
 def _summary(state: VideoState) -> Summary:
     if state.processor is None:
         return Summary(
@@ -240,7 +152,8 @@ def _summary(state: VideoState) -> Summary:
             speeding_count=0,
             vehicles=[],
         )
-    return state.processor.finalize()
+    analytics = state.processor.analytics
+    return Summary(**analytics.finalize(), vehicles=[Passage(**p) for p in analytics.passages()])
 
 
 def _base_frame(video_id: int, row: dict, state: VideoState, settings: FrameConfig | None) -> ProcessedFrame:
@@ -291,33 +204,64 @@ def _is_new_run(state: VideoState, row: dict, frame_number: int) -> bool:
     return not row["end_of_stream"] and frame_number <= state.last_frame
 
 
+class _Video:
+    """One video during one micro-batch: its state, and the ``FrameProcessor`` rebuilt from it
+    (settings + ``ProcessorState``) when a frame needs it."""
+
+    def __init__(self, video_id: int, state: VideoState, settings: SparkSettings) -> None:
+        self.video_id = video_id
+        self.state = state
+        self.settings = settings
+        self._proc: Any = None
+
+    def reset(self) -> None:
+        self.state, self._proc = VideoState(), None
+
+    def processor(self, frame_config: FrameConfig) -> Any:
+        if self._proc is None:
+            from traffic_processing.config import ProcessorConfig
+            from traffic_processing.processor import FrameProcessor
+
+            if self.state.settings is None:
+                self.state.settings = frame_config.model_dump_json()
+            self._proc = FrameProcessor(
+                self.state.frame_config or frame_config,
+                video_id=self.video_id,
+                config=ProcessorConfig(detector=detector_config(self.settings)),
+                state=self.state.processor,
+            )
+            self.state.processor = self._proc.state
+        return self._proc
+
+    def keep(self) -> None:
+        """Take the processor's state back into the video's state (the processor may have
+        replaced the last tracked boxes)."""
+        if self._proc is not None:
+            self.state.processor = self._proc.state
+
+
 def _process_row(
-    video_id: int, row: dict, state: VideoState, settings: FrameConfig | None, now: Any
+    video: _Video, row: dict, frame_config: FrameConfig | None, now: Any
 ) -> tuple[ProcessedFrame, str, str | None, float]:
     """One row -> (message, status, kind of cost: "detect" / "hold" / None, ms)."""
     from traffic_processing.detector import ModelLoadError
     from traffic_processing.visualize import decode_jpeg
 
+    video_id, state = video.video_id, video.state
     frame_number = int(row["frame_number"])
     raw = bytes(row["frame_data"] or b"")
     if row["end_of_stream"] and not raw:
-        return _base_frame(video_id, row, state, settings), EOS, None, 0.0
-    if settings is None:
+        return _base_frame(video_id, row, state, frame_config), EOS, None, 0.0
+    if frame_config is None:
         pf = _base_frame(video_id, row, state, None)
         pf.error = "invalid config: " + (str(row["config"])[:200] or "(none)")
         return pf, ERROR, None, 0.0
-    if state.processor is None:
-        from traffic_processing.config import ProcessorConfig
-        from traffic_processing.processor import FrameProcessor
-
-        config = ProcessorConfig(detector=detector_config())
-        state.processor = FrameProcessor(settings, video_id=video_id, detector=None, config=config)
-    proc = state.processor
-    live = settings.realtime and not row["end_of_stream"]
+    proc = video.processor(frame_config)
+    live = frame_config.realtime and not row["end_of_stream"]
     started = time.perf_counter()
     if live and not state.stride.due(frame_number):
-        pf = _base_frame(video_id, row, state, settings)
-        if now() - float(row["produced_at"]) > MAX_LIVE_DELAY_S:
+        pf = _base_frame(video_id, row, state, frame_config)
+        if now() - float(row["produced_at"]) > video.settings.MAX_LIVE_DELAY_S:
             # Far behind live: pass the frame on as it came (no decode, draw, encode) to catch up.
             pf.processed_frame = raw
             state.skipped += 1
@@ -332,81 +276,87 @@ def _process_row(
     detections = _detections(row)
     if detections is None:
         try:
-            proc.detector = get_detector()
+            proc.detector = get_detector(video.settings)
         except ModelLoadError as exc:
-            pf = _base_frame(video_id, row, state, settings)
+            pf = _base_frame(video_id, row, state, frame_config)
             pf.error = str(exc)
             return pf, FATAL, None, 0.0
+    times = {"timestamp": float(row["timestamp"]), "produced_at": float(row["produced_at"])}
     try:
         if detections is None:
-            pf = proc.process(raw, frame_number)
+            pf = proc.process(raw, frame_number, **times)
         else:  # detected (and embedded) by the batched stage before this one
-            pf = proc.track(decode_jpeg(raw), detections, frame_number)
+            pf = proc.track(decode_jpeg(raw), detections, frame_number, **times)
     except Exception as exc:
         log.warning("[SPARK-APP] video %s frame %s failed: %r", video_id, frame_number, exc)
-        pf = _base_frame(video_id, row, state, settings)
+        pf = _base_frame(video_id, row, state, frame_config)
         pf.error = f"decode: {exc}" if isinstance(exc, ValueError) else f"process: {exc!r}"
         return pf, ERROR, None, 0.0
     finally:
         proc.detector = None
-    proc.last_annotated = None
-    pf.timestamp = float(row["timestamp"])
-    pf.produced_at = float(row["produced_at"])
+    video.keep()
     state.stride.last_detected = frame_number
     state.detected += 1
     return pf, OK, ("detect" if live else None), (time.perf_counter() - started) * 1000.0
 
 
-def _adapt(video_id: int, state: VideoState, fps: float, lag_s: float) -> None:
-    before = state.stride.k
-    after = state.stride.adapt(fps, lag_s)
+def _adapt(video: _Video, fps: float, lag_s: float) -> None:
+    stride = video.state.stride
+    before = stride.k
+    after = stride.adapt(fps, lag_s, live_tuning(video.settings))
     if after != before:
         log.info(
             "[SPARK-APP] video %s: detection stride %s -> %s (detect %.0f ms, hold %.0f ms, "
             "overhead %.2f s, lag %.2f s)",
-            video_id,
+            video.video_id,
             before,
             after,
-            state.stride.detect_ms or 0.0,
-            state.stride.hold_ms or 0.0,
-            state.stride.overhead_s or 0.0,
+            stride.detect_ms or 0.0,
+            stride.hold_ms or 0.0,
+            stride.overhead_s or 0.0,
             lag_s,
         )
 
 
 def process_video_rows(
-    video_id: int, pdf: pd.DataFrame, blob: bytes | None, now: Any = time.time
+    video_id: int,
+    pdf: pd.DataFrame,
+    blob: bytes | None,
+    now: Any = time.time,
+    settings: SparkSettings | None = None,
 ) -> tuple[list[dict], bytes | None]:
-    """The stateful step of one video for one micro-batch: source rows (any order) + the pickled
-    state -> output rows in stream order + the new pickled state (None: drop it). No Spark here."""
-    state: VideoState = pickle.loads(blob) if blob else VideoState()
-    pdf = pdf.assign(_order=[stream_order(s) for s in pdf["stream_id"]]).sort_values("_order")
+    """The stateful step of one video for one micro-batch: source rows (any order) + the stored
+    state (``state.dumps``) -> output rows in stream order + the new stored state (None: drop it).
+    No Spark here. ``settings``: the application's (default: read from the environment)."""
+    video = _Video(video_id, loads(blob) if blob else VideoState(), settings or SparkSettings())
+    pdf = pdf.assign(_order=[parse_stream_id(s) for s in pdf["stream_id"]]).sort_values("_order")
     out: list[dict] = []
-    state.stride.batch_started(now())
+    video.state.stride.batch_started(now())
     for row in pdf.to_dict("records"):
         frame_number = int(row["frame_number"])
-        settings = frame_settings(row)
-        if _is_new_run(state, row, frame_number):
+        frame_config = frame_settings(row)
+        if _is_new_run(video.state, row, frame_number):
             log.warning(
                 "[SPARK-APP] video %s: frame %s (run %s) after %s (run %s): new stream run, state reset",
                 video_id,
                 frame_number,
                 _run_id(row),
-                state.last_frame,
-                state.run_id,
+                video.state.last_frame,
+                video.state.run_id,
             )
-            state = VideoState()
+            video.reset()
+        state = video.state
         state.run_id = _run_id(row) or state.run_id
         try:
-            pf, status, kind, ms = _process_row(video_id, row, state, settings, now)
+            pf, status, kind, ms = _process_row(video, row, frame_config, now)
         except Exception as exc:  # last resort: this frame fails, the video goes on
             log.error("[SPARK-APP] video %s frame %s: %s", video_id, frame_number, traceback.format_exc())
-            pf, status, kind, ms = _base_frame(video_id, row, state, settings), ERROR, None, 0.0
+            pf, status, kind, ms = _base_frame(video_id, row, state, frame_config), ERROR, None, 0.0
             pf.error = f"track: {exc!r}"
-        if kind and settings is not None:
+        if kind and frame_config is not None:
             state.stride.observe(kind, ms)
             if kind == "detect":  # the stride follows the costs within the batch too
-                _adapt(video_id, state, settings.fps, now() - float(row["produced_at"]))
+                _adapt(video, frame_config.fps, now() - float(row["produced_at"]))
         if status in (ERROR, FATAL):
             state.errors += 1
         if status != EOS:
@@ -445,24 +395,26 @@ def process_video_rows(
                 len(pf.summary.vehicles or []),
             )
             # Anything after the end of stream in this batch belongs to a new run of the video.
-            state = VideoState()
+            video.reset()
         record["message"] = pf.model_dump_json()
         out.append(record)
+    state = video.state
     state.stride.last_call_end = now()
     if out and out[-1]["summary"] is None and state.processor is not None:
         out[-1]["summary"] = _summary(state).model_dump_json()
     if state.processor is None and state.frames == 0:
         return out, None
-    return out, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    return out, dumps(state)
 
 
-def make_state_processor() -> Any:
-    """The ``StatefulProcessor`` (built lazily so this module imports without pyspark)."""
+def make_state_processor(settings: SparkSettings) -> Any:
+    """The ``StatefulProcessor`` (built lazily so this module imports without pyspark); it
+    carries the settings to the Python workers."""
     from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 
     class VideoStateProcessor(StatefulProcessor):
         def init(self, handle: Any) -> None:
-            configure_worker_logging()
+            configure_worker_logging(settings)
             self.state = handle.getValueState("video", STATE_SCHEMA)
 
         def handleInputRows(
@@ -478,8 +430,8 @@ def make_state_processor() -> Any:
                 value = self.state.get()
                 blob = bytes(value[0]) if value and value[0] is not None else None
             started = time.perf_counter()
-            out, new_blob = process_video_rows(video_id, pdf, blob)
-            if TIMING:
+            out, new_blob = process_video_rows(video_id, pdf, blob, settings=settings)
+            if settings.LOG_TIMING:
                 log.info(
                     "[TIMING] stateful pid %s video %s: %s rows in %.0f ms, state %s bytes",
                     os.getpid(),

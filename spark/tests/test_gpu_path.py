@@ -193,6 +193,7 @@ def test_spark_batched_stage_equals_the_single_pass(detector, truth_settings, mo
     give the messages the single pass gives (same tracks, speeds, violations, summary)."""
     from spark.streaming import stages
     from spark.streaming.detect_stage import detect_rows
+    from spark.streaming.settings import SparkSettings
 
     monkeypatch.setattr(stages, "_DETECTOR", detector)
     settings, frames = truth_settings
@@ -213,7 +214,7 @@ def test_spark_batched_stage_equals_the_single_pass(detector, truth_settings, mo
     ]
     pdf = pd.DataFrame(rows)
     single, _ = stages.process_video_rows(5, pdf, None)
-    batched_pdf = pdf.assign(detections=detect_rows(pdf))
+    batched_pdf = pdf.assign(detections=detect_rows(pdf, SparkSettings()))
     assert batched_pdf["detections"].notna().all()
     batched, _ = stages.process_video_rows(5, batched_pdf, None)
     assert [r["status"] for r in single] == [r["status"] for r in batched]

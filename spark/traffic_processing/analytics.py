@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .detections import VEHICLE_CLASSES, FrameDetections
+from .schemas import DEFAULT_SPEED_LIMIT_KMH
 
 
 @dataclass
@@ -20,14 +21,14 @@ class VehicleRecord:
     last_frame: int
     first_time_s: float
     last_time_s: float
-    class_votes: Counter = field(default_factory=Counter)
+    class_votes: dict[int, float] = field(default_factory=dict)  # class id -> weighted votes
     speeds_kmh: list[float] = field(default_factory=list)
     speeding: bool = False
     speeding_frame: int | None = None
 
     @property
     def class_id(self) -> int:
-        return self.class_votes.most_common(1)[0][0] if self.class_votes else -1
+        return max(self.class_votes.items(), key=lambda kv: kv[1])[0] if self.class_votes else -1
 
     @property
     def class_name(self) -> str:
@@ -69,7 +70,7 @@ class VehicleRecord:
 
 @dataclass
 class AnalyticsConfig:
-    speed_limit_kmh: float = 60.0
+    speed_limit_kmh: float = DEFAULT_SPEED_LIMIT_KMH
     # A vehicle is flagged once the median of its speed estimates inside the ROI is above the
     # limit, on evidence that spans video time: its track inside the ROI covers at least
     # ``min_evidence_s`` and it has at least ``min_speed_samples`` estimates (each one a fit
@@ -120,13 +121,16 @@ class VehicleAnalyticsTracker:
             rec.last_frame, rec.last_time_s = frame_number, timestamp_s
             # Class vote weighted by confidence and box area: the detector tells a bus from a
             # car far better when the vehicle is near and large than as a few pixels far away.
-            rec.class_votes[int(cls)] += float(conf) * max(float(area), 1.0)
+            vote = float(conf) * max(float(area), 1.0)
+            rec.class_votes[int(cls)] = rec.class_votes.get(int(cls), 0.0) + vote
             if np.isfinite(speed):
                 rec.speeds_kmh.append(float(speed))
+                median = rec.speed_kmh
                 if (
                     not rec.speeding
                     and self.config.has_evidence(rec)
-                    and rec.speed_kmh > self.config.speed_limit_kmh
+                    and median is not None
+                    and median > self.config.speed_limit_kmh
                 ):
                     rec.speeding, rec.speeding_frame = True, frame_number
                     self.newly_speeding.append(tid)

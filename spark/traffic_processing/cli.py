@@ -63,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def settings_from_calibration(calib: CalibrationFile, fps: float) -> FrameConfig:
+def settings_from_calibration(calib: CalibrationFile, fps: float, *, realtime: bool = True) -> FrameConfig:
+    """The one calibration -> ``FrameConfig`` builder (the CLI, the benches, the Spark feeder):
+    the ROI checked, the homography fitted from the point pairs, the calibration's fps else
+    ``fps`` (the video's), its speed limit (km/h)."""
     hom = fit_homography(calib.image_points, calib.world_points)
     roi = parse_polygon(calib.roi_polygon)
     return FrameConfig(
@@ -71,6 +74,7 @@ def settings_from_calibration(calib: CalibrationFile, fps: float) -> FrameConfig
         homography_matrix=hom.matrix.tolist(),
         fps=calib.fps or fps,
         speed_limit_kmh=calib.speed_limit_kmh,
+        realtime=realtime,
     )
 
 
@@ -119,7 +123,7 @@ def run(args: argparse.Namespace) -> dict:
     writer = None
     if args.annotated:
         writer = cv2.VideoWriter(
-            args.annotated, cv2.VideoWriter_fourcc(*"mp4v"), settings.fps, (info.width, info.height)
+            args.annotated, cv2.VideoWriter.fourcc(*"mp4v"), settings.fps, (info.width, info.height)
         )
         if not writer.isOpened():
             raise VideoError(f"cannot write annotated video {args.annotated}")

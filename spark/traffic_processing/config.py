@@ -11,10 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .analytics import AnalyticsConfig
 from .detector import DetectorConfig
+from .schemas import DEFAULT_SPEED_LIMIT_KMH
 from .speed import SpeedConfig
 from .tracker import TrackerConfig
-
-DEFAULT_SPEED_LIMIT_KMH = 60.0
 
 
 class ConfigError(ValueError):

@@ -38,9 +38,10 @@ class FrameDetections:
     xyxy: np.ndarray = field(default_factory=lambda: _empty(np.float32, 4))
     confidence: np.ndarray = field(default_factory=lambda: _empty(np.float32))
     class_id: np.ndarray = field(default_factory=lambda: _empty(np.int32))
-    tracker_id: np.ndarray | None = None
-    speed_kmh: np.ndarray | None = None
-    in_roi: np.ndarray | None = None
+    # None when constructing means "default" (-1 / NaN / True); always an array after __post_init__
+    tracker_id: np.ndarray = None  # type: ignore[assignment]
+    speed_kmh: np.ndarray = None  # type: ignore[assignment]
+    in_roi: np.ndarray = None  # type: ignore[assignment]
     embeddings: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -75,7 +76,7 @@ class FrameDetections:
         """Select rows by boolean mask, integer array or slice."""
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             values[f.name] = None if value is None else value[index]

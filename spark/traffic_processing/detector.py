@@ -149,9 +149,9 @@ def from_ultralytics_batch(results: list) -> list[FrameDetections]:
     for the whole batch (``boxes.data`` rows are x1, y1, x2, y2, conf, cls)."""
     import torch
 
-    datas = [r.boxes.data if r.boxes is not None else None for r in results]
-    if any(d is None for d in datas) or not datas:
+    if not results or any(r.boxes is None for r in results):
         return [from_ultralytics(r) for r in results]
+    datas = [r.boxes.data for r in results]
     rows = torch.cat(datas).cpu().numpy() if len(datas) > 1 else datas[0].cpu().numpy()
     out, start = [], 0
     for d in datas:

@@ -108,7 +108,7 @@ def letterboxed_shape(frame: np.ndarray, imgsz: int, stride: int = 32) -> tuple[
 def bench_network(args: argparse.Namespace, frames: list[np.ndarray]) -> None:
     print("\n1. bare network, frames/s (ultralytics: letterbox + forward + NMS | network alone)")
     print(f"   {'weights':<34}{'precision':<10}" + "".join(f"{f'batch {b}':>20}" for b in args.batches))
-    variants = [(args.model, False), (args.model, True)]
+    variants: list[tuple[str, bool | None]] = [(args.model, False), (args.model, True)]  # None: engine
     if args.engine:
         variants.append((args.engine, None))
     for model, half in variants:
@@ -172,6 +172,7 @@ def _stream_worker(conn: Connection, annotate: bool) -> None:
         for stream, frame_number, index, blob in work:
             proc = processors.get(stream)
             if proc is None:
+                assert _SETTINGS is not None  # set before the workers fork
                 proc = processors[stream] = FrameProcessor(_SETTINGS, annotate=annotate)
             proc.track(decode_jpeg(_JPEGS[index]), FrameDetections.from_bytes(blob), frame_number)
         conn.send(time.perf_counter() - started)
@@ -210,7 +211,8 @@ def run_streams(
     offsets = [(s * 37) % len(_JPEGS) for s in range(n)]
     frame_number = 0
     done = 0
-    gpu, cpu = [], []
+    gpu: list[float] = []
+    cpu: list[float] = []
     started = None
     try:
         tick = 0
@@ -317,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     info = probe_video(args.video)
     settings = settings_from_calibration(CalibrationFile.load(args.calibration), info.fps)
     cap = cv2.VideoCapture(args.video)
-    frames = []
+    frames: list[np.ndarray] = []
     while len(frames) < args.frames:
         ok, frame = cap.read()
         if not ok:

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -55,9 +55,23 @@ class StageTimer:
         return "\n".join(lines)
 
 
+@dataclass
+class ProcessorState:
+    """What a video's processing remembers between frames: the tracker (tracks, Kalman states,
+    appearance gallery), the speed histories, the analytics, and the boxes of the last tracked
+    frame. Everything else of a ``FrameProcessor`` derives from the settings and the config,
+    so this, not the processor, is what the Spark job keeps between micro-batches."""
+
+    tracker: VehicleTracker
+    speed: SpeedEstimator
+    analytics: VehicleAnalyticsTracker
+    last_tracked: FrameDetections | None = None
+
+
 class FrameProcessor:
     """Processes the frames of one video. Holds that video's tracker, speed history and
-    analytics; the detector (heavy) may be shared between processors."""
+    analytics (``state``, given to resume); the detector (heavy) may be shared between
+    processors."""
 
     def __init__(
         self,
@@ -67,6 +81,7 @@ class FrameProcessor:
         detector: VehicleDetector | None = None,
         config: ProcessorConfig | None = None,
         annotate: bool = True,
+        state: ProcessorState | None = None,
     ) -> None:
         self.settings = settings
         self.video_id = video_id
@@ -93,13 +108,13 @@ class FrameProcessor:
         self.last_timings: dict[str, float] = {}
         self.last_annotated: np.ndarray | None = None  # BGR, kept for writers of annotated video
         self.last_tracked: FrameDetections | None = None  # boxes of the last tracked frame (no embeddings)
+        if state is not None:
+            self.tracker, self.speed, self.analytics = state.tracker, state.speed, state.analytics
+            self.last_tracked = state.last_tracked
 
-    def __getstate__(self) -> dict:
-        """Pickled (Spark state) without the detector: models are process-wide, never state."""
-        state = dict(self.__dict__)
-        state["detector"] = None
-        state["last_annotated"] = None
-        return state
+    @property
+    def state(self) -> ProcessorState:
+        return ProcessorState(self.tracker, self.speed, self.analytics, self.last_tracked)
 
     # -- stateless stage -------------------------------------------------------------------
     def analyze(self, frames: list[np.ndarray]) -> list[FrameDetections]:
@@ -132,8 +147,18 @@ class FrameProcessor:
             yield self.track(frame, dets, first_frame + i)
 
     # -- stateful stage --------------------------------------------------------------------
-    def track(self, frame: np.ndarray, detections: FrameDetections, frame_number: int) -> ProcessedFrame:
-        """Associate, measure, count and draw one frame (frames of a video in order)."""
+    def track(
+        self,
+        frame: np.ndarray,
+        detections: FrameDetections,
+        frame_number: int,
+        *,
+        timestamp: float | None = None,
+        produced_at: float | None = None,
+    ) -> ProcessedFrame:
+        """Associate, measure, count and draw one frame (frames of a video in order).
+        ``timestamp`` is the frame's video time (default: frame number / fps) and ``produced_at``
+        the producer's wall clock, both carried into the message."""
         t = frame_number / self.settings.fps
         with self.timer.stage("tracking"):
             tracked = self.tracker.update(detections, frame, frame_number)
@@ -162,7 +187,8 @@ class FrameProcessor:
         return ProcessedFrame(
             video_id=self.video_id,
             frame_number=frame_number,
-            timestamp=t,
+            timestamp=t if timestamp is None else timestamp,
+            produced_at=produced_at,
             processed_frame=jpeg,
             vehicles=to_vehicles(tracked, self.speeding_mask(tracked)),
             stats=Stats(**self.analytics.stats()),
@@ -208,10 +234,10 @@ class FrameProcessor:
             out.append(
                 Violation(
                     track_id=tid,
-                    class_name=rec.class_name,
-                    speed_kmh=round(rec.speed_kmh, 2),
-                    frame_number=rec.speeding_frame,
-                    timestamp=round(rec.last_time_s, 4),
+                    vehicle_class=rec.class_name,
+                    speed_kmh=round(rec.speed_kmh or 0.0, 2),  # flagged: has a speed
+                    frame_number=rec.speeding_frame if rec.speeding_frame is not None else -1,
+                    video_time_s=round(rec.last_time_s, 4),
                     detected_at=time.time(),
                     snapshot_jpeg=snapshot(frame, tracked.xyxy[rows[0]]) if len(rows) else None,
                 )
@@ -219,12 +245,21 @@ class FrameProcessor:
         return out
 
     # -- both ------------------------------------------------------------------------------
-    def process(self, frame: np.ndarray | bytes, frame_number: int) -> ProcessedFrame:
-        """One frame, BGR array or JPEG bytes."""
+    def process(
+        self,
+        frame: np.ndarray | bytes,
+        frame_number: int,
+        *,
+        timestamp: float | None = None,
+        produced_at: float | None = None,
+    ) -> ProcessedFrame:
+        """One frame, BGR array or JPEG bytes (``timestamp``, ``produced_at``: see ``track``)."""
         if isinstance(frame, (bytes, bytearray)):
             with self.timer.stage("decode"):
                 frame = decode_jpeg(bytes(frame))
-        return self.track(frame, self.analyze([frame])[0], frame_number)
+        return self.track(
+            frame, self.analyze([frame])[0], frame_number, timestamp=timestamp, produced_at=produced_at
+        )
 
     def finalize(self) -> Summary:
         """The ``video_analytics`` totals and every counted vehicle's passage."""

@@ -10,11 +10,30 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
+
+from .streams import text
+
+# The speed limit (km/h) of a video without its own: the one definition of the default.
+DEFAULT_SPEED_LIMIT_KMH = 60.0
 
 JPEG_DATA_URL_PREFIX = "data:image/jpeg;base64,"
+
+log = logging.getLogger(__name__)
 
 
 class Strict(BaseModel):
@@ -77,7 +96,8 @@ class Summary(Strict):
 
 
 class Violation(Strict):
-    """A vehicle flagged speeding (once per vehicle): a ``speeding_violations`` row.
+    """A vehicle flagged speeding (once per vehicle): a ``speeding_violations`` row, field for
+    column (``vehicle_class``, ``video_time_s``: the names of the table and of the REST JSON).
 
     ``snapshot_jpeg`` is base64 in every dump (``model_dump_json`` and ``model_dump`` alike, so
     that ``ProcessedFrame.to_fields`` can ``json.dumps`` it) and a base64 string is decoded back to
@@ -85,10 +105,13 @@ class Violation(Strict):
     """
 
     track_id: int
-    class_name: str
+    # the vehicle's class name (car, motorcycle, bus, truck); read as ``class_name`` too: the
+    # name in an older processor's message (written back as ``vehicle_class``)
+    vehicle_class: str = Field(validation_alias=AliasChoices("vehicle_class", "class_name"))
     speed_kmh: float  # the vehicle's representative (median) speed when flagged
     frame_number: int
-    timestamp: float  # video time, seconds
+    # video time of the flag, seconds; read as ``timestamp`` too (an older processor's name)
+    video_time_s: float = Field(validation_alias=AliasChoices("video_time_s", "timestamp"))
     # Wall clock (Unix epoch seconds) at the moment the processor flagged the vehicle; None from
     # an older processor (the clean-up then stores its own time).
     detected_at: float | None = None
@@ -116,14 +139,16 @@ class FrameConfig(Strict):
     roi_polygon: list[list[float]] | None = None
     homography_matrix: list[list[float]] | None = None
     fps: float = Field(gt=0)
-    speed_limit_kmh: float = Field(default=60.0, gt=0)
+    speed_limit_kmh: float = Field(default=DEFAULT_SPEED_LIMIT_KMH, gt=0)
     # False: process every frame (no live skipping); the producer applies backpressure.
     realtime: bool = True
 
 
-def _text(fields: dict[Any, Any], key: str, default: Any = None) -> Any:
+def field_text(fields: Mapping[Any, Any], key: str, default: Any = None) -> Any:
+    """The field ``key`` of a stream entry (bytes or str keys and values) as text; ``default``
+    when absent."""
     value = fields.get(key, fields.get(key.encode(), default))
-    return value.decode() if isinstance(value, bytes) else value
+    return None if value is None else text(value)
 
 
 def _raw(fields: dict[Any, Any], key: str) -> bytes:
@@ -159,16 +184,16 @@ class VideoFrame(Strict):
 
     @classmethod
     def from_fields(cls, fields: dict[Any, Any]) -> VideoFrame:
-        config = _text(fields, "config") or None
+        config = field_text(fields, "config") or None
         return cls(
-            video_id=int(_text(fields, "video_id")),
-            frame_number=int(_text(fields, "frame_number")),
+            video_id=int(field_text(fields, "video_id")),
+            frame_number=int(field_text(fields, "frame_number")),
             frame_data=_raw(fields, "frame_data"),
-            timestamp=float(_text(fields, "timestamp")),
-            produced_at=float(_text(fields, "produced_at")),
+            timestamp=float(field_text(fields, "timestamp")),
+            produced_at=float(field_text(fields, "produced_at")),
             config=FrameConfig.model_validate_json(config) if config else None,
-            end_of_stream=_text(fields, "end_of_stream") == "1",
-            run_id=_text(fields, "run_id") or None,
+            end_of_stream=field_text(fields, "end_of_stream") == "1",
+            run_id=field_text(fields, "run_id") or None,
         )
 
 
@@ -218,28 +243,205 @@ class ProcessedFrame(Strict):
 
     @classmethod
     def from_fields(cls, fields: dict[Any, Any]) -> ProcessedFrame:
-        summary = _text(fields, "summary") or None
-        produced = _text(fields, "produced_at") or None
+        summary = field_text(fields, "summary") or None
+        produced = field_text(fields, "produced_at") or None
         return cls(
-            video_id=int(_text(fields, "video_id")),
-            frame_number=int(_text(fields, "frame_number")),
-            timestamp=float(_text(fields, "timestamp")),
+            video_id=int(field_text(fields, "video_id")),
+            frame_number=int(field_text(fields, "frame_number")),
+            timestamp=float(field_text(fields, "timestamp")),
             processed_frame=_raw(fields, "processed_frame"),
-            vehicles=json.loads(_text(fields, "vehicles") or "[]"),
-            stats=Stats.model_validate_json(_text(fields, "stats") or "{}"),
-            roi_polygon=json.loads(_text(fields, "roi_polygon") or "null"),
-            has_homography=_text(fields, "has_homography") == "1",
-            has_camera_matrix=_text(fields, "has_camera_matrix") == "1",
-            end_of_stream=_text(fields, "end_of_stream") == "1",
-            error=_text(fields, "error") or None,
+            vehicles=json.loads(field_text(fields, "vehicles") or "[]"),
+            stats=Stats.model_validate_json(field_text(fields, "stats") or "{}"),
+            roi_polygon=json.loads(field_text(fields, "roi_polygon") or "null"),
+            has_homography=field_text(fields, "has_homography") == "1",
+            has_camera_matrix=field_text(fields, "has_camera_matrix") == "1",
+            end_of_stream=field_text(fields, "end_of_stream") == "1",
+            error=field_text(fields, "error") or None,
             summary=Summary.model_validate_json(summary) if summary else None,
             produced_at=float(produced) if produced else None,
-            skipped_frames=int(_text(fields, "skipped_frames") or 0),
-            detected_frames=int(_text(fields, "detected_frames") or 0),
-            detect_stride=int(_text(fields, "detect_stride") or 1),
-            new_violations=json.loads(_text(fields, "new_violations") or "[]"),
-            run_id=_text(fields, "run_id") or None,
+            skipped_frames=int(field_text(fields, "skipped_frames") or 0),
+            detected_frames=int(field_text(fields, "detected_frames") or 0),
+            detect_stride=int(field_text(fields, "detect_stride") or 1),
+            new_violations=json.loads(field_text(fields, "new_violations") or "[]"),
+            run_id=field_text(fields, "run_id") or None,
         )
 
     def frame_data_url(self) -> str:
         return JPEG_DATA_URL_PREFIX + base64.b64encode(self.processed_frame).decode("ascii")
+
+
+# -- The per-video progress hash (``streams.progress_key``) --------------------------------------
+
+
+class StreamState(StrEnum):
+    """``StreamProgress.state``: the producer's lifecycle of one stream run, then the clean-up's."""
+
+    PRODUCING = "producing"  # frames are being added
+    PRODUCED = "produced"  # every frame and the end-of-stream entry written
+    STOPPED = "stopped"  # the stop flag was honoured (the end-of-stream entry still written)
+    FAILED = "failed"  # the producer failed (``producer_error``); end of stream written if it could
+    DONE = "done"  # the clean-up ran (``status`` holds the outcome)
+
+
+class VideoStatus(StrEnum):
+    """``videos.status`` (and ``StreamProgress.status``, the outcome the clean-up recorded)."""
+
+    UPLOADED = "uploaded"  # stored, never streamed
+    PROCESSING = "processing"  # a stream was started (the backend's start)
+    STOPPING = "stopping"  # a stop was asked (the backend's stop); the clean-up sets the outcome
+    COMPLETED = "completed"  # the whole video went through the processor
+    STOPPED = "stopped"  # stopped before its end (partial results stored)
+    FAILED = "failed"  # a task of the run failed
+
+
+# A video in one of these has a stream run going (or ending): not to be deleted or restarted.
+STREAMING_VIDEO_STATUSES = frozenset({VideoStatus.PROCESSING, VideoStatus.STOPPING})
+
+
+class ProgressWriter(StrEnum):
+    """The processes that write the progress hash; each owns its fields."""
+
+    PRODUCER = "producer"  # Airflow ``produce_frames``
+    PROCESSOR = "processor"  # the Spark application (its sink)
+    MONITOR = "monitor"  # Airflow ``process_frames``
+    CLEANUP = "cleanup"  # Airflow ``cleanup``
+
+
+@dataclass(frozen=True)
+class _WrittenBy:
+    """Field metadata of ``StreamProgress``: who writes it, and whether it is a counter (HINCRBY)."""
+
+    writers: frozenset[ProgressWriter]
+    counter: bool = False
+
+
+def _by(*writers: ProgressWriter, counter: bool = False) -> _WrittenBy:
+    return _WrittenBy(frozenset(writers), counter)
+
+
+_PRODUCER, _PROCESSOR = ProgressWriter.PRODUCER, ProgressWriter.PROCESSOR
+_MONITOR, _CLEANUP = ProgressWriter.MONITOR, ProgressWriter.CLEANUP
+
+
+class StreamProgress(BaseModel):
+    """The hash ``streams.progress_key(video_id)``: one stream run of a video, as the producer,
+    the Spark application, the monitor and the clean-up report it. Every field is optional (a
+    reader sees what was written so far); each is written by the writers named on it.
+
+    Encoding (``to_hash``): ints as decimals, floats with ``repr``, booleans "1"/"0", enums by
+    value, ``summary`` as JSON; only the fields set on the object (and not None), so that a
+    writer never overwrites another's fields: ``StreamProgress.update(ProgressWriter.PROCESSOR,
+    stride=2, updated_at=now)`` is the HSET mapping of these two fields, and refuses a field
+    that writer does not own; ``increments`` gives the HINCRBY amounts of counters.
+    ``from_hash`` reads an HGETALL reply (bytes or str), ignores unknown fields, and drops
+    (logged) a field that does not parse rather than the whole hash.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    # producer: a fresh hash per run
+    run_id: Annotated[str | None, _by(_PRODUCER)] = None  # the run owning the hash (dag run id)
+    state: Annotated[StreamState | None, _by(_PRODUCER, _CLEANUP)] = None
+    realtime: Annotated[bool | None, _by(_PRODUCER)] = None  # paced (true) or with backpressure
+    frames_total: Annotated[int | None, _by(_PRODUCER)] = None  # frame count (exact once produced)
+    produced: Annotated[int | None, _by(_PRODUCER)] = None  # frames added to video-frames so far
+    produce_done: Annotated[bool | None, _by(_PRODUCER)] = None  # the end-of-stream entry is written
+    started_at: Annotated[float | None, _by(_PRODUCER)] = None  # wall clock, s
+    producer_heartbeat: Annotated[float | None, _by(_PRODUCER)] = None  # wall clock, s
+    producer_error: Annotated[str | None, _by(_PRODUCER)] = None  # with state "failed"
+    # the Spark application's sink
+    # frames written to processed-frames (skipped and failed ones too)
+    processed: Annotated[int | None, _by(_PROCESSOR, counter=True)] = None
+    processed_last_frame: Annotated[int | None, _by(_PROCESSOR)] = None  # frame_number of the last one
+    skipped: Annotated[int | None, _by(_PROCESSOR, counter=True)] = None  # live frames not detected
+    detected: Annotated[int | None, _by(_PROCESSOR, counter=True)] = None  # frames detected
+    stride: Annotated[int | None, _by(_PROCESSOR)] = None  # live: every stride-th frame detected now
+    frame_errors: Annotated[int | None, _by(_PROCESSOR, counter=True)] = None  # frames that failed
+    eos_processed: Annotated[bool | None, _by(_PROCESSOR)] = None  # the end of stream went through
+    summary: Annotated[Summary | None, _by(_PROCESSOR)] = None  # latest; final once eos_processed
+    fatal_error: Annotated[str | None, _by(_PROCESSOR)] = None  # the processor cannot run at all
+    # the monitor (process_frames): why it failed the run (it also sets the stop flag)
+    monitor_error: Annotated[str | None, _by(_MONITOR)] = None
+    # the clean-up: with state "done"
+    status: Annotated[VideoStatus | None, _by(_CLEANUP)] = None  # as written to videos.status
+    cleaned_at: Annotated[float | None, _by(_CLEANUP)] = None  # wall clock, s
+    # every writer but the clean-up: wall clock of the last write, s
+    updated_at: Annotated[float | None, _by(_PRODUCER, _PROCESSOR, _MONITOR)] = None
+
+    COUNTERS: ClassVar[frozenset[str]]  # the HINCRBY fields (set below the class)
+
+    @field_validator("summary", mode="before")
+    @classmethod
+    def _summary_from_json(cls, value: Any) -> Any:
+        if isinstance(value, (bytes, str)):
+            return Summary.model_validate_json(value)
+        return value
+
+    @classmethod
+    def writers_of(cls, name: str) -> _WrittenBy:
+        field = cls.model_fields.get(name)
+        if field is None:
+            raise ValueError(f"{name!r} is not a progress hash field")
+        return next(m for m in field.metadata if isinstance(m, _WrittenBy))
+
+    @classmethod
+    def _check_owner(cls, writer: ProgressWriter, names: Any) -> None:
+        for name in names:
+            if writer not in cls.writers_of(name).writers:
+                raise ValueError(f"the {writer} does not write the progress field {name!r}")
+
+    def to_hash(self) -> dict[str, str]:
+        """The HSET mapping of the fields set on this object (None ones left out)."""
+        out: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name in self.model_fields_set and value is not None:
+                out[name] = _encode_field(value)
+        return out
+
+    @classmethod
+    def update(cls, writer: ProgressWriter, **fields: Any) -> dict[str, str]:
+        """The HSET mapping of ``fields`` (None ones left out), all owned by ``writer``
+        (ValueError otherwise): a partial update that touches no other field."""
+        cls._check_owner(writer, fields)
+        return cls.model_validate(fields).to_hash()
+
+    @classmethod
+    def increments(cls, writer: ProgressWriter, **amounts: int) -> dict[str, int]:
+        """The HINCRBY amounts of counter fields owned by ``writer`` (zeros left out)."""
+        cls._check_owner(writer, amounts)
+        for name in amounts:
+            if name not in cls.COUNTERS:
+                raise ValueError(f"{name!r} is not a counter of the progress hash")
+        return {name: int(n) for name, n in amounts.items() if n}
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[Any, Any] | None) -> StreamProgress:
+        """An HGETALL reply (bytes or str keys and values; empty: nothing written) -> the model.
+        Unknown fields are ignored, empty values are absent, and a field that does not parse is
+        dropped with a warning."""
+        values = {text(k): text(v) for k, v in (raw or {}).items()}
+        values = {k: v for k, v in values.items() if k in cls.model_fields and v != ""}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+            log.warning("progress hash: unreadable fields %s dropped: %s", sorted(bad), exc)
+            return cls.model_validate({k: v for k, v in values.items() if k not in bad})
+
+
+StreamProgress.COUNTERS = frozenset(
+    name for name in StreamProgress.model_fields if StreamProgress.writers_of(name).counter
+)
+
+
+def _encode_field(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    return str(value)

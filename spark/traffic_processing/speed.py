@@ -51,7 +51,9 @@ class SpeedEstimator:
     """Per-track sliding-window speed. ``__call__(detections, frame_number, frame_shape)``
     fills ``detections.speed_kmh`` (NaN until enough history) for tracked rows."""
 
-    def __init__(self, homography: np.ndarray | None, fps: float, config: SpeedConfig | None = None):
+    def __init__(
+        self, homography: np.ndarray | list[list[float]] | None, fps: float, config: SpeedConfig | None = None
+    ):
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.homography = None if homography is None else np.asarray(homography, dtype=np.float64)
@@ -93,7 +95,7 @@ class SpeedEstimator:
         self._forget(t)
         return detections
 
-    def seed(self, track_id: int, hits: list[tuple[float, float, float]]) -> None:
+    def seed(self, track_id: int, hits: list[tuple[int, float, float]]) -> None:
         """Positions of a track measured before it was confirmed: [(frame_number, x, y px)]."""
         if self.homography is None or not hits:
             return

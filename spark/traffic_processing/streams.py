@@ -1,26 +1,14 @@
 """Names shared by every process that touches Redis (DESIGN.md, Redis): streams, consumer
-groups, keys and their TTLs, the per-video progress hash. Names only: no Redis import here.
+groups, keys and their TTLs, and the two decoding helpers of Redis replies (``text``,
+``parse_stream_id``). Names only: no Redis import here.
 
-Progress hash ``stream:video:{id}:progress`` (field -> writer):
-    state            producer: "producing", "produced" (EOS written), "stopped"; cleanup: "done"
-    frames_total     producer: frame count of the video file
-    produced         producer: frames XADDed so far
-    produce_done     producer: "1" once the end-of-stream entry is written
-    processed        Spark sink: frames of this video written to processed-frames (skipped ones too)
-    processed_last_frame  Spark sink: frame_number of the last one
-    skipped          Spark sink: live frames not detected (drawn with predicted tracks)
-    detected         Spark sink: frames detected
-    stride           Spark sink: live detection stride now (every stride-th frame detected)
-    frame_errors     Spark sink: frames that failed (their entry carries ``error``)
-    eos_processed    Spark sink: "1" once the video's end of stream went through (summary written)
-    summary          Spark sink: JSON ``Summary``, latest (final after eos_processed)
-    fatal_error      Spark app: the processor cannot run at all (e.g. the model is missing)
-    updated_at       every writer: wall clock seconds
+The per-video progress hash (``progress_key``) is typed once, with its writers, as
+``traffic_processing.schemas.StreamProgress``.
 """
 
 from __future__ import annotations
 
-import os
+from typing import Any
 
 VIDEO_FRAMES = "video-frames"
 PROCESSED_FRAMES = "processed-frames"
@@ -31,21 +19,40 @@ SUBSCRIPTION_TTL_S = 300
 ANALYTICS_TTL_S = 3600
 PROGRESS_TTL_S = 24 * 3600
 
+# Defaults of two knobs; the services' settings classes read the environment and override them
+# (``MAX_LIVE_DELAY_S``: the Spark application's settings; ``MAX_BACKLOG_FRAMES``: the Airflow
+# tasks' ``PipelineSettings``).
 # A live (realtime) stream whose newest frame is older than this raises its detection stride
 # (see spark/streaming/stages.py). realtime=false processes every frame.
-MAX_LIVE_DELAY_S = float(os.environ.get("MAX_LIVE_DELAY_S", "2.0"))
+MAX_LIVE_DELAY_S = 2.0
 # realtime=false: the producer waits while this many frames of its video are unprocessed (two
 # Spark micro-batches' worth: one being processed, the next one ready).
-MAX_BACKLOG_FRAMES = int(os.environ.get("MAX_BACKLOG_FRAMES", "256"))
+MAX_BACKLOG_FRAMES = 256
 
 # The Spark application, once its query runs, keeps this key (wall clock) with a short TTL:
-# present = a processor is up (the backend's /api/health and the test harness read it).
+# present = a processor is up (the backend's /api/health, the Airflow monitor and the test
+# harness read it). The one name of the processor heartbeat.
 PROCESSOR_HEARTBEAT_KEY = "spark:processor:heartbeat"
 PROCESSOR_HEARTBEAT_TTL_S = 30
 
 # The idempotent Spark sink stores the id of the last micro-batch it wrote here, in the same
 # MULTI as the batch's entries: a replayed batch (id <= stored) is skipped.
 SINK_LAST_BATCH_KEY = "spark:processed-frames:last-batch"
+
+
+def text(value: Any) -> str:
+    """A Redis reply value (bytes with a binary-safe client, str with ``decode_responses``) as
+    text; anything else (an int of a pipeline reply) through ``str``."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode()
+    return value if isinstance(value, str) else str(value)
+
+
+def parse_stream_id(stream_id: Any) -> tuple[int, int]:
+    """A stream entry id ``"ms-seq"`` (bytes or str; ``"ms"`` alone means seq 0) -> (ms, seq),
+    for ordering and comparing ids."""
+    ms, _, seq = text(stream_id).partition("-")
+    return int(ms), int(seq or 0)
 
 
 def frame_subscription_key(video_id: int) -> str:
@@ -69,7 +76,7 @@ def stop_key(video_id: int) -> str:
 
 
 def progress_key(video_id: int) -> str:
-    """Hash of the video's streaming progress (fields in the module docstring)."""
+    """Hash of the video's streaming progress: ``schemas.StreamProgress`` (TTL PROGRESS_TTL_S)."""
     return f"stream:video:{video_id}:progress"
 
 

@@ -271,7 +271,7 @@ def render(scn: Scenario, out_dir: str | Path, name: str = "synthetic") -> dict:
     n_frames = int(round(scn.duration_s * scn.fps))
     video_path = out / f"{name}.mp4"
     writer = cv2.VideoWriter(
-        str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), scn.fps, (cam.width, cam.height)
+        str(video_path), cv2.VideoWriter.fourcc(*"mp4v"), scn.fps, (cam.width, cam.height)
     )
     (rx0, rx1), (ry0, ry1) = scn.roi_x_m, scn.roi_y_m
     truth = [

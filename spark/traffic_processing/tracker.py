@@ -192,7 +192,7 @@ class FrameTracker(Tracker):
         self.to_world = to_world
         self._steps = 1
 
-    def predict(self, steps: int = 1) -> None:  # type: ignore[override]
+    def predict(self, steps: int = 1) -> None:
         """Advance every track by ``steps`` frames (k steps of the motion model)."""
         self._steps = max(1, int(steps))
         for track in self.tracks:
@@ -345,6 +345,8 @@ class VehicleTracker:
                 raise ValueError("VehicleTracker.update needs embeddings or the frame")
             c = self.config
             embed(frame, detections, c.embed_batch, c.embed_size, c.device, c.half)
+        embeddings = detections.embeddings
+        assert embeddings is not None  # filled above
         if frame_number is None:
             frame_number = 0 if self.last_frame is None else self.last_frame + 1
         steps = (
@@ -363,7 +365,7 @@ class VehicleTracker:
                 Detection(
                     [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
                     float(conf),
-                    detections.embeddings[i],
+                    embeddings[i],
                     class_name=int(cls),
                     others=i,
                 )
@@ -384,7 +386,8 @@ class VehicleTracker:
                     self._confidence[tid] = float(detections.confidence[track.others])
                     if tid not in self._reported:
                         self._reported.add(tid)
-                        self.confirmed_now[tid] = [tuple(map(float, h)) for h in track.hits_log[:-1]]
+                        earlier = track.hits_log[:-1]
+                        self.confirmed_now[tid] = [(int(f), float(x), float(y)) for f, x, y in earlier]
         for tid in self._tracker.del_tracks_ids:
             self._reported.discard(int(tid))
             self._confidence.pop(int(tid), None)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import redis
 from streaming_helpers import SparkApp, short_scenario, start_redis
-from traffic_processing.schemas import Summary, Violation
+from traffic_processing.schemas import StreamProgress, Summary, Violation
 from traffic_processing.streams import analytics_key, progress_key, violations_key
 
 from spark.streaming.feed import clip_jpegs, feed, frame_config, read_processed, wait_for_eos
@@ -74,13 +74,13 @@ def check_video(env, video_id: int) -> None:
     want = sorted(v["speed_kmh"] for v in speeding)
     assert np.allclose(got, want, atol=5.0), (got, want)
 
-    progress = {k.decode(): v.decode() for k, v in client.hgetall(progress_key(video_id)).items()}
-    assert progress["processed"] == str(n)
-    assert progress["processed_last_frame"] == str(n - 1)
-    assert progress["eos_processed"] == "1"
-    assert progress.get("skipped", "0") == "0" and progress.get("frame_errors", "0") == "0"
-    assert "fatal_error" not in progress
-    assert Summary.model_validate_json(progress["summary"]) == summary
+    progress = StreamProgress.from_hash(client.hgetall(progress_key(video_id)))
+    assert progress.processed == n
+    assert progress.processed_last_frame == n - 1
+    assert progress.eos_processed is True
+    assert not progress.skipped and not progress.frame_errors
+    assert progress.fatal_error is None
+    assert progress.summary == summary
     assert Summary.model_validate_json(client.get(analytics_key(video_id))) == summary
 
 
@@ -97,12 +97,16 @@ def test_kill_9_mid_stream_and_restart_loses_and_duplicates_nothing(env):
     client, app = env["client"], env["app"]
     feed(client, 102, env["jpegs"], env["config"], paced=False)
     deadline = time.monotonic() + STARTUP_AND_RUN_S
-    while int(client.hget(progress_key(102), "processed") or 0) < 16:
+
+    def processed() -> int:
+        return StreamProgress.from_hash(client.hgetall(progress_key(102))).processed or 0
+
+    while processed() < 16:
         assert time.monotonic() < deadline, app.log_tail()
         assert app.proc.poll() is None, app.log_tail()
         time.sleep(0.05)
     app.kill9()
-    processed_at_kill = int(client.hget(progress_key(102), "processed") or 0)
+    processed_at_kill = processed()
     assert processed_at_kill < env["truth"]["frames"], "the run ended before the kill"
 
     app.start()  # same checkpoint

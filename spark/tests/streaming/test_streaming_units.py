@@ -4,7 +4,6 @@ and without Spark (and without the detector model)."""
 from __future__ import annotations
 
 import json
-import pickle
 import random
 import time
 
@@ -15,19 +14,31 @@ import pytest
 import redis
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 from streaming_helpers import start_redis
-from traffic_processing.schemas import FrameConfig, Passage, ProcessedFrame, Summary, VideoFrame, Violation
+from traffic_processing.schemas import (
+    FrameConfig,
+    Passage,
+    ProcessedFrame,
+    StreamProgress,
+    Summary,
+    VideoFrame,
+    Violation,
+)
 from traffic_processing.streams import (
     PROCESSED_FRAMES,
     SINK_LAST_BATCH_KEY,
     VIDEO_FRAMES,
     analytics_key,
+    parse_stream_id,
     progress_key,
     violations_key,
 )
 
 from spark.streaming import stages
-from spark.streaming.redis_source import RedisStreamReader, parse_id
+from spark.streaming import state as video_state
+from spark.streaming.redis_source import RedisStreamReader
+from spark.streaming.settings import SparkSettings
 from spark.streaming.sink import reset_if_fresh_checkpoint, write_batch
+from spark.streaming.state import LiveTuning, loads
 
 CONFIG = FrameConfig(roi_polygon=[[0, 0], [640, 0], [640, 360], [0, 360]], fps=20.0, realtime=False)
 
@@ -91,7 +102,7 @@ def test_source_offsets_are_bounded_and_partitions_cover_the_range(client, redis
 
     # Next batch starts after the end; the malformed entry is skipped by read().
     end2 = reader.latestOffset(end, ReadMaxRows(100))
-    assert parse_id(end2["id"]) == parse_id(ids[-1])
+    assert parse_stream_id(end2["id"]) == parse_stream_id(ids[-1])
     rows2 = [row for p in reader.partitions(end, end2) for row in reader.read(p)]
     assert [r[1] for r in rows2] == [4, 5, 6, 7, 8, 9, 0]
     # Nothing new: latestOffset returns the start itself (no batch).
@@ -201,7 +212,7 @@ def test_sink_writes_a_batch_once(client, tmp_path):
         speeding_count=1,
         vehicles=[passage, passage.model_copy(update={"track_id": 4, "speeding": False, "speed_kmh": None})],
     )
-    violation = Violation(track_id=3, class_name="car", speed_kmh=99.0, frame_number=2, timestamp=0.1)
+    violation = Violation(track_id=3, vehicle_class="car", speed_kmh=99.0, frame_number=2, video_time_s=0.1)
     rows = [
         out_row(7, 2, violations=[violation]),
         out_row(7, 0),
@@ -219,12 +230,12 @@ def test_sink_writes_a_batch_once(client, tmp_path):
     assert [(f.video_id, f.frame_number) for f in frames] == [(7, 0), (7, 1), (7, 2), (7, 3), (7, 4), (8, 0)]
     assert frames[0].processed_frame[:2] == b"\xff\xd8"
     assert frames[4].end_of_stream and frames[4].summary == summary
-    progress = {k.decode(): v.decode() for k, v in client.hgetall(progress_key(7)).items()}
-    assert progress["processed"] == "4" and progress["processed_last_frame"] == "3"
-    assert progress["skipped"] == "1" and progress["frame_errors"] == "1"
-    assert progress["eos_processed"] == "1" and Summary.model_validate_json(progress["summary"]) == summary
-    assert float(progress["updated_at"]) > 0 and client.ttl(progress_key(7)) > 0
-    assert client.hget(progress_key(8), "fatal_error") == b"detector cannot load"
+    progress = StreamProgress.from_hash(client.hgetall(progress_key(7)))
+    assert progress.processed == 4 and progress.processed_last_frame == 3
+    assert progress.skipped == 1 and progress.frame_errors == 1
+    assert progress.eos_processed and progress.summary == summary
+    assert (progress.updated_at or 0) > 0 and client.ttl(progress_key(7)) > 0
+    assert StreamProgress.from_hash(client.hgetall(progress_key(8))).fatal_error == "detector cannot load"
     assert [Violation.model_validate_json(v) for v in client.lrange(violations_key(7), 0, -1)] == [violation]
     assert Summary.model_validate_json(client.get(analytics_key(7))) == summary
     assert 0 < client.ttl(analytics_key(7)) <= 3600
@@ -232,7 +243,7 @@ def test_sink_writes_a_batch_once(client, tmp_path):
 
     assert write_batch(client, [out_row(7, 5)], 6) is True
     assert client.xlen(PROCESSED_FRAMES) == 7
-    assert client.hget(progress_key(7), "processed") == b"5"
+    assert StreamProgress.from_hash(client.hgetall(progress_key(7))).processed == 5
 
     # A fresh checkpoint numbers batches from 0 again: the stored id is forgotten.
     assert reset_if_fresh_checkpoint(client, tmp_path / "ckpt") is True
@@ -259,8 +270,8 @@ def source_row(n, data=None, eos=False, config=CONFIG, produced_at=None, run_id=
     }
 
 
-def run_stage(rows, blob=None):
-    out, blob = stages.process_video_rows(9, pd.DataFrame(rows), blob)
+def run_stage(rows, blob=None, settings=None):
+    out, blob = stages.process_video_rows(9, pd.DataFrame(rows), blob, settings=settings)
     return out, blob, [ProcessedFrame.model_validate_json(r["message"]) for r in out]
 
 
@@ -291,8 +302,8 @@ def test_stateful_stage_orders_rows_keeps_state_and_ends_the_video():
     assert frames[2].detected_frames == 3 and frames[2].skipped_frames == 0
     assert frames[3].error.startswith("decode") and out[3]["processed_frame"] == b""
     assert out[-1]["summary"] is not None and blob is not None
-    state = pickle.loads(blob)
-    assert state.last_frame == 3 and state.detected == 3 and state.processor.detector is None
+    state = loads(blob)
+    assert state.last_frame == 3 and state.detected == 3 and state.processor.tracker is not None
 
     out2, blob2, frames2 = run_stage([source_row(5, data=b"", eos=True)], blob)
     assert frames2[0].end_of_stream and frames2[0].summary is not None and frames2[0].detected_frames == 3
@@ -300,21 +311,21 @@ def test_stateful_stage_orders_rows_keeps_state_and_ends_the_video():
 
     # A video that streams again from frame 0, or under another run id, starts from a fresh state.
     _, blob3, _ = run_stage([source_row(0)], blob)
-    assert pickle.loads(blob3).last_frame == 0 and pickle.loads(blob3).frames == 1
+    assert loads(blob3).last_frame == 0 and loads(blob3).frames == 1
     _, blob4, _ = run_stage([source_row(0, run_id="a")])
     _, blob5, _ = run_stage([source_row(1, run_id="b")], blob4)
-    assert pickle.loads(blob5).frames == 1 and pickle.loads(blob5).run_id == "b"
+    assert loads(blob5).frames == 1 and loads(blob5).run_id == "b"
 
 
 def test_live_stream_detects_an_even_stride_and_draws_the_others(monkeypatch):
     # A processor far slower than the frame rate: the stride goes to its most, fps / 5 Hz = 4,
     # right after the first detected frame (measured within the batch).
-    monkeypatch.setattr(stages, "LIVE_CPU_SHARE", 0.001)
-    monkeypatch.setattr(stages, "_COST_PRIOR", {})
+    slow = SparkSettings(LIVE_CPU_SHARE=0.001)
+    monkeypatch.setattr(video_state, "_COST_PRIOR", {})
     live = CONFIG.model_copy(update={"realtime": True})
     rows = [source_row(n, config=live) for n in range(12)]
     random.Random(3).shuffle(rows)  # a task's rows need not come in stream order
-    out, blob, frames = run_stage(rows)
+    out, blob, frames = run_stage(rows, settings=slow)
     statuses = {r["frame_number"]: r["status"] for r in out}
     assert [n for n, s in sorted(statuses.items()) if s == "ok"] == [0, 4, 8]
     assert all(r["processed_frame"][:2] == b"\xff\xd8" for r in out)  # every frame reaches viewers
@@ -322,35 +333,35 @@ def test_live_stream_detects_an_even_stride_and_draws_the_others(monkeypatch):
     assert [f.detect_stride for f in frames] == [4] * 12
     # Frames far behind live are passed on as they came (no drawing) to catch up.
     stale = [source_row(n, config=live, produced_at=time.time() - 10) for n in (12, 13, 14)]
-    out2, blob2, _ = run_stage(stale, blob)
+    out2, blob2, _ = run_stage(stale, blob, settings=slow)
     assert [r["status"] for r in out2] == ["ok", "skipped", "skipped"]  # 12 is due: detected
     assert out2[1]["processed_frame"] == out2[2]["processed_frame"] == jpeg()
     # an end of stream is always detected
-    out3, _, _ = run_stage([source_row(15, config=live, eos=True)], blob2)
+    out3, _, _ = run_stage([source_row(15, config=live, eos=True)], blob2, settings=slow)
     assert out3[0]["status"] == "ok"
 
 
 def stride(detect_ms, hold_ms, overhead_s=None):
-    s = stages.LiveStride(detect_ms=detect_ms, hold_ms=hold_ms, overhead_s=overhead_s)
+    s = video_state.LiveStride(detect_ms=detect_ms, hold_ms=hold_ms, overhead_s=overhead_s)
     return s
 
 
 def test_live_stride_follows_the_measured_costs_and_the_lag():
-    budget = stages.LIVE_CPU_SHARE * 1000 / 25
+    budget = LiveTuning().cpu_share * 1000 / 25
     assert stride(budget * 0.5, 2.0).adapt(25, lag_s=0.1) == 1  # detection fits: every frame
     s = stride(60.0, 8.0)
     k = s.adapt(25, lag_s=0.1)
     assert k == int(np.ceil((60 - 8) / (budget - 8)))
     assert (60 + (k - 1) * 8) / k <= budget < (60 + (k - 2) * 8) / (k - 1)  # the smallest that fits
-    assert s.adapt(25, lag_s=stages.MAX_LIVE_DELAY_S + 1) == k + 1  # lagging: one more
+    assert s.adapt(25, lag_s=LiveTuning().max_delay_s + 1) == k + 1  # lagging: one more
     assert stride(500.0, 100.0).adapt(25, lag_s=0.0) == 5  # never below 5 Hz
     # Spark's overhead per batch leaves less of the target batch length for processing
     assert stride(60.0, 8.0, overhead_s=0.45).adapt(25, lag_s=0.1) > k
 
 
 def test_live_stride_measures_costs_and_overhead_and_seeds_new_videos(monkeypatch):
-    monkeypatch.setattr(stages, "_COST_PRIOR", {})
-    s = stages.LiveStride()
+    monkeypatch.setattr(video_state, "_COST_PRIOR", {})
+    s = video_state.LiveStride()
     assert s.adapt(25, lag_s=0.0) == 1  # nothing measured yet
     s.batch_started(100.0)
     for _ in range(5):
@@ -359,5 +370,5 @@ def test_live_stride_measures_costs_and_overhead_and_seeds_new_videos(monkeypatc
     s.last_call_end = 100.5
     s.batch_started(101.0)  # 0.5 s between the end of one batch and the start of the next
     assert s.detect_ms > 60 and s.overhead_s == pytest.approx(0.5)
-    fresh = stages.LiveStride()  # a new video starts from what this worker measured
+    fresh = video_state.LiveStride()  # a new video starts from what this worker measured
     assert fresh.detect_ms == s.detect_ms and fresh.adapt(25, lag_s=0.0) == s.adapt(25, lag_s=0.0) > 1

@@ -1,0 +1,104 @@
+"""A video's results: analytics (final row or live snapshot), speeding violations (stored rows or
+the live list), passages and the traffic report, as the REST models of ``backend.schemas``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from pydantic import ValidationError
+from traffic_processing import streams
+from traffic_processing.schemas import Passage, Violation
+
+from backend.db import crud
+from backend.db.models import Video, utc_iso
+from backend.db.session import Database
+from backend.schemas import (
+    FinalAnalyticsOut,
+    LiveAnalyticsOut,
+    ReportOut,
+    ViolationListOut,
+    ViolationOut,
+)
+from backend.services.errors import not_found
+from backend.services.report import traffic_report
+
+log = logging.getLogger("backend.results")
+
+
+async def analytics(
+    *, db: Database, redis: aioredis.Redis, video_id: int
+) -> FinalAnalyticsOut | LiveAnalyticsOut:
+    """The stored ``video_analytics`` row, else the live snapshot ``analytics:video:{id}`` in
+    Redis (``streams.analytics_key``) without its passages; 404 ``analytics_not_found``."""
+    row = await db.run(lambda s: crud.get_analytics(session=s, video_id=video_id))
+    if row is not None:
+        return FinalAnalyticsOut.model_validate({"source": "final", **row.to_dict()})
+    key = streams.analytics_key(video_id)
+    live = await redis.get(key)
+    if live:
+        try:
+            snapshot = json.loads(live)
+            snapshot.pop("vehicles", None)  # the passages: GET .../passages once stored
+            return LiveAnalyticsOut.model_validate({"source": "live", "video_id": video_id, **snapshot})
+        except (json.JSONDecodeError, TypeError, AttributeError, ValidationError):
+            log.warning("%s holds no analytics snapshot", key)
+    raise not_found("analytics_not_found", f"no analytics yet for video {video_id}")
+
+
+async def violations(*, db: Database, redis: aioredis.Redis, video_id: int) -> ViolationListOut:
+    """The stored ``speeding_violations`` rows; while none are stored (a stream runs: the cleanup
+    stores them at its end), the live list the processor appends to in Redis
+    (``streams.violations_key``), one entry per track, without ``id`` or snapshot. ``source``
+    says which."""
+    rows = await db.run(lambda s: crud.list_violations(session=s, video_id=video_id))
+    items = [ViolationOut.model_validate(r.to_dict()) for r in rows]
+    source = "stored"
+    if not items:
+        items = await live_violations(redis=redis, video_id=video_id)
+        source = "live" if items else "stored"
+    return ViolationListOut(video_id=video_id, source=source, violations=items)
+
+
+async def live_violations(*, redis: aioredis.Redis, video_id: int) -> list[ViolationOut]:
+    key = streams.violations_key(video_id)
+    seen: dict[int, ViolationOut] = {}
+    for raw in await redis.lrange(key, 0, -1):
+        try:
+            v = Violation.model_validate_json(raw)
+        except ValueError:
+            log.warning("%s holds an unreadable entry", key)
+            continue
+        if v.track_id in seen:
+            continue
+        seen[v.track_id] = ViolationOut(
+            id=None,
+            video_id=video_id,
+            track_id=v.track_id,
+            vehicle_class=v.vehicle_class,
+            speed_kmh=v.speed_kmh,
+            frame_number=v.frame_number,
+            video_time_s=v.video_time_s,
+            detected_at=utc_iso(v.detected_at),
+            snapshot_path=None,
+            snapshot_url=None,
+        )
+    return sorted(seen.values(), key=lambda r: (r.frame_number, r.track_id))
+
+
+async def passages(*, db: Database, video_id: int) -> list[Passage]:
+    """Every counted vehicle of the last stream, by first frame."""
+    rows = await db.run(lambda s: crud.list_passages(session=s, video_id=video_id))
+    return [Passage.model_validate(r.to_dict()) for r in rows]
+
+
+async def report(*, db: Database, video: Video, default_limit_kmh: float) -> ReportOut:
+    """The traffic report from the passages, against the video's limit (else the default)."""
+    rows = await db.run(lambda s: crud.list_passages(session=s, video_id=video.id))
+    limit = video.speed_limit_kmh
+    body: dict[str, Any] = traffic_report(
+        video.id, [r.to_dict() for r in rows], limit if limit is not None else default_limit_kmh
+    )
+    return ReportOut.model_validate(body)

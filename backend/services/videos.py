@@ -1,0 +1,132 @@
+"""Video rows and their files: look-up, calibration, thumbnail, snapshots, deletion.
+
+Keyword-argument functions over the application's services (database, Redis, Airflow, the storage
+directory), called by the REST handlers; failures are ``ServiceError`` (the API's JSON errors).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from traffic_processing.calibration import CalibrationError, fit_homography
+from traffic_processing.roi import RoiError, parse_polygon
+from traffic_processing.video import VideoError, first_frame
+from traffic_processing.visualize import encode_jpeg
+
+from backend.db import crud
+from backend.db.models import SPEED_LIMIT_KEY, Video
+from backend.db.session import Database
+from backend.schemas import CalibrationIn
+from backend.services import streaming
+from backend.services.airflow_client import AirflowClient
+from backend.services.errors import ServiceError, not_found, video_not_found
+from backend.services.storage import read_snapshot, remove_snapshots, remove_stored_file
+
+log = logging.getLogger("backend.videos")
+
+
+async def get_video(*, db: Database, video_id: int) -> Video:
+    video = await db.run(lambda s: crud.get_video(session=s, video_id=video_id))
+    if video is None:
+        raise video_not_found(video_id)
+    return video
+
+
+async def list_videos(*, db: Database) -> list[Video]:
+    return await db.run(lambda s: crud.list_videos(session=s))
+
+
+def outside_frame(name: str, points: list[list[float]], width: int | None, height: int | None) -> str | None:
+    """The message naming the first point outside a ``width`` x ``height`` frame, None when all
+    are inside (0 <= x <= width, 0 <= y <= height: the border is inside) or the size is unknown."""
+    if not width or not height:  # not probed (an old row): nothing to check against
+        return None
+    for i, (x, y) in enumerate(points):
+        if not (0 <= x <= width and 0 <= y <= height):
+            return f"{name}[{i}] = ({x:g}, {y:g}) is outside the {width}x{height} frame"
+    return None
+
+
+def _check_inside_frame(name: str, points: list[list[float]], video: Video, code: str) -> None:
+    message = outside_frame(name, points, video.width, video.height)
+    if message is not None:
+        raise ServiceError(400, code, message)
+
+
+async def calibrate(*, db: Database, video: Video, body: CalibrationIn) -> tuple[Video, float]:
+    """Check the points against the frame, fit the homography (metres) and store ROI, points,
+    matrix and the speed limit. Returns the updated row and the reprojection error (m)."""
+    _check_inside_frame("roi_polygon", body.roi_polygon, video, "invalid_roi")
+    _check_inside_frame("image_points", body.image_points, video, "invalid_calibration")
+    try:
+        roi = parse_polygon(body.roi_polygon)
+    except RoiError as exc:
+        raise ServiceError(400, "invalid_roi", str(exc)) from exc
+    assert roi is not None  # None only for no polygon: the model requires one
+    try:
+        homography = fit_homography(body.image_points, body.world_points)
+    except CalibrationError as exc:
+        raise ServiceError(422, "degenerate_calibration", str(exc)) from exc
+    points: dict[str, Any] = {"image_points": body.image_points, "world_points": body.world_points}
+    if body.speed_limit_kmh is not None:
+        points[SPEED_LIMIT_KEY] = body.speed_limit_kmh
+    video_id = video.id
+    updated = await db.run(
+        lambda s: crud.update_calibration(
+            session=s,
+            video_id=video_id,
+            roi=roi.tolist(),
+            calibrate_coordinates=points,
+            homography_matrix=homography.matrix.tolist(),
+        )
+    )
+    if updated is None:  # deleted meanwhile
+        raise video_not_found(video_id)
+    return updated, homography.reprojection_error_m
+
+
+async def thumbnail(*, db: Database, video: Video, quality: int = 85) -> bytes:
+    """The first frame as JPEG."""
+
+    def render() -> bytes:
+        return encode_jpeg(first_frame(video.file_path), quality)
+
+    try:
+        return await db.run_blocking(render)
+    except VideoError as exc:
+        raise not_found("thumbnail_unavailable", f"cannot read the video file: {exc}") from exc
+
+
+async def delete_video(
+    *, db: Database, redis: aioredis.Redis, airflow: AirflowClient, storage: Path, video: Video
+) -> None:
+    """The row (analytics, violations and passages cascade), the video file, its violations'
+    snapshots and the video's Redis keys go. 409 while it streams (``streaming.ensure_not_streaming``)."""
+    await streaming.ensure_not_streaming(airflow=airflow, video=video)
+    deleted = await db.run(lambda s: crud.delete_video(session=s, video_id=video.id))
+    if deleted is None:
+        raise video_not_found(video.id)
+    await db.run_blocking(remove_stored_file, video.file_path, storage)
+    await db.run_blocking(remove_snapshots, video.id, deleted[1], storage)
+    try:
+        await streaming.clear_keys(redis, video.id)
+    except Exception as exc:  # keys expire on their own; the video is gone already
+        log.warning("video %d deleted, its Redis keys not cleared: %r", video.id, exc)
+    log.info("deleted video %d (%s, %s)", video.id, video.name, video.file_path)
+
+
+async def violation_snapshot(*, db: Database, storage: Path, violation_id: int) -> bytes:
+    """The JPEG crop of a violation; 404 ``violation_not_found`` for an unknown id,
+    ``snapshot_not_found`` without one (none stored, or its file is gone)."""
+    row = await db.run(lambda s: crud.get_violation(session=s, violation_id=violation_id))
+    if row is None:
+        raise not_found("violation_not_found", f"no violation with id {violation_id}")
+    if not row.snapshot_path:
+        raise not_found("snapshot_not_found", f"violation {violation_id} has no snapshot")
+    jpeg = await db.run_blocking(read_snapshot, row.snapshot_path, storage)
+    if jpeg is None:
+        raise not_found("snapshot_not_found", f"the snapshot file of violation {violation_id} is missing")
+    return jpeg

@@ -1,0 +1,47 @@
+"""The Spark application's settings: one pydantic-settings class, read once by ``app.main`` and
+passed down (the stateful processor and the ``mapInPandas`` functions carry it to the Python
+workers, pickled with them). Shared names come from ``CommonSettings``."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from traffic_processing import streams
+from traffic_processing.settings import CommonSettings
+
+
+class SparkSettings(CommonSettings):
+    SPARK_MASTER: str = ""  # empty: local[*]
+    SPARK_CHECKPOINT_DIR: str = ""  # empty: .local/spark-checkpoint under the repository
+    SPARK_UI: bool = True
+    SPARK_DRIVER_MEMORY: str = "2g"
+    TRIGGER_MS: int = Field(default=150, ge=1)
+    MAX_ENTRIES_PER_BATCH: int = Field(default=128, ge=1)
+    # 1: the source is read on the driver; more: id ranges read by executor tasks (a cluster)
+    SOURCE_PARTITIONS: int = Field(default=1, ge=1)
+    # Python workers of the per-video stage (several track videos in parallel: a GPU job)
+    SHUFFLE_PARTITIONS: int = Field(default=1, ge=1)
+    # Models: cpu, cuda or cuda:N (detector and embedder alike); fp16 on the GPU
+    DETECTOR_DEVICE: str = "cpu"
+    DETECTOR_HALF: bool = False
+    # The batched detection stage: None -> on with a GPU, off on the CPU
+    BATCHED_DETECT: bool | None = None
+    DETECT_BATCH: int = Field(default=32, ge=1)
+    EMBED_BATCH: int = Field(default=64, ge=1)
+    # Load the models and run a two-frame stream through the query before reporting ready
+    WARM_UP: bool = True
+    # Live streams (LiveStride): share of a frame interval the processing may take, the
+    # micro-batch length aimed at, the lowest detection rate, the lag that raises the stride
+    LIVE_CPU_SHARE: float = Field(default=0.7, gt=0, le=1)
+    LIVE_TARGET_BATCH_S: float = Field(default=0.6, gt=0)
+    LIVE_MIN_DETECT_HZ: float = Field(default=5.0, gt=0)
+    MAX_LIVE_DELAY_S: float = Field(default=streams.MAX_LIVE_DELAY_S, gt=0)
+    # Logs: the per-frame [PERFORMANCE] block, Spark's timings per batch, time per stage
+    LOG_PERFORMANCE: bool = False
+    LOG_PROGRESS: bool = False
+    LOG_TIMING: bool = False
+
+    @property
+    def batched_detect(self) -> bool:
+        if self.BATCHED_DETECT is not None:
+            return self.BATCHED_DETECT
+        return self.DETECTOR_DEVICE.startswith("cuda")
