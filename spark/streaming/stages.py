@@ -52,15 +52,6 @@ STATE_SCHEMA = "blob binary"
 OK, SKIPPED, ERROR, FATAL, EOS = "ok", "skipped", "error", "fatal", "eos"
 
 
-def live_tuning(settings: SparkSettings) -> LiveTuning:
-    return LiveTuning(
-        cpu_share=settings.LIVE_CPU_SHARE,
-        target_batch_s=settings.LIVE_TARGET_BATCH_S,
-        min_detect_hz=settings.LIVE_MIN_DETECT_HZ,
-        max_delay_s=settings.MAX_LIVE_DELAY_S,
-    )
-
-
 def configure_worker_logging(settings: SparkSettings) -> None:
     """Python workers start with logging unconfigured: INFO for ours, and the per-frame
     ``[PERFORMANCE]`` block only with LOG_PERFORMANCE=1."""
@@ -303,7 +294,7 @@ def _process_row(
 def _adapt(video: _Video, fps: float, lag_s: float) -> None:
     stride = video.state.stride
     before = stride.k
-    after = stride.adapt(fps, lag_s, live_tuning(video.settings))
+    after = stride.adapt(fps, lag_s, LiveTuning.from_settings(video.settings))
     if after != before:
         log.info(
             "[SPARK-APP] video %s: detection stride %s -> %s (detect %.0f ms, hold %.0f ms, "

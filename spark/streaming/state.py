@@ -27,6 +27,8 @@ from typing import Any
 from traffic_processing.processor import ProcessorState
 from traffic_processing.schemas import FrameConfig
 
+from spark.streaming.settings import SparkSettings
+
 MAGIC = b"TRAFFIC-VIDEO-STATE"
 STATE_VERSION = 2
 _HEADER = struct.Struct(">H")
@@ -41,14 +43,27 @@ class StateVersionError(RuntimeError):
 _COST_PRIOR: dict[str, float] = {}
 
 
+_DEFAULTS = SparkSettings.model_construct()  # the declared defaults (no environment read)
+
+
 @dataclass(frozen=True)
 class LiveTuning:
-    """The knobs of ``LiveStride`` (``SparkSettings``: LIVE_* and MAX_LIVE_DELAY_S)."""
+    """The knobs of ``LiveStride``: ``SparkSettings``' LIVE_* and MAX_LIVE_DELAY_S (defaults:
+    those of the settings class, defined there only)."""
 
-    cpu_share: float = 0.7
-    target_batch_s: float = 0.6
-    min_detect_hz: float = 5.0
-    max_delay_s: float = 2.0
+    cpu_share: float = _DEFAULTS.LIVE_CPU_SHARE
+    target_batch_s: float = _DEFAULTS.LIVE_TARGET_BATCH_S
+    min_detect_hz: float = _DEFAULTS.LIVE_MIN_DETECT_HZ
+    max_delay_s: float = _DEFAULTS.MAX_LIVE_DELAY_S
+
+    @classmethod
+    def from_settings(cls, settings: SparkSettings) -> LiveTuning:
+        return cls(
+            cpu_share=settings.LIVE_CPU_SHARE,
+            target_batch_s=settings.LIVE_TARGET_BATCH_S,
+            min_detect_hz=settings.LIVE_MIN_DETECT_HZ,
+            max_delay_s=settings.MAX_LIVE_DELAY_S,
+        )
 
 
 @dataclass
