@@ -76,6 +76,11 @@ class FrameData(BaseModel):
     # (beyond DESIGN) live thinning: frames detected so far and the detection stride now
     detected_frames: int = 0
     detect_stride: int = 1
+    # (beyond DESIGN) the live latency budget: frames dropped as too late so far, the detection
+    # rate now (per second of video) and whether it is below the normal floor (degraded)
+    dropped_frames: int = 0
+    detect_hz: float | None = None
+    degraded: bool = False
     # (beyond DESIGN) the stream run (VideoFrame.run_id): tells a new run from a repeat
     run_id: str | None = None
 
@@ -133,6 +138,9 @@ class ProcessedFrameIngest(Strict):
                 skipped_frames=frame.skipped_frames,
                 detected_frames=frame.detected_frames,
                 detect_stride=frame.detect_stride,
+                dropped_frames=frame.dropped_frames,
+                detect_hz=frame.detect_hz,
+                degraded=frame.degraded,
                 run_id=frame.run_id,
             )
         )
@@ -407,12 +415,17 @@ class ReportOut(Out):
 
 
 class StreamThinning(Out):
-    """A video's live thinning, from its latest frame."""
+    """A video's live thinning, from its latest frame: the detection stride and rate, frames
+    detected, skipped (drawn with predicted boxes) and dropped (too late for the latency
+    budget), and ``degraded`` (detection below LIVE_MIN_DETECT_HZ to hold the budget)."""
 
     frame_number: int
     detect_stride: int
     detected_frames: int
     skipped_frames: int
+    dropped_frames: int = 0
+    detect_hz: float | None = None
+    degraded: bool = False
 
 
 class WebSocketStatusOut(Out):

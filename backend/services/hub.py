@@ -253,6 +253,9 @@ class Hub:
             "detect_stride": int(data.detect_stride),
             "detected_frames": int(data.detected_frames),
             "skipped_frames": int(data.skipped_frames),
+            "dropped_frames": int(data.dropped_frames),
+            "detect_hz": data.detect_hz,
+            "degraded": bool(data.degraded),
         }
 
     def counters(self) -> dict[str, int]:

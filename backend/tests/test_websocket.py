@@ -160,12 +160,15 @@ def test_ingest_routes_to_subscribers_only(api, video_id, sample_video):
 
 
 def test_status_reports_each_streams_detection_stride(api, video_id):
-    """The live thinning a frame message carries (stride, detected, skipped) shows in the status."""
+    """The live thinning a frame message carries (stride, detected, skipped, dropped, rate,
+    degraded) shows in the status."""
 
     async def scenario():
         viewer, frames, stats = await viewer_and_ingest(api, video_id)
         message = json.loads(frame_message(video_id, 30, produced_at=1_700_000_000.0))
-        message["data"].update(detect_stride=3, detected_frames=10, skipped_frames=20)
+        message["data"].update(
+            detect_stride=3, detected_frames=10, skipped_frames=20, dropped_frames=4, detect_hz=8.33, degraded=False
+        )
         await frames.write_message(json.dumps(message))
         got = await recv(viewer)
         for c in (viewer, frames, stats):
@@ -180,6 +183,9 @@ def test_status_reports_each_streams_detection_stride(api, video_id):
         "detect_stride": 3,
         "detected_frames": 10,
         "skipped_frames": 20,
+        "dropped_frames": 4,
+        "detect_hz": 8.33,
+        "degraded": False,
     }
 
 

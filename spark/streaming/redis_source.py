@@ -2,7 +2,9 @@
 
 Offsets are stream ids (``{"id": "1700000000000-0"}``); a micro-batch is the range
 ``(start, end]``. ``latestOffset`` admits at most ``maxEntriesPerBatch`` entries past the start
-(admission control, Spark >= 4.2), ``partitions`` splits the range into a few contiguous id
+(admission control, Spark >= 4.2), fewer while live videos ask for less
+(``streams.READ_LIMIT_KEY``, kept by the stateful stage from its measured costs),
+``partitions`` splits the range into a few contiguous id
 ranges (the stateless stage then runs on all cores), ``read`` pages through its range with
 exclusive XRANGE (Redis >= 6.2) and ``commit`` trims the stream with ``XTRIM MINID`` behind the
 committed end only: never ``MAXLEN``, so no frame that is not yet read is ever cut.
@@ -35,6 +37,8 @@ from pyspark.sql.datasource import (
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows
 from traffic_processing.schemas import VideoFrame
 from traffic_processing.streams import VIDEO_FRAMES, parse_stream_id, text
+
+from spark.streaming.publisher import read_limit
 
 log = logging.getLogger("traffic_streaming.source")
 
@@ -137,7 +141,7 @@ class RedisStreamReader(DataSourceStreamReader):
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
         begin = (start or {}).get("id", INITIAL_ID)
         if isinstance(limit, ReadMaxRows):
-            ids = self._ids(begin, "+", limit.max_rows)
+            ids = self._ids(begin, "+", read_limit(self.client, limit.max_rows))
             if not ids:
                 return {"id": begin}
             self._planned = (begin, ids[-1], ids)
@@ -228,6 +232,7 @@ class RedisSimpleStreamReader(SimpleDataSourceStreamReader):
     def read(self, start: dict) -> tuple[Iterator[tuple], dict]:
         begin = (start or {}).get("id", INITIAL_ID)
         count = self.max_entries if self.max_entries > 0 else 1_000_000_000
+        count = read_limit(self._trimmer.client, count)  # admission: the live videos' allowances
         page = self._trimmer.client.xrange(self.stream, "(" + begin, "+", count=count)
         if not page:
             return iter(()), {"id": begin}

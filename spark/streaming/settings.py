@@ -5,7 +5,6 @@ workers, pickled with them). Shared names come from ``CommonSettings``."""
 from __future__ import annotations
 
 from pydantic import Field
-from traffic_processing import streams
 from traffic_processing.settings import CommonSettings
 
 
@@ -29,12 +28,20 @@ class SparkSettings(CommonSettings):
     EMBED_BATCH: int = Field(default=64, ge=1)
     # Load the models and run a two-frame stream through the query before reporting ready
     WARM_UP: bool = True
-    # Live streams (LiveStride): share of a frame interval the processing may take, the
-    # micro-batch length aimed at, the lowest detection rate, the lag that raises the stride
-    LIVE_CPU_SHARE: float = Field(default=0.7, gt=0, le=1)
-    LIVE_TARGET_BATCH_S: float = Field(default=0.6, gt=0)
+    # Live streams (LiveStride): the latency budget (producer -> viewer, wall clock) that the
+    # stride, the read limit and the dropping of late frames hold; the detection rate under
+    # which a stream is "degraded", and the lowest one it may go to; the largest share of the
+    # CPU the processing may take (the rest is the other services')
+    LIVE_LATENCY_BUDGET_S: float = Field(default=1.0, gt=0)
     LIVE_MIN_DETECT_HZ: float = Field(default=5.0, gt=0)
-    MAX_LIVE_DELAY_S: float = Field(default=streams.MAX_LIVE_DELAY_S, gt=0)
+    LIVE_DEGRADED_MIN_DETECT_HZ: float = Field(default=1.0, gt=0)
+    LIVE_CPU_SHARE: float = Field(default=0.7, gt=0, le=1)
+    # Live frames go to processed-frames as soon as they are drawn (from the stateful stage)
+    # rather than with the micro-batch's sink (see stages.py)
+    LIVE_EARLY_PUBLISH: bool = True
+    # A lone live stream: the stage goes on reading its newer frames from Redis for this long
+    # per call (s; 0: off), so that only the frames of Spark's gap between batches wait for it
+    LIVE_PULL_S: float = Field(default=5.0, ge=0)
     # Logs: the per-frame [PERFORMANCE] block, Spark's timings per batch, time per stage
     LOG_PERFORMANCE: bool = False
     LOG_PROGRESS: bool = False

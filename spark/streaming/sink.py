@@ -1,6 +1,7 @@
 """The idempotent ``foreachBatch`` sink: one micro-batch's results -> Redis in ONE MULTI/EXEC.
 
-In the transaction: XADD each result to ``processed-frames`` (per video in stream order), the
+In the transaction: XADD each result to ``processed-frames`` (per video in stream order; not
+the live frames the stage already published, ``published``, nor the dropped ones), the
 progress hash fields the Spark side owns (``StreamProgress``, writer ``processor``), RPUSH of
 new violations, the live analytics snapshot, and ``SINK_LAST_BATCH_KEY = batch_id``. The key is
 WATCHed and read first: a batch whose id is not above the stored one was already written (a
@@ -29,7 +30,7 @@ from traffic_processing.streams import (
     violations_key,
 )
 
-from .stages import EOS, ERROR, FATAL, OK, SKIPPED
+from .stages import DROPPED, EOS, ERROR, FATAL, OK, SKIPPED
 
 log = logging.getLogger("traffic_streaming.sink")
 
@@ -73,8 +74,11 @@ class _VideoBatch:
     processed: int = 0
     detected: int = 0
     skipped: int = 0
+    dropped: int = 0
     errors: int = 0
     stride: int | None = None
+    detect_hz: float | None = None
+    degraded: bool | None = None
     last: int | None = None
     eos: bool = False
     summary: Summary | None = None
@@ -87,11 +91,13 @@ def _queue_batch(pipe: Any, rows: list[dict], stamp: float) -> None:
         video_id = int(row["video_id"])
         pf = ProcessedFrame.model_validate_json(row["message"])
         pf.processed_frame = _bytes(row.get("processed_frame"))
-        pipe.xadd(PROCESSED_FRAMES, pf.to_fields())
+        status = row["status"]
+        # A live frame published by the stage itself is not written again; a dropped one never.
+        if status != DROPPED and not row.get("published"):
+            pipe.xadd(PROCESSED_FRAMES, pf.to_fields())
         for violation in pf.new_violations:
             pipe.rpush(violations_key(video_id), violation.model_dump_json())
         agg = per_video.setdefault(video_id, _VideoBatch())
-        status = row["status"]
         if status != EOS:
             agg.processed += 1
             agg.last = int(row["frame_number"])
@@ -99,8 +105,12 @@ def _queue_batch(pipe: Any, rows: list[dict], stamp: float) -> None:
             agg.skipped += 1
         if status == OK:
             agg.detected += 1
-        if status in (OK, SKIPPED):
+        if status == DROPPED:
+            agg.dropped += 1
+        if status in (OK, SKIPPED, DROPPED):
             agg.stride = pf.detect_stride
+            agg.detect_hz = pf.detect_hz
+            agg.degraded = pf.degraded
         if status in (ERROR, FATAL):
             agg.errors += 1
         if status == FATAL:
@@ -121,6 +131,7 @@ def _queue_batch(pipe: Any, rows: list[dict], stamp: float) -> None:
             processed=agg.processed,
             skipped=agg.skipped,
             detected=agg.detected,
+            dropped=agg.dropped,
             frame_errors=agg.errors,
         )
         for name, amount in counts.items():
@@ -133,6 +144,8 @@ def _queue_batch(pipe: Any, rows: list[dict], stamp: float) -> None:
                 ProgressWriter.PROCESSOR,
                 processed_last_frame=agg.last if agg.processed else None,
                 stride=agg.stride,
+                detect_hz=agg.detect_hz,
+                degraded=agg.degraded,
                 fatal_error=agg.fatal,
                 summary=agg.summary,
                 eos_processed=True if agg.eos else None,

@@ -8,16 +8,21 @@ JPEG encoding, with the video's ``FrameProcessor`` (minus the detector) pickled 
 lives in this pass (not in a stateless stage before it) so that the JPEG bytes cross from the
 JVM to Python once, and so that the live stride below is decided where the video's state is.
 
-Live streams (``realtime``): of a video's frames only an even stride is detected, every k-th
-frame, k from the measured cost of a detected and of a held frame against the frame interval
-(``LiveStride``), adapted after each micro-batch and raised while the stream lags more than
-``MAX_LIVE_DELAY_S``; at most ``fps / LIVE_MIN_DETECT_HZ``. The others are drawn with the tracks
-predicted to their frame number (``FrameProcessor.hold``) and counted in ``skipped_frames``.
-The tracker, the speed windows and the speeding rule count video time, so results equal the
-every-frame ones. ``realtime=false`` detects every frame.
+Live streams (``realtime``) hold a latency budget (``LIVE_LATENCY_BUDGET_S``, producer to
+viewer) on any machine: of a video's frames only an even stride is detected, every k-th frame,
+k from the measured costs of a detected and of a held frame and of Spark's per-batch overhead
+(``LiveStride``); beyond ``fps / LIVE_MIN_DETECT_HZ`` the stream is *degraded* (said on every
+frame and in the progress). The others are drawn with the tracks predicted to their frame number
+(``FrameProcessor.hold``) and counted in ``skipped_frames``. A frame already older than the
+budget (less its delivery) when the stage reaches it is dropped: not drawn, not delivered,
+counted in ``dropped_frames``. Live frames are published to ``processed-frames`` as soon as they
+are drawn (``publisher.Publisher``), not with the sink at the end of the micro-batch. The
+tracker, the speed windows and the speeding rule count video time, so results equal the
+every-frame ones. ``realtime=false`` detects every frame and drops none.
 
 Row statuses of the output: ``ok`` (detected), ``skipped`` (live, not detected: drawn with the
-predicted tracks), ``error`` (this frame failed: undecodable JPEG, bad config...), ``fatal``
+predicted tracks), ``dropped`` (live, too late: nothing drawn nor delivered), ``error`` (this
+frame failed: undecodable JPEG, bad config...), ``fatal``
 (the processor cannot run at all, e.g. the model is missing), ``eos`` (end-of-stream marker
 without a frame). An end-of-stream entry that carries a frame is processed as a frame (``ok``)
 and then ends the video. An ``error``/``fatal`` frame has an empty ``processed_frame`` and the
@@ -38,6 +43,7 @@ import pandas as pd
 from traffic_processing.schemas import FrameConfig, Passage, ProcessedFrame, Stats, Summary
 from traffic_processing.streams import parse_stream_id
 
+from spark.streaming.publisher import Publisher, get_publisher
 from spark.streaming.settings import SparkSettings
 from spark.streaming.state import LiveTuning, VideoState, dumps, loads
 
@@ -45,11 +51,11 @@ log = logging.getLogger("traffic_streaming.stages")
 
 OUTPUT_SCHEMA = (
     "video_id int, frame_number int, stream_id string, produced_at double, status string, "
-    "end_of_stream boolean, processed_frame binary, message string, summary string"
+    "end_of_stream boolean, processed_frame binary, message string, summary string, published boolean"
 )
 STATE_SCHEMA = "blob binary"
 
-OK, SKIPPED, ERROR, FATAL, EOS = "ok", "skipped", "error", "fatal", "eos"
+OK, SKIPPED, DROPPED, ERROR, FATAL, EOS = "ok", "skipped", "dropped", "error", "fatal", "eos"
 
 
 def configure_worker_logging(settings: SparkSettings) -> None:
@@ -74,6 +80,7 @@ def configure_worker_logging(settings: SparkSettings) -> None:
 # -- process-wide model singletons (never in state) --------------------------------------------
 _DETECTOR: Any = None
 _DETECTOR_ERROR: str | None = None
+_MEASURED = False  # a detection was timed in this process (the first one is not a fair cost)
 
 
 def detector_config(settings: SparkSettings) -> Any:
@@ -108,28 +115,44 @@ def get_detector(settings: SparkSettings) -> Any:
     return _DETECTOR
 
 
+_WARMED = False  # warm_models ran in this process
+
+
+def warm_models(settings: SparkSettings) -> bool:
+    """Load the detector and the embedder of this process and run each twice on a frame with
+    a vehicle-sized box, so the first real frame pays no lazy set-up (model compilation,
+    first inference, embedder weights): seconds that a live stream would otherwise spend
+    dropping frames. Once per process; False (logged) when it failed."""
+    global _WARMED
+    if _WARMED:
+        return True
+    import numpy as np
+
+    try:
+        from traffic_processing.detections import FrameDetections
+        from traffic_processing.tracker import embed
+
+        detector = get_detector(settings)
+        frame = np.zeros((360, 640, 3), dtype=np.uint8)
+        boxes = FrameDetections(
+            xyxy=np.array([[10, 10, 60, 60]]), confidence=np.array([0.9]), class_id=np.array([2])
+        )
+        for _ in range(2):
+            detector.detect([frame])
+            embed(frame, boxes, device=detector.device, half=detector.half)
+    except Exception as exc:
+        log.warning("[SPARK-APP] warm-up in pid %s failed: %r", os.getpid(), exc)
+        return False
+    _WARMED = True
+    return True
+
+
 def warm_partitions(settings: SparkSettings, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """``mapInPandas`` warm-up run once at start (bound to the settings with ``partial``): loads
     the detector and the embedder in the Python workers that the query's tasks then reuse."""
-    import numpy as np
-
     configure_worker_logging(settings)
     for pdf in batches:
-        ok = 1
-        try:
-            from traffic_processing.detections import FrameDetections
-            from traffic_processing.tracker import embed
-
-            detector = get_detector(settings)
-            frame = np.zeros((360, 640, 3), dtype=np.uint8)
-            detector.detect([frame])
-            boxes = FrameDetections(
-                xyxy=np.array([[10, 10, 60, 60]]), confidence=np.array([0.9]), class_id=np.array([2])
-            )
-            embed(frame, boxes, device=detector.device, half=detector.half)
-        except Exception as exc:
-            log.warning("[SPARK-APP] warm-up in pid %s failed: %r", os.getpid(), exc)
-            ok = 0
+        ok = 1 if warm_models(settings) else 0
         yield pd.DataFrame({"ok": [ok] * max(1, len(pdf))})
 
 
@@ -203,6 +226,7 @@ class _Video:
         self.video_id = video_id
         self.state = state
         self.settings = settings
+        self.tuning = LiveTuning.from_settings(settings)
         self._proc: Any = None
 
     def reset(self) -> None:
@@ -249,14 +273,13 @@ def _process_row(
         return pf, ERROR, None, 0.0
     proc = video.processor(frame_config)
     live = frame_config.realtime and not row["end_of_stream"]
+    if live and now() - float(row["produced_at"]) > video.tuning.room_s:
+        # Already too late to be seen within the budget: not drawn, not delivered, counted.
+        state.dropped += 1
+        return _base_frame(video_id, row, state, frame_config), DROPPED, None, 0.0
     started = time.perf_counter()
     if live and not state.stride.due(frame_number):
         pf = _base_frame(video_id, row, state, frame_config)
-        if now() - float(row["produced_at"]) > video.settings.MAX_LIVE_DELAY_S:
-            # Far behind live: pass the frame on as it came (no decode, draw, encode) to catch up.
-            pf.processed_frame = raw
-            state.skipped += 1
-            return pf, SKIPPED, None, 0.0
         try:
             pf.processed_frame = proc.hold(decode_jpeg(raw), frame_number)
         except Exception as exc:  # undecodable: the viewers get it as it came, counted as an error
@@ -288,25 +311,170 @@ def _process_row(
     video.keep()
     state.stride.last_detected = frame_number
     state.detected += 1
-    return pf, OK, ("detect" if live else None), (time.perf_counter() - started) * 1000.0
+    # Every detected frame's cost is measured (a frame of a stream that is not live too: it
+    # seeds the costs a new live stream starts from).
+    return pf, OK, "detect", (time.perf_counter() - started) * 1000.0
 
 
 def _adapt(video: _Video, fps: float, lag_s: float) -> None:
     stride = video.state.stride
-    before = stride.k
-    after = stride.adapt(fps, lag_s, LiveTuning.from_settings(video.settings))
+    before, was_degraded = stride.k, stride.degraded
+    after = stride.adapt(fps, lag_s, video.tuning, pulling=video.state.pulling)
     if after != before:
         log.info(
-            "[SPARK-APP] video %s: detection stride %s -> %s (detect %.0f ms, hold %.0f ms, "
+            "[SPARK-APP] video %s: detection stride %s -> %s (%.1f Hz%s; detect %.0f ms, hold %.1f ms, "
             "overhead %.2f s, lag %.2f s)",
             video.video_id,
             before,
             after,
+            stride.detect_hz(fps),
+            ", DEGRADED" if stride.degraded else "",
             stride.detect_ms or 0.0,
             stride.hold_ms or 0.0,
             stride.overhead_s or 0.0,
             lag_s,
         )
+    if stride.degraded and not was_degraded:
+        log.warning(
+            "[SPARK-APP] video %s degraded: detecting at %.1f Hz (under %.1f Hz) to hold the %.2f s latency "
+            "budget; fast vehicles may be missed",
+            video.video_id,
+            stride.detect_hz(fps),
+            video.tuning.min_detect_hz,
+            video.tuning.budget_s,
+        )
+
+
+def _already_handled(state: VideoState, row: dict) -> bool:
+    """A row this video's stage already read ahead from Redis (``_pull_ahead``), now delivered
+    by Spark: same run, stream id not above the last one read ahead."""
+    if state.pulled_upto is None or (state.run_id and _run_id(row) and _run_id(row) != state.run_id):
+        return False
+    return parse_stream_id(row["stream_id"]) <= parse_stream_id(state.pulled_upto)
+
+
+def _handle_row(
+    video: _Video, row: dict, now: Any, publisher: Publisher | None, pulled: bool = False
+) -> dict | None:
+    """One source row -> its output record (None: already handled ahead, nothing to output)."""
+    video_id = video.video_id
+    if _already_handled(video.state, row):
+        return None
+    frame_number = int(row["frame_number"])
+    frame_config = frame_settings(row)
+    if _is_new_run(video.state, row, frame_number):
+        log.warning(
+            "[SPARK-APP] video %s: frame %s (run %s) after %s (run %s): new stream run, state reset",
+            video_id,
+            frame_number,
+            _run_id(row),
+            video.state.last_frame,
+            video.state.run_id,
+        )
+        video.reset()
+    state = video.state
+    state.run_id = _run_id(row) or state.run_id
+    try:
+        pf, status, kind, ms = _process_row(video, row, frame_config, now)
+    except Exception as exc:  # last resort: this frame fails, the video goes on
+        log.error("[SPARK-APP] video %s frame %s: %s", video_id, frame_number, traceback.format_exc())
+        pf, status, kind, ms = _base_frame(video_id, row, state, frame_config), ERROR, None, 0.0
+        pf.error = f"track: {exc!r}"
+    live = frame_config is not None and frame_config.realtime
+    global _MEASURED
+    if kind == "detect" and not _MEASURED:
+        _MEASURED = True  # a process's first detection pays the models' lazy set-up: not a cost
+    elif kind and frame_config is not None:
+        state.stride.observe(kind, ms)
+        if kind == "detect" and live:  # the stride follows the costs within the batch too
+            # While pulling ahead, rows Spark delivered after its batch gap are late by that gap,
+            # which no stride can shorten: only pulled rows' lag tells whether we keep up.
+            lag = now() - float(row["produced_at"]) if (pulled or not state.pulling) else 0.0
+            _adapt(video, frame_config.fps, lag)
+    if status in (ERROR, FATAL):
+        state.errors += 1
+    if status != EOS:
+        state.last_frame = max(state.last_frame, frame_number)
+        state.frames += 1
+    if pulled:
+        state.pulled_upto = str(row["stream_id"])
+    pf.skipped_frames = state.skipped
+    pf.detected_frames = state.detected
+    pf.dropped_frames = state.dropped
+    pf.detect_stride = state.stride.k
+    if frame_config is not None:
+        pf.detect_hz = round(state.stride.detect_hz(frame_config.fps) if live else frame_config.fps, 3)
+    pf.degraded = bool(live and state.stride.degraded)
+    pf.run_id = _run_id(row)
+    published = False
+    publish_now = live and status not in (DROPPED, EOS) and not row["end_of_stream"]
+    if publisher is not None and video.settings.LIVE_EARLY_PUBLISH and publish_now:
+        published = publisher.frame(pf)
+    jpeg = b"" if published else pf.processed_frame
+    pf.processed_frame = b""
+    record = {
+        "video_id": video_id,
+        "frame_number": frame_number,
+        "stream_id": row["stream_id"],
+        "produced_at": float(row["produced_at"]),
+        "status": status,
+        "end_of_stream": bool(row["end_of_stream"]),
+        "processed_frame": jpeg,
+        "message": "",
+        "summary": None,
+        "published": published,
+    }
+    if row["end_of_stream"]:
+        pf.end_of_stream = True
+        pf.summary = _summary(state)
+        record["summary"] = pf.summary.model_dump_json()
+        log.info(
+            "[SPARK-APP] video %s end of stream: %s frames, %s detected, %s skipped, %s dropped, %s errors, "
+            "summary %s, %d passages",
+            video_id,
+            state.frames,
+            state.detected,
+            state.skipped,
+            state.dropped,
+            state.errors,
+            pf.summary.model_dump_json(exclude={"vehicles"}),
+            len(pf.summary.vehicles or []),
+        )
+        # Anything after the end of stream in this batch belongs to a new run of the video.
+        video.reset()
+    record["message"] = pf.model_dump_json()
+    return record
+
+
+def _pull_ahead(
+    video: _Video, publisher: Publisher, out: list[dict], deadline: float, now: Any
+) -> Iterator[dict]:
+    """A lone live stream's newer frames, read from ``video-frames`` by the stage itself until
+    ``deadline`` (LIVE_PULL_S after the call started): the stream is processed as its frames
+    arrive instead of once per micro-batch, so its latency no longer waits for Spark's
+    per-batch overhead (planning, state store, sink, offset and commit logs: 0.4-0.8 s on 2
+    cores), only the frames that arrive during that gap do. Spark delivers these rows again in
+    a later batch: ``_already_handled`` skips them (the state records the last stream id
+    read ahead, committed with the batch; after a crash the batch is replayed from the state
+    before it and its frames published again, which the hub drops as repeats).
+
+    Only while this is the one stream the source serves (no other video's read limit is fresh:
+    reading ahead would make the others wait) and never past the video's end of stream or a
+    row of another run (those are left to Spark's next batch)."""
+    state = video.state
+    config = state.frame_config
+    was_pulling, state.pulling = state.pulling, False
+    if state.processor is None or config is None or not config.realtime:
+        return
+    if (
+        not (out or was_pulling)
+        or (out and out[-1]["end_of_stream"])
+        or publisher.other_streams(video.video_id)
+    ):
+        return
+    state.pulling = True
+    after = max(out[-1]["stream_id"] if out else "0-0", state.pulled_upto or "0-0", key=parse_stream_id)
+    yield from publisher.pull(video.video_id, after, state.run_id, deadline, now)
 
 
 def process_video_rows(
@@ -315,81 +483,45 @@ def process_video_rows(
     blob: bytes | None,
     now: Any = time.time,
     settings: SparkSettings | None = None,
+    publisher: Publisher | None = None,
 ) -> tuple[list[dict], bytes | None]:
     """The stateful step of one video for one micro-batch: source rows (any order) + the stored
     state (``state.dumps``) -> output rows in stream order + the new stored state (None: drop it).
-    No Spark here. ``settings``: the application's (default: read from the environment)."""
+    No Spark here. ``settings``: the application's (default: read from the environment).
+    ``publisher``: the video's read limit is kept there; with LIVE_EARLY_PUBLISH live frames
+    are published through it as soon as they are drawn (their rows then say ``published`` and
+    carry no JPEG), and with LIVE_PULL_S a lone live stream goes on reading its newer frames
+    from Redis for that long (see ``_pull_ahead``)."""
     video = _Video(video_id, loads(blob) if blob else VideoState(), settings or SparkSettings())
     pdf = pdf.assign(_order=[parse_stream_id(s) for s in pdf["stream_id"]]).sort_values("_order")
     out: list[dict] = []
-    video.state.stride.batch_started(now())
+    started = now()
+    video.state.stride.batch_started(started)
     for row in pdf.to_dict("records"):
-        frame_number = int(row["frame_number"])
-        frame_config = frame_settings(row)
-        if _is_new_run(video.state, row, frame_number):
-            log.warning(
-                "[SPARK-APP] video %s: frame %s (run %s) after %s (run %s): new stream run, state reset",
-                video_id,
-                frame_number,
-                _run_id(row),
-                video.state.last_frame,
-                video.state.run_id,
-            )
-            video.reset()
-        state = video.state
-        state.run_id = _run_id(row) or state.run_id
-        try:
-            pf, status, kind, ms = _process_row(video, row, frame_config, now)
-        except Exception as exc:  # last resort: this frame fails, the video goes on
-            log.error("[SPARK-APP] video %s frame %s: %s", video_id, frame_number, traceback.format_exc())
-            pf, status, kind, ms = _base_frame(video_id, row, state, frame_config), ERROR, None, 0.0
-            pf.error = f"track: {exc!r}"
-        if kind and frame_config is not None:
-            state.stride.observe(kind, ms)
-            if kind == "detect":  # the stride follows the costs within the batch too
-                _adapt(video, frame_config.fps, now() - float(row["produced_at"]))
-        if status in (ERROR, FATAL):
-            state.errors += 1
-        if status != EOS:
-            state.last_frame = max(state.last_frame, frame_number)
-            state.frames += 1
-        pf.skipped_frames = state.skipped
-        pf.detected_frames = state.detected
-        pf.detect_stride = state.stride.k
-        pf.run_id = _run_id(row)
-        jpeg = pf.processed_frame
-        pf.processed_frame = b""
-        record = {
-            "video_id": video_id,
-            "frame_number": frame_number,
-            "stream_id": row["stream_id"],
-            "produced_at": float(row["produced_at"]),
-            "status": status,
-            "end_of_stream": bool(row["end_of_stream"]),
-            "processed_frame": jpeg,
-            "message": "",
-            "summary": None,
-        }
-        if row["end_of_stream"]:
-            pf.end_of_stream = True
-            pf.summary = _summary(state)
-            record["summary"] = pf.summary.model_dump_json()
-            log.info(
-                "[SPARK-APP] video %s end of stream: %s frames, %s detected, %s skipped, %s errors, "
-                "summary %s, %d passages",
-                video_id,
-                state.frames,
-                state.detected,
-                state.skipped,
-                state.errors,
-                pf.summary.model_dump_json(exclude={"vehicles"}),
-                len(pf.summary.vehicles or []),
-            )
-            # Anything after the end of stream in this batch belongs to a new run of the video.
-            video.reset()
-        record["message"] = pf.model_dump_json()
-        out.append(record)
+        record = _handle_row(video, row, now, publisher)
+        if record is not None:
+            out.append(record)
+    if publisher is not None and video.settings.LIVE_PULL_S > 0:
+        for row in _pull_ahead(video, publisher, out, started + video.settings.LIVE_PULL_S, now):
+            record = _handle_row(video, row, now, publisher, pulled=True)
+            if record is not None:
+                out.append(record)
     state = video.state
+    config = state.frame_config
+    if config is not None and config.realtime and out and not out[-1]["end_of_stream"]:
+        # After the batch too (a batch without a detected frame, or frames dropped as late).
+        _adapt(video, config.fps, now() - float(out[-1]["produced_at"]))
+    if publisher is not None:
+        if state.processor is None and state.frames == 0:  # ended (or nothing yet): no allowance
+            publisher.read_limit(video_id, None)
+        elif config is not None:
+            live = config.realtime
+            rows = (
+                state.stride.read_limit(config.fps, video.tuning)
+                if live
+                else video.settings.MAX_ENTRIES_PER_BATCH
+            )
+            publisher.read_limit(video_id, rows)
     state.stride.last_call_end = now()
     if out and out[-1]["summary"] is None and state.processor is not None:
         out[-1]["summary"] = _summary(state).model_dump_json()
@@ -407,6 +539,7 @@ def make_state_processor(settings: SparkSettings) -> Any:
         def init(self, handle: Any) -> None:
             configure_worker_logging(settings)
             self.state = handle.getValueState("video", STATE_SCHEMA)
+            warm_models(settings)  # this worker's first task (the warm-up query's) pays it
 
         def handleInputRows(
             self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any
@@ -421,7 +554,8 @@ def make_state_processor(settings: SparkSettings) -> Any:
                 value = self.state.get()
                 blob = bytes(value[0]) if value and value[0] is not None else None
             started = time.perf_counter()
-            out, new_blob = process_video_rows(video_id, pdf, blob, settings=settings)
+            publisher = get_publisher(settings.REDIS_HOST, settings.REDIS_PORT)
+            out, new_blob = process_video_rows(video_id, pdf, blob, settings=settings, publisher=publisher)
             if settings.LOG_TIMING:
                 log.info(
                     "[TIMING] stateful pid %s video %s: %s rows in %.0f ms, state %s bytes",

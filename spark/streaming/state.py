@@ -48,35 +48,57 @@ _DEFAULTS = SparkSettings.model_construct()  # the declared defaults (no environ
 
 @dataclass(frozen=True)
 class LiveTuning:
-    """The knobs of ``LiveStride``: ``SparkSettings``' LIVE_* and MAX_LIVE_DELAY_S (defaults:
-    those of the settings class, defined there only)."""
+    """The knobs of ``LiveStride``: ``SparkSettings``' LIVE_* (defaults: those of the settings
+    class, defined there only)."""
 
-    cpu_share: float = _DEFAULTS.LIVE_CPU_SHARE
-    target_batch_s: float = _DEFAULTS.LIVE_TARGET_BATCH_S
+    budget_s: float = _DEFAULTS.LIVE_LATENCY_BUDGET_S
     min_detect_hz: float = _DEFAULTS.LIVE_MIN_DETECT_HZ
-    max_delay_s: float = _DEFAULTS.MAX_LIVE_DELAY_S
+    degraded_min_hz: float = _DEFAULTS.LIVE_DEGRADED_MIN_DETECT_HZ
+    cpu_share: float = _DEFAULTS.LIVE_CPU_SHARE
+    # Of the budget, what the way from processed-frames to the viewer takes (bridge, hub, socket)
+    delivery_s: float = 0.15
 
     @classmethod
     def from_settings(cls, settings: SparkSettings) -> LiveTuning:
         return cls(
-            cpu_share=settings.LIVE_CPU_SHARE,
-            target_batch_s=settings.LIVE_TARGET_BATCH_S,
+            budget_s=settings.LIVE_LATENCY_BUDGET_S,
             min_detect_hz=settings.LIVE_MIN_DETECT_HZ,
-            max_delay_s=settings.MAX_LIVE_DELAY_S,
+            degraded_min_hz=settings.LIVE_DEGRADED_MIN_DETECT_HZ,
+            cpu_share=settings.LIVE_CPU_SHARE,
         )
+
+    @property
+    def room_s(self) -> float:
+        """The age a frame may have when the processor reaches it: the budget less delivery."""
+        return max(0.05, self.budget_s - self.delivery_s)
+
+    def normal_max_stride(self, fps: float) -> int:
+        """The largest stride that keeps detection at LIVE_MIN_DETECT_HZ (beyond: degraded)."""
+        return max(1, int(fps / self.min_detect_hz + 1e-9))
+
+    def max_stride(self, fps: float) -> int:
+        return max(self.normal_max_stride(fps), int(fps / self.degraded_min_hz + 1e-9))
 
 
 @dataclass
 class LiveStride:
-    """The detection stride of a live video: detect every ``k``-th frame.
+    """The detection stride of a live video (detect every ``k``-th frame), chosen so that the
+    latency stays within a budget whatever the machine.
 
-    Steady state of a live stream: a micro-batch takes ``T = O + n * c`` (``O`` Spark's overhead
-    per batch, measured between two calls of this video, ``n = fps * T`` frames arrived
-    meanwhile, ``c = (detect + (k - 1) * hold) / k`` the mean cost per frame), so
-    ``T = O / (1 - fps * c)``, and a frame waits up to about two batches. ``k`` is the smallest
-    stride with ``T <= target_batch_s``, and ``fps * c <= cpu_share`` at most; it is re-evaluated
-    after every detected frame (moving averages of the measured costs), raised by one while the
-    stream lags more than ``max_delay_s``, within 1..``fps / min_detect_hz``.
+    A live frame waits for the next micro-batch to read it (up to one batch period ``T``), then
+    is drawn and published within that batch: its latency is about ``T`` plus the delivery to
+    the viewer. ``T = O / (1 - u)``: ``O`` is the cost of a batch that is not frame processing
+    (Spark's planning, state store, sink, commits, the trigger; measured as the wall time between
+    two calls of this video's stage), ``u = fps * c`` the share of real time the frames take,
+    ``c = (detect + (k - 1) * hold) / k`` the mean cost of a frame (moving averages of what the
+    detected and the held frames measured). ``k`` is the smallest stride with ``T`` within the
+    budget's room (``budget - delivery``, with a 25 % margin) and ``u <= cpu_share``; it is
+    re-evaluated after every detected frame and every batch, and raised by one while frames
+    reach the processor later than the room (the feedback that covers what the model misses).
+    Up to ``fps / min_detect_hz`` it is normal; beyond, down to ``degraded_min_hz``, the stream
+    is **degraded** (fast vehicles may be missed), which the frames and the progress say.
+    Frames that are already older than the room when reached are dropped (``stages``), so the
+    latency holds even while the stride catches up.
     """
 
     k: int = 1
@@ -85,6 +107,10 @@ class LiveStride:
     overhead_s: float | None = None
     last_detected: int = -1
     last_call_end: float | None = None  # wall clock at the end of this video's previous batch
+    # (added in state version 2 with defaults here, so older pickles read them as the defaults)
+    degraded: bool = False
+    period_s: float | None = None  # moving average of the wall time between two batches
+    last_call_start: float | None = None
 
     def __post_init__(self) -> None:
         self.detect_ms = self.detect_ms if self.detect_ms is not None else _COST_PRIOR.get("detect")
@@ -99,34 +125,60 @@ class LiveStride:
         return new if old is None else (1 - weight) * old + weight * new
 
     def observe(self, kind: str, ms: float) -> None:
+        """One measured cost. A sample above 3x the current average (a cold model, a pause of
+        the machine) counts as 3x, and the average follows a lower cost faster than a higher
+        one, so that one outlier (the first inference of a process) does not set the stride
+        for seconds."""
+        current = self.detect_ms if kind == "detect" else self.hold_ms
+        if current is not None:
+            ms = min(ms, 3.0 * current)
+        lower = current is not None and ms < current
         if kind == "detect":
-            self.detect_ms = _COST_PRIOR["detect"] = self._ema(self.detect_ms, ms)
+            self.detect_ms = _COST_PRIOR["detect"] = self._ema(self.detect_ms, ms, 0.6 if lower else 0.3)
         else:
-            self.hold_ms = _COST_PRIOR["hold"] = self._ema(self.hold_ms, ms, 0.1)
+            self.hold_ms = _COST_PRIOR["hold"] = self._ema(self.hold_ms, ms, 0.3 if lower else 0.1)
 
     def batch_started(self, wall: float) -> None:
         if self.last_call_end is not None and 0 <= wall - self.last_call_end < 30:
             self.overhead_s = _COST_PRIOR["overhead"] = self._ema(self.overhead_s, wall - self.last_call_end)
+        if self.last_call_start is not None and 0 <= wall - self.last_call_start < 30:
+            self.period_s = self._ema(self.period_s, wall - self.last_call_start)
+        self.last_call_start = wall
 
-    def adapt(self, fps: float, lag_s: float, tuning: LiveTuning | None = None) -> int:
+    def detect_hz(self, fps: float) -> float:
+        return fps / max(1, self.k)
+
+    def read_limit(self, fps: float, tuning: LiveTuning | None = None) -> int:
+        """Entries of this video one micro-batch should read at most: those of one budget (or
+        of one batch period when that is longer) and two more; anything older would be dropped
+        as too late anyway, and a longer batch would only delay the next one."""
         t = tuning or LiveTuning()
-        k_max = max(1, int(fps / t.min_detect_hz))
+        span = max(t.budget_s, self.period_s or 0.0)
+        return int(math.ceil(fps * span)) + 2
+
+    def adapt(self, fps: float, lag_s: float, tuning: LiveTuning | None = None, pulling: bool = False) -> int:
+        """``pulling``: the stream is read ahead (``stages._pull_ahead``): a frame is processed
+        as it arrives, only the frames of Spark's gap between two calls wait for the next call
+        (as long as that gap, whatever the stride), so the stride needs only keep ``u`` within
+        ``cpu_share``; the lag of the frames read ahead is the feedback."""
+        t = tuning or LiveTuning()
+        k_normal, k_max = t.normal_max_stride(fps), t.max_stride(fps)
         if self.detect_ms is None:
             return self.k
-        share = t.cpu_share
-        if self.overhead_s is not None:
-            share = min(share, max(0.2, 1.0 - self.overhead_s / t.target_batch_s))
-        budget = share * 1000.0 / fps
+        overhead = 0.0 if pulling else (self.overhead_s or 0.0)
+        share = min(t.cpu_share, 1.0 - 1.25 * overhead / t.room_s)
         hold = self.hold_ms if self.hold_ms is not None else 0.1 * self.detect_ms
-        if self.detect_ms <= budget:
+        budget_ms = share * 1000.0 / fps  # mean ms per frame that keeps T within the room
+        if budget_ms > 0 and self.detect_ms <= budget_ms:
             k = 1
-        elif hold >= budget:
+        elif hold >= budget_ms:
             k = k_max
         else:
-            k = math.ceil((self.detect_ms - hold) / (budget - hold))
-        if lag_s > t.max_delay_s:
+            k = math.ceil((self.detect_ms - hold) / (budget_ms - hold))
+        if lag_s > t.room_s:
             k = max(k, self.k + 1)
         self.k = max(1, min(k_max, k))
+        self.degraded = self.k > k_normal
         return self.k
 
 
@@ -137,12 +189,16 @@ class VideoState:
     settings: str | None = None  # the video's FrameConfig (JSON), from its first frame
     processor: ProcessorState | None = None
     skipped: int = 0
+    dropped: int = 0  # live frames older than the latency budget when reached
     errors: int = 0
     last_frame: int = -1
     frames: int = 0
     detected: int = 0
     run_id: str | None = None
     stride: LiveStride = field(default_factory=LiveStride)
+    # (added in state version 2 with defaults, read as these from older pickles)
+    pulled_upto: str | None = None  # stream id of the last row read ahead (stages._pull_ahead)
+    pulling: bool = False  # the last call read ahead (a lone live stream)
 
     @property
     def frame_config(self) -> FrameConfig | None:

@@ -185,7 +185,7 @@ def test_stream_progress_writers_own_their_fields():
     assert StreamProgress.increments(ProgressWriter.PROCESSOR, processed=4, skipped=0) == {"processed": 4}
     with pytest.raises(ValueError, match="not a counter"):
         StreamProgress.increments(ProgressWriter.PROCESSOR, stride=1)
-    assert StreamProgress.COUNTERS == {"processed", "skipped", "detected", "frame_errors"}
+    assert StreamProgress.COUNTERS == {"processed", "skipped", "detected", "dropped", "frame_errors"}
     # every field has its writers
     assert all(StreamProgress.writers_of(name).writers for name in StreamProgress.model_fields)
 

@@ -216,6 +216,12 @@ class ProcessedFrame(Strict):
     skipped_frames: int = 0  # live: frames of this run not detected so far (drawn predicted)
     detected_frames: int = 0  # frames of this run detected so far
     detect_stride: int = 1  # live: every detect_stride-th frame is detected now
+    # live: frames of this run dropped so far (already older than the latency budget when the
+    # processor reached them: never drawn nor delivered)
+    dropped_frames: int = 0
+    detect_hz: float | None = None  # live: detections per second of video now (fps / stride)
+    # live: detection had to go below LIVE_MIN_DETECT_HZ to hold the latency budget
+    degraded: bool = False
     new_violations: list[Violation] = []
     run_id: str | None = None  # the run_id of the video-frames entry (VideoFrame.run_id)
 
@@ -237,6 +243,9 @@ class ProcessedFrame(Strict):
             "skipped_frames": str(self.skipped_frames),
             "detected_frames": str(self.detected_frames),
             "detect_stride": str(self.detect_stride),
+            "dropped_frames": str(self.dropped_frames),
+            "detect_hz": "" if self.detect_hz is None else repr(self.detect_hz),
+            "degraded": "1" if self.degraded else "0",
             "new_violations": json.dumps([v.model_dump() for v in self.new_violations]),
             "run_id": self.run_id or "",
         }
@@ -245,6 +254,7 @@ class ProcessedFrame(Strict):
     def from_fields(cls, fields: dict[Any, Any]) -> ProcessedFrame:
         summary = field_text(fields, "summary") or None
         produced = field_text(fields, "produced_at") or None
+        hz = field_text(fields, "detect_hz") or None
         return cls(
             video_id=int(field_text(fields, "video_id")),
             frame_number=int(field_text(fields, "frame_number")),
@@ -262,6 +272,9 @@ class ProcessedFrame(Strict):
             skipped_frames=int(field_text(fields, "skipped_frames") or 0),
             detected_frames=int(field_text(fields, "detected_frames") or 0),
             detect_stride=int(field_text(fields, "detect_stride") or 1),
+            dropped_frames=int(field_text(fields, "dropped_frames") or 0),
+            detect_hz=float(hz) if hz else None,
+            degraded=field_text(fields, "degraded") == "1",
             new_violations=json.loads(field_text(fields, "new_violations") or "[]"),
             run_id=field_text(fields, "run_id") or None,
         )
@@ -350,12 +363,17 @@ class StreamProgress(BaseModel):
     producer_heartbeat: Annotated[float | None, _by(_PRODUCER)] = None  # wall clock, s
     producer_error: Annotated[str | None, _by(_PRODUCER)] = None  # with state "failed"
     # the Spark application's sink
-    # frames written to processed-frames (skipped and failed ones too)
+    # frames handled: written to processed-frames (skipped and failed ones too) or dropped live
     processed: Annotated[int | None, _by(_PROCESSOR, counter=True)] = None
     processed_last_frame: Annotated[int | None, _by(_PROCESSOR)] = None  # frame_number of the last one
     skipped: Annotated[int | None, _by(_PROCESSOR, counter=True)] = None  # live frames not detected
     detected: Annotated[int | None, _by(_PROCESSOR, counter=True)] = None  # frames detected
     stride: Annotated[int | None, _by(_PROCESSOR)] = None  # live: every stride-th frame detected now
+    # live: frames dropped (older than the latency budget when reached: not delivered)
+    dropped: Annotated[int | None, _by(_PROCESSOR, counter=True)] = None
+    detect_hz: Annotated[float | None, _by(_PROCESSOR)] = None  # live: detections per second of video now
+    # live: detection below LIVE_MIN_DETECT_HZ to hold the latency budget
+    degraded: Annotated[bool | None, _by(_PROCESSOR)] = None
     frame_errors: Annotated[int | None, _by(_PROCESSOR, counter=True)] = None  # frames that failed
     eos_processed: Annotated[bool | None, _by(_PROCESSOR)] = None  # the end of stream went through
     summary: Annotated[Summary | None, _by(_PROCESSOR)] = None  # latest; final once eos_processed

@@ -19,12 +19,7 @@ SUBSCRIPTION_TTL_S = 300
 ANALYTICS_TTL_S = 3600
 PROGRESS_TTL_S = 24 * 3600
 
-# Defaults of two knobs; the services' settings classes read the environment and override them
-# (``MAX_LIVE_DELAY_S``: the Spark application's settings; ``MAX_BACKLOG_FRAMES``: the Airflow
-# tasks' ``PipelineSettings``).
-# A live (realtime) stream whose newest frame is older than this raises its detection stride
-# (see spark/streaming/stages.py). realtime=false processes every frame.
-MAX_LIVE_DELAY_S = 2.0
+# Default of a knob; the Airflow tasks' ``PipelineSettings`` read the environment and override it.
 # realtime=false: the producer waits while this many frames of its video are unprocessed (two
 # Spark micro-batches' worth: one being processed, the next one ready).
 MAX_BACKLOG_FRAMES = 256
@@ -38,6 +33,12 @@ PROCESSOR_HEARTBEAT_TTL_S = 30
 # The idempotent Spark sink stores the id of the last micro-batch it wrote here, in the same
 # MULTI as the batch's entries: a replayed batch (id <= stored) is skipped.
 SINK_LAST_BATCH_KEY = "spark:processed-frames:last-batch"
+
+# Admission control of the Spark source: each live video's stateful stage keeps here (hash field
+# = video id, value "rows wall-clock") how many of its entries one micro-batch should read at
+# most; the source reads at most the sum of the fresh ones (spark/streaming/redis_source.py).
+READ_LIMIT_KEY = "spark:video-frames:read-limit"
+READ_LIMIT_FRESH_S = 10.0
 
 
 def text(value: Any) -> str:

@@ -245,6 +245,17 @@ def test_sink_writes_a_batch_once(client, tmp_path):
     assert client.xlen(PROCESSED_FRAMES) == 7
     assert StreamProgress.from_hash(client.hgetall(progress_key(7))).processed == 5
 
+    # Live: frames the stage published itself are counted, not written again; dropped ones are
+    # counted (processed and dropped), never written.
+    published = {**out_row(7, 6, status="skipped"), "published": True}
+    dropped = out_row(7, 7, status="dropped")
+    skipped_before = StreamProgress.from_hash(client.hgetall(progress_key(7))).skipped or 0
+    assert write_batch(client, [published, dropped, out_row(7, 8)], 7) is True
+    assert client.xlen(PROCESSED_FRAMES) == 8  # only frame 8
+    progress = StreamProgress.from_hash(client.hgetall(progress_key(7)))
+    assert progress.processed == 8 and progress.dropped == 1 and progress.skipped == skipped_before + 1
+    assert progress.processed_last_frame == 8
+
     # A fresh checkpoint numbers batches from 0 again: the stored id is forgotten.
     assert reset_if_fresh_checkpoint(client, tmp_path / "ckpt") is True
     assert client.get(SINK_LAST_BATCH_KEY) is None
@@ -318,10 +329,11 @@ def test_stateful_stage_orders_rows_keeps_state_and_ends_the_video():
 
 
 def test_live_stream_detects_an_even_stride_and_draws_the_others(monkeypatch):
-    # A processor far slower than the frame rate: the stride goes to its most, fps / 5 Hz = 4,
-    # right after the first detected frame (measured within the batch).
-    slow = SparkSettings(LIVE_CPU_SHARE=0.001)
+    # A processor far slower than the frame rate, no degradation allowed: the stride goes to its
+    # most, fps / 5 Hz = 4, right after the first detected frame (measured within the batch).
+    slow = SparkSettings(LIVE_CPU_SHARE=0.001, LIVE_DEGRADED_MIN_DETECT_HZ=5)
     monkeypatch.setattr(video_state, "_COST_PRIOR", {})
+    monkeypatch.setattr(stages, "_MEASURED", True)
     live = CONFIG.model_copy(update={"realtime": True})
     rows = [source_row(n, config=live) for n in range(12)]
     random.Random(3).shuffle(rows)  # a task's rows need not come in stream order
@@ -331,14 +343,168 @@ def test_live_stream_detects_an_even_stride_and_draws_the_others(monkeypatch):
     assert all(r["processed_frame"][:2] == b"\xff\xd8" for r in out)  # every frame reaches viewers
     assert frames[-1].skipped_frames == 9 and frames[-1].detected_frames == 3
     assert [f.detect_stride for f in frames] == [4] * 12
-    # Frames far behind live are passed on as they came (no drawing) to catch up.
+    assert frames[-1].detect_hz == 5.0 and not any(f.degraded for f in frames)
+    # Frames already older than the latency budget when reached are dropped (counted, nothing
+    # drawn nor delivered); a fresh one after them is processed.
     stale = [source_row(n, config=live, produced_at=time.time() - 10) for n in (12, 13, 14)]
-    out2, blob2, _ = run_stage(stale, blob, settings=slow)
-    assert [r["status"] for r in out2] == ["ok", "skipped", "skipped"]  # 12 is due: detected
-    assert out2[1]["processed_frame"] == out2[2]["processed_frame"] == jpeg()
-    # an end of stream is always detected
-    out3, _, _ = run_stage([source_row(15, config=live, eos=True)], blob2, settings=slow)
+    out2, blob2, frames2 = run_stage([*stale, source_row(15, config=live)], blob, settings=slow)
+    assert [r["status"] for r in out2] == ["dropped", "dropped", "dropped", "ok"]  # 15 is due
+    assert [r["processed_frame"] for r in out2[:3]] == [b""] * 3 and out2[3]["processed_frame"][
+        :2
+    ] == b"\xff\xd8"
+    assert [f.dropped_frames for f in frames2] == [1, 2, 3, 3]
+    # an end of stream is never dropped, and always detected
+    out3, _, _ = run_stage(
+        [source_row(16, config=live, eos=True, produced_at=time.time() - 10)], blob2, settings=slow
+    )
     assert out3[0]["status"] == "ok"
+
+
+def test_live_stream_degrades_below_the_floor_rather_than_fall_behind(monkeypatch):
+    # Too slow even at 5 Hz: detection goes under the floor, down to LIVE_DEGRADED_MIN_DETECT_HZ,
+    # and the frames say so.
+    slow = SparkSettings(LIVE_CPU_SHARE=0.001, LIVE_DEGRADED_MIN_DETECT_HZ=2)
+    monkeypatch.setattr(video_state, "_COST_PRIOR", {})
+    monkeypatch.setattr(stages, "_MEASURED", True)
+    live = CONFIG.model_copy(update={"realtime": True})
+    out, _, frames = run_stage([source_row(n, config=live) for n in range(25)], settings=slow)
+    assert [r["frame_number"] for r in out if r["status"] == "ok"] == [0, 10, 20]  # 20 fps / 2 Hz
+    assert frames[-1].detect_stride == 10 and frames[-1].detect_hz == 2.0 and frames[-1].degraded
+    not_live, _, nl_frames = run_stage([source_row(n) for n in range(3)], settings=slow)
+    assert [r["status"] for r in not_live] == ["ok"] * 3 and not nl_frames[-1].degraded
+    assert nl_frames[-1].detect_hz == 20.0
+
+
+class FakePublisher:
+    def __init__(self, ok=True):
+        self.ok, self.frames, self.limits = ok, [], []
+
+    def frame(self, pf):
+        self.frames.append((pf.frame_number, pf.processed_frame))
+        return self.ok
+
+    def read_limit(self, video_id, rows, wall=None):
+        self.limits.append((video_id, rows))
+
+    def other_streams(self, video_id):
+        return True  # no reading ahead here
+
+
+def test_live_frames_are_published_as_soon_as_drawn_and_the_read_limit_kept(monkeypatch):
+    monkeypatch.setattr(video_state, "_COST_PRIOR", {})
+    monkeypatch.setattr(stages, "_MEASURED", True)
+    live = CONFIG.model_copy(update={"realtime": True})
+    pub = FakePublisher()
+    rows = [source_row(n, config=live) for n in range(3)]
+    out, blob = stages.process_video_rows(9, pd.DataFrame(rows), None, publisher=pub)
+    assert [n for n, _ in pub.frames] == [0, 1, 2] and all(j[:2] == b"\xff\xd8" for _, j in pub.frames)
+    assert [r["published"] for r in out] == [True] * 3 and [r["processed_frame"] for r in out] == [b""] * 3
+    ((video_id, rows_limit),) = pub.limits
+    assert video_id == 9 and rows_limit == int(np.ceil(20 * LiveTuning().budget_s)) + 2
+    # Redis refused: the sink writes the frame (with its JPEG) as before
+    refused = FakePublisher(ok=False)
+    out2, blob2 = stages.process_video_rows(
+        9, pd.DataFrame([source_row(3, config=live)]), blob, publisher=refused
+    )
+    assert out2[0]["published"] is False and out2[0]["processed_frame"][:2] == b"\xff\xd8"
+    # not live: nothing published early, the allowance is the source's maximum; eos: removed
+    fast = FakePublisher()
+    out3, _ = stages.process_video_rows(
+        8, pd.DataFrame([{**source_row(0), "video_id": 8}]), None, publisher=fast
+    )
+    assert fast.frames == [] and out3[0]["published"] is False
+    assert fast.limits == [(8, SparkSettings().MAX_ENTRIES_PER_BATCH)]
+    end = FakePublisher()
+    stages.process_video_rows(
+        9, pd.DataFrame([source_row(4, config=live, eos=True, data=b"")]), blob2, publisher=end
+    )
+    assert end.frames == [] and end.limits == [(9, None)]
+
+
+def test_source_reads_at_most_the_live_allowances(client):
+    from spark.streaming.publisher import Publisher, read_limit
+
+    port = client.connection_pool.connection_kwargs["port"]
+    pub = Publisher("127.0.0.1", port)
+    assert read_limit(client, 128) == 128  # no allowance: the maximum
+    pub.read_limit(1, 27)
+    pub.read_limit(2, 12)
+    assert read_limit(client, 128) == 39
+    assert read_limit(client, 30) == 30  # never above the maximum
+    pub.read_limit(3, 5, wall=time.time() - 60)  # stale: ignored
+    assert read_limit(client, 128) == 39
+    pub.read_limit(1, None)
+    pub.read_limit(2, None)
+    assert read_limit(client, 128) == 128
+    ids = add_frames(client, 7, 10)
+    pub.read_limit(7, 4)
+    reader = RedisStreamReader({"port": str(port), "maxEntriesPerBatch": "8", "numPartitions": "1"})
+    assert reader.latestOffset({"id": "0-0"}, ReadMaxRows(8)) == {"id": ids[3]}
+    from spark.streaming.redis_source import RedisSimpleStreamReader
+
+    simple = RedisSimpleStreamReader({"port": str(port), "maxEntriesPerBatch": "8"})
+    rows, end = simple.read({"id": "0-0"})
+    assert len(list(rows)) == 4 and end == {"id": ids[3]}
+    pub.frame(ProcessedFrame(video_id=7, frame_number=0, timestamp=0.0, processed_frame=b"x"))
+    assert ProcessedFrame.from_fields(client.xrange(PROCESSED_FRAMES)[0][1]).processed_frame == b"x"
+
+
+def test_a_lone_live_stream_reads_ahead_and_skips_what_it_read_when_spark_brings_it(client, monkeypatch):
+    from spark.streaming.publisher import Publisher
+
+    monkeypatch.setattr(video_state, "_COST_PRIOR", {})
+    monkeypatch.setattr(stages, "_MEASURED", True)
+    port = client.connection_pool.connection_kwargs["port"]
+    settings = SparkSettings(REDIS_PORT=port, LIVE_PULL_S=1.0)
+    live = CONFIG.model_copy(update={"realtime": True})
+
+    def entry(n, eos=False, run_id="r1"):
+        frame = VideoFrame(
+            video_id=9,
+            frame_number=n,
+            frame_data=b"" if eos else jpeg(),
+            timestamp=n / 20,
+            produced_at=time.time(),
+            config=live,
+            end_of_stream=eos,
+            run_id=run_id,
+        )
+        return client.xadd(VIDEO_FRAMES, frame.to_fields()).decode()
+
+    def rows_of(ids):
+        return pd.DataFrame(
+            [{**source_row(n, config=live, run_id="r1"), "stream_id": sid} for n, sid in enumerate(ids)]
+        )
+
+    first = [entry(n) for n in range(2)]
+    later = [entry(n) for n in range(2, 5)]
+    other_run = entry(0, run_id="r2")
+    pub = Publisher("127.0.0.1", port)
+    t0 = time.monotonic()
+    out, blob = stages.process_video_rows(9, rows_of(first), None, settings=settings, publisher=pub)
+    # the batch's 2 rows, then 2..4 read ahead from Redis; never the other run's entry
+    assert [r["frame_number"] for r in out] == [0, 1, 2, 3, 4]
+    assert [r["stream_id"] for r in out[2:]] == later and all(r["published"] for r in out)
+    assert time.monotonic() - t0 < 1.5  # stopped at the other run's entry, not at the deadline
+    assert ProcessedFrame.from_fields(client.xrange(PROCESSED_FRAMES)[-1][1]).frame_number == 4
+    assert loads(blob).pulled_upto == later[-1]
+    # Spark delivers 2..4 (and the other run's first frame) later: only the new run is processed
+    rows = pd.concat(
+        [
+            rows_of(first + later).iloc[2:],
+            pd.DataFrame([{**source_row(0, config=live, run_id="r2"), "stream_id": other_run}]),
+        ]
+    )
+    out2, blob2 = stages.process_video_rows(9, rows, blob, settings=settings, publisher=pub)
+    assert [(r["frame_number"], r["stream_id"]) for r in out2] == [(0, other_run)]
+    assert loads(blob2).run_id == "r2"
+    # another stream is served: no reading ahead (it would make that one wait)
+    pub.read_limit(5, 10)
+    sid = entry(1, run_id="r2")
+    entry(2, run_id="r2")
+    one = pd.DataFrame([{**source_row(1, config=live, run_id="r2"), "stream_id": sid}])
+    out3, _ = stages.process_video_rows(9, one, blob2, settings=settings, publisher=pub)
+    assert [r["frame_number"] for r in out3] == [1]
 
 
 def stride(detect_ms, hold_ms, overhead_s=None):
@@ -346,21 +512,32 @@ def stride(detect_ms, hold_ms, overhead_s=None):
     return s
 
 
-def test_live_stride_follows_the_measured_costs_and_the_lag():
-    budget = LiveTuning().cpu_share * 1000 / 25
+def test_live_stride_follows_the_measured_costs_the_overhead_and_the_lag():
+    t = LiveTuning()
+    budget = t.cpu_share * 1000 / 25  # no overhead measured: the CPU share bounds it
     assert stride(budget * 0.5, 2.0).adapt(25, lag_s=0.1) == 1  # detection fits: every frame
     s = stride(60.0, 8.0)
     k = s.adapt(25, lag_s=0.1)
     assert k == int(np.ceil((60 - 8) / (budget - 8)))
     assert (60 + (k - 1) * 8) / k <= budget < (60 + (k - 2) * 8) / (k - 1)  # the smallest that fits
-    assert s.adapt(25, lag_s=LiveTuning().max_delay_s + 1) == k + 1  # lagging: one more
-    assert stride(500.0, 100.0).adapt(25, lag_s=0.0) == 5  # never below 5 Hz
-    # Spark's overhead per batch leaves less of the target batch length for processing
-    assert stride(60.0, 8.0, overhead_s=0.45).adapt(25, lag_s=0.1) > k
+    assert s.adapt(25, lag_s=t.room_s + 0.1) == k + 1  # frames reach us late: one more
+    assert not s.degraded
+    # Spark's overhead per batch leaves less of the budget for processing: a larger stride
+    assert stride(60.0, 8.0, overhead_s=0.3).adapt(25, lag_s=0.1) > k
+    # Too slow for 5 Hz within the budget: beyond the floor, degraded, down to 1 Hz at most
+    slow = stride(500.0, 10.0, overhead_s=0.5)
+    assert slow.adapt(25, lag_s=0.0) == 25 and slow.degraded and slow.detect_hz(25) == 1.0
+    assert stride(500.0, 100.0, overhead_s=2.0).adapt(25, lag_s=5.0) == 25  # never below 1 Hz
+    # the read limit: one budget's frames (or one batch period's, when longer) and two more
+    assert stride(60.0, 8.0).read_limit(25, t) == 25 + 2
+    p = stride(60.0, 8.0)
+    p.period_s = 1.6
+    assert p.read_limit(25, t) == 40 + 2
 
 
 def test_live_stride_measures_costs_and_overhead_and_seeds_new_videos(monkeypatch):
     monkeypatch.setattr(video_state, "_COST_PRIOR", {})
+    monkeypatch.setattr(stages, "_MEASURED", True)
     s = video_state.LiveStride()
     assert s.adapt(25, lag_s=0.0) == 1  # nothing measured yet
     s.batch_started(100.0)
