@@ -283,9 +283,15 @@ def test_demo_restarts_crashed_workers_and_stops_clean(demo_dir, results):
         assert frames == sorted(frames), "frames out of order"
         assert viewer.frames[-1]["end_of_stream"]
         assert len(updates) == len(set(updates)), "an analytics update arrived twice"
-        assert sorted(updates) == list(range(SAMPLE_FRAMES)), (
-            f"missing frames: {sorted(set(range(SAMPLE_FRAMES)) - set(updates))[:20]}"
+        # Live: a frame is either delivered or, already older than the latency budget when the
+        # processor reached it (the backlog of Spark's restart), dropped and counted; never lost
+        # silently. (A frame delivered before the kill and replayed after it may be both.)
+        dropped = max((f.get("dropped_frames", 0) for f in viewer.frames), default=0)
+        assert set(updates) <= set(range(SAMPLE_FRAMES))
+        assert len(updates) + dropped >= SAMPLE_FRAMES, (
+            f"{len(updates)} frames delivered + {dropped} dropped < {SAMPLE_FRAMES}"
         )
+        results["frames_dropped"] = dropped
         results["frames_shown"] = len(frames)
         results["frames_delivered"] = len(updates)
         final = [a for a in viewer.analytics if a.get("end_of_stream") and a.get("summary")]

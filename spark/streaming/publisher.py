@@ -25,6 +25,7 @@ from typing import Any
 from traffic_processing.schemas import ProcessedFrame
 from traffic_processing.streams import (
     PROCESSED_FRAMES,
+    PULLED_KEY,
     READ_LIMIT_FRESH_S,
     READ_LIMIT_KEY,
     VIDEO_FRAMES,
@@ -76,10 +77,18 @@ class Publisher:
         try:
             if rows is None:
                 self.client.hdel(READ_LIMIT_KEY, str(video_id))
+                self.client.hdel(PULLED_KEY, str(video_id))
             else:
                 self.client.hset(READ_LIMIT_KEY, str(video_id), f"{rows} {wall or time.time()!r}")
         except Exception as exc:  # noqa: BLE001 - housekeeping: the source then reads its maximum
             self._failed("read limit", exc)
+
+    def pulled(self, video_id: int, stream_id: str) -> None:
+        """The last stream id of this video read ahead (``streams.PULLED_KEY``)."""
+        try:
+            self.client.hset(PULLED_KEY, str(video_id), stream_id)
+        except Exception as exc:  # noqa: BLE001 - the source then hands over the JPEGs too
+            self._failed("read-ahead mark", exc)
 
     def other_streams(self, video_id: int, now: float | None = None) -> bool:
         """Whether another video has a fresh read limit (it is being streamed)."""
@@ -153,8 +162,9 @@ def get_publisher(host: str, port: int) -> Publisher:
 
 
 def read_limit(client: Any, default: int, now: float | None = None, fresh_s: float | None = None) -> int:
-    """The source's limit: the sum of the fresh allowances of ``READ_LIMIT_KEY`` (at most
-    ``default``); ``default`` when there is none or Redis does not answer."""
+    """The source's limit: the sum of the fresh allowances of ``READ_LIMIT_KEY`` (at most four
+    times ``default``: a stream read ahead asks for more rows than ``default``, most of them
+    without their JPEG); ``default`` when there is none or Redis does not answer."""
     fresh_s = READ_LIMIT_FRESH_S if fresh_s is None else fresh_s
     now = time.time() if now is None else now
     try:
@@ -170,4 +180,24 @@ def read_limit(client: Any, default: int, now: float | None = None, fresh_s: flo
                 seen = True
         except ValueError:
             continue
-    return max(1, min(default, total)) if seen else default
+    return max(1, min(4 * default, total)) if seen else default
+
+
+def strip_pulled(client: Any, rows: list[tuple]) -> list[tuple]:
+    """Source rows (``redis_source.SCHEMA`` tuples) with the JPEG left out of the entries the
+    stage already read ahead (``streams.PULLED_KEY``; never an end of stream)."""
+    from traffic_processing.streams import parse_stream_id
+
+    try:
+        marks = {int(text(k)): parse_stream_id(v) for k, v in client.hgetall(PULLED_KEY).items()}
+    except Exception:  # noqa: BLE001 - nothing stripped: correct, only heavier
+        return rows
+    if not marks:
+        return rows
+    out = []
+    for row in rows:
+        video_id, stream_id, eos = row[0], row[2], row[7]
+        if video_id in marks and not eos and parse_stream_id(stream_id) <= marks[video_id]:
+            row = (*row[:3], b"", *row[4:])
+        out.append(row)
+    return out

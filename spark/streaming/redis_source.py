@@ -3,7 +3,8 @@
 Offsets are stream ids (``{"id": "1700000000000-0"}``); a micro-batch is the range
 ``(start, end]``. ``latestOffset`` admits at most ``maxEntriesPerBatch`` entries past the start
 (admission control, Spark >= 4.2), fewer while live videos ask for less
-(``streams.READ_LIMIT_KEY``, kept by the stateful stage from its measured costs),
+(``streams.READ_LIMIT_KEY``, kept by the stateful stage from its measured costs), and entries
+the stage already read ahead come without their JPEG (``streams.PULLED_KEY``),
 ``partitions`` splits the range into a few contiguous id
 ranges (the stateless stage then runs on all cores), ``read`` pages through its range with
 exclusive XRANGE (Redis >= 6.2) and ``commit`` trims the stream with ``XTRIM MINID`` behind the
@@ -38,7 +39,7 @@ from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMa
 from traffic_processing.schemas import VideoFrame
 from traffic_processing.streams import VIDEO_FRAMES, parse_stream_id, text
 
-from spark.streaming.publisher import read_limit
+from spark.streaming.publisher import read_limit, strip_pulled
 
 log = logging.getLogger("traffic_streaming.source")
 
@@ -204,10 +205,8 @@ def read_range(options: dict[str, str], stream: str, start: str, end: str, page_
         cursor = start
         while True:
             page = client.xrange(stream, "(" + cursor, end, count=page_size)
-            for stream_id, fields in page:
-                row = entry_to_row(text(stream_id), fields)
-                if row is not None:
-                    yield row
+            rows = [row for sid, fields in page if (row := entry_to_row(text(sid), fields)) is not None]
+            yield from strip_pulled(client, rows)
             if len(page) < page_size:
                 return
             cursor = text(page[-1][0])
@@ -237,7 +236,7 @@ class RedisSimpleStreamReader(SimpleDataSourceStreamReader):
         if not page:
             return iter(()), {"id": begin}
         rows = [row for sid, fields in page if (row := entry_to_row(text(sid), fields)) is not None]
-        return iter(rows), {"id": text(page[-1][0])}
+        return iter(strip_pulled(self._trimmer.client, rows)), {"id": text(page[-1][0])}
 
     def readBetweenOffsets(self, start: dict, end: dict) -> Iterator[tuple]:
         return read_range(

@@ -517,11 +517,13 @@ def process_video_rows(
         elif config is not None:
             live = config.realtime
             rows = (
-                state.stride.read_limit(config.fps, video.tuning)
+                state.stride.read_limit(config.fps, video.tuning, pulling=state.pulling)
                 if live
                 else video.settings.MAX_ENTRIES_PER_BATCH
             )
             publisher.read_limit(video_id, rows)
+            if state.pulled_upto is not None:
+                publisher.pulled(video_id, state.pulled_upto)
     state.stride.last_call_end = now()
     if out and out[-1]["summary"] is None and state.processor is not None:
         out[-1]["summary"] = _summary(state).model_dump_json()

@@ -148,12 +148,14 @@ class LiveStride:
     def detect_hz(self, fps: float) -> float:
         return fps / max(1, self.k)
 
-    def read_limit(self, fps: float, tuning: LiveTuning | None = None) -> int:
+    def read_limit(self, fps: float, tuning: LiveTuning | None = None, pulling: bool = False) -> int:
         """Entries of this video one micro-batch should read at most: those of one budget (or
         of one batch period when that is longer) and two more; anything older would be dropped
-        as too late anyway, and a longer batch would only delay the next one."""
+        as too late anyway, and a longer batch would only delay the next one. ``pulling`` (the
+        stream is read ahead: the source hands those entries over without their JPEG): half a
+        period more, so that Spark's offsets keep up with what the stage read ahead."""
         t = tuning or LiveTuning()
-        span = max(t.budget_s, self.period_s or 0.0)
+        span = max(t.budget_s, self.period_s or 0.0) * (1.5 if pulling else 1.0)
         return int(math.ceil(fps * span)) + 2
 
     def adapt(self, fps: float, lag_s: float, tuning: LiveTuning | None = None, pulling: bool = False) -> int:

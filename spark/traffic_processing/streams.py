@@ -39,6 +39,10 @@ SINK_LAST_BATCH_KEY = "spark:processed-frames:last-batch"
 # most; the source reads at most the sum of the fresh ones (spark/streaming/redis_source.py).
 READ_LIMIT_KEY = "spark:video-frames:read-limit"
 READ_LIMIT_FRESH_S = 10.0
+# The stage's reading ahead (spark/streaming/stages.py ``_pull_ahead``): per video id, the last
+# stream id it read ahead; the source hands Spark those entries without their JPEG (the stage
+# skips them; replayed after a crash they are late and dropped), so no frame crosses the JVM twice.
+PULLED_KEY = "spark:video-frames:pulled"
 
 
 def text(value: Any) -> str:

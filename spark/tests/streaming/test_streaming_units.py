@@ -430,7 +430,7 @@ def test_source_reads_at_most_the_live_allowances(client):
     pub.read_limit(1, 27)
     pub.read_limit(2, 12)
     assert read_limit(client, 128) == 39
-    assert read_limit(client, 30) == 30  # never above the maximum
+    assert read_limit(client, 8) == 32  # never above four times the maximum
     pub.read_limit(3, 5, wall=time.time() - 60)  # stale: ignored
     assert read_limit(client, 128) == 39
     pub.read_limit(1, None)
@@ -488,6 +488,12 @@ def test_a_lone_live_stream_reads_ahead_and_skips_what_it_read_when_spark_brings
     assert time.monotonic() - t0 < 1.5  # stopped at the other run's entry, not at the deadline
     assert ProcessedFrame.from_fields(client.xrange(PROCESSED_FRAMES)[-1][1]).frame_number == 4
     assert loads(blob).pulled_upto == later[-1]
+    # the source hands Spark what was read ahead without its JPEG (never an end of stream)
+    from spark.streaming.redis_source import RedisSimpleStreamReader
+
+    source, end_id = RedisSimpleStreamReader({"port": str(port), "maxEntriesPerBatch": "20"}).read({"id": "0-0"})
+    data = {r[2]: r[3] for r in source}
+    assert [bool(data[sid]) for sid in first + later] == [False] * 5 and data[other_run][:2] == b"\xff\xd8"
     # Spark delivers 2..4 (and the other run's first frame) later: only the new run is processed
     rows = pd.concat(
         [
