@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# `airflow standalone` (api-server + scheduler + dag-processor + triggerer, LocalExecutor) for
-# the local run, on this repo's DAGs. Install first: bash airflow/install.sh
+# `airflow standalone` (api-server + scheduler + dag-processor, LocalExecutor; no triggerer:
+# airflow/standalone.py) for the local run and the Airflow image, on this repo's DAGs.
+# Install first: bash airflow/install.sh
 #
 # Env (all optional; a repo-root .env is read first, the environment wins over it):
 #   AIRFLOW_PORT        api-server port (UI + REST + execution API), default 8080
 #   AIRFLOW_USERNAME    admin user of the simple auth manager, default admin
 #   AIRFLOW_PASSWORD    its password, default admin (written to $AIRFLOW_HOME/passwords.json)
 #   AIRFLOW_HOME        default .local/airflow
+#   AIRFLOW_TRIGGERER   true: run the triggerer too (a DAG with deferrable tasks); default false
 #   AIRFLOW__DATABASE__SQL_ALCHEMY_CONN  Airflow's metadata DB, e.g. a database "airflow" on the
 #                       project's PostgreSQL: postgresql+psycopg://postgres@127.0.0.1:5432/airflow
 #                       (default: SQLite $AIRFLOW_HOME/airflow.db; Airflow 3's LocalExecutor
@@ -47,8 +49,25 @@ export AIRFLOW__API__PORT="$PORT"
 export AIRFLOW__API__BASE_URL="http://localhost:$PORT"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$PORT/execution/"
 export AIRFLOW__LOGGING__BASE_LOG_FOLDER="$AIRFLOW_HOME/logs"
-# Pick up a changed DAG file quickly.
+# Idle cost (make bench-e2e prints the idle CPU per component). Each setting below has its
+# default from the environment (.env), e.g. AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=30.
+# New DAG files: the folder is listed every 30 s.
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}"
+# An unchanged DAG file is parsed again every 10 min, not every 30 s (Airflow's default: a
+# parsing process each time); a changed one (newer mtime) is parsed within a second or two all
+# the same ("modified_time" order).
+export AIRFLOW__DAG_PROCESSOR__FILE_PARSING_SORT_MODE="${AIRFLOW__DAG_PROCESSOR__FILE_PARSING_SORT_MODE:-modified_time}"
+export AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="${AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL:-600}"
+# One parsing process: there is one DAG file.
+export AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="${AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES:-1}"
+# Scheduler housekeeping queries: tasks without heartbeat (they time out after 300 s) looked for
+# every 60 s, not 10 s; trigger timeouts (no deferrable task here) every 5 min, not 15 s. The
+# scheduler's idle sleep stays at 1 s: a triggered run waits for the next loop.
+# No DAG here has a schedule (runs are triggered through the API, which the scheduler still
+# starts): no looking for DAGs due a run in every loop.
+export AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="${AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE:-False}"
+export AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL="${AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL:-60}"
+export AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL="${AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL:-300}"
 # Logging: no "DAG File Processing Stats" table every 30 s in the output (the UI shows the
 # parse state; set it to 30 to get the table back).
 export AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL="${AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL:-0}"
@@ -106,4 +125,6 @@ fi
 export VIDEO_STORAGE_PATH="$(cd "$ROOT" && realpath -m "${VIDEO_STORAGE_PATH:-video_storage}")"
 
 echo "Airflow standalone on http://localhost:$PORT (user $USERNAME), home $AIRFLOW_HOME, dags $AIRFLOW__CORE__DAGS_FOLDER"
-exec airflow standalone
+# `airflow standalone` without the triggerer (no deferrable task: it would only poll and
+# heartbeat), unless AIRFLOW_TRIGGERER=true.
+exec "$VENV/bin/python" "$ROOT/airflow/standalone.py"

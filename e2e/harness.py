@@ -6,18 +6,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import threading
 import time
 import urllib.request
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack.run import REPO, Infra, Stack, calibrate_video, processor_state, upload_video, wait_http
 
 
-def start_stack(data_dir: Path, names: list[str] | None = None) -> Stack:
-    infra = Infra(data_dir, pg_port=0, redis_port=0, backend_port=0, airflow_port=0).start()
-    stack = Stack(infra, names).start_all()
+def start_stack(data_dir: Path, names: list[str] | None = None, cores: int | None = None) -> Stack:
+    """The stack on free ports, once the backend answers, Airflow has the DAG and the processor
+    is warm. ``cores``: every service (PostgreSQL, Redis, the Procfile's processes and all their
+    children) confined to the first ``cores`` CPUs (the affinity of the starting thread, which
+    the children inherit; this process gets its own back once they are started)."""
+    own = os.sched_getaffinity(0)
+    if cores:
+        os.sched_setaffinity(0, set(sorted(own)[:cores]) or own)
+    try:
+        infra = Infra(data_dir, pg_port=0, redis_port=0, backend_port=0, airflow_port=0).start()
+        stack = Stack(infra, names).start_all()
+    finally:
+        os.sched_setaffinity(0, own)
     try:
         wait_http(f"{infra.env['BACKEND_URL']}/api/health", 90, stack.procs["backend"])
         if "airflow" in stack.procs:
@@ -206,6 +218,177 @@ def wait_dag_run(
             return state
         time.sleep(2)
     return f"timeout ({state})"
+
+
+# ---- CPU accounting (the stack's idle cost) ---------------------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+AIRFLOW_COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    pid: int
+    ppid: int
+    ticks: int  # utime + stime: its own CPU (all threads)
+    child_ticks: int  # cutime + cstime: its children that ended and were waited for
+    cmdline: str = ""
+    start: int = 0  # start time (ticks after boot): tells a reused pid
+
+    @property
+    def total(self) -> int:
+        return self.ticks + self.child_ticks
+
+
+def parse_stat(pid: int, text: str, cmdline: str = "") -> ProcStat:
+    """One ``/proc/<pid>/stat`` line (fields after the command name, which may hold spaces)."""
+    rest = text.rsplit(")", 1)[1].split()
+    # rest[0] is field 3 (state): ppid 4, utime 14, stime 15, cutime 16, cstime 17, starttime 22
+    return ProcStat(
+        pid,
+        int(rest[1]),
+        int(rest[11]) + int(rest[12]),
+        int(rest[13]) + int(rest[14]),
+        cmdline,
+        int(rest[19]),
+    )
+
+
+def proc_table(proc: Path = Path("/proc")) -> dict[int, ProcStat]:
+    table = {}
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            pid = int(stat.parent.name)
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            table[pid] = parse_stat(pid, stat.read_text(), cmdline.strip())
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+    return table
+
+
+def _children(table: dict[int, ProcStat]) -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for st in table.values():
+        children.setdefault(st.ppid, []).append(st.pid)
+    return children
+
+
+def descendants(table: dict[int, ProcStat], root: int) -> list[int]:
+    children, out, todo = _children(table), [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def tree(table: dict[int, ProcStat], root: int, exclude: Collection[int] = ()) -> dict[int, ProcStat]:
+    """``root`` and every live process below it, the subtrees rooted at ``exclude`` left out."""
+    children, out, todo = _children(table), {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table and pid not in exclude:
+            out[pid] = table[pid]
+            todo.extend(children.get(pid, []))
+    return out
+
+
+def window_ticks(before: dict[int, ProcStat], after: dict[int, ProcStat]) -> int:
+    """CPU ticks a process tree burnt between two snapshots of it (pid -> ProcStat): what each
+    process added (one born since: all of it), its waited-for children included. A process that
+    ended meanwhile shows up in its parent's children time with its whole life: the part before
+    the first snapshot is taken off again. One reaped by nobody (its parent ignores SIGCHLD, as
+    PySpark's daemon does) leaves no trace: its last moments are missed, not its whole life
+    subtracted."""
+    same = {pid for pid, st in after.items() if pid in before and before[pid].start == st.start}
+    total = sum(st.total - (before[pid].total if pid in same else 0) for pid, st in after.items())
+    absorbed = {
+        pid: after[pid].child_ticks - before[pid].child_ticks for pid in same
+    }  # children's time that arrived in each survivor
+    for pid, st in sorted(before.items()):
+        if pid in same:
+            continue
+        parent = st.ppid
+        while parent in before and parent not in same:  # the nearest ancestor still there
+            parent = before[parent].ppid
+        if absorbed.get(parent, 0) >= st.total:
+            absorbed[parent] -= st.total
+            total -= st.total
+    return max(total, 0)
+
+
+def airflow_component(cmdline: str) -> str | None:
+    """``scheduler`` for ``.../airflow scheduler`` (a component that ``airflow standalone`` runs)."""
+    words = cmdline.split()
+    for i, word in enumerate(words[:-1]):
+        # the api-server renames itself "airflow api_server -- host:... port:..."
+        name = words[i + 1].replace("_", "-")
+        if word.endswith("airflow") and name in AIRFLOW_COMPONENTS:
+            return name
+    return None
+
+
+Roots = dict[str, tuple[int, frozenset[int]]]
+
+
+def service_roots(stack: Stack, table: dict[int, ProcStat]) -> Roots:
+    """label -> (root pid, subtrees left out) for every service of ``stack``; Airflow split into
+    its components (each with its children: the scheduler's task processes, ...) and the rest,
+    ``airflow (standalone)`` (our wrapper, ``airflow standalone`` itself)."""
+    roots: Roots = {}
+    for label, server in (("postgres", "pg"), ("redis", "redis")):
+        proc = getattr(getattr(stack.infra, server, None), "proc", None)
+        if proc is not None:
+            roots[label] = (proc.pid, frozenset())
+    for name, proc in stack.procs.items():
+        if name != "airflow":
+            roots[name] = (proc.pid, frozenset())
+            continue
+        components = {}
+        for pid in descendants(table, proc.pid):
+            comp = airflow_component(table[pid].cmdline)
+            parent = table.get(table[pid].ppid)
+            if comp and not (parent and airflow_component(parent.cmdline)):
+                components[pid] = comp
+        roots["airflow (standalone)"] = (proc.pid, frozenset(components))
+        for pid, comp in components.items():
+            roots[f"airflow {comp}"] = (pid, frozenset())
+    return roots
+
+
+Snapshot = tuple[float, dict[str, dict[int, ProcStat]]]
+
+
+def cpu_snapshot(stack: Stack, roots: Roots | None = None) -> tuple[Snapshot, Roots]:
+    """((monotonic time, label -> its processes), the roots used)."""
+    table = proc_table()
+    roots = roots or service_roots(stack, table)
+    return (time.monotonic(), {label: tree(table, pid, ex) for label, (pid, ex) in roots.items()}), roots
+
+
+def cpu_share(before: Snapshot, after: Snapshot) -> dict[str, float]:
+    """% of one core per label between two snapshots, and ``total``."""
+    (t0, a), (t1, b) = before, after
+    span = max(t1 - t0, 1e-9)
+    out = {
+        label: 100.0 * window_ticks(a.get(label, {}), procs) / CLK_TCK / span for label, procs in b.items()
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
+def measure_idle(stack: Stack, seconds: float = 45.0, settle_s: float = 5.0) -> dict[str, float]:
+    """% of one core each service of the idle stack burns over ``seconds`` (after ``settle_s``)."""
+    time.sleep(settle_s)
+    before, roots = cpu_snapshot(stack)
+    time.sleep(seconds)
+    after, _ = cpu_snapshot(stack, roots)
+    return cpu_share(before, after)
+
+
+def format_idle(share: dict[str, float]) -> str:
+    parts = [f"{k} {v:.1f}" for k, v in sorted(share.items(), key=lambda kv: -kv[1]) if k != "total"]
+    return f"{share['total']:.1f}% of one core: " + ", ".join(parts)
 
 
 __all__ = ["REPO", "Api", "Viewer", "start_stack", "stop_stack", "decode_data_url", "wait_dag_run"]

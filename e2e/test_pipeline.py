@@ -42,7 +42,8 @@ def run_id(run: dict) -> str:
 
 def assert_complete_stream(viewer: Viewer, frames_total: int) -> None:
     """Frames arrive in order, none twice, the last one is the end of stream; analytics (never
-    dropped for a slow client, unlike frames) cover every frame exactly once."""
+    dropped for a slow client, unlike frames) cover every frame exactly once, but those the
+    processor dropped (live: already older than the latency budget; counted on the frames)."""
     numbers = [f["frame_number"] for f in viewer.frames if not f["end_of_stream"]]
     assert numbers == sorted(numbers), "frames out of order"
     assert len(numbers) == len(set(numbers)), "a frame arrived twice"
@@ -52,7 +53,8 @@ def assert_complete_stream(viewer: Viewer, frames_total: int) -> None:
     assert updates == sorted(updates), "analytics out of order"
     assert len(updates) == len(set(updates)), "an analytics update arrived twice"
     missing = sorted(set(range(frames_total)) - set(updates))
-    assert not missing, f"no analytics for frames {missing[:10]}"
+    dropped = max((f.get("dropped_frames", 0) for f in viewer.frames), default=0)
+    assert len(missing) <= dropped, f"no analytics for frames {missing[:10]} ({dropped} dropped)"
 
 
 def speeding_tracks(viewer: Viewer) -> dict[int, float]:

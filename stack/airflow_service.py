@@ -53,7 +53,8 @@ def _is_standalone(pid: int) -> bool:
 
 
 def main() -> int:
-    # run_standalone.sh ends with `exec airflow standalone`: same pid once it got there.
+    # run_standalone.sh ends with `exec python airflow/standalone.py` (`airflow standalone`
+    # without the triggerer): same pid once it got there.
     child = subprocess.Popen(["bash", str(REPO / "airflow" / "run_standalone.sh")], cwd=REPO)
     stopping: list[bool] = []
 

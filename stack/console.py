@@ -72,7 +72,7 @@ def level_of(line: str) -> str | None:
 
 
 def show_backend(line: str) -> bool:
-    # Tornado's access log: only failed requests (the health watcher polls every 2 s).
+    # Tornado's access log: only failed requests (the health watcher polls every 1-5 s).
     m = re.search(r"tornado\.access\S*:? (\d{3}) ", line) or re.search(
         r"^\S+ \S+ \w+ \S+ (\d{3}) [A-Z]+ ", line
     )

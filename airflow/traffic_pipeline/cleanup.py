@@ -100,6 +100,15 @@ def cleanup(
         except ValueError as exc:
             log.warning("video %d: skipping unreadable violation %r: %s", video_id, raw[:200], exc)
 
+    # A violation is flagged live on the estimates so far (a fast vehicle in a short zone may have
+    # one or two); the stored row takes the vehicle's final representative speed and class, those
+    # of its passage in the summary, when there is one: the speeding log and the passages agree.
+    final = {p.track_id: p for p in (summary.vehicles or [])} if summary is not None else {}
+    for i, v in enumerate(violations):
+        p = final.get(v.track_id)
+        if p is not None and p.speed_kmh is not None:
+            violations[i] = v.model_copy(update={"speed_kmh": p.speed_kmh, "vehicle_class": p.class_name})
+
     status = final_status(progress, tasks_ok=tasks_ok)
     passages = None
     with session_scope(db_url, engine) as session:

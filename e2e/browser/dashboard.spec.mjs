@@ -411,6 +411,30 @@ async function main() {
       await sleep(3500); // the page reloads the stored violations 3 s after the end
       seen.log_final = await logEntries();
       seen.live_banners = await page.evaluate(() => window.__e2e.banners.map((b) => b.state));
+      // what the page did with the frames of this document (since the reload): drawn, dropped by
+      // itself (too late to draw while a newer frame waited), its own delay (arrival -> drawn, ms),
+      // and the processor's side as shown (detection rate, dropped frames, degraded notice)
+      seen.page_playout = await page.evaluate(() => {
+        const canvas = document.querySelector('[data-testid=frame-canvas]');
+        const d = canvas?.dataset ?? {};
+        const num = (v) => (v === undefined || v === '' ? null : Number(v));
+        const textOf = (sel) => document.querySelector(sel)?.textContent?.trim() ?? null;
+        return {
+          received: num(d.framesReceived),
+          drawn: num(d.framesDrawn),
+          page_dropped: num(d.pageDropped),
+          page_late: num(d.pageLate),
+          page_delay_ms: {
+            p50: num(d.pageDelayP50),
+            p95: num(d.pageDelayP95),
+            max: num(d.pageDelayMax),
+          },
+          dropped_counter: textOf('[data-testid=page-dropped]'),
+          detect_hz: textOf('[data-testid=detect-hz]'),
+          processor_dropped: textOf('[data-testid=processor-dropped]'),
+          degraded_notice: textOf('[data-testid=degraded]'),
+        };
+      });
       return [await shot('10-live-ended')];
     });
 

@@ -2,11 +2,16 @@
 // `make bench-e2e` (e2e/bench.py): opens the live view of one video, says READY on stdout once the
 // page has subscribed to both channels, then records every frame the page receives and every
 // frame it draws (the live view writes `data-frames-received` / `data-frames-drawn` on its canvas,
-// see lib.mjs `recorder`) until the stream ends.
+// see lib.mjs `recorder`) until the stream ends. The page's own figures come from the canvas too:
+// `data-page-dropped` (frames the page dropped itself: too late to draw while a newer one waited),
+// `data-page-late` (drawn later than one frame interval), `data-page-delay-p50/p95/max` (its own
+// delay, arrival of a frame message to drawn on the canvas, ms).
 //
 //   node e2e/browser/page_fps.mjs CONFIG.json
 //
 // CONFIG.json: {"base_url", "video_id", "result": path of the JSON written, "timeout_s"}.
+// PAGE_FPS_KEEP (environment, optional): a second path the result is written to (the bench
+// deletes its own copy once read).
 import fs from 'node:fs';
 
 import { launch, recorder, sleep } from './lib.mjs';
@@ -25,7 +30,9 @@ function rate(series) {
 const browser = await launch();
 const out = { ok: false };
 try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await browser.newContext({
+    viewport: { width: 1280, height: 800 },
+  });
   await context.addInitScript(recorder);
   const page = await context.newPage();
   const wanted = new Set([`processed_frame_${id}`, `analytics_metrics_${id}`]);
@@ -73,11 +80,28 @@ try {
     await sleep(500);
   }
   await sleep(1000); // the last decode
-  const rec = await page.evaluate(() => ({
-    received: window.__e2e.received,
-    drawn: window.__e2e.drawn,
-    banners: window.__e2e.banners,
-  }));
+  const rec = await page.evaluate(() => {
+    const canvas = document.querySelector('[data-testid=frame-canvas]');
+    const data = canvas ? canvas.dataset : {};
+    const num = (v) => (v === undefined || v === '' ? null : Number(v));
+    return {
+      received: window.__e2e.received,
+      drawn: window.__e2e.drawn,
+      banners: window.__e2e.banners,
+      pageDropped: num(data.pageDropped),
+      pageLate: num(data.pageLate),
+      delay: {
+        p50: num(data.pageDelayP50),
+        p95: num(data.pageDelayP95),
+        max: num(data.pageDelayMax),
+      },
+      degraded: !!document.querySelector('[data-testid=degraded]'),
+      detectHz: num(document.querySelector('[data-testid=detect-hz]')?.textContent?.trim()),
+      processorDropped: num(
+        document.querySelector('[data-testid=processor-dropped]')?.textContent?.trim(),
+      ),
+    };
+  });
   const received = rec.received.length ? rec.received[rec.received.length - 1][1] : 0;
   const drawn = rec.drawn.length ? rec.drawn[rec.drawn.length - 1][1] : 0;
   // the end-of-stream marker is a frame message without a picture
@@ -91,12 +115,24 @@ try {
     drawn_share: pictures ? drawn / pictures : null,
     receive_fps: rate(rec.received),
     draw_fps: rate(rec.drawn),
+    // what the page did itself: dropped (oldest first, counted and shown), its own delay
+    page_dropped: rec.pageDropped,
+    page_late: rec.pageLate,
+    page_delay_ms: rec.delay,
+    // accounted for: drawn + dropped by the page = pictures received
+    page_accounted: rec.pageDropped === null ? null : drawn + rec.pageDropped,
+    // the processor's side as the page shows it at the end
+    page_detect_hz: rec.detectHz,
+    page_processor_dropped: rec.processorDropped,
+    page_degraded_at_end: rec.degraded,
     banners: rec.banners.map((b) => b.state),
   });
 } catch (error) {
   out.error = String(error?.stack ?? error);
 } finally {
   fs.writeFileSync(config.result, JSON.stringify(out, null, 1));
+  if (process.env.PAGE_FPS_KEEP)
+    fs.writeFileSync(process.env.PAGE_FPS_KEEP, JSON.stringify(out, null, 1));
   await browser.close();
 }
 process.exit(out.ok ? 0 : 1);

@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,8 +39,7 @@ DETECT_SCHEMA = SCHEMA + ", detections binary"
 def detect_rows(pdf: pd.DataFrame, settings: SparkSettings) -> list[bytes | None]:
     """The ``detections`` of each source row (None where the row has no decodable frame or its
     config is unreadable, or the model cannot load: the per-video stage reports those)."""
-    from traffic_processing.processor import embed_detections
-    from traffic_processing.roi import RoiFilter
+    from traffic_processing.processor import embed_detections, tracking_filter
     from traffic_processing.tracker import TrackerConfig
     from traffic_processing.visualize import decode_jpeg
 
@@ -47,7 +47,8 @@ def detect_rows(pdf: pd.DataFrame, settings: SparkSettings) -> list[bytes | None
 
     out: list[bytes | None] = [None] * len(pdf)
     frames, rows, filters = [], [], []
-    roi_by_config: dict[str, RoiFilter] = {}
+    # the boxes the tracker follows: the ROI and its margin of calibrated road (in_roi: the ROI)
+    zone_by_config: dict[str, Any] = {}
     for i, row in enumerate(pdf.to_dict("records")):
         raw = row["frame_data"]
         if raw is None or (isinstance(raw, float) and np.isnan(raw)) or not len(raw):
@@ -57,14 +58,14 @@ def detect_rows(pdf: pd.DataFrame, settings: SparkSettings) -> list[bytes | None
             continue
         try:
             frame = decode_jpeg(bytes(raw))
-            roi = roi_by_config.get(row["config"])
-            if roi is None:
-                roi = roi_by_config[row["config"]] = RoiFilter(frame_config.roi_polygon)
+            zone = zone_by_config.get(row["config"])
+            if zone is None:
+                zone = zone_by_config[row["config"]] = tracking_filter(frame_config)
         except Exception:  # noqa: BLE001 - the per-video stage reports this frame's error
             continue
         frames.append(frame)
         rows.append(i)
-        filters.append(roi)
+        filters.append(zone)
     if not frames:
         return out
     try:
@@ -72,7 +73,7 @@ def detect_rows(pdf: pd.DataFrame, settings: SparkSettings) -> list[bytes | None
     except Exception:  # noqa: BLE001 - the per-video stage reports the fatal error per video
         return out
     detected = detector.detect(frames)
-    kept = [d[roi(d).in_roi] for d, roi in zip(detected, filters)]
+    kept = [zone(d) for d, zone in zip(detected, filters)]
     config = TrackerConfig(embed_batch=settings.EMBED_BATCH)
     embedded = embed_detections(frames, kept, config, detector.device)
     for i, dets in zip(rows, embedded):

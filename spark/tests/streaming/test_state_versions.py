@@ -70,8 +70,10 @@ def test_version_1_state_is_restored_and_the_stream_goes_on(clip, detector, monk
     a, b = summary_of(resumed), summary_of(scratch)
     assert a.total_vehicles_count == b.total_vehicles_count == len(truth["vehicles"])
     assert a.speeding_count == b.speeding_count == sum(v["speeding"] for v in truth["vehicles"])
+    # The version-1 state's estimates were made under the speed rule of its time (ROI-only tracks,
+    # fixed 0.4 s spans); the rest of the stream uses today's: the same vehicles, speeds within 1 km/h.
     assert np.allclose(
-        sorted(p.speed_kmh for p in a.vehicles), sorted(p.speed_kmh for p in b.vehicles), atol=0.1
+        sorted(p.speed_kmh for p in a.vehicles), sorted(p.speed_kmh for p in b.vehicles), atol=1.0
     )
     frames = [ProcessedFrame.model_validate_json(r["message"]) for r in resumed]
     assert frames[0].frame_number == 40 and frames[0].stats.total_vehicles >= 3  # no restart at 0

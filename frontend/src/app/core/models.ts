@@ -206,6 +206,17 @@ export interface ProcessedFrameData {
   detect_stride?: number;
   /** the Airflow dag run id of the stream */
   run_id?: string | null;
+  /** frames of this run the processor dropped: already older than the latency budget when read */
+  dropped_frames?: number;
+  /** detection rate now, detections per second of video */
+  detect_hz?: number;
+  /** true while the processor detects below its floor (5 Hz) to hold the latency budget */
+  degraded?: boolean;
+  /**
+   * Not sent by the server: the page clock (`performance.now()`, ms) when the message arrived,
+   * set by `WebsocketService` (the start of the page's own delay).
+   */
+  received_at?: number;
 }
 
 export interface Summary {

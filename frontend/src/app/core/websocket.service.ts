@@ -265,6 +265,7 @@ export class WebsocketService implements OnDestroy {
     if (socket !== this.socket) {
       return;
     }
+    const receivedAt = performance.now();
     this.lastMessageSignal.set(Date.now());
     this.attempt = 0;
     let message: ServerMessage;
@@ -276,6 +277,7 @@ export class WebsocketService implements OnDestroy {
     switch (message.type) {
       case 'frame':
         this.trafficSeen = true;
+        message.data.received_at = receivedAt;
         this.subjects.get(frameChannel(message.data.video_id))?.next(message.data);
         break;
       case 'analytics':

@@ -1,4 +1,13 @@
-import { Phase, nextPhase } from './video-detail.component';
+import { provideHttpClient } from '@angular/common/http';
+import { HttpTestingController, provideHttpClientTesting } from '@angular/common/http/testing';
+import { signal } from '@angular/core';
+import { ComponentFixture, TestBed } from '@angular/core/testing';
+import { provideRouter } from '@angular/router';
+import { Subject } from 'rxjs';
+
+import { AnalyticsData, ProcessedFrameData, Video } from '../core/models';
+import { WebsocketService } from '../core/websocket.service';
+import { Phase, VideoDetailComponent, degradedNotice, nextPhase } from './video-detail.component';
 
 describe('nextPhase (stored status -> page phase)', () => {
   it.each<[Phase, string | null, boolean, Phase]>([
@@ -26,5 +35,179 @@ describe('nextPhase (stored status -> page phase)', () => {
     ['running', 'stopping', false, 'stopping'],
   ])('%s + %s (initial %s) -> %s', (phase, status, initial, expected) => {
     expect(nextPhase(phase, status, initial)).toBe(expected);
+  });
+});
+
+describe('degradedNotice', () => {
+  it('is shown only while degraded, with the detection rate', () => {
+    expect(degradedNotice(undefined, 8.3, null)).toBeNull();
+    expect(degradedNotice(false, 8.3, null)).toBeNull();
+    expect(degradedNotice(true, 3.14, null)).toEqual({
+      hz: 3.14,
+      text: 'Detecting at 3.1 Hz: fast vehicles may be missed.',
+    });
+    expect(degradedNotice(true, undefined, null)?.text).toBe(
+      'Detecting below 5 Hz to stay live: fast vehicles may be missed.',
+    );
+  });
+
+  it('keeps its text while the rate moves by less than 0.5 Hz (no chatter in the live region)', () => {
+    const first = degradedNotice(true, 3.1, null);
+    expect(degradedNotice(true, 3.3, first)).toBe(first);
+    expect(degradedNotice(true, undefined, first)).toBe(first);
+    expect(degradedNotice(true, 2.5, first)?.text).toBe(
+      'Detecting at 2.5 Hz: fast vehicles may be missed.',
+    );
+    expect(degradedNotice(false, 2.5, first)).toBeNull();
+  });
+});
+
+describe('VideoDetailComponent (live frames)', () => {
+  let fixture: ComponentFixture<VideoDetailComponent>;
+  let http: HttpTestingController;
+  let frames: Subject<ProcessedFrameData>;
+  let el: HTMLElement;
+
+  const video: Video = {
+    id: 3,
+    name: 'clip',
+    status: 'processing',
+    fps: 25,
+    frame_count: 500,
+    width: 640,
+    height: 360,
+    duration: 20,
+    roi: null,
+    calibrate_coordinates: null,
+    homography_matrix: [
+      [1, 0, 0],
+      [0, 1, 0],
+      [0, 0, 1],
+    ],
+    created_at: null,
+    updated_at: null,
+  };
+
+  function frame(n: number, extra: Partial<ProcessedFrameData> = {}): ProcessedFrameData {
+    return {
+      video_id: 3,
+      frame_number: n,
+      timestamp: n / 25,
+      processed_frame: 'data:image/jpeg;base64,/9j/AA==',
+      roi_polygon: null,
+      end_of_stream: false,
+      detected_frames: 10,
+      skipped_frames: 20,
+      detect_stride: 3,
+      run_id: 'run-1',
+      ...extra,
+    };
+  }
+
+  async function settle(): Promise<void> {
+    await vi.advanceTimersByTimeAsync(300); // the page's text follows the frames every 250 ms
+    fixture.detectChanges();
+  }
+
+  beforeEach(() => {
+    vi.useFakeTimers();
+    frames = new Subject<ProcessedFrameData>();
+    const ws = {
+      state: signal('open').asReadonly(),
+      errors$: new Subject<string>(),
+      frames: () => frames,
+      analytics: () => new Subject<AnalyticsData>(),
+      expectTraffic: () => undefined,
+    };
+    TestBed.configureTestingModule({
+      imports: [VideoDetailComponent],
+      providers: [
+        provideHttpClient(),
+        provideHttpClientTesting(),
+        provideRouter([]),
+        { provide: WebsocketService, useValue: ws },
+      ],
+    });
+    http = TestBed.inject(HttpTestingController);
+    // no bitmaps in jsdom: every decode fails (counted), the text of the page is what is tested
+    vi.stubGlobal('fetch', () => Promise.reject(new Error('no fetch in the test')));
+    vi.stubGlobal('createImageBitmap', () => Promise.reject(new Error('no bitmaps in jsdom')));
+    fixture = TestBed.createComponent(VideoDetailComponent);
+    fixture.componentRef.setInput('id', '3');
+    el = fixture.nativeElement;
+    fixture.detectChanges();
+    http.expectOne('/api/videos/3').flush(video);
+    http.expectOne('/api/videos/3/violations').flush({ video_id: 3, violations: [] });
+    http
+      .expectOne('/api/videos/3/analytics')
+      .flush({ error: { code: 'x', message: 'none' } }, { status: 404, statusText: 'Not Found' });
+    fixture.detectChanges();
+  });
+
+  afterEach(() => {
+    fixture.destroy();
+    vi.unstubAllGlobals();
+    vi.useRealTimers();
+  });
+
+  const text = (selector: string) => el.querySelector(selector)?.textContent?.trim() ?? null;
+
+  it('shows the detection rate and dropped frames; no warning while not degraded', async () => {
+    frames.next(frame(10, { detect_hz: 8.33, dropped_frames: 4, degraded: false }));
+    await settle();
+    expect(text('[data-testid=frame-number]')).toBe('11');
+    expect(text('[data-testid=detect-hz]')).toBe('8.3');
+    expect(text('[data-testid=processor-dropped]')).toBe('4');
+    expect(el.querySelector('[data-testid=degraded]')).toBeNull();
+    expect(el.textContent).toContain('8.3 Hz');
+  });
+
+  it('warns while degraded, in a status region, and clears the warning when it recovers', async () => {
+    frames.next(frame(10, { detect_hz: 3.14, dropped_frames: 12, degraded: true }));
+    await settle();
+    const notice = el.querySelector('[data-testid=degraded]');
+    expect(notice?.textContent?.trim()).toBe('Detecting at 3.1 Hz: fast vehicles may be missed.');
+    expect(notice?.closest('[role=status]')).not.toBeNull();
+    expect(text('[data-testid=processor-dropped]')).toBe('12');
+    expect(el.textContent).toContain('(degraded)');
+    frames.next(frame(11, { detect_hz: 6.2, dropped_frames: 12, degraded: false }));
+    await settle();
+    expect(el.querySelector('[data-testid=degraded]')).toBeNull();
+    expect(text('[data-testid=detect-hz]')).toBe('6.2');
+  });
+
+  it('without the new fields (an older processor): no rate, no dropped count, no warning', async () => {
+    frames.next(frame(10));
+    await settle();
+    expect(text('[data-testid=frame-number]')).toBe('11');
+    expect(el.querySelector('[data-testid=detect-hz]')).toBeNull();
+    expect(el.querySelector('[data-testid=processor-dropped]')).toBeNull();
+    expect(el.querySelector('[data-testid=degraded]')).toBeNull();
+  });
+
+  it('the end-of-stream marker carries the final dropped count and ends the warning', async () => {
+    frames.next(frame(10, { detect_hz: 3, dropped_frames: 5, degraded: true }));
+    await settle();
+    expect(el.querySelector('[data-testid=degraded]')).not.toBeNull();
+    frames.next({ ...frame(11), processed_frame: '', end_of_stream: true, dropped_frames: 9 });
+    await settle();
+    expect(text('[data-testid=processor-dropped]')).toBe('9');
+    expect(el.querySelector('[data-testid=degraded]')).toBeNull();
+    expect(el.querySelector('[data-testid=banner]')?.getAttribute('data-state')).toBe('ended');
+  });
+
+  it('updates the text of the page at most every 250 ms, not per frame', async () => {
+    const set = vi.spyOn(fixture.componentInstance.progress, 'set');
+    for (let i = 0; i < 25; i++) {
+      frames.next(frame(i, { detect_hz: 5 }));
+      await vi.advanceTimersByTimeAsync(40);
+    }
+    await settle();
+    expect(set.mock.calls.length).toBeGreaterThanOrEqual(3);
+    expect(set.mock.calls.length).toBeLessThanOrEqual(6);
+    expect(text('[data-testid=frame-number]')).toBe('25');
+    const canvas = el.querySelector<HTMLCanvasElement>('[data-testid=frame-canvas]')!;
+    expect(canvas.dataset['framesReceived']).toBe('25');
+    expect(canvas.dataset['pageDropped']).toBeDefined();
   });
 });

@@ -50,9 +50,69 @@ interface FrameProgress {
   detected: number;
   stride: number;
   latencyMs: number | null;
+  /** detections per second of video now (absent from older processors) */
+  detectHz: number | null;
+  /** frames of this run the processor dropped as too old for the latency budget */
+  processorDropped: number | null;
+  degraded: boolean;
+}
+
+/** What the page itself did with the frames it received (see FrameRenderer). */
+export interface PageStats {
+  received: number;
+  drawn: number;
+  /** dropped by the page: too late to draw while a newer frame waited */
+  dropped: number;
+  delayP50Ms: number | null;
+  delayP95Ms: number | null;
+  delayMaxMs: number | null;
+}
+
+/** The degraded notice: shown while the processor detects below its floor. */
+export interface DegradedNotice {
+  hz: number | null;
+  text: string;
 }
 
 const STATUS_POLL_MS = 5000;
+/** The text of the page (progress, counters) follows the frames at most this often (ms). */
+const UI_EVERY_MS = 250;
+/** The degraded notice's rate is refreshed when it moved by this much (Hz): no chatter. */
+const NOTICE_HZ_STEP = 0.5;
+
+function sameStats(a: FrameStats | null, b: FrameStats | null): boolean {
+  return (
+    a === b ||
+    (a !== null &&
+      b !== null &&
+      a.total_vehicles === b.total_vehicles &&
+      a.speeding_count === b.speeding_count &&
+      a.current_in_roi === b.current_in_roi)
+  );
+}
+
+/** "detecting at 3.1 Hz: fast vehicles may be missed" (the degraded notice). */
+export function degradedNotice(
+  degraded: boolean | undefined,
+  hz: number | null | undefined,
+  previous: DegradedNotice | null,
+): DegradedNotice | null {
+  if (!degraded) {
+    return null;
+  }
+  const rate = typeof hz === 'number' && Number.isFinite(hz) ? hz : null;
+  if (
+    previous &&
+    (rate === null || (previous.hz !== null && Math.abs(rate - previous.hz) < NOTICE_HZ_STEP))
+  ) {
+    return previous;
+  }
+  const text =
+    rate === null
+      ? 'Detecting below 5 Hz to stay live: fast vehicles may be missed.'
+      : `Detecting at ${rate.toFixed(1)} Hz: fast vehicles may be missed.`;
+  return { hz: rate, text };
+}
 
 /**
  * Live view of one video: frames on a canvas with the ROI, stats tiles, progress, start/stop,
@@ -79,10 +139,13 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
   readonly video = signal<Video | null>(null);
   readonly loadError = signal<string | null>(null);
   readonly phase = signal<Phase>('idle');
-  readonly stats = signal<FrameStats | null>(null);
+  /** equal counts are no change: no change detection for the analytics message of every frame */
+  readonly stats = signal<FrameStats | null>(null, { equal: sameStats });
   readonly speedingNow = signal(0);
   readonly progress = signal<FrameProgress | null>(null);
   readonly framesDrawn = signal(0);
+  readonly pageStats = signal<PageStats | null>(null);
+  readonly degraded = signal<DegradedNotice | null>(null);
   readonly runId = signal<string | null>(null);
   readonly summary = signal<Summary | null>(null);
   readonly actionError = signal<string | null>(null);
@@ -94,6 +157,10 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
   private roi: Point[] | null = null;
   private lastRoi: Point[] | null = null;
   private readonly renderer = new FrameRenderer((bitmap, frame) => this.draw(bitmap, frame));
+  /** newest frame metadata not yet shown in the text of the page */
+  private pendingProgress: FrameProgress | null = null;
+  private uiTimer: ReturnType<typeof setTimeout> | null = null;
+  private uiAt = -Infinity;
 
   readonly videoId = computed(() => Number(this.id()));
   readonly airflowLink = computed(() => {
@@ -146,6 +213,7 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
       next: (video) => {
         this.video.set(video);
         this.roi = video.roi;
+        this.setFps(video.fps);
         this.applyStatus(video, true);
         void this.drawThumbnail(id);
       },
@@ -182,6 +250,11 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
 
   ngOnDestroy(): void {
     this.ws.expectTraffic(false);
+    if (this.uiTimer !== null) {
+      clearTimeout(this.uiTimer);
+      this.uiTimer = null;
+    }
+    this.renderer.reset();
   }
 
   // ---- controls --------------------------------------------------------------------------------
@@ -237,23 +310,92 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
       this.phase.set('running');
       this.ws.expectTraffic(true);
     }
-    this.renderer.push(frame);
+    this.renderer.push(frame, frame.received_at);
     const canvas = this.canvasRef()?.nativeElement;
     if (canvas) {
       canvas.dataset['framesReceived'] = String(this.renderer.received);
     }
+    const previous = this.pendingProgress ?? this.progress();
     if (frame.processed_frame) {
-      this.progress.set({
+      this.pendingProgress = {
         frameNumber: frame.frame_number,
         timestamp: frame.timestamp,
         skipped: frame.skipped_frames ?? 0,
         detected: frame.detected_frames ?? 0,
         stride: frame.detect_stride ?? 1,
         latencyMs: frame.produced_at ? Math.max(0, Date.now() - frame.produced_at * 1000) : null,
-      });
+        detectHz: frame.detect_hz ?? previous?.detectHz ?? null,
+        processorDropped: frame.dropped_frames ?? previous?.processorDropped ?? null,
+        degraded: frame.degraded ?? false,
+      };
+    } else if (previous && (frame.dropped_frames !== undefined || frame.degraded !== undefined)) {
+      // the end-of-stream marker: the run's final count of dropped frames
+      this.pendingProgress = {
+        ...previous,
+        processorDropped: frame.dropped_frames ?? previous.processorDropped,
+        degraded: false,
+      };
     }
     if (frame.end_of_stream) {
+      this.updateUi(true);
       this.onEnded();
+    } else {
+      this.updateUi(false);
+    }
+  }
+
+  /**
+   * The text of the page (progress, counters, the degraded notice) follows the frames at most
+   * every UI_EVERY_MS: change detection per frame would take the main thread from drawing. The
+   * canvas's data attributes follow every frame.
+   */
+  private updateUi(now: boolean): void {
+    if (!now) {
+      this.uiTimer ??= setTimeout(
+        () => {
+          this.uiTimer = null;
+          this.updateUi(true);
+        },
+        Math.max(0, UI_EVERY_MS - (performance.now() - this.uiAt)),
+      );
+      return;
+    }
+    if (this.uiTimer !== null) {
+      clearTimeout(this.uiTimer);
+      this.uiTimer = null;
+    }
+    this.uiAt = performance.now();
+    const progress = this.pendingProgress;
+    if (progress) {
+      this.pendingProgress = null;
+      this.progress.set(progress);
+      this.degraded.set(degradedNotice(progress.degraded, progress.detectHz, this.degraded()));
+    }
+    const r = this.renderer;
+    const delays = r.delays();
+    this.framesDrawn.set(r.drawn);
+    this.pageStats.set({
+      received: r.pictures,
+      drawn: r.drawn,
+      dropped: r.dropped,
+      delayP50Ms: delays.p50,
+      delayP95Ms: delays.p95,
+      delayMaxMs: delays.max,
+    });
+    const canvas = this.canvasRef()?.nativeElement;
+    if (canvas) {
+      const data = canvas.dataset;
+      data['pageDropped'] = String(r.dropped);
+      data['pageLate'] = String(r.late);
+      data['pageDelayP50'] = delays.p50 === null ? '' : delays.p50.toFixed(1);
+      data['pageDelayP95'] = delays.p95 === null ? '' : delays.p95.toFixed(1);
+      data['pageDelayMax'] = delays.max === null ? '' : delays.max.toFixed(1);
+    }
+  }
+
+  private setFps(fps: number | null | undefined): void {
+    if (fps && fps > 0) {
+      this.renderer.frameIntervalMs = 1000 / fps;
     }
   }
 
@@ -291,6 +433,9 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
     this.stats.set(null);
     this.summary.set(null);
     this.progress.set(null);
+    this.pendingProgress = null;
+    this.degraded.set(null);
+    this.pageStats.set(null);
     this.speedingNow.set(0);
     this.framesDrawn.set(0);
   }
@@ -301,6 +446,7 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
     }
     this.phase.set('ended');
     this.speedingNow.set(0);
+    this.degraded.set(null);
     this.ws.expectTraffic(false);
     // the cleanup task stores violations (with snapshots) and the final status shortly after
     setTimeout(() => {
@@ -324,6 +470,7 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
       next: (video) => {
         this.video.set(video);
         this.roi = video.roi;
+        this.setFps(video.fps);
         this.applyStatus(video, false);
       },
       error: () => undefined, // the banner tells about the connection already
@@ -357,7 +504,7 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
       strokePolygon(ctx, roi, { stroke: 'rgba(255, 214, 0, 0.95)', width: 2 });
     }
     canvas.dataset['framesDrawn'] = String(this.renderer.drawn + 1);
-    this.framesDrawn.set(this.renderer.drawn + 1);
+    this.updateUi(false); // after the renderer has counted it
   }
 
   /** Before any frame: the video's first frame with its ROI, fetched once and drawn as a bitmap. */
