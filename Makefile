@@ -74,9 +74,11 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# --baseline: the detected frame's cost split (detector / embedder / tracker / rest) before and
+# after the cheaper detected frame, interleaved in the same run, with the recall and batched detect.
 bench: install
 	$(VENV)/bin/traffic-bench --video ../shared/assets/videos/urban_cctv_640x360_25fps.mp4 \
-		--calibration calibrations/urban_cctv_640x360_25fps.json
+		--calibration calibrations/urban_cctv_640x360_25fps.json --baseline
 	$(PY) -m backend.bench_fanout
 
 # The whole stack on the urban clip: end-to-end frames/s, live latency, vs the offline processor.

@@ -167,7 +167,12 @@ def test_status_reports_each_streams_detection_stride(api, video_id):
         viewer, frames, stats = await viewer_and_ingest(api, video_id)
         message = json.loads(frame_message(video_id, 30, produced_at=1_700_000_000.0))
         message["data"].update(
-            detect_stride=3, detected_frames=10, skipped_frames=20, dropped_frames=4, detect_hz=8.33, degraded=False
+            detect_stride=3,
+            detected_frames=10,
+            skipped_frames=20,
+            dropped_frames=4,
+            detect_hz=8.33,
+            degraded=False,
         )
         await frames.write_message(json.dumps(message))
         got = await recv(viewer)

@@ -35,3 +35,33 @@ def test_spread_median_range_iqr():
     assert (one.median, one.low, one.high, one.q1, one.q3) == (3.0, 3.0, 3.0, 3.0, 3.0)
     with pytest.raises(ValueError):
         Spread.of([])
+
+
+def test_box_recall_counts_reference_boxes_matched_at_iou():
+    import numpy as np
+    from traffic_processing.bench import box_recall
+    from traffic_processing.detections import FrameDetections
+
+    def dets(*boxes):
+        return FrameDetections(
+            xyxy=np.array(boxes, dtype=np.float32).reshape(-1, 4),
+            confidence=np.ones(len(boxes)),
+            class_id=np.full(len(boxes), 2),
+        )
+
+    ref = [dets([0, 0, 10, 10], [20, 20, 30, 30]), dets([0, 0, 10, 10]), dets()]
+    got = [dets([1, 0, 11, 10]), dets(), dets([5, 5, 9, 9])]
+    assert box_recall(ref, got) == (1, 3)  # IoU 9/11 matches; the empty frame matches nothing
+    assert box_recall(ref, got, iou=0.9) == (0, 3)
+
+
+def test_baseline_config_is_the_old_detector_and_embedder_only():
+    from traffic_processing.bench import baseline_config
+    from traffic_processing.config import ProcessorConfig
+
+    config = ProcessorConfig()
+    config.detector.confidence = 0.4
+    old = baseline_config(config)
+    assert (old.detector.backend, old.tracker.embed_backend) == ("ultralytics", "torch")
+    assert old.detector.confidence == 0.4 and old.detector.imgsz == config.detector.imgsz
+    assert (config.detector.backend, config.tracker.embed_backend) == ("auto", "auto")  # untouched

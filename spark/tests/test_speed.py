@@ -55,7 +55,9 @@ def _det(track_id, x, y):
 
 
 def test_estimator_waits_for_history_then_reports_kmh():
-    est = SpeedEstimator(IDENTITY, fps=10.0, config=SpeedConfig(window_s=1.0, min_span_s=0.4, min_points=4))
+    # identity homography: a pixel is a metre, so the position noise is given in those units
+    config = SpeedConfig(window_s=1.0, min_span_s=0.4, min_points=4, pixel_sigma=0.05)
+    est = SpeedEstimator(IDENTITY, fps=10.0, config=config)
     speeds = []
     for n in range(12):
         speeds.append(float(est(_det(1, 50.0, 100.0 + 2.0 * n), n).speed_kmh[0]))  # 2 m/frame = 20 m/s

@@ -25,6 +25,9 @@ class VehicleRecord:
     speeds_kmh: list[float] = field(default_factory=list)
     speeding: bool = False
     speeding_frame: int | None = None
+    # No estimate while in the ROI (or counted once out of it): its speed is from estimates made
+    # on the margin after it (``VehicleAnalyticsTracker._outside``).
+    counted_late: bool = False
 
     @property
     def class_id(self) -> int:
@@ -72,13 +75,16 @@ class VehicleRecord:
 class AnalyticsConfig:
     speed_limit_kmh: float = DEFAULT_SPEED_LIMIT_KMH
     # A vehicle is flagged once the median of its speed estimates inside the ROI is above the
-    # limit, on evidence that spans video time: its track inside the ROI covers at least
-    # ``min_evidence_s`` and it has at least ``min_speed_samples`` estimates (each one a fit
-    # over a window of positions). Time, not a count of frames, so the rule is the same whether
-    # every frame or every k-th frame is detected. One noisy window never flags anyone, and a
-    # flag is never taken back.
-    min_evidence_s: float = 0.5
-    min_speed_samples: int = 2
+    # limit. The evidence is in the estimates themselves: the speed estimator makes one only
+    # when its standard error is small (``SpeedConfig.max_se_kmh``, over track points that may
+    # lie on the margin of road around the ROI), so one noisy window never flags anyone, and a
+    # vehicle crossing a short zone fast is flagged from its first estimate, whatever the
+    # detection rate. A vehicle counted without an estimate inside the ROI (a sparse stride)
+    # takes its first estimates made after it left the ROI, while it is still tracked. Optional
+    # extra conditions (0 / 1: none): the track inside the ROI covers ``min_evidence_s`` of video
+    # time, and there are ``min_speed_samples`` estimates. A flag is never taken back.
+    min_evidence_s: float = 0.0
+    min_speed_samples: int = 1
 
     def has_evidence(self, rec: VehicleRecord) -> bool:
         return (
@@ -97,15 +103,28 @@ class VehicleAnalyticsTracker:
         self.current_in_roi = 0
         self.current_speeding = 0
         self.newly_speeding: list[int] = []
-        self._first_seen: dict[int, tuple[int, float]] = {}
+        # track -> (first frame, time, (last frame, time) | None) in the ROI before confirmation
+        # (states pickled by earlier versions hold (first frame, time))
+        self._first_seen: dict[int, tuple] = {}
 
-    def seed(self, track_id: int, frame_number: int, timestamp_s: float) -> None:
-        """The track was first detected at this frame (before it was confirmed): its time in the
-        ROI starts there if it enters the ROI at confirmation."""
-        self._first_seen[int(track_id)] = (int(frame_number), float(timestamp_s))
+    def seed(
+        self,
+        track_id: int,
+        frame_number: int,
+        timestamp_s: float,
+        last_frame: int | None = None,
+        last_time_s: float | None = None,
+    ) -> None:
+        """The track was detected inside the ROI before it was confirmed, first at this frame:
+        its time in the ROI starts there. ``last_frame``/``last_time_s``: its last detection in
+        the ROI before confirmation; given, the vehicle is counted even if it is confirmed only
+        after it left the ROI (a fast vehicle at a sparse detection stride)."""
+        last = None if last_frame is None else (int(last_frame), float(last_time_s or 0.0))
+        self._first_seen[int(track_id)] = (int(frame_number), float(timestamp_s), last)
 
     def update(self, detections: FrameDetections, frame_number: int, timestamp_s: float) -> FrameDetections:
         self.newly_speeding = []
+        self._outside(detections[~detections.in_roi & (detections.tracker_id >= 0)], frame_number)
         in_roi = detections[detections.in_roi & (detections.tracker_id >= 0)]
         self.current_in_roi = len(in_roi)
         current_speeding = 0
@@ -116,7 +135,7 @@ class VehicleAnalyticsTracker:
             tid = int(tid)
             rec = self.vehicles.get(tid)
             if rec is None:
-                first, first_t = self._first_seen.pop(tid, (frame_number, timestamp_s))
+                first, first_t = self._first_seen.pop(tid, (frame_number, timestamp_s))[:2]
                 rec = self.vehicles[tid] = VehicleRecord(tid, first, frame_number, first_t, timestamp_s)
             rec.last_frame, rec.last_time_s = frame_number, timestamp_s
             # Class vote weighted by confidence and box area: the detector tells a bus from a
@@ -125,19 +144,47 @@ class VehicleAnalyticsTracker:
             rec.class_votes[int(cls)] = rec.class_votes.get(int(cls), 0.0) + vote
             if np.isfinite(speed):
                 rec.speeds_kmh.append(float(speed))
-                median = rec.speed_kmh
-                if (
-                    not rec.speeding
-                    and self.config.has_evidence(rec)
-                    and median is not None
-                    and median > self.config.speed_limit_kmh
-                ):
-                    rec.speeding, rec.speeding_frame = True, frame_number
-                    self.newly_speeding.append(tid)
+                self._judge(rec, frame_number)
             if rec.speeding:
                 current_speeding += 1
         self.current_speeding = current_speeding
         return detections
+
+    def _judge(self, rec: VehicleRecord, frame_number: int) -> None:
+        median = rec.speed_kmh
+        if (
+            not rec.speeding
+            and self.config.has_evidence(rec)
+            and median is not None
+            and median > self.config.speed_limit_kmh
+        ):
+            rec.speeding, rec.speeding_frame = True, frame_number
+            self.newly_speeding.append(rec.track_id)
+
+    def _outside(self, outside: FrameDetections, frame_number: int) -> None:
+        """Tracked vehicles on the margin outside the ROI: one seen in the ROI only before its
+        track was confirmed is counted now (its passage from its hits in the ROI); one counted
+        without a speed estimate in the ROI takes the estimates made after it left, so that
+        every counted vehicle gets a speed and its flag while it is still tracked."""
+        areas = (outside.xyxy[:, 2] - outside.xyxy[:, 0]) * (outside.xyxy[:, 3] - outside.xyxy[:, 1])
+        for tid, cls, conf, area, speed in zip(
+            outside.tracker_id, outside.class_id, outside.confidence, areas, outside.speed_kmh
+        ):
+            tid = int(tid)
+            rec = self.vehicles.get(tid)
+            if rec is None:
+                seen = self._first_seen.get(tid)
+                if seen is None or len(seen) < 3 or seen[2] is None:
+                    continue
+                del self._first_seen[tid]
+                (first, first_t, (last, last_t)) = seen
+                rec = self.vehicles[tid] = VehicleRecord(tid, first, last, first_t, last_t)
+                rec.class_votes[int(cls)] = float(conf) * max(float(area), 1.0)
+                rec.counted_late = True
+            if np.isfinite(speed) and (not rec.speeds_kmh or rec.counted_late):
+                rec.counted_late = True  # its estimates are those made outside the ROI
+                rec.speeds_kmh.append(float(speed))
+                self._judge(rec, frame_number)
 
     def is_speeding(self, track_id: int) -> bool:
         rec = self.vehicles.get(int(track_id))

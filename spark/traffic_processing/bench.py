@@ -12,6 +12,15 @@ load) hits both variants alike. Each processor repetition starts from a fresh ``
 range, the ratio of the medians, and the median and range of the per-repetition ratios (each
 processor repetition over the detector repetition next to it). A spread above 15 % of the median
 is flagged: the figures are then noisy (another process shared the CPUs).
+
+``--baseline`` adds a third variant interleaved with the two: the whole processor in the
+configuration before the cheaper detected frame (ultralytics' OpenVINO wrapper on the shipped
+fixed 640x640 IR, i.e. a 640x640 letterbox, and the torch MobileNetV2 embedder), and reports the
+cost split of a detected frame (detector / embedder / tracker / rest, ms per frame: median of the
+per-repetition means, with min-max) of both, with the ratio after/before; the recall of the
+current detector against the baseline's boxes (vehicle boxes matched at IoU >= 0.5) on the timed
+frames; and the per-frame cost of ``detect`` given 1, 2, 4 or 8 frames at once (the Spark live
+stage detects the frames the stride selects in a micro-batch in one call).
 """
 
 from __future__ import annotations
@@ -22,12 +31,15 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import cv2
 import numpy as np
 
+from . import processor as processor_module
 from .cli import settings_from_calibration
 from .config import CalibrationFile, ProcessorConfig
+from .detections import FrameDetections
 from .detector import VehicleDetector
 from .processor import STAGES, FrameProcessor
 from .video import iter_frames, probe_video
@@ -62,6 +74,93 @@ def bench_processor(processor: FrameProcessor, jpegs: list[bytes]) -> tuple[floa
             totals[k] = totals.get(k, 0.0) + v
     fps = len(jpegs) / (time.perf_counter() - start)
     return fps, totals
+
+
+SPLIT = ("detector", "embedder", "tracker", "rest")  # parts of a detected frame
+BATCH_SIZES = (1, 2, 4, 8)
+
+
+def bench_split(processor: FrameProcessor, jpegs: list[bytes]) -> tuple[float, dict[str, float]]:
+    """frames/s of one pass and the mean ms per frame of each part of ``SPLIT``: the detector
+    (``VehicleDetector.detect``), the embedder (the appearance embeddings of the ROI's crops),
+    the tracker (DeepSORT association, ``VehicleTracker.update``) and the rest (decode, ROI
+    filter, speed, analytics, drawing, encode)."""
+    spent = dict.fromkeys(("embedder", "tracker"), 0.0)
+    embed_detections = processor_module.embed_detections
+    update = processor.tracker.update
+
+    def timed_embed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        t = time.perf_counter()
+        try:
+            return embed_detections(*args, **kwargs)
+        finally:
+            spent["embedder"] += time.perf_counter() - t
+
+    def timed_update(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        t = time.perf_counter()
+        try:
+            return update(*args, **kwargs)
+        finally:
+            spent["tracker"] += time.perf_counter() - t
+
+    processor_module.embed_detections = timed_embed
+    processor.tracker.update = timed_update  # type: ignore[method-assign]
+    detector_ms = 0.0
+    try:
+        start = time.perf_counter()
+        for n, data in enumerate(jpegs):
+            processor.process(data, n)
+            detector_ms += processor.last_timings.get("detection", 0.0)
+        wall = time.perf_counter() - start
+    finally:
+        processor_module.embed_detections = embed_detections
+        del processor.tracker.update
+    n = len(jpegs)
+    parts = {"detector": detector_ms / n, "embedder": spent["embedder"] * 1000 / n}
+    parts["tracker"] = spent["tracker"] * 1000 / n
+    parts["rest"] = wall * 1000 / n - sum(parts.values())
+    return n / wall, parts
+
+
+def bench_batched(detector: VehicleDetector, frames: list[np.ndarray], size: int) -> float:
+    """ms per frame of detecting ``frames`` in calls of ``size`` frames."""
+    start = time.perf_counter()
+    for i in range(0, len(frames), size):
+        detector.detect(frames[i : i + size])
+    return (time.perf_counter() - start) * 1000 / len(frames)
+
+
+def box_recall(
+    reference: list[FrameDetections], got: list[FrameDetections], iou: float = 0.5
+) -> tuple[int, int]:
+    """(matched, total): boxes of ``reference`` with a box of ``got`` at IoU >= ``iou`` in the
+    same frame."""
+    matched = total = 0
+    for ref, new in zip(reference, got, strict=True):
+        total += len(ref)
+        if not len(ref) or not len(new):
+            continue
+        a, b = ref.xyxy.astype(np.float64), new.xyxy.astype(np.float64)
+        lt = np.maximum(a[:, None, :2], b[None, :, :2])
+        rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+        inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+        area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)[:, None]
+        area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)[None, :]
+        ious = inter / np.maximum(area_a + area_b - inter, 1e-9)
+        matched += int((ious.max(axis=1) >= iou).sum())
+    return matched, total
+
+
+def baseline_config(config: ProcessorConfig) -> ProcessorConfig:
+    """The configuration before the cheaper detected frame: ultralytics on the model as it is
+    (the shipped IR: a fixed 640x640 letterbox) and the torch embedder."""
+    from dataclasses import replace
+
+    return replace(
+        config,
+        detector=replace(config.detector, backend="ultralytics"),
+        tracker=replace(config.tracker, embed_backend="torch"),
+    )
 
 
 @dataclass(frozen=True)
@@ -130,6 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=40, help="frames of the untimed warm-up of each variant")
     p.add_argument("--model")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run the configuration before the cheaper detected frame (ultralytics, 640x640 "
+        "letterbox, torch embedder) interleaved, and print the detected-frame split of both",
+    )
+    p.add_argument(
+        "--batch-frames", type=int, default=48, help="frames per repetition of the batched-detect figures"
+    )
     args = p.parse_args(argv)
     if args.frames < 1 or args.reps < 1 or args.warmup < 0:
         p.error("--frames and --reps must be >= 1, --warmup >= 0")
@@ -153,17 +261,43 @@ def main(argv: list[str] | None = None) -> int:
         detector.detect([frame])
 
     stage_totals = dict.fromkeys(STAGES, 0.0)
+    splits: dict[str, list[dict[str, float]]] = {"after": [], "before": []}
 
     def processor_run() -> float:
-        fps, totals = bench_processor(FrameProcessor(settings, detector=detector, config=config), timed_jpegs)
-        for k, v in totals.items():
-            stage_totals[k] = stage_totals.get(k, 0.0) + v
+        if not args.baseline:
+            fps, totals = bench_processor(
+                FrameProcessor(settings, detector=detector, config=config), timed_jpegs
+            )
+            for k, v in totals.items():
+                stage_totals[k] = stage_totals.get(k, 0.0) + v
+            return fps
+        proc = FrameProcessor(settings, detector=detector, config=config)
+        fps, parts = bench_split(proc, timed_jpegs)
+        splits["after"].append(parts)
         return fps
 
     def detector_run() -> float:
         return bench_detector(detector, timed_frames)
 
-    values, _ = interleave({"processor": processor_run, "detector": detector_run}, args.reps)
+    variants = {"processor": processor_run, "detector": detector_run}
+    if args.baseline:
+        old_config = baseline_config(ProcessorConfig())
+        old_config.detector.device = args.device
+        old_detector = VehicleDetector(args.model, old_config.detector)
+        old_warm = FrameProcessor(settings, detector=old_detector, config=old_config)
+        for n, data in enumerate(jpegs[: args.warmup]):
+            old_warm.process(data, n)
+
+        def baseline_run() -> float:
+            fps, parts = bench_split(
+                FrameProcessor(settings, detector=old_detector, config=old_config), timed_jpegs
+            )
+            splits["before"].append(parts)
+            return fps
+
+        variants["baseline"] = baseline_run
+
+    values, _ = interleave(variants, args.reps)
     proc, det = Spread.of(values["processor"]), Spread.of(values["detector"])
     per_rep = Spread.of(ratios(values["processor"], values["detector"]))
     load_after = os.getloadavg()
@@ -175,10 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{min(args.warmup, len(frames))}-frame warm-up), model {detector.model_path}, device {args.device}, "
         f"{cv2.getNumberOfCPUs()} CPUs, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after"
     )
-    print(f"per-stage mean ms per frame (whole processor, all {args.reps} repetitions):")
-    for k in STAGES:
-        print(f"  {k:<14}{stage_totals[k] / (n_timed * args.reps):8.2f}")
-    print(f"  {'total':<14}{sum(stage_totals[k] for k in STAGES) / (n_timed * args.reps):8.2f}")
+    if not args.baseline:
+        print(f"per-stage mean ms per frame (whole processor, all {args.reps} repetitions):")
+        for k in STAGES:
+            print(f"  {k:<14}{stage_totals[k] / (n_timed * args.reps):8.2f}")
+        print(f"  {'total':<14}{sum(stage_totals[k] for k in STAGES) / (n_timed * args.reps):8.2f}")
     print("per repetition, frames/s:")
     print("  processor  " + " ".join(f"{v:6.1f}" for v in values["processor"]))
     print("  detector   " + " ".join(f"{v:6.1f}" for v in values["detector"]))
@@ -197,5 +332,80 @@ def main(argv: list[str] | None = None) -> int:
             f"NOTE: {' and '.join(noisy)} varied by more than {NOISY_SPREAD:.0%} of the median between "
             "repetitions (other load on the machine?): read the medians with their ranges"
         )
+    if args.baseline:
+        report_baseline(args, detector, old_detector, values, splits, frames, timed_frames)
     print(f"traffic-bench took {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def report_baseline(
+    args: argparse.Namespace,
+    detector: VehicleDetector,
+    old_detector: VehicleDetector,
+    values: dict[str, list[float]],
+    splits: dict[str, list[dict[str, float]]],
+    frames: list[np.ndarray],
+    timed_frames: list[np.ndarray],
+) -> None:
+    """The ``--baseline`` lines: detected-frame split before/after, recall, batched detect."""
+    print("  baseline   " + " ".join(f"{v:6.1f}" for v in values["baseline"]))
+    print(
+        f"detected-frame cost split, ms per frame (median of {args.reps} interleaved repetitions, min - max):"
+    )
+    print(
+        f"  before: {old_detector.backend} backend, model input {_input_desc(old_detector)}, torch embedder"
+    )
+    print(
+        f"  after:  {detector.backend} backend, model input {_input_desc(detector)}, "
+        f"embedder {_embed_desc(detector)}"
+    )
+    print(
+        f"  {'part':<10}{'before':>8}   {'min - max':^15}{'after':>8}   {'min - max':^15}{'after/before':>13}"
+    )
+    for part in (*SPLIT, "total"):
+
+        def get(d: dict[str, float], part: str = part) -> float:
+            return sum(d.values()) if part == "total" else d[part]
+
+        b = Spread.of([get(d) for d in splits["before"]])
+        a = Spread.of([get(d) for d in splits["after"]])
+        print(
+            f"  {part:<10}{b.median:8.2f}   {b.low:6.2f} - {b.high:6.2f}{a.median:8.2f}   "
+            f"{a.low:6.2f} - {a.high:6.2f}{a.median / b.median if b.median else float('nan'):13.2f}"
+        )
+    per_rep = Spread.of(
+        ratios([sum(d.values()) for d in splits["after"]], [sum(d.values()) for d in splits["before"]])
+    )
+    print(
+        f"detected frame after/before, per-repetition ratios: median {per_rep.median:.2f}, range "
+        f"{per_rep.low:.2f} - {per_rep.high:.2f}  (aim <= 0.60)"
+    )
+    matched, total = box_recall(old_detector.detect(timed_frames), detector.detect(timed_frames))
+    print(
+        f"recall vs baseline detector: {matched} of {total} vehicle boxes matched at IoU >= 0.5 "
+        f"({matched / max(total, 1):.1%}, aim >= 95 %)"
+    )
+    step = max(BATCH_SIZES)
+    count = max(step, min(args.batch_frames, len(frames)) // step * step)
+    batch_frames = (frames * (-(-count // len(frames))))[:count]
+    reps = max(3, args.reps)
+    runs: dict[str, Callable[[], float]] = {
+        str(n): partial(bench_batched, detector, batch_frames, n) for n in BATCH_SIZES
+    }
+    batched, _ = interleave(runs, reps)
+    one = Spread.of(batched["1"]).median
+    print(f"detect(N frames) in one call, ms per frame ({count} frames x {reps} repetitions, interleaved):")
+    for n in BATCH_SIZES:
+        s = Spread.of(batched[str(n)])
+        print(f"  N={n:<3}{s.median:7.2f}   {s.low:6.2f} - {s.high:6.2f}   x{s.median / one:.2f} of N=1")
+
+
+def _input_desc(detector: VehicleDetector) -> str:
+    if detector.openvino is not None:
+        _, _, _, ih, iw = detector.openvino.letterbox_shape(360, 640)
+        return f"{iw}x{ih} for a 16:9 frame (per frame aspect)"
+    return f"{detector.config.imgsz}x{detector.config.imgsz} letterbox (fixed IR) / rect (.pt)"
+
+
+def _embed_desc(detector: VehicleDetector) -> str:
+    return "OpenVINO fp32" if detector.device == "cpu" else f"torch on {detector.device}"

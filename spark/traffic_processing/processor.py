@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -21,7 +21,7 @@ from .calibration import project_points
 from .config import ProcessorConfig
 from .detections import FrameDetections
 from .detector import VehicleDetector
-from .roi import RoiFilter
+from .roi import RoiFilter, TrackingZone, points_in_polygon
 from .schemas import BBox, FrameConfig, Passage, ProcessedFrame, Stats, Summary, Vehicle, Violation
 from .speed import SpeedEstimator
 from .tracker import TrackerConfig, VehicleTracker, embed_many
@@ -94,6 +94,7 @@ class FrameProcessor:
         self.config.tracker.half = self.config.detector.half
         self.annotate = annotate
         self.roi = RoiFilter(settings.roi_polygon)
+        self.zone = TrackingZone(settings.roi_polygon, settings.homography_matrix, self.config.margin_m)
         homography = settings.homography_matrix
         self.tracker = VehicleTracker(
             self.config.tracker,
@@ -111,6 +112,8 @@ class FrameProcessor:
         if state is not None:
             self.tracker, self.speed, self.analytics = state.tracker, state.speed, state.analytics
             self.last_tracked = state.last_tracked
+            # the rules are the config's, not the pickled state's (a state from an earlier version)
+            self.speed.config, self.analytics.config = self.config.speed, self.config.analytics
 
     @property
     def state(self) -> ProcessorState:
@@ -118,14 +121,15 @@ class FrameProcessor:
 
     # -- stateless stage -------------------------------------------------------------------
     def analyze(self, frames: list[np.ndarray]) -> list[FrameDetections]:
-        """Detect (batched), keep boxes whose bottom-centre is in the ROI, embed the crops of
-        all frames in one call, on the detector's device."""
+        """Detect (batched), keep boxes whose bottom-centre is in the tracking zone (the ROI and
+        its margin, ``in_roi`` set), embed the crops of all frames in one call, on the
+        detector's device."""
         if self.detector is None:
             raise RuntimeError("FrameProcessor.analyze needs a detector")
         with self.timer.stage("detection"):
             batch = self.detector.detect(frames)
         with self.timer.stage("tracking"):
-            kept = [d[self.roi(d).in_roi] for d in batch]
+            kept = [select_tracked(d, self.roi, self.zone) for d in batch]
             out = embed_detections(frames, kept, self.config.tracker, self.detector.device)
         return out
 
@@ -164,8 +168,7 @@ class FrameProcessor:
             tracked = self.tracker.update(detections, frame, frame_number)
             for tid, hits in self.tracker.confirmed_now.items():
                 self.speed.seed(tid, hits)
-                if hits:
-                    self.analytics.seed(tid, int(hits[0][0]), hits[0][0] / self.settings.fps)
+                self._seed_analytics(tid, hits)
         with self.timer.stage("speed"):
             tracked = self.speed(tracked, frame_number, frame.shape)
         with self.timer.stage("analytics"):
@@ -196,6 +199,18 @@ class FrameProcessor:
             has_homography=self.settings.homography_matrix is not None,
             new_violations=self._new_violations(frame, tracked),
         )
+
+    def _seed_analytics(self, track_id: int, hits: list[tuple[int, float, float]]) -> None:
+        """A track confirmed now: its detections in the ROI before confirmation (on the margin
+        it may have been confirmed before entering, or only after leaving) start its time in
+        the ROI, and count it even if it is outside the ROI now."""
+        if not hits:
+            return
+        inside = points_in_polygon(np.asarray([h[1:] for h in hits], dtype=np.float64), self.roi.polygon)
+        frames = [int(h[0]) for h, ok in zip(hits, inside) if ok]
+        if frames:
+            fps = self.settings.fps
+            self.analytics.seed(track_id, frames[0], frames[0] / fps, frames[-1], frames[-1] / fps)
 
     def predicted(self, frame_number: int) -> FrameDetections:
         """The tracks of the last detected frame moved to ``frame_number`` by their motion model,
@@ -285,13 +300,34 @@ def snapshot(frame: np.ndarray, xyxy: np.ndarray) -> bytes | None:
     return encode_jpeg(np.ascontiguousarray(frame[top:bottom, left:right]), SNAPSHOT_QUALITY)
 
 
+def select_tracked(detections: FrameDetections, roi: RoiFilter, zone: TrackingZone) -> FrameDetections:
+    """The detections to track: ``in_roi`` set by ``roi`` (what is counted), kept where they are
+    in the ROI or on the margin of road around it (``zone``)."""
+    detections = roi(detections)
+    return detections[zone.contains(detections.bottom_center, detections.in_roi)]
+
+
+def tracking_filter(
+    settings: FrameConfig, config: ProcessorConfig | None = None
+) -> Callable[[FrameDetections], FrameDetections]:
+    """``select_tracked`` bound to a video's ROI, homography and margin: for a detection stage
+    that runs before the ``FrameProcessor`` (the Spark job's batched detection)."""
+    margin = (config or ProcessorConfig()).margin_m
+    return partial(
+        select_tracked,
+        roi=RoiFilter(settings.roi_polygon),
+        zone=TrackingZone(settings.roi_polygon, settings.homography_matrix, margin),
+    )
+
+
 def embed_detections(
     frames: list[np.ndarray], detections: list[FrameDetections], config: TrackerConfig, device: str
 ) -> list[FrameDetections]:
     """ROI-filtered detections of several frames -> with their appearance embeddings, in one
     embedder call on ``device`` (the detector's)."""
     config.device = device
-    return embed_many(frames, detections, config.embed_batch, config.embed_size, device, config.half)
+    backend = getattr(config, "embed_backend", "auto")  # a config pickled before the field: auto
+    return embed_many(frames, detections, config.embed_batch, config.embed_size, device, config.half, backend)
 
 
 def to_vehicles(detections: FrameDetections, speeding: np.ndarray | None = None) -> list[Vehicle]:

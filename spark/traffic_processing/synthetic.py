@@ -6,8 +6,9 @@ pasted as upright billboards whose bottom-centre sits on the vehicle's road posi
 with distance, moving along lanes at known constant speeds. Writes the video, the matching
 CALIB.json and a truth file.
 
-``traffic-synth OUT_DIR [--preset speeds|highway]`` renders the standard scenario (``speeds``)
-or the 720p highway one.
+``traffic-synth OUT_DIR [--preset speeds|highway|shortzone|oblique]`` renders the standard
+scenario (``speeds``), the 720p highway one, or a short counting zone with fast traffic seen in
+perspective (``shortzone``) or obliquely (``oblique``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -69,6 +71,18 @@ class Camera:
     focal_px: float = 560.0
     height_m: float = 9.0
     tilt_deg: float = 24.0
+    # Oblique views: the camera stands ``x_m`` metres across the road from its axis and is
+    # turned by ``pan_deg`` (positive: towards +X) about the vertical; 0, 0 looks along the road.
+    pan_deg: float = 0.0
+    x_m: float = 0.0
+
+    @property
+    def _ground_to_camera(self) -> np.ndarray:
+        """(3, 3) road (X, Y, 1) -> (lateral, depth, 1) of the camera's ground frame."""
+        s, c = np.sin(np.radians(self.pan_deg)), np.cos(np.radians(self.pan_deg))
+        return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.array(
+            [[1, 0, -self.x_m], [0, 1, 0], [0, 0, 1]]
+        )
 
     @property
     def world_to_image(self) -> np.ndarray:
@@ -76,15 +90,21 @@ class Camera:
         s, c = np.sin(np.radians(self.tilt_deg)), np.cos(np.radians(self.tilt_deg))
         k = np.array([[self.focal_px, 0, self.width / 2], [0, self.focal_px, self.height / 2], [0, 0, 1]])
         rt = np.array([[1, 0, 0], [0, -s, self.height_m * c], [0, c, self.height_m * s]])
-        return k @ rt
+        return k @ rt @ self._ground_to_camera
+
+    def depth_m(self, x: float, y: float) -> float:
+        """Horizontal distance of road point (x, y) along the camera's viewing direction."""
+        return float((self._ground_to_camera @ np.array([x, y, 1.0]))[1])
 
     @property
     def image_to_world(self) -> np.ndarray:
         return np.linalg.inv(self.world_to_image)
 
     def scale_px_per_m(self, x: float, y: float) -> float:
-        """Pixels per metre across the road at road point (x, y)."""
-        pts = project_points(self.world_to_image, np.array([[x - 0.5, y], [x + 0.5, y]]))
+        """Pixels per metre across the view (across the road for an unpanned camera) at road
+        point (x, y)."""
+        dx, dy = 0.5 * np.cos(np.radians(self.pan_deg)), -0.5 * np.sin(np.radians(self.pan_deg))
+        pts = project_points(self.world_to_image, np.array([[x - dx, y - dy], [x + dx, y + dy]]))
         return float(np.linalg.norm(pts[1] - pts[0]))
 
 
@@ -182,14 +202,86 @@ def highway_scenario(fps: float = 30.0) -> Scenario:
     )
 
 
-PRESETS = {"speeds": speeds_scenario, "highway": highway_scenario}
+def shortzone_scenario(fps: float = 25.0) -> Scenario:
+    """Short counting zone, fast traffic, perspective view (960x540 @25, 10 s): an 18 m ROI that
+    a 140 km/h car crosses in 0.46 s (12 frames; 2-3 detections at a live stride of 5, 1-2 at 10),
+    with calibrated road before and after it. Limit 60: speeders at 70-140 km/h and vehicles
+    just under the limit (52-55 km/h), both directions; vehicles enter the ROI in the first
+    second and leave it in the last one."""
+    away_slow, away_fast, towards_fast, towards_slow = 5.25, 1.75, -1.75, -5.25
+    plan = [  # sprite, lane, km/h, start s, direction
+        ("car_rear_dark", away_fast, 140, 0.0, 1),  # in the ROI at 0.39 s
+        ("car_front", towards_slow, 55, -2.8, -1),  # in the ROI at 0.4 s
+        ("car_rear_white", away_slow, 70, 0.6, 1),
+        ("car_front", towards_fast, 130, 1.2, -1),
+        ("bus_rear", away_slow, 52, 2.0, 1),
+        ("car_rear_grey", away_fast, 120, 2.6, 1),
+        ("car_front", towards_fast, 72, 3.6, -1),
+        ("car_rear_dark", away_fast, 100, 4.8, 1),
+        ("bus_front", towards_slow, 55, 5.0, -1),
+        ("car_rear_white", away_fast, 135, 6.6, 1),
+        ("car_front", towards_fast, 140, 7.6, -1),
+        ("car_rear_grey", away_slow, 55, 7.4, 1),  # leaves the ROI at 9.64 s
+    ]
+    return Scenario(
+        vehicles=[VehicleSpec(s, lane, v, t0, d) for s, lane, v, t0, d in plan],
+        duration_s=10.0,
+        fps=fps,
+        camera=Camera(width=960, height=540, focal_px=1400.0, height_m=10.0, tilt_deg=15.0),
+        lanes=4,
+        road_start_m=18.0,  # below the bottom edge of the frame (20.6 m)
+        road_end_m=100.0,
+        roi_y_m=(34.0, 52.0),
+        speed_limit_kmh=60.0,
+    )
+
+
+def oblique_scenario(fps: float = 30.0) -> Scenario:
+    """Short counting zone seen obliquely (960x540 @30, 10 s): the camera stands 14 m beside
+    the road, turned 20 deg towards it, so the road crosses the image diagonally; a 15 m ROI,
+    traffic at 52-140 km/h both ways, limit 60 with vehicles at 55 and 70; vehicles enter the ROI
+    in the first second and leave it in the last one."""
+    away, towards = 1.75, -1.75
+    plan = [  # sprite, lane, km/h, start s, direction
+        ("car_rear_white", away, 120, -0.4, 1),  # in the ROI at 0.27 s
+        ("car_front", towards, 70, -2.2, -1),  # in the ROI at 0.63 s
+        ("car_rear_dark", away, 55, 0.2, 1),
+        ("car_front", towards, 140, 1.4, -1),
+        ("car_front", towards, 100, 2.2, -1),
+        ("car_rear_dark", away, 130, 4.2, 1),
+        ("car_rear_grey", away, 140, 4.9, 1),
+        ("car_rear_white", away, 70, 5.0, 1),
+        ("bus_front", towards, 52, 3.6, -1),
+        ("car_front", towards, 55, 5.3, -1),  # leaves the ROI at 9.87 s
+    ]
+    return Scenario(
+        vehicles=[VehicleSpec(s, lane, v, t0, d) for s, lane, v, t0, d in plan],
+        duration_s=10.0,
+        fps=fps,
+        camera=Camera(
+            width=960, height=540, focal_px=2200.0, height_m=8.0, tilt_deg=8.0, pan_deg=20.0, x_m=-14.0
+        ),
+        lanes=2,
+        road_start_m=22.0,  # off the frame (the road enters it at 28 m) ...
+        road_end_m=110.0,  # ... and leaves it at 102 m
+        roi_y_m=(40.0, 55.0),
+        speed_limit_kmh=60.0,
+    )
+
+
+PRESETS = {
+    "speeds": speeds_scenario,
+    "highway": highway_scenario,
+    "shortzone": shortzone_scenario,
+    "oblique": oblique_scenario,
+}
 
 
 def _road_texture(
     scn: Scenario, rng: np.random.Generator, px_per_m: float = 16.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-down road raster and its (3, 3) raster-pixel -> road-metre transform."""
-    x0, x1, y0, y1 = -16.0, 16.0, -2.0, 160.0
+    x0, x1, y0, y1 = min(-16.0, scn.camera.x_m - 10), max(16.0, scn.camera.x_m + 10), -2.0, 160.0
     w, h = int((x1 - x0) * px_per_m), int((y1 - y0) * px_per_m)
     tex = np.empty((h, w, 3), np.uint8)
     tex[:] = (88, 92, 90)
@@ -252,7 +344,7 @@ def vehicle_boxes(
         box = (max(x1, 0), max(y1, 0), min(x1 + sw, cam.width), min(y1 + sh, cam.height))
         if box[2] > box[0] and box[3] > box[1]:
             out.append((i, y, box))
-    return sorted(out, key=lambda b: -b[1])
+    return sorted(out, key=lambda b: -cam.depth_m(scn.vehicles[b[0]].lane_x_m, b[1]))
 
 
 def render(scn: Scenario, out_dir: str | Path, name: str = "synthetic") -> dict:
@@ -301,7 +393,7 @@ def render(scn: Scenario, out_dir: str | Path, name: str = "synthetic") -> dict:
                     truth[i]["first_frame_in_roi"] if truth[i]["first_frame_in_roi"] is not None else n
                 )
                 truth[i]["last_frame_in_roi"] = n
-        for y, _, v in sorted(placed, key=lambda p: -p[0]):  # far to near
+        for y, _, v in sorted(placed, key=lambda p: -cam.depth_m(p[2].lane_x_m, p[0])):  # far to near
             crop = sprites[v.sprite][0]
             x1, y1, sw, sh = _placement(cam, v, y, sprites[v.sprite])
             sprite = cv2.resize(
@@ -344,12 +436,147 @@ def main(argv: list[str] | None = None) -> int:
         "--preset",
         choices=sorted(PRESETS),
         default="speeds",
-        help="speeds: 640x360, 8 vehicles at 30-120 km/h; highway: 1280x720, 12 at 40-130 km/h",
+        help="speeds: 640x360, 8 vehicles at 30-120 km/h; highway: 1280x720, 12 at 40-130 km/h; "
+        "shortzone: 960x540, 18 m ROI, perspective, 12 at 52-140 km/h; oblique: 960x540, 15 m ROI, "
+        "oblique view, 10 at 52-140 km/h",
     )
     parser.add_argument("--name", help="file name stem (default: synthetic, or the preset's name)")
-    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--fps", type=float, help="frame rate (default: the preset's, 30 or 25)")
     args = parser.parse_args(argv)
     name = args.name or ("synthetic" if args.preset == "speeds" else args.preset)
-    truth = render(PRESETS[args.preset](args.fps), args.out_dir, name)
+    preset = PRESETS[args.preset]
+    truth = render(preset(args.fps) if args.fps else preset(), args.out_dir, name)
     print(f"{truth['frames']} frames, {len(truth['vehicles'])} vehicles -> {truth['video']}")
     return 0
+
+
+# -- scoring results against the truth (tests, benches) --------------------------------------
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def identify_tracks(
+    scn: Scenario,
+    observations: list[tuple[int, int, tuple[float, float, float, float]]],
+    min_iou: float = 0.3,
+) -> dict[int, int | None]:
+    """track id -> index of the truth vehicle whose rendered box its boxes cover (the majority
+    over its (frame_number, track_id, (x1, y1, x2, y2)) observations; None when none matches).
+    Independent of the measured speed, so a wrong speed cannot pick its own match."""
+    sprites = {name: load_sprite(name) for name in {v.sprite for v in scn.vehicles}}
+    truth_boxes: dict[int, list] = {}
+    votes: dict[int, dict[int, int]] = {}
+    for frame_number, track_id, box in observations:
+        if frame_number not in truth_boxes:
+            truth_boxes[frame_number] = vehicle_boxes(scn, frame_number / scn.fps, sprites)
+        best = max(((box_iou(box, tb), i) for i, _, tb in truth_boxes[frame_number]), default=(0.0, None))
+        tally = votes.setdefault(int(track_id), {})
+        if best[0] >= min_iou and best[1] is not None:
+            tally[best[1]] = tally.get(best[1], 0) + 1
+    return {t: (max(c, key=lambda i: c[i]) if c else None) for t, c in votes.items()}
+
+
+def match_passages(passages: list[dict], truth: dict, max_frames: int = 20) -> dict[int, Any]:
+    """truth vehicle id -> the passage (``first_frame``/``last_frame`` in the ROI) that best fits
+    its frames in the ROI (one-to-one, least total |first - first| + |last - last|, none farther
+    than ``max_frames`` on either end); for results that carry no boxes (the REST passages)."""
+    from scipy.optimize import linear_sum_assignment
+
+    vehicles = truth["vehicles"]
+    out: dict[int, Any] = {t["id"]: None for t in vehicles}
+    if not passages:
+        return out
+    cost = np.full((len(vehicles), len(passages)), 1e6)
+    for i, t in enumerate(vehicles):
+        for j, p in enumerate(passages):
+            d0 = abs(p["first_frame"] - t["first_frame_in_roi"])
+            d1 = abs(p["last_frame"] - t["last_frame_in_roi"])
+            if max(d0, d1) <= max_frames:
+                cost[i, j] = d0 + d1
+    for i, j in zip(*linear_sum_assignment(cost)):
+        if cost[i, j] < 1e6:
+            out[vehicles[i]["id"]] = passages[j]
+    return out
+
+
+def score(passages: list[dict], truth: dict, identity: dict[int, int | None] | None = None) -> dict[str, Any]:
+    """Passages (``schemas.Passage`` dicts) against the truth: each truth vehicle's passage (by
+    ``identity``, track id -> truth index, when given; else by ``match_passages``), the counted
+    total, the vehicles counted twice or not at all, counted vehicles without a speed, the
+    speed errors, and the speeders flagged / missed / falsely flagged."""
+    vehicles = truth["vehicles"]
+    pairs: dict[int, Any]
+    if identity is not None:
+        of: dict[int, list[dict]] = {t["id"]: [] for t in vehicles}
+        unknown: list[dict] = []
+        for p in passages:
+            i = identity.get(p["track_id"])
+            (of[i] if i is not None else unknown).append(p)
+        pairs = {i: (ps[0] if len(ps) == 1 else None) for i, ps in of.items()}
+        twice = sorted(i for i, ps in of.items() if len(ps) > 1)
+        missed = sorted(i for i, ps in of.items() if not ps)
+        extra = [p["track_id"] for p in unknown]
+    else:
+        pairs = match_passages(passages, truth)
+        matched = {id(p) for p in pairs.values() if p is not None}
+        twice, missed = [], sorted(i for i, p in pairs.items() if p is None)
+        extra = [p["track_id"] for p in passages if id(p) not in matched]
+    errors = {
+        t["id"]: abs(pairs[t["id"]]["speed_kmh"] - t["speed_kmh"])
+        for t in vehicles
+        if pairs[t["id"]] is not None and pairs[t["id"]]["speed_kmh"] is not None
+    }
+    speeders = {t["id"] for t in vehicles if t["speeding"]}
+    flagged = {i for i, p in pairs.items() if p is not None and p["speeding"]}
+    return {
+        "counted": len(passages),
+        "truth": len(vehicles),
+        "twice": twice,
+        "missed": missed,
+        "extra": extra,
+        "without_speed": [p["track_id"] for p in passages if p["speed_kmh"] is None],
+        "mae_kmh": float(np.mean(list(errors.values()))) if errors else float("nan"),
+        "max_error_kmh": max(errors.values(), default=float("nan")),
+        "speeders": len(speeders),
+        "flagged": sum(bool(p["speeding"]) for p in passages),
+        "missed_speeders": sorted(speeders - flagged),
+        "false_flags": sorted(flagged - speeders)
+        + [
+            p["track_id"]
+            for p in passages
+            if p["speeding"] and (identity is not None and identity.get(p["track_id"]) is None)
+        ],
+        "speeds": {
+            t["id"]: (t["speed_kmh"], None if pairs[t["id"]] is None else pairs[t["id"]]["speed_kmh"])
+            for t in vehicles
+        },
+    }
+
+
+def meets_truth(s: dict[str, Any], mae_kmh: float = 1.5) -> bool:
+    """Every vehicle counted exactly once, every counted one with a speed, speed MAE within
+    ``mae_kmh``, exactly the truth's speeders flagged."""
+    return (
+        s["counted"] == s["truth"]
+        and not s["twice"]
+        and not s["missed"]
+        and not s["extra"]
+        and not s["without_speed"]
+        and float(s["mae_kmh"]) <= mae_kmh
+        and not s["missed_speeders"]
+        and not s["false_flags"]
+    )
+
+
+def summary_line(s: dict[str, Any]) -> str:
+    return (
+        f"counted {s['counted']}/{s['truth']} "
+        f"(twice {s['twice']}, missed {s['missed']}, extra {s['extra']}), "
+        f"without speed {len(s['without_speed'])}, flagged {s['flagged']}/{s['speeders']} "
+        f"(missed {s['missed_speeders']}, false {s['false_flags']}), MAE {s['mae_kmh']:.2f} km/h "
+        f"(max {s['max_error_kmh']:.2f})"
+    )

@@ -19,6 +19,7 @@ is calibrated, box heights otherwise).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,18 @@ class TrackerConfig:
     motion_slack_m: float = 2.0
     motion_heights_per_frame: float = 0.6  # uncalibrated: box heights per elapsed frame
     motion_slack_heights: float = 1.0
+    # Calibrated: a match must continue the track's road motion (its velocity from its last
+    # measured positions, when it has two): along the motion within ``motion_slack_m`` plus
+    # ``motion_speed_change`` of the distance it should have covered, across it within
+    # ``motion_lateral_m`` plus ``motion_lateral_mps`` per second of gap. At sparse strides a
+    # vehicle in the next lane, or coming the other way, can sit where the lost one would be;
+    # a road vehicle does not jump a lane nor turn back between two detections.
+    motion_speed_change: float = 0.35
+    # appearance distance allowed (instead of ``motion_max_cosine``) to a detection that
+    # continues the track's road motion: a vehicle's look changes with its distance
+    motion_max_cosine_continuing: float = 0.5
+    motion_lateral_m: float = 1.5
+    motion_lateral_mps: float = 2.0
     # Appearance samples kept per track (1280 floats each): the tracker is pickled into Spark
     # state every micro-batch, and 50 samples made ~250 KB a track.
     nn_budget: int | None = 10
@@ -59,6 +72,9 @@ class TrackerConfig:
     # Where the embedder runs: FrameProcessor sets it to its detector's device (never a mix).
     device: str = "cpu"
     half: bool = False  # fp16 embedder (CUDA only)
+    # "auto": on the CPU the same MobileNetV2 converted to OpenVINO (fp32, same embeddings to
+    # 1e-5, ~5x faster than torch at these batch sizes); elsewhere torch. "torch": always torch.
+    embed_backend: str = "auto"
 
 
 _EMBEDDERS: dict[tuple[str, bool], Any] = {}
@@ -90,6 +106,51 @@ def get_embedder(batch: int = 32, device: str = "cpu", half: bool = False) -> An
     return _EMBEDDERS[key]
 
 
+_OV_EMBEDDERS: dict[int, Any] = {}
+
+
+def get_openvino_embedder(size: int = 64) -> Any | None:
+    """The process-wide OpenVINO copy of the MobileNetV2 embedder for ``size`` x ``size`` crops
+    (compiled with the input: a batch of uint8 BGR NHWC crops; the RGB swap and ImageNet
+    normalisation run in the graph), or None when OpenVINO is not installed."""
+    if size not in _OV_EMBEDDERS:
+        try:
+            import openvino as ov
+            from openvino.preprocess import ColorFormat, PrePostProcessor
+        except ImportError:
+            _OV_EMBEDDERS[size] = None
+            return None
+        import torch
+
+        model = get_embedder(1, "cpu", False).model.eval()
+        import warnings
+
+        try:
+            with torch.no_grad(), warnings.catch_warnings():  # inference-tensor weights: no autograd
+                warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.trace's deprecation
+                example = torch.zeros(1, 3, size, size)
+                net = ov.convert_model(model, example_input=example, input=[(-1, 3, size, size)])
+        except Exception as exc:  # noqa: BLE001 - a conversion failure leaves the torch embedder
+            import logging
+
+            logging.getLogger(__name__).warning("embedder not converted to OpenVINO (%s): torch runs it", exc)
+            _OV_EMBEDDERS[size] = None
+            return None
+        ppp = PrePostProcessor(net)
+        ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
+            ColorFormat.BGR
+        )
+        ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).mean(
+            [255.0 * float(m) for m in _MEAN]
+        ).scale([255.0 * float(s) for s in _STD])
+        ppp.input().model().set_layout(ov.Layout("NCHW"))
+        # fp32: OpenVINO's default on a CPU with bf16 would move the embeddings by ~10 %
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        compiled = ov.Core().compile_model(ppp.build(), "CPU", config)
+        _OV_EMBEDDERS[size] = (compiled.create_infer_request(), threading.Lock())
+    return _OV_EMBEDDERS[size]
+
+
 def embedder_device(embedder: Any) -> str:
     """The device the embedder's weights are on (``cpu``, ``cuda:0``...)."""
     return str(next(embedder.model.parameters()).device)
@@ -117,9 +178,10 @@ def embed(
     size: int = 64,
     device: str = "cpu",
     half: bool = False,
+    backend: str = "auto",
 ) -> FrameDetections:
     """Fill ``detections.embeddings`` (N, 1280) float32 from the frame's crops."""
-    return embed_many([frame], [detections], batch, size, device, half)[0]
+    return embed_many([frame], [detections], batch, size, device, half, backend)[0]
 
 
 def embed_many(
@@ -129,14 +191,18 @@ def embed_many(
     size: int = 64,
     device: str = "cpu",
     half: bool = False,
+    backend: str = "auto",
 ) -> list[FrameDetections]:
     """Fill ``embeddings`` of every frame's detections: the crops of all frames go through the
     network together (chunks of ``batch``), on ``device``, read back to the host once.
 
     Preprocessing is vectorised here (the library's per-crop torchvision transform costs more
     than the network at small sizes): resize to size x size, BGR -> RGB, ImageNet
-    normalisation.
+    normalisation. ``backend`` "auto" runs the OpenVINO copy of the network on the CPU
+    (``get_openvino_embedder``), "torch" the torch one.
     """
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"unknown embed backend {backend!r}: use auto or torch")
     crops = [
         cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA)
         for frame, dets in zip(frames, detections)
@@ -145,6 +211,19 @@ def embed_many(
     if not crops:
         for dets in detections:
             dets.embeddings = np.zeros((0, 1280), dtype=np.float32)
+        return detections
+    runner = get_openvino_embedder(size) if backend == "auto" and device == "cpu" else None
+    if runner is not None:
+        request, lock = runner
+        stacked = np.stack(crops)
+        with lock:  # one infer request per process: callers in threads take turns
+            out = np.concatenate(
+                [np.array(request.infer([stacked[i : i + batch]])[0]) for i in range(0, len(stacked), batch)]
+            )
+        start = 0
+        for dets in detections:
+            dets.embeddings = np.ascontiguousarray(out[start : start + len(dets)], dtype=np.float32)
+            start += len(dets)
         return detections
     import torch
 
@@ -244,11 +323,54 @@ class FrameTracker(Tracker):
             unconfirmed + recent,
             unmatched_dets,
         )
-        # 3. Appearance within a physical motion bound, for what is left of 2.
+        # 3. Appearance within a physical motion bound, for what is left of 2 and the tracks
+        #    that missed a detection (a vehicle's look changes with its distance: the gallery
+        #    of a track followed on the margin may not match it by appearance alone).
         matches_c, unmatched_c, unmatched_dets = linear_assignment.min_cost_matching(
-            self._motion_cost, 1.0, self.tracks, detections, unmatched_b, unmatched_dets
+            self._motion_cost, 1.0, self.tracks, detections, unmatched_b + older, unmatched_dets
         )
-        return matches_a + matches_b + matches_c, list(set(older + unmatched_c)), unmatched_dets
+        matches, rejected = self._continuing(matches_a + matches_b + matches_c, detections)
+        unmatched_tracks = list(set(unmatched_c + [t for t, _ in rejected]))
+        return matches, unmatched_tracks, unmatched_dets + [d for _, d in rejected]
+
+    def _continuing(
+        self, matches: list[tuple[int, int]], detections: list[Detection]
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """(kept, rejected) matches: a match is rejected when the track has a road velocity
+        (two measured positions at different frames, calibrated camera) and the detection lies
+        off the track's predicted road position beyond the ``motion_*`` tolerances."""
+        if self.to_world is None or not matches:
+            return matches, []
+        kept: list[tuple[int, int]] = []
+        rejected: list[tuple[int, int]] = []
+        for ti, di in matches:
+            broken = self._continues(self.tracks[ti], detections[di].to_tlbr()) is False
+            (rejected if broken else kept).append((ti, di))
+        return kept, rejected
+
+    def _continues(self, track: Any, det_tlbr: np.ndarray) -> bool | None:
+        """Whether the detection's road point continues the track's road motion within the
+        ``motion_*`` tolerances; None when that cannot be told (uncalibrated, fewer than two
+        measured positions, a (nearly) standing vehicle)."""
+        cfg = self.config
+        hits = getattr(track, "hits_log", [])
+        if self.to_world is None or len(hits) < 2 or hits[-1][0] <= hits[0][0]:
+            return None
+        (f0, x0, y0), (f1, x1, y1) = hits[0], hits[-1]
+        points = [[x0, y0], [x1, y1], [(det_tlbr[0] + det_tlbr[2]) / 2, det_tlbr[3]]]
+        w = self.to_world(np.asarray(points, dtype=np.float64))
+        velocity = (w[1] - w[0]) * self.fps / (f1 - f0)
+        speed = float(np.linalg.norm(velocity))
+        gap_s = max(1, track.time_since_update) / self.fps
+        if speed * gap_s < 0.5:
+            return None
+        miss = w[2] - (w[1] + velocity * gap_s)
+        u = velocity / speed
+        along = float(miss @ u)
+        across = float(abs(miss[0] * u[1] - miss[1] * u[0]))
+        return abs(along) <= cfg.motion_slack_m + cfg.motion_speed_change * speed * gap_s and (
+            across <= cfg.motion_lateral_m + cfg.motion_lateral_mps * gap_s
+        )
 
     def _motion_cost(
         self,
@@ -285,6 +407,15 @@ class FrameTracker(Tracker):
             heights = (trk_boxes_a[:, 3] - trk_boxes_a[:, 1])[:, None]
             gate = heights * (cfg.motion_heights_per_frame * gaps_a + cfg.motion_slack_heights)
         ok = (dist <= gate) & (appearance <= cfg.motion_max_cosine)
+        if self.to_world is not None:  # continuing a track's road motion, a looser look will do
+            for r, i in enumerate(track_indices):
+                for c, j in enumerate(detection_indices):
+                    if (
+                        not ok[r, c]
+                        and appearance[r, c] <= cfg.motion_max_cosine_continuing
+                        and self._continues(tracks[i], detections[j].to_tlbr())
+                    ):
+                        ok[r, c] = True
         combined = 0.5 * appearance / cfg.motion_max_cosine + 0.5 * dist / gate
         cost[ok] = np.minimum(combined[ok], 1.0 - 1e-6)
         return cost

@@ -51,7 +51,9 @@ def test_latency_holds_on_one_core(tmp_path: Path):
     server = app = client = None
     try:
         server = start_redis(tmp_path)
-        app = SparkApp(server.port, tmp_path / "checkpoint", tmp_path / "app.log", SOURCE_PARTITIONS="1").start()
+        app = SparkApp(
+            server.port, tmp_path / "checkpoint", tmp_path / "app.log", SOURCE_PARTITIONS="1"
+        ).start()
         client = redis.Redis(port=server.port)
         deadline = time.monotonic() + 420
         while not client.get(streams.PROCESSOR_HEARTBEAT_KEY):

@@ -491,7 +491,9 @@ def test_a_lone_live_stream_reads_ahead_and_skips_what_it_read_when_spark_brings
     # the source hands Spark what was read ahead without its JPEG (never an end of stream)
     from spark.streaming.redis_source import RedisSimpleStreamReader
 
-    source, end_id = RedisSimpleStreamReader({"port": str(port), "maxEntriesPerBatch": "20"}).read({"id": "0-0"})
+    source, end_id = RedisSimpleStreamReader({"port": str(port), "maxEntriesPerBatch": "20"}).read(
+        {"id": "0-0"}
+    )
     data = {r[2]: r[3] for r in source}
     assert [bool(data[sid]) for sid in first + later] == [False] * 5 and data[other_run][:2] == b"\xff\xd8"
     # Spark delivers 2..4 (and the other run's first frame) later: only the new run is processed
