@@ -115,7 +115,8 @@ class LiveStride:
     def __post_init__(self) -> None:
         self.detect_ms = self.detect_ms if self.detect_ms is not None else _COST_PRIOR.get("detect")
         self.hold_ms = self.hold_ms if self.hold_ms is not None else _COST_PRIOR.get("hold")
-        self.overhead_s = self.overhead_s if self.overhead_s is not None else _COST_PRIOR.get("overhead")
+        # Not the overhead: another video's (a stream processed every frame, batches of seconds)
+        # says nothing of a new live stream's, which is read ahead.
 
     def due(self, frame_number: int) -> bool:
         return self.last_detected < 0 or frame_number - self.last_detected >= self.k
@@ -140,7 +141,7 @@ class LiveStride:
 
     def batch_started(self, wall: float) -> None:
         if self.last_call_end is not None and 0 <= wall - self.last_call_end < 30:
-            self.overhead_s = _COST_PRIOR["overhead"] = self._ema(self.overhead_s, wall - self.last_call_end)
+            self.overhead_s = self._ema(self.overhead_s, wall - self.last_call_end)
         if self.last_call_start is not None and 0 <= wall - self.last_call_start < 30:
             self.period_s = self._ema(self.period_s, wall - self.last_call_start)
         self.last_call_start = wall

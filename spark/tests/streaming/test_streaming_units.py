@@ -555,5 +555,8 @@ def test_live_stride_measures_costs_and_overhead_and_seeds_new_videos(monkeypatc
     s.last_call_end = 100.5
     s.batch_started(101.0)  # 0.5 s between the end of one batch and the start of the next
     assert s.detect_ms > 60 and s.overhead_s == pytest.approx(0.5)
-    fresh = video_state.LiveStride()  # a new video starts from what this worker measured
-    assert fresh.detect_ms == s.detect_ms and fresh.adapt(25, lag_s=0.0) == s.adapt(25, lag_s=0.0) > 1
+    fresh = video_state.LiveStride()  # a new video starts from the costs this worker measured ...
+    assert fresh.detect_ms == s.detect_ms and fresh.hold_ms == s.hold_ms and fresh.adapt(25, lag_s=0.0) > 1
+    # ... not from another video's overhead (a stream processed every frame has batches of
+    # seconds, which says nothing of a live one's): a new live stream does not start degraded
+    assert fresh.overhead_s is None and fresh.adapt(25, lag_s=0.0) <= s.adapt(25, lag_s=0.0)
