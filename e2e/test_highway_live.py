@@ -35,18 +35,10 @@ SPEED_MAE_KMH = 2.0  # over all measured vehicles
 MIN_BOX_IOU = 0.3
 
 
-def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def identify(scenario, observations: list[tuple[int, int, dict]]) -> dict[int, int | None]:
     """track id -> index of the truth vehicle whose rendered box its boxes cover (the majority
     over its (frame_number, track_id, bbox) observations), None when no box matches."""
-    from traffic_processing.synthetic import load_sprite, vehicle_boxes
+    from traffic_processing.synthetic import box_iou, load_sprite, vehicle_boxes
 
     sprites = {name: load_sprite(name) for name in {v.sprite for v in scenario.vehicles}}
     truth_boxes: dict[int, list] = {}
