@@ -59,16 +59,15 @@ def truth_vehicle(scn, frame_number: int, world_xy: np.ndarray) -> int | None:
 
 KNOWN_SWITCH = pytest.mark.xfail(
     strict=True,
-    reason="issue 15 follow-up: with the 20 m tracking margin, a highway car entering at the far "
-    "end is tracked from noisy far-margin boxes, then goes undetected 0.8 s at 5 Hz and comes back "
-    "under a new id inside the ROI (margin 0 passes; 12 m does not)",
+    reason="degraded live (3.3 Hz at 30 fps): on the 640x360 clip two of eight vehicles (30-120 km/h, "
+    "small boxes) switch ids; the 720p highway holds one id each at this stride",
 )
 
 
-@pytest.mark.parametrize("stride", [1, 2, 4, 6])
+@pytest.mark.parametrize("stride", [1, 2, 4, 6, 9])
 def test_one_id_per_vehicle_at_every_detection_stride(analyzed_truth, stride, request):
     settings, detections, scn = analyzed_truth
-    if request.node.callspec.id == "highway-6":
+    if request.node.callspec.id == "speeds-9":
         request.applymarker(KNOWN_SWITCH)
     homography = np.asarray(settings.homography_matrix)
     tracker = VehicleTracker(TrackerConfig(), fps=settings.fps, to_world=partial(project_points, homography))

@@ -62,6 +62,13 @@ class TrackerConfig:
     motion_max_cosine_continuing: float = 0.5
     motion_lateral_m: float = 1.5
     motion_lateral_mps: float = 2.0
+    # The road's axis (the direction the traffic moves along, learned from the tracks): a new
+    # track, which has no motion yet, is not continued across it either. Learned from tracks
+    # measured over ``axis_min_span_s``, used once ``axis_min_samples`` samples agree with a
+    # coherence of ``axis_min_coherence`` (1: all parallel; a junction stays under it).
+    axis_min_span_s: float = 0.4
+    axis_min_samples: int = 8
+    axis_min_coherence: float = 0.8
     # Appearance samples kept per track (1280 floats each): the tracker is pickled into Spark
     # state every micro-batch, and 50 samples made ~250 KB a track.
     nn_budget: int | None = 10
@@ -270,6 +277,8 @@ class FrameTracker(Tracker):
         )
         self.to_world = to_world
         self._steps = 1
+        # The road's axis, learned from the tracks' motion: (sum ux^2, sum uy^2, sum ux*uy, n)
+        self.axis_sums = np.zeros(4)
 
     def predict(self, steps: int = 1) -> None:
         """Advance every track by ``steps`` frames (k steps of the motion model)."""
@@ -348,28 +357,69 @@ class FrameTracker(Tracker):
             (rejected if broken else kept).append((ti, di))
         return kept, rejected
 
+    def learn_axis(self, hits: list[tuple[int, float, float]]) -> None:
+        """One sample of the road's direction: a track's road motion over its measured positions
+        when they span ``axis_min_span_s`` and it moves (a track that jumped lanes at its birth
+        gets no more hits and gives no sample)."""
+        span = hits[-1][0] - hits[0][0] if hits else 0
+        if self.to_world is None or len(hits) < 3 or span < self.config.axis_min_span_s * self.fps:
+            return
+        w = self.to_world(np.asarray([hits[0][1:], hits[-1][1:]], dtype=np.float64))
+        d = w[1] - w[0]
+        speed = float(np.linalg.norm(d)) * self.fps / (hits[-1][0] - hits[0][0])
+        if speed < 2.0:
+            return
+        ux, uy = d / np.linalg.norm(d)
+        sums = getattr(self, "axis_sums", None)
+        self.axis_sums = (sums if sums is not None else np.zeros(4)) + (ux * ux, uy * uy, ux * uy, 1.0)
+
+    def road_axis(self) -> np.ndarray | None:
+        """The unit direction along which the tracked traffic moves (either way), once enough
+        tracks agree on it (``axis_min_samples``, coherence ``axis_min_coherence``); None on a
+        scene without one dominant direction (a junction) or before."""
+        sums = getattr(self, "axis_sums", None)
+        if sums is None or sums[3] < self.config.axis_min_samples:
+            return None
+        sxx, syy, sxy = sums[0], sums[1], sums[2]
+        coherence = float(np.hypot(sxx - syy, 2 * sxy) / max(sxx + syy, 1e-9))
+        if coherence < self.config.axis_min_coherence:
+            return None
+        theta = 0.5 * np.arctan2(2 * sxy, sxx - syy)
+        return np.array([np.cos(theta), np.sin(theta)])
+
     def _continues(self, track: Any, det_tlbr: np.ndarray) -> bool | None:
         """Whether the detection's road point continues the track's road motion within the
-        ``motion_*`` tolerances; None when that cannot be told (uncalibrated, fewer than two
-        measured positions, a (nearly) standing vehicle)."""
+        ``motion_*`` tolerances; None when that cannot be told (uncalibrated, no measured
+        position). With the road's axis known, the track's motion is taken along it only; a
+        track without a motion (one measured position, or a box whose bottom stays still:
+        standing, or cut by the frame's edge): with the road's axis known,
+        a detection across it beyond the lateral tolerance (the next lane, two vehicles that
+        look alike) does not continue it; else None."""
         cfg = self.config
         hits = getattr(track, "hits_log", [])
-        if self.to_world is None or len(hits) < 2 or hits[-1][0] <= hits[0][0]:
+        if self.to_world is None or not hits:
             return None
-        (f0, x0, y0), (f1, x1, y1) = hits[0], hits[-1]
-        points = [[x0, y0], [x1, y1], [(det_tlbr[0] + det_tlbr[2]) / 2, det_tlbr[3]]]
-        w = self.to_world(np.asarray(points, dtype=np.float64))
-        velocity = (w[1] - w[0]) * self.fps / (f1 - f0)
-        speed = float(np.linalg.norm(velocity))
+        det_point = [(det_tlbr[0] + det_tlbr[2]) / 2, det_tlbr[3]]
         gap_s = max(1, track.time_since_update) / self.fps
+        lateral_tolerance = cfg.motion_lateral_m + cfg.motion_lateral_mps * gap_s
+        (f0, x0, y0), (f1, x1, y1) = hits[0], hits[-1]
+        w = self.to_world(np.asarray([[x0, y0], [x1, y1], det_point], dtype=np.float64))
+        velocity = (w[1] - w[0]) * self.fps / (f1 - f0) if f1 > f0 else np.zeros(2)
+        axis = self.road_axis()
+        if axis is not None:  # a road vehicle moves along the road: what is across is box noise
+            velocity = float(velocity @ axis) * axis  # (a box cut by the frame's edge, mostly)
+        speed = float(np.linalg.norm(velocity))
         if speed * gap_s < 0.5:
-            return None
+            if axis is None:
+                return None
+            d = w[2] - w[1]
+            return False if float(abs(d[0] * axis[1] - d[1] * axis[0])) > lateral_tolerance else None
         miss = w[2] - (w[1] + velocity * gap_s)
         u = velocity / speed
         along = float(miss @ u)
         across = float(abs(miss[0] * u[1] - miss[1] * u[0]))
         return abs(along) <= cfg.motion_slack_m + cfg.motion_speed_change * speed * gap_s and (
-            across <= cfg.motion_lateral_m + cfg.motion_lateral_mps * gap_s
+            across <= lateral_tolerance
         )
 
     def _motion_cost(
@@ -510,6 +560,8 @@ class VehicleTracker:
                 box = track.last_tlbr = track.to_tlbr(orig=True)
                 hits = getattr(track, "hits_log", [])
                 track.hits_log = [*hits[-(HITS_KEPT - 1) :], (self.last_frame, (box[0] + box[2]) / 2, box[3])]
+                if track.is_confirmed():
+                    self._tracker.learn_axis(track.hits_log)
                 if track.is_confirmed() and track.others is not None:
                     tid = int(track.track_id)
                     rows.append(int(track.others))
