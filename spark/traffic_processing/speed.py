@@ -188,11 +188,14 @@ class SpeedEstimator:
             & np.isfinite(se)
             & (se * MS_TO_KMH <= cfg.max_se_kmh)
         )
-        ok[base + 1 :] = False  # never shorter than window_s
-        starts = np.flatnonzero(ok)
-        if not len(starts):
-            return None
-        j = starts[-1]  # the shortest window that qualifies
+        starts = np.flatnonzero(ok[: base + 1])  # windows of window_s or longer ...
+        if len(starts):
+            j = starts[-1]  # ... the shortest of them that qualifies
+        else:  # none: a point that spoils them all (a box cut by the frame's edge, mostly), so
+            starts = np.flatnonzero(ok)  # the longest shorter window that qualifies, if any
+            if not len(starts):
+                return None
+            j = starts[0]
         return float(speed[j] * MS_TO_KMH), float(se[j] * MS_TO_KMH)
 
     def position_sigma_m(self, points_px: np.ndarray) -> np.ndarray:
