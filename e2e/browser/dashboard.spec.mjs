@@ -310,15 +310,21 @@ async function main() {
     let beforeKill;
     await step('speeding-log', async () => {
       const shots = [];
+      // all the truth's speeders in the log, or every truth vehicle gone from the ROI for 2 s (no
+      // more can come: a degraded stream may have missed one, which the test then checks was
+      // said; the count is asserted by the test, not here)
       await until(
-        `${speedersExpected} entries in the speeding log`,
+        `${speedersExpected} entries in the speeding log, or frame ${lastFrameInRoi + 2 * truth.fps}`,
         async () => {
           // one picture of traffic with a speeder on screen (the picture trails the tiles a bit)
           if (!shots.length && (await number('[data-testid=tile-speeding-now]')) > 0) {
             await sleep(600);
             shots.push(await shot('06-live-traffic'));
           }
-          return (await logEntries()).length >= speedersExpected;
+          return (
+            (await logEntries()).length >= speedersExpected ||
+            (await number('[data-testid=frame-number]')) > lastFrameInRoi + 2 * truth.fps
+          );
         },
         120_000,
         250,

@@ -36,6 +36,15 @@ class SparkSettings(CommonSettings):
     LIVE_MIN_DETECT_HZ: float = Field(default=5.0, gt=0)
     LIVE_DEGRADED_MIN_DETECT_HZ: float = Field(default=1.0, gt=0)
     LIVE_CPU_SHARE: float = Field(default=0.7, gt=0, le=1)
+    # What gives first when the CPU is short: the drawing of frames that are not detected. A
+    # live view keeps at least this many drawn frames per second (the others are dropped,
+    # counted, before the detection rate goes down)
+    LIVE_MIN_VIEW_FPS: float = Field(default=10.0, gt=0)
+    # Frames dropped as too late are still detected at this rate (Hz; 0: never), for the counts
+    # and speeds only (not drawn nor delivered): the frames of Spark's gap between two batches
+    # (1-2 s on a loaded machine) would otherwise be a hole in the tracks where a fast vehicle
+    # crosses the zone unseen. A vehicle flagged there reaches the viewers with the next frame.
+    LIVE_LATE_DETECT_HZ: float = Field(default=2.5, ge=0)
     # Live frames go to processed-frames as soon as they are drawn (from the stateful stage)
     # rather than with the micro-batch's sink (see stages.py)
     LIVE_EARLY_PUBLISH: bool = True

@@ -15,14 +15,19 @@ k from the measured costs of a detected and of a held frame and of Spark's per-b
 frame and in the progress). The others are drawn with the tracks predicted to their frame number
 (``FrameProcessor.hold``) and counted in ``skipped_frames``. A frame already older than the
 budget (less its delivery) when the stage reaches it is dropped: not drawn, not delivered,
-counted in ``dropped_frames``. Live frames are published to ``processed-frames`` as soon as they
-are drawn (``publisher.Publisher``), not with the sink at the end of the micro-batch. The
+counted in ``dropped_frames``; at ``LIVE_LATE_DETECT_HZ`` such frames are still detected, for
+the tracks only (Spark's gap between two batches is no hole where a fast vehicle goes unseen),
+and a vehicle flagged on one goes out with the next frame delivered. Before the detection rate
+goes under ``LIVE_MIN_DETECT_HZ``, the drawing gives: only every ``view_every``-th frame between
+two detected ones is drawn, the others are dropped too. Live frames are published to
+``processed-frames`` as soon as they are drawn (``publisher.Publisher``), not with the sink at
+the end of the micro-batch. The
 tracker, the speed windows and the speeding rule count video time, so results equal the
 every-frame ones. ``realtime=false`` detects every frame and drops none.
 
 Row statuses of the output: ``ok`` (detected), ``skipped`` (live, not detected: drawn with the
-predicted tracks), ``dropped`` (live, too late: nothing drawn nor delivered), ``error`` (this
-frame failed: undecodable JPEG, bad config...), ``fatal``
+predicted tracks), ``dropped`` (live, too late or thinned from the view: nothing drawn nor
+delivered), ``error`` (this frame failed: undecodable JPEG, bad config...), ``fatal``
 (the processor cannot run at all, e.g. the model is missing), ``eos`` (end-of-stream marker
 without a frame). An end-of-stream entry that carries a frame is processed as a frame (``ok``)
 and then ends the video. An ``error``/``fatal`` frame has an empty ``processed_frame`` and the
@@ -273,12 +278,18 @@ def _process_row(
         return pf, ERROR, None, 0.0
     proc = video.processor(frame_config)
     live = frame_config.realtime and not row["end_of_stream"]
-    if live and now() - float(row["produced_at"]) > video.tuning.room_s:
-        # Already too late to be seen within the budget: not drawn, not delivered, counted.
+    late = live and now() - float(row["produced_at"]) > video.tuning.room_s
+    if late:
+        # Already too late to be seen within the budget: not drawn, not delivered, counted;
+        # now and then still detected, for the tracks (below).
         state.dropped += 1
-        return _base_frame(video_id, row, state, frame_config), DROPPED, None, 0.0
+        if not state.stride.late_due(frame_number, frame_config.fps, video.settings.LIVE_LATE_DETECT_HZ):
+            return _base_frame(video_id, row, state, frame_config), DROPPED, None, 0.0
     started = time.perf_counter()
-    if live and not state.stride.due(frame_number):
+    if live and not late and not state.stride.due(frame_number):
+        if not state.stride.drawn(frame_number):  # the view is thinned to leave the CPU to detection
+            state.dropped += 1
+            return _base_frame(video_id, row, state, frame_config), DROPPED, None, 0.0
         pf = _base_frame(video_id, row, state, frame_config)
         try:
             pf.processed_frame = proc.hold(decode_jpeg(raw), frame_number)
@@ -296,6 +307,7 @@ def _process_row(
             pf.error = str(exc)
             return pf, FATAL, None, 0.0
     times = {"timestamp": float(row["timestamp"]), "produced_at": float(row["produced_at"])}
+    drawing, proc.annotate = proc.annotate, proc.annotate and not late
     try:
         if detections is None:
             pf = proc.process(raw, frame_number, **times)
@@ -308,9 +320,18 @@ def _process_row(
         return pf, ERROR, None, 0.0
     finally:
         proc.detector = None
+        proc.annotate = drawing
     video.keep()
     state.stride.last_detected = frame_number
     state.detected += 1
+    if late:  # analysed for the tracks only: its flags go out with the next frame delivered
+        state.pending_violations = (*state.pending_violations, *pf.new_violations)
+        return (
+            _base_frame(video_id, row, state, frame_config),
+            DROPPED,
+            "detect",
+            (time.perf_counter() - started) * 1000.0,
+        )
     # Every detected frame's cost is measured (a frame of a stream that is not live too: it
     # seeds the costs a new live stream starts from).
     return pf, OK, "detect", (time.perf_counter() - started) * 1000.0
@@ -318,17 +339,18 @@ def _process_row(
 
 def _adapt(video: _Video, fps: float, lag_s: float) -> None:
     stride = video.state.stride
-    before, was_degraded = stride.k, stride.degraded
+    before, was_degraded, view_before = stride.k, stride.degraded, stride.view_every
     after = stride.adapt(fps, lag_s, video.tuning, pulling=video.state.pulling)
-    if after != before:
+    if after != before or stride.view_every != view_before:
         log.info(
-            "[SPARK-APP] video %s: detection stride %s -> %s (%.1f Hz%s; detect %.0f ms, hold %.1f ms, "
-            "overhead %.2f s, lag %.2f s)",
+            "[SPARK-APP] video %s: detection stride %s -> %s (%.1f Hz%s; drawn 1 in %s; detect %.0f ms, "
+            "hold %.1f ms, overhead %.2f s, lag %.2f s)",
             video.video_id,
             before,
             after,
             stride.detect_hz(fps),
             ", DEGRADED" if stride.degraded else "",
+            stride.view_every,
             stride.detect_ms or 0.0,
             stride.hold_ms or 0.0,
             stride.overhead_s or 0.0,
@@ -393,6 +415,9 @@ def _handle_row(
             _adapt(video, frame_config.fps, lag)
     if status in (ERROR, FATAL):
         state.errors += 1
+    if status != DROPPED and state.pending_violations:
+        pf.new_violations = [*state.pending_violations, *pf.new_violations]
+        state.pending_violations = ()
     if status != EOS:
         state.last_frame = max(state.last_frame, frame_number)
         state.frames += 1

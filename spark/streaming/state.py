@@ -55,6 +55,7 @@ class LiveTuning:
     min_detect_hz: float = _DEFAULTS.LIVE_MIN_DETECT_HZ
     degraded_min_hz: float = _DEFAULTS.LIVE_DEGRADED_MIN_DETECT_HZ
     cpu_share: float = _DEFAULTS.LIVE_CPU_SHARE
+    min_view_fps: float = _DEFAULTS.LIVE_MIN_VIEW_FPS
     # Of the budget, what the way from processed-frames to the viewer takes (bridge, hub, socket)
     delivery_s: float = 0.15
 
@@ -65,6 +66,7 @@ class LiveTuning:
             min_detect_hz=settings.LIVE_MIN_DETECT_HZ,
             degraded_min_hz=settings.LIVE_DEGRADED_MIN_DETECT_HZ,
             cpu_share=settings.LIVE_CPU_SHARE,
+            min_view_fps=settings.LIVE_MIN_VIEW_FPS,
         )
 
     @property
@@ -78,6 +80,10 @@ class LiveTuning:
 
     def max_stride(self, fps: float) -> int:
         return max(self.normal_max_stride(fps), int(fps / self.degraded_min_hz + 1e-9))
+
+    def max_view_every(self, fps: float) -> int:
+        """The largest thinning of the drawn frames that keeps LIVE_MIN_VIEW_FPS."""
+        return max(1, int(fps / self.min_view_fps + 1e-9))
 
 
 @dataclass
@@ -95,7 +101,10 @@ class LiveStride:
     budget's room (``budget - delivery``, with a 25 % margin) and ``u <= cpu_share``; it is
     re-evaluated after every detected frame and every batch, and raised by one while frames
     reach the processor later than the room (the feedback that covers what the model misses).
-    Up to ``fps / min_detect_hz`` it is normal; beyond, down to ``degraded_min_hz``, the stream
+    Before the detection rate goes under ``min_detect_hz``, the drawing gives: only every
+    ``view_every``-th frame between two detected ones is drawn (the view keeps ``min_view_fps``;
+    the others are dropped, counted), which leaves their cost to detection. Up to
+    ``fps / min_detect_hz`` the stride is normal; beyond, down to ``degraded_min_hz``, the stream
     is **degraded** (fast vehicles may be missed), which the frames and the progress say.
     Frames that are already older than the room when reached are dropped (``stages``), so the
     latency holds even while the stride catches up.
@@ -111,6 +120,7 @@ class LiveStride:
     degraded: bool = False
     period_s: float | None = None  # moving average of the wall time between two batches
     last_call_start: float | None = None
+    view_every: int = 1  # (state version 2 too) every how many frames one is drawn between detections
 
     def __post_init__(self) -> None:
         self.detect_ms = self.detect_ms if self.detect_ms is not None else _COST_PRIOR.get("detect")
@@ -120,6 +130,18 @@ class LiveStride:
 
     def due(self, frame_number: int) -> bool:
         return self.last_detected < 0 or frame_number - self.last_detected >= self.k
+
+    def late_due(self, frame_number: int, fps: float, late_hz: float) -> bool:
+        """Whether a frame dropped as too late is still detected (for the tracks, not the view):
+        at most ``late_hz``, and never more often than the stride."""
+        if late_hz <= 0:
+            return False
+        every = max(self.k, math.ceil(fps / late_hz - 1e-9))
+        return self.last_detected < 0 or frame_number - self.last_detected >= every
+
+    def drawn(self, frame_number: int) -> bool:
+        """Whether a frame that is not detected is drawn (else dropped: the view is thinned)."""
+        return self.last_detected < 0 or (frame_number - self.last_detected) % max(1, self.view_every) == 0
 
     @staticmethod
     def _ema(old: float | None, new: float, weight: float = 0.3) -> float:
@@ -163,7 +185,9 @@ class LiveStride:
         """``pulling``: the stream is read ahead (``stages._pull_ahead``): a frame is processed
         as it arrives, only the frames of Spark's gap between two calls wait for the next call
         (as long as that gap, whatever the stride), so the stride needs only keep ``u`` within
-        ``cpu_share``; the lag of the frames read ahead is the feedback."""
+        ``cpu_share``; the lag of the frames read ahead is the feedback. When the stride that
+        fits is beyond the normal one, the drawn frames are thinned first (``view_every``, down
+        to ``min_view_fps``): a held frame not drawn costs nothing."""
         t = tuning or LiveTuning()
         k_normal, k_max = t.normal_max_stride(fps), t.max_stride(fps)
         if self.detect_ms is None:
@@ -172,17 +196,31 @@ class LiveStride:
         share = min(t.cpu_share, 1.0 - 1.25 * overhead / t.room_s)
         hold = self.hold_ms if self.hold_ms is not None else 0.1 * self.detect_ms
         budget_ms = share * 1000.0 / fps  # mean ms per frame that keeps T within the room
-        if budget_ms > 0 and self.detect_ms <= budget_ms:
-            k = 1
-        elif hold >= budget_ms:
-            k = k_max
-        else:
-            k = math.ceil((self.detect_ms - hold) / (budget_ms - hold))
-        if lag_s > t.room_s:
-            k = max(k, self.k + 1)
+        m_max = t.max_view_every(fps)
+        m = 1
+        k = self._fitting_stride(budget_ms, hold, k_max)
+        while k > k_normal and m < m_max:
+            m += 1
+            k = self._fitting_stride(budget_ms, hold / m, k_max)
+        if lag_s > t.room_s:  # late all the same: one step more, in the same order
+            if max(k, self.k + 1) > k_normal and max(m, self.view_every) < m_max:
+                m, k = max(m, self.view_every + 1), max(k, self.k)  # (not less detection while late)
+            else:
+                m, k = max(m, self.view_every), max(k, self.k + 1)
         self.k = max(1, min(k_max, k))
+        self.view_every = min(m, m_max)
         self.degraded = self.k > k_normal
         return self.k
+
+    def _fitting_stride(self, budget_ms: float, hold_ms: float, k_max: int) -> int:
+        """The smallest stride whose mean cost per frame, ``(detect + (k - 1) * hold) / k``, is
+        within ``budget_ms``."""
+        detect = self.detect_ms or 0.0
+        if budget_ms > 0 and detect <= budget_ms:
+            return 1
+        if hold_ms >= budget_ms:
+            return k_max
+        return math.ceil((detect - hold_ms) / (budget_ms - hold_ms))
 
 
 @dataclass
@@ -202,6 +240,8 @@ class VideoState:
     # (added in state version 2 with defaults, read as these from older pickles)
     pulled_upto: str | None = None  # stream id of the last row read ahead (stages._pull_ahead)
     pulling: bool = False  # the last call read ahead (a lone live stream)
+    # Violations flagged on a frame analysed late (not delivered): sent with the next frame
+    pending_violations: tuple = ()
 
     @property
     def frame_config(self) -> FrameConfig | None:

@@ -360,6 +360,40 @@ def test_live_stream_detects_an_even_stride_and_draws_the_others(monkeypatch):
     assert out3[0]["status"] == "ok"
 
 
+def test_late_frames_are_still_detected_now_and_then_and_their_flags_reach_the_viewers(monkeypatch):
+    # A hole of late frames (Spark's gap between two batches): dropped from the view, but every
+    # 4th (LIVE_LATE_DETECT_HZ=5 at 20 fps) is detected for the tracks, without a drawing; a
+    # vehicle flagged on one of them goes out with the next frame delivered.
+    from traffic_processing.processor import FrameProcessor
+    from traffic_processing.schemas import Violation
+
+    settings = SparkSettings(LIVE_LATE_DETECT_HZ=5)
+    monkeypatch.setattr(video_state, "_COST_PRIOR", {})
+    monkeypatch.setattr(stages, "_MEASURED", True)
+    flag = Violation(track_id=7, vehicle_class="car", speed_kmh=99.0, frame_number=8, video_time_s=0.4)
+    real = FrameProcessor._new_violations
+    monkeypatch.setattr(
+        FrameProcessor,
+        "_new_violations",
+        lambda self, frame, tracked: [flag] if self.tracker.last_frame == 8 else real(self, frame, tracked),
+    )
+    live = CONFIG.model_copy(update={"realtime": True})
+    old = time.time() - 10
+    rows = [source_row(n, config=live, produced_at=old) for n in range(10)] + [source_row(10, config=live)]
+    out, blob, frames = run_stage(rows, settings=settings)
+    assert [r["status"] for r in out[:10]] == ["dropped"] * 10
+    assert all(r["processed_frame"] == b"" for r in out[:10])  # nothing late reaches the viewers
+    assert out[10]["processed_frame"][:2] == b"\xff\xd8"  # the frame on time is delivered
+    # 0, 4 and 8 detected late, for the tracks (and 10 if the stride makes it due)
+    assert loads(blob).detected == 3 + (out[10]["status"] == "ok")
+    assert frames[-1].dropped_frames == 10
+    assert [v.track_id for f in frames[:10] for v in f.new_violations] == []
+    assert [v.track_id for v in frames[10].new_violations] == [7]  # with the next frame delivered
+    # LIVE_LATE_DETECT_HZ=0: late frames are never detected
+    _, blob0, _ = run_stage(rows[:10], settings=SparkSettings(LIVE_LATE_DETECT_HZ=0))
+    assert loads(blob0).detected == 0
+
+
 def test_live_stream_degrades_below_the_floor_rather_than_fall_behind(monkeypatch):
     # Too slow even at 5 Hz: detection goes under the floor, down to LIVE_DEGRADED_MIN_DETECT_HZ,
     # and the frames say so.
@@ -536,6 +570,21 @@ def test_live_stride_follows_the_measured_costs_the_overhead_and_the_lag():
     slow = stride(500.0, 10.0, overhead_s=0.5)
     assert slow.adapt(25, lag_s=0.0) == 25 and slow.degraded and slow.detect_hz(25) == 1.0
     assert stride(500.0, 100.0, overhead_s=2.0).adapt(25, lag_s=5.0) == 25  # never below 1 Hz
+    # What gives first is the drawing: rather than detect under 5 Hz, every other frame between
+    # two detections is drawn (25 fps: 12.5 drawn frames/s, over LIVE_MIN_VIEW_FPS) ...
+    thin = stride(100.0, 20.0)
+    assert stride(100.0, 20.0).adapt(25, lag_s=0.1) == 5 and t.max_view_every(25) == 2
+    assert thin.adapt(25, lag_s=0.1) == 5 and thin.view_every == 2 and not thin.degraded
+    assert int(np.ceil((100 - 20) / (budget - 20))) > 5  # (drawing them all: under 5 Hz)
+    thin.last_detected = 10
+    assert [thin.drawn(n) for n in range(11, 15)] == [False, True, False, True]
+    # ... late all the same at the normal stride: still the drawing first, then the detection
+    late = stride(60.0, 8.0)
+    late.k = 5
+    assert late.adapt(25, lag_s=t.room_s + 0.1) == 5 and late.view_every == 2
+    assert late.adapt(25, lag_s=t.room_s + 0.1) == 6 and late.view_every == 2 and late.degraded
+    # ... and never under LIVE_MIN_VIEW_FPS
+    assert stride(500.0, 100.0).adapt(25, lag_s=5.0) == 25 and t.max_view_every(25) == 2
     # the read limit: one budget's frames (or one batch period's, when longer) and two more
     assert stride(60.0, 8.0).read_limit(25, t) == 25 + 2
     p = stride(60.0, 8.0)

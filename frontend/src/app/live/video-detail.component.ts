@@ -52,7 +52,7 @@ interface FrameProgress {
   latencyMs: number | null;
   /** detections per second of video now (absent from older processors) */
   detectHz: number | null;
-  /** frames of this run the processor dropped as too old for the latency budget */
+  /** frames of this run the processor dropped to hold the latency budget (too old, or not drawn) */
   processorDropped: number | null;
   degraded: boolean;
 }
