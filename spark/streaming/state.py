@@ -141,7 +141,7 @@ class LiveStride:
 
     def drawn(self, frame_number: int) -> bool:
         """Whether a frame that is not detected is drawn (else dropped: the view is thinned)."""
-        return self.last_detected < 0 or (frame_number - self.last_detected) % max(1, self.view_every) == 0
+        return self.last_detected < 0 or (frame_number - self.last_detected) % self.view_every == 0
 
     @staticmethod
     def _ema(old: float | None, new: float, weight: float = 0.3) -> float:

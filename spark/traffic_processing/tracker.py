@@ -258,6 +258,11 @@ class FrameTracker(Tracker):
     frames. ``to_world`` maps (N, 2) image points to road metres (None: uncalibrated).
     """
 
+    # The road's axis, learned from the tracks' motion: (sum ux^2, sum uy^2, sum ux*uy, n), and
+    # the unit direction it gives (None until it qualifies); class defaults for older pickles.
+    axis_sums: np.ndarray | None = None
+    _axis: np.ndarray | None = None
+
     def __init__(
         self,
         metric: NearestNeighborDistanceMetric,
@@ -277,8 +282,6 @@ class FrameTracker(Tracker):
         )
         self.to_world = to_world
         self._steps = 1
-        # The road's axis, learned from the tracks' motion: (sum ux^2, sum uy^2, sum ux*uy, n)
-        self.axis_sums = np.zeros(4)
 
     def predict(self, steps: int = 1) -> None:
         """Advance every track by ``steps`` frames (k steps of the motion model)."""
@@ -360,41 +363,43 @@ class FrameTracker(Tracker):
     def learn_axis(self, hits: list[tuple[int, float, float]]) -> None:
         """One sample of the road's direction: a track's road motion over its measured positions
         when they span ``axis_min_span_s`` and it moves (a track that jumped lanes at its birth
-        gets no more hits and gives no sample)."""
+        gets no more hits and gives no sample). The axis is re-derived here, once per sample,
+        not at every association."""
+        cfg = self.config
         span = hits[-1][0] - hits[0][0] if hits else 0
-        if self.to_world is None or len(hits) < 3 or span < self.config.axis_min_span_s * self.fps:
+        if self.to_world is None or len(hits) < 3 or span < cfg.axis_min_span_s * self.fps:
             return
         w = self.to_world(np.asarray([hits[0][1:], hits[-1][1:]], dtype=np.float64))
         d = w[1] - w[0]
-        speed = float(np.linalg.norm(d)) * self.fps / (hits[-1][0] - hits[0][0])
-        if speed < 2.0:
+        if float(np.linalg.norm(d)) * self.fps / span < 2.0:
             return
         ux, uy = d / np.linalg.norm(d)
-        sums = getattr(self, "axis_sums", None)
-        self.axis_sums = (sums if sums is not None else np.zeros(4)) + (ux * ux, uy * uy, ux * uy, 1.0)
+        sums = (self.axis_sums if self.axis_sums is not None else np.zeros(4)) + (
+            ux * ux,
+            uy * uy,
+            ux * uy,
+            1.0,
+        )
+        self.axis_sums, self._axis = sums, None
+        sxx, syy, sxy, n = sums
+        coherence = float(np.hypot(sxx - syy, 2 * sxy) / max(sxx + syy, 1e-9))
+        if n >= cfg.axis_min_samples and coherence >= cfg.axis_min_coherence:
+            theta = 0.5 * np.arctan2(2 * sxy, sxx - syy)
+            self._axis = np.array([np.cos(theta), np.sin(theta)])
 
     def road_axis(self) -> np.ndarray | None:
         """The unit direction along which the tracked traffic moves (either way), once enough
         tracks agree on it (``axis_min_samples``, coherence ``axis_min_coherence``); None on a
         scene without one dominant direction (a junction) or before."""
-        sums = getattr(self, "axis_sums", None)
-        if sums is None or sums[3] < self.config.axis_min_samples:
-            return None
-        sxx, syy, sxy = sums[0], sums[1], sums[2]
-        coherence = float(np.hypot(sxx - syy, 2 * sxy) / max(sxx + syy, 1e-9))
-        if coherence < self.config.axis_min_coherence:
-            return None
-        theta = 0.5 * np.arctan2(2 * sxy, sxx - syy)
-        return np.array([np.cos(theta), np.sin(theta)])
+        return self._axis
 
     def _continues(self, track: Any, det_tlbr: np.ndarray) -> bool | None:
         """Whether the detection's road point continues the track's road motion within the
         ``motion_*`` tolerances; None when that cannot be told (uncalibrated, no measured
-        position). With the road's axis known, the track's motion is taken along it only; a
-        track without a motion (one measured position, or a box whose bottom stays still:
-        standing, or cut by the frame's edge): with the road's axis known,
-        a detection across it beyond the lateral tolerance (the next lane, two vehicles that
-        look alike) does not continue it; else None."""
+        position). With the road's axis known, the track's motion is taken along it only, and
+        a track without a motion (one measured position, or a box whose bottom stays still:
+        standing, or cut by the frame's edge) is not continued by a detection across the axis
+        beyond the lateral tolerance (the next lane, two vehicles that look alike); else None."""
         cfg = self.config
         hits = getattr(track, "hits_log", [])
         if self.to_world is None or not hits:
@@ -412,14 +417,11 @@ class FrameTracker(Tracker):
         if speed * gap_s < 0.5:
             if axis is None:
                 return None
-            d = w[2] - w[1]
-            return False if float(abs(d[0] * axis[1] - d[1] * axis[0])) > lateral_tolerance else None
+            return False if _across(w[2] - w[1], axis) > lateral_tolerance else None
         miss = w[2] - (w[1] + velocity * gap_s)
         u = velocity / speed
-        along = float(miss @ u)
-        across = float(abs(miss[0] * u[1] - miss[1] * u[0]))
-        return abs(along) <= cfg.motion_slack_m + cfg.motion_speed_change * speed * gap_s and (
-            across <= lateral_tolerance
+        return abs(float(miss @ u)) <= cfg.motion_slack_m + cfg.motion_speed_change * speed * gap_s and (
+            _across(miss, u) <= lateral_tolerance
         )
 
     def _motion_cost(
@@ -469,6 +471,11 @@ class FrameTracker(Tracker):
         combined = 0.5 * appearance / cfg.motion_max_cosine + 0.5 * dist / gate
         cost[ok] = np.minimum(combined[ok], 1.0 - 1e-6)
         return cost
+
+
+def _across(v: np.ndarray, unit: np.ndarray) -> float:
+    """The length of ``v`` across the unit direction ``unit`` (2-D)."""
+    return float(abs(v[0] * unit[1] - v[1] * unit[0]))
 
 
 def _normalised(vectors: list[np.ndarray]) -> np.ndarray:
