@@ -245,7 +245,18 @@ def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, lo
     assert seen["report_speeding"] == seen["violations_rows"] == len(live_tracks), seen
     assert seen["report_total"] == seen["passages_rows"], seen
     if not degraded:
-        assert seen["report_total"] == len(vehicles), seen
+        passages = json.loads(get(base, f"/api/videos/{video_id}/passages"))["passages"]
+        assert seen["report_total"] == len(vehicles), (
+            "passages (track, class, frames, km/h):\n"
+            + "\n".join(
+                f"  {p['track_id']} {p['class_name']} {p['first_frame']}-{p['last_frame']} {p['speed_kmh']}"
+                for p in passages
+            )
+            + "\ntruth:\n"
+            + "\n".join(f"  {v['id']} {v['class_name']} {v['speed_kmh']} lane {v['lane_x_m']}" for v in vehicles)
+            + "\nspark: "
+            + "\n".join(line for line in spark_log.splitlines() if f"video {video_id}" in line)[-3000:]
+        )
         assert seen["class_mix"] == dict(Counter(v["class_name"] for v in vehicles)), seen["class_mix"]
     for name in ("chart-histogram", "chart-volume", "chart-mix"):
         assert seen["charts"][name]["painted"] > 0.01, seen["charts"]

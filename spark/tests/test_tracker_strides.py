@@ -3,6 +3,9 @@ live stream does), it keeps one id per vehicle inside the ROI at strides 1, 2, 4
 
 from __future__ import annotations
 
+import random
+from collections import Counter
+from collections.abc import Iterator
 from functools import partial
 
 import cv2
@@ -21,27 +24,40 @@ pytestmark = pytest.mark.slow
 SCENARIOS = {"speeds": ("truth_clip", speeds_scenario), "highway": ("highway_clip", highway_scenario)}
 
 
+_ANALYZED: dict[str, tuple] = {}
+
+
+def analyze(name: str, request, detector) -> tuple:
+    """Every frame of a truth clip (640x360 at 30-120 km/h, 1280x720 at 40-130 km/h) detected once
+    per module (ROI-filtered, embedded): (settings, per-frame detections, scenario, truth)."""
+    if name not in _ANALYZED:
+        fixture, scenario = SCENARIOS[name]
+        out, truth = request.getfixturevalue(fixture)
+        calib = read_json(out / f"{name}_calib.json")
+        homography = fit_homography(calib["image_points"], calib["world_points"]).matrix
+        settings = FrameConfig(
+            roi_polygon=calib["roi_polygon"],
+            homography_matrix=homography.tolist(),
+            fps=truth["fps"],
+            speed_limit_kmh=truth["speed_limit_kmh"],
+        )
+        proc = FrameProcessor(settings, detector=detector, annotate=False)
+        cap = cv2.VideoCapture(truth["video"])
+        detections = []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            detections.extend(proc.analyze([frame]))
+        cap.release()
+        _ANALYZED[name] = (settings, detections, scenario(truth["fps"]), truth)
+    return _ANALYZED[name]
+
+
 @pytest.fixture(scope="module", params=sorted(SCENARIOS))
 def analyzed_truth(request, detector):
-    """Every frame of a truth clip (640x360 at 30-120 km/h, 1280x720 at 40-130 km/h) detected once
-    (ROI-filtered, embedded): (settings, per-frame detections, scenario)."""
-    fixture, scenario = SCENARIOS[request.param]
-    out, truth = request.getfixturevalue(fixture)
-    calib = read_json(out / f"{request.param}_calib.json")
-    homography = fit_homography(calib["image_points"], calib["world_points"]).matrix
-    settings = FrameConfig(
-        roi_polygon=calib["roi_polygon"], homography_matrix=homography.tolist(), fps=truth["fps"]
-    )
-    proc = FrameProcessor(settings, detector=detector, annotate=False)
-    cap = cv2.VideoCapture(truth["video"])
-    detections = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        detections.extend(proc.analyze([frame]))
-    cap.release()
-    return settings, detections, scenario(truth["fps"])
+    """(settings, per-frame detections, scenario) of each truth clip."""
+    return analyze(request.param, request, detector)[:3]
 
 
 def truth_vehicle(scn, frame_number: int, world_xy: np.ndarray) -> int | None:
@@ -115,3 +131,40 @@ def test_predicted_boxes_follow_the_motion_between_detections(analyzed_truth):
 
 def tracker_free_boxes(dets) -> np.ndarray:
     return np.asarray(dets.xyxy, dtype=np.float64)
+
+
+def live_gaps(seed: int) -> Iterator[int]:
+    """Frames between two detections as a live stream on a loaded machine makes them: mostly a
+    stride of 2-6 (5-15 Hz at 30 fps), and one in five a frame detected late for the tracks
+    only, 8-15 frames on (``LIVE_LATE_DETECT_HZ``, while Spark is between two batches)."""
+    rng = random.Random(seed)
+    while True:
+        yield rng.choice([2, 3, 4, 5, 6]) if rng.random() < 0.8 else rng.choice([8, 10, 12, 12, 15])
+
+
+def test_live_detection_gaps_count_each_highway_vehicle_once(request, detector):
+    """The highway truth tracked at 100 irregular live-like detection sequences: the runs count
+    the twelve vehicles once each, with the truth's class mix and its six speeders, but for a
+    rare few (CI counted a 13th passage: a bus whose box was cut by the frame's edge as it
+    entered was not continued after a late frame; a car lost for a second was continued a lane
+    over; two lost tracks were paired crosswise). Before those fixes 12 % of the runs miscounted,
+    after them 1 %: at most 4 of 100 (the detector's int8 results may differ by CPU)."""
+    settings, detections, _, truth = analyze("highway", request, detector)
+    blank = np.zeros((truth["camera"]["height"], truth["camera"]["width"], 3), dtype=np.uint8)
+    want = Counter(v["class_name"] for v in truth["vehicles"])
+    speeders = sum(v["speeding"] for v in truth["vehicles"])
+    wrong = {}
+    for seed in range(100):
+        proc = FrameProcessor(settings, detector=None, annotate=False)
+        gaps = live_gaps(seed)
+        n = seed % 4
+        while n < len(detections):
+            proc.track(blank, detections[n][np.arange(len(detections[n]))], n)
+            n += next(gaps)
+        passages = proc.finalize().vehicles
+        got = Counter(p.class_name for p in passages)
+        flagged = sum(p.speeding for p in passages)
+        if got != want or flagged != speeders:
+            wrong[seed] = (dict(got), flagged)
+    print(f"{len(wrong)} of 100 live-like runs miscount: {wrong}")
+    assert len(wrong) <= 4, f"want {dict(want)} and {speeders} speeders: {wrong}"

@@ -38,7 +38,7 @@ from .detections import VEHICLE_CLASSES, FrameDetections
 @dataclass
 class TrackerConfig:
     # Video time, converted to frames with the stream's fps: the same at every detection stride.
-    max_age_s: float = 0.8  # a lost track survives this long (re-found tracks keep their id)
+    max_age_s: float = 1.0  # a lost track survives this long (re-found tracks keep their id)
     confirm_s: float = 0.08  # a track is confirmed once its hits span this long ...
     min_hits: int = 2  # ... and it has at least this many of them
     max_iou_distance: float = 0.7
@@ -62,6 +62,9 @@ class TrackerConfig:
     motion_max_cosine_continuing: float = 0.5
     motion_lateral_m: float = 1.5
     motion_lateral_mps: float = 2.0
+    # ... and never more than this (half a lane and a bit: a track lost for a second is not
+    # continued by the look-alike in the next lane)
+    motion_lateral_max_m: float = 2.5
     # The road's axis (the direction the traffic moves along, learned from the tracks): a new
     # track, which has no motion yet, is not continued across it either. Learned from tracks
     # measured over ``axis_min_span_s``, used once ``axis_min_samples`` samples agree with a
@@ -335,15 +338,23 @@ class FrameTracker(Tracker):
             unconfirmed + recent,
             unmatched_dets,
         )
+        # Matches of 1 and 2 that break the track's road motion (a Kalman velocity thrown off by
+        # a box cut by the frame's edge overlaps another vehicle) are undone: 3 gets them back.
+        matches_ab, rejected = self._continuing(matches_a + matches_b, detections)
         # 3. Appearance within a physical motion bound, for what is left of 2 and the tracks
         #    that missed a detection (a vehicle's look changes with its distance: the gallery
         #    of a track followed on the margin may not match it by appearance alone).
         matches_c, unmatched_c, unmatched_dets = linear_assignment.min_cost_matching(
-            self._motion_cost, 1.0, self.tracks, detections, unmatched_b + older, unmatched_dets
+            self._motion_cost,
+            1.0,
+            self.tracks,
+            detections,
+            unmatched_b + older + [t for t, _ in rejected],
+            unmatched_dets + [d for _, d in rejected],
         )
-        matches, rejected = self._continuing(matches_a + matches_b + matches_c, detections)
+        matches_c, rejected = self._continuing(matches_c, detections)
         unmatched_tracks = list(set(unmatched_c + [t for t, _ in rejected]))
-        return matches, unmatched_tracks, unmatched_dets + [d for _, d in rejected]
+        return matches_ab + matches_c, unmatched_tracks, unmatched_dets + [d for _, d in rejected]
 
     def _continuing(
         self, matches: list[tuple[int, int]], detections: list[Detection]
@@ -406,19 +417,66 @@ class FrameTracker(Tracker):
             return None
         det_point = [(det_tlbr[0] + det_tlbr[2]) / 2, det_tlbr[3]]
         gap_s = max(1, track.time_since_update) / self.fps
-        lateral_tolerance = cfg.motion_lateral_m + cfg.motion_lateral_mps * gap_s
-        (f0, x0, y0), (f1, x1, y1) = hits[0], hits[-1]
-        w = self.to_world(np.asarray([[x0, y0], [x1, y1], det_point], dtype=np.float64))
-        velocity = (w[1] - w[0]) * self.fps / (f1 - f0) if f1 > f0 else np.zeros(2)
+        lateral_tolerance = min(
+            cfg.motion_lateral_m + cfg.motion_lateral_mps * gap_s, cfg.motion_lateral_max_m
+        )
+        f0, f1 = hits[0][0], hits[-1][0]
+        # road points: the first hit, the one before the last, the last, the detection
+        w = self.to_world(
+            np.asarray(
+                [hits[0][1:], hits[-2][1:] if len(hits) > 1 else hits[0][1:], hits[-1][1:], det_point],
+                dtype=np.float64,
+            )
+        )
         axis = self.road_axis()
-        if axis is not None:  # a road vehicle moves along the road: what is across is box noise
-            velocity = float(velocity @ axis) * axis  # (a box cut by the frame's edge, mostly)
+
+        def road_velocity(a: np.ndarray, b: np.ndarray, frames: int) -> np.ndarray:
+            v = (b - a) * self.fps / frames if frames > 0 else np.zeros(2)
+            # a road vehicle moves along the road: what is across is box noise (a box cut by
+            # the frame's edge, mostly)
+            return v if axis is None else float(v @ axis) * axis
+
+        velocity = road_velocity(w[0], w[2], f1 - f0)
         speed = float(np.linalg.norm(velocity))
-        if speed * gap_s < 0.5:
+        moving = speed * gap_s >= 0.5
+        step = w[3] - w[2]
+        if not moving:
             if axis is None:
                 return None
-            return False if _across(w[2] - w[1], axis) > lateral_tolerance else None
-        miss = w[2] - (w[1] + velocity * gap_s)
+            return False if _across(step, axis) > lateral_tolerance else None
+        if f1 - f0 < cfg.axis_min_span_s * self.fps:
+            # A motion measured over a short baseline (a box cut by the frame's edge as the
+            # vehicle enters, two close detections) gives the direction, not the speed: the
+            # vehicle is continued along the road's axis (else that direction), at least half
+            # as far as predicted and at most as far as a road vehicle can go, and within the
+            # lateral tolerance.
+            direction = axis if axis is not None else velocity / speed
+            along = abs(float(step @ direction)) * (1.0 if float(step @ velocity) >= 0 else -1.0)
+            reach = cfg.motion_max_speed_kmh / 3.6 * gap_s + cfg.motion_slack_m
+            least = 0.5 * speed * gap_s - cfg.motion_slack_m
+            return _across(step, direction) <= lateral_tolerance and least <= along <= reach
+        # The motion over all the track's hits, else a faster one over its last two: a track
+        # born with its box cut by the frame's edge has first hits that lag, and a speed too
+        # low over all. (Never a slower one: a box cut as the vehicle leaves stalls, and the
+        # next vehicle entering there would continue the track.)
+        candidates = [velocity]
+        if len(hits) > 2:
+            recent = road_velocity(w[1], w[2], f1 - hits[-2][0])
+            if float(recent @ velocity) > speed * speed:
+                candidates.append(recent)
+        return any(self._follows(step, v, gap_s, lateral_tolerance) for v in candidates)
+
+    def _follows(
+        self, step: np.ndarray, velocity: np.ndarray, gap_s: float, lateral_tolerance: float
+    ) -> bool:
+        """Whether a road step from the last measured point, ``gap_s`` later, continues the road
+        ``velocity``: along it within ``motion_slack_m`` plus ``motion_speed_change`` of the
+        distance predicted, across it within ``lateral_tolerance``."""
+        cfg = self.config
+        speed = float(np.linalg.norm(velocity))
+        if speed * gap_s < 0.5:
+            return False
+        miss = step - velocity * gap_s
         u = velocity / speed
         return abs(float(miss @ u)) <= cfg.motion_slack_m + cfg.motion_speed_change * speed * gap_s and (
             _across(miss, u) <= lateral_tolerance
@@ -459,15 +517,15 @@ class FrameTracker(Tracker):
             heights = (trk_boxes_a[:, 3] - trk_boxes_a[:, 1])[:, None]
             gate = heights * (cfg.motion_heights_per_frame * gaps_a + cfg.motion_slack_heights)
         ok = (dist <= gate) & (appearance <= cfg.motion_max_cosine)
-        if self.to_world is not None:  # continuing a track's road motion, a looser look will do
-            for r, i in enumerate(track_indices):
-                for c, j in enumerate(detection_indices):
-                    if (
-                        not ok[r, c]
-                        and appearance[r, c] <= cfg.motion_max_cosine_continuing
-                        and self._continues(tracks[i], detections[j].to_tlbr())
-                    ):
-                        ok[r, c] = True
+        if self.to_world is not None:
+            # A pair that breaks the track's road motion is out (else the assignment may pair two
+            # lost tracks crosswise, and both pairs are undone); one that continues it is in
+            # with a looser look.
+            for r, c in zip(*np.nonzero((dist <= gate) & (appearance <= cfg.motion_max_cosine_continuing))):
+                follows = self._continues(
+                    tracks[track_indices[r]], detections[detection_indices[c]].to_tlbr()
+                )
+                ok[r, c] = bool(follows) or (ok[r, c] and follows is None)
         combined = 0.5 * appearance / cfg.motion_max_cosine + 0.5 * dist / gate
         cost[ok] = np.minimum(combined[ok], 1.0 - 1e-6)
         return cost
