@@ -253,7 +253,7 @@ def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, lo
                 for p in passages
             )
             + "\ntruth:\n"
-            + "\n".join(f"  {v['id']} {v['class_name']} {v['speed_kmh']} lane {v['lane_x_m']}" for v in vehicles)
+            + "\n".join(f"  {v['id']} {v['class_name']} {v['speed_kmh']} {v['lane_x_m']} m" for v in vehicles)
             + "\nspark: "
             + "\n".join(line for line in spark_log.splitlines() if f"video {video_id}" in line)[-3000:]
         )
