@@ -16,7 +16,12 @@ FRONTEND_SRC := $(shell find $(FRONTEND)/src $(FRONTEND)/public -type f 2>/dev/n
 # The browser suite (e2e/browser: playwright-core driving Debian's /usr/bin/chromium, axe-core)
 BROWSER_E2E := e2e/browser
 
-.PHONY: install install-airflow test test-fast test-frontend frontend browser-deps lint format bench bench-fanout bench-e2e bench-gpu backend demo demo-reset analyze-sample clean
+# GStreamer's RTSP server from Debian (the tests' and the demo's loopback camera, stack/rtsp.py):
+# root or sudo, only what is missing.
+RTSP_DEBS := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad
+
+.PHONY: rtsp-deps install install-airflow test test-fast test-frontend frontend browser-deps lint format bench bench-fanout bench-e2e bench-gpu backend demo demo-reset analyze-sample clean
 
 install: $(VENV)/.installed $(FRONTEND)/node_modules/.installed $(BROWSER_E2E)/node_modules/.installed
 
@@ -53,11 +58,20 @@ test-frontend: $(FRONTEND)/node_modules/.installed
 
 install-airflow: $(AIRFLOW_VENV)/.installed
 
+rtsp-deps:
+	@if /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" 2>/dev/null; then \
+		echo "GStreamer RTSP server: present"; \
+	else \
+		SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO="sudo"; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(RTSP_DEBS); \
+	fi
+
 $(AIRFLOW_VENV)/.installed: $(wildcard requirements/airflow*.txt) airflow/install.sh
 	bash airflow/install.sh $(AIRFLOW_VENV)
 	touch $@
 
-test: install install-airflow frontend
+test: install install-airflow frontend rtsp-deps
 	$(MAKE) test-frontend
 	$(PY) -m pytest
 

@@ -15,7 +15,7 @@ from tornado.ioloop import PeriodicCallback
 from tornado.websocket import WebSocketHandler
 
 from backend.db.session import Database
-from backend.handlers import system_handler, video_handler, websocket_routing
+from backend.handlers import camera_handler, system_handler, video_handler, websocket_routing
 from backend.handlers.frontend_handler import FrontendHandler
 from backend.services import metrics
 from backend.services.airflow_client import AirflowClient
@@ -27,7 +27,7 @@ log = logging.getLogger("backend")
 
 
 def all_routes() -> list[tuple[str, Any]]:
-    return [*video_handler.routes, *websocket_routing.routes, *system_handler.routes]
+    return [*video_handler.routes, *camera_handler.routes, *websocket_routing.routes, *system_handler.routes]
 
 
 class TrafficApplication(tornado.web.Application):

@@ -21,6 +21,8 @@ from backend.schemas import (
     AnalyticsOut,
     CalibrationIn,
     CalibrationOut,
+    CameraIn,
+    CameraUpdateIn,
     ErrorResponse,
     HealthOut,
     PassageListOut,
@@ -68,6 +70,10 @@ class Operation:
 
 
 VIDEO_404 = error("Unknown video id (video_not_found)")
+CAMERA_422 = error(
+    "The camera cannot be read: camera_unreachable, camera_auth_failed, camera_not_found, "
+    "camera_no_video, camera_unsupported_codec or camera_timeout"
+)
 AIRFLOW_502 = error("Airflow answered unexpectedly (airflow_error); nothing was changed")
 AIRFLOW_503 = error("Airflow unreachable (airflow_unavailable); nothing was changed")
 FORMAT = {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]}}
@@ -97,6 +103,47 @@ OPERATIONS: tuple[Operation, ...] = (
         "delete",
         "Delete the video, its file and its results (analytics, violations, passages)",
         {204: Response("Deleted"), 404: VIDEO_404, 409: error("The video is being streamed (stop it first)")},
+    ),
+    Operation("/api/cameras", "get", "List cameras", {200: Response("Cameras", VideoListOut)}),
+    Operation(
+        "/api/cameras",
+        "post",
+        "Add a camera: a frame is grabbed to test the connection first",
+        {
+            201: Response("Added (a video row, source_kind camera; its thumbnail is the snapshot)", VideoOut),
+            400: error(
+                "Malformed JSON or body (invalid_body), unsupported scheme or malformed URL (invalid_url)"
+            ),
+            422: CAMERA_422,
+        },
+        request=CameraIn,
+        description="Nothing is stored when the camera cannot be read. The URL's credentials are "
+        "kept for the connection and shown as *** in every response.",
+    ),
+    Operation(
+        "/api/cameras/{video_id}",
+        "put",
+        "Rename a camera and/or point it at another URL (tested first)",
+        {
+            200: Response("Updated", VideoOut),
+            400: error("Malformed JSON or body, bad URL"),
+            404: VIDEO_404,
+            409: error("The id is an uploaded video, not a camera (not_a_camera)"),
+            422: CAMERA_422,
+        },
+        request=CameraUpdateIn,
+    ),
+    Operation(
+        "/api/cameras/{video_id}/snapshot",
+        "post",
+        "Grab a new frame from the camera to calibrate on (the thumbnail)",
+        {
+            200: Response("Refreshed", VideoOut),
+            404: VIDEO_404,
+            409: error("Not a camera (not_a_camera)"),
+            422: CAMERA_422,
+        },
+        request_required=False,
     ),
     Operation(
         "/api/videos/{video_id}/calibration",
@@ -128,6 +175,7 @@ OPERATIONS: tuple[Operation, ...] = (
             400: error("Malformed JSON or body"),
             404: VIDEO_404,
             409: error("Already streaming"),
+            501: error("A camera: streaming cameras is not available yet (camera_streaming_unavailable)"),
             502: AIRFLOW_502,
             503: AIRFLOW_503,
         },

@@ -229,6 +229,25 @@ class UploadForm(Strict):
     fps: float | None = Field(default=None, gt=0, le=1000, description="Overrides the probed fps")
 
 
+class CameraIn(Strict):
+    """``POST /api/cameras``: a camera source. The backend grabs a frame to test the connection
+    before anything is stored. The URL's credentials are kept, never shown back (``***``)."""
+
+    name: str = Field(min_length=1, max_length=255)
+    url: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="rtsp:// or rtsps:// (TCP), http(s):// MJPEG or HLS (.m3u8); user:password@ if needed",
+    )
+
+
+class CameraUpdateIn(Strict):
+    """``PUT /api/cameras/{id}``: a new name and/or URL (a new URL is tested first)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    url: str | None = Field(default=None, min_length=1, max_length=2000)
+
+
 class CalibrationIn(Strict):
     """``PUT /api/videos/{id}/calibration``: ROI (pixels) and paired image/road points.
 
@@ -293,6 +312,10 @@ class VideoOut(Out):
     homography_matrix: list[list[float]] | None = Field(description="3x3, image pixels -> road metres")
     speed_limit_kmh: float | None = Field(
         description="The video's limit (set with the calibration), else SPEED_LIMIT_KMH"
+    )
+    source_kind: Literal["file", "camera"] = Field(description="An uploaded file, or a camera")
+    source_url: str | None = Field(
+        description="A camera's URL, its credentials and secret query values shown as ***; null for a file"
     )
     created_at: Timestamp | None
     updated_at: Timestamp | None

@@ -36,6 +36,9 @@ class Settings(CommonSettings):
     AIRFLOW_RETRIES: int = Field(default=3, ge=1)
     AIRFLOW_RETRY_BACKOFF_S: float = Field(default=0.5, ge=0)
 
+    # Cameras: how long a connection test (open, first frame) may take
+    CAMERA_TIMEOUT_S: float = Field(default=5.0, gt=0, le=60)
+
     # WebSocket hub
     WS_PING_INTERVAL_S: float = Field(default=30.0, gt=0)
     WS_IDLE_TIMEOUT_S: float = Field(default=60.0, gt=0)

@@ -8,11 +8,13 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     func,
     text,
@@ -20,6 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from traffic_processing.schemas import VideoStatus
+
+from backend.services.redact import redact
 
 
 class Base(DeclarativeBase):
@@ -33,6 +37,7 @@ SPEED_LIMIT_KEY = "speed_limit_kmh"
 
 class Video(Base):
     __tablename__ = "videos"
+    __table_args__ = (CheckConstraint("source_kind IN ('file', 'camera')", name="videos_source_kind_check"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), nullable=False)
@@ -51,6 +56,11 @@ class Video(Base):
     updated_at: Mapped[datetime | None] = mapped_column(
         DateTime, server_default=func.current_timestamp(), onupdate=func.current_timestamp()
     )
+    # A source is an uploaded file (``file_path``) or a camera (``source_url``, credentials
+    # included: never in a response or a log line, ``services.cameras.redact``; its
+    # ``file_path`` is the last snapshot grabbed from it).
+    source_kind: Mapped[str] = mapped_column(String(16), nullable=False, server_default=text("'file'"))
+    source_url: Mapped[str | None] = mapped_column(Text)
 
     @property
     def speed_limit_kmh(self) -> float | None:
@@ -77,6 +87,8 @@ class Video(Base):
             "calibrate_coordinates": self.calibrate_coordinates,
             "homography_matrix": self.homography_matrix,
             "speed_limit_kmh": limit if limit is not None else default_speed_limit_kmh,
+            "source_kind": self.source_kind or "file",
+            "source_url": redact(self.source_url) if self.source_url else None,
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
         }

@@ -30,6 +30,7 @@ STATUS_CODES = {
     415: "unsupported_media_type",
     422: "unprocessable",
     500: "internal_error",
+    501: "not_implemented",
     503: "service_unavailable",
 }
 

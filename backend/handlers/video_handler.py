@@ -170,7 +170,7 @@ def parse_calibration(payload: Any) -> CalibrationIn:
     except ValidationError as exc:
         field = exc.errors()[0]["loc"][:1]
         code = "invalid_speed_limit" if field == ("speed_limit_kmh",) else "invalid_calibration"
-        raise ApiError(400, code, _validation_message(exc)) from exc
+        raise ApiError(400, code, validation_message(exc)) from exc
 
 
 def _refuse_unknown_fields(payload: Any) -> None:
@@ -219,7 +219,7 @@ class StreamStartHandler(VideoBase):
         try:
             return StreamStartIn.model_validate(self.json_body())
         except ValidationError as exc:
-            raise ApiError(400, "invalid_body", _validation_message(exc)) from exc
+            raise ApiError(400, "invalid_body", validation_message(exc)) from exc
 
 
 class StreamStopHandler(VideoBase):
@@ -298,7 +298,7 @@ class ReportHandler(VideoBase):
         self.send_model(await results.report(db=self.application.db, video=video, default_limit_kmh=default))
 
 
-def _validation_message(exc: ValidationError) -> str:
+def validation_message(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "body"
     return f"{where}: {first['msg']}"

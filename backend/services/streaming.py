@@ -64,6 +64,15 @@ async def start(
     realtime: bool,
 ) -> dict[str, Any]:
     """Trigger the video's stream; returns Airflow's DAG run."""
+    if video.source_kind == "camera":
+        # The DAG's producer reads files; a camera's producer (reconnecting, paced by arrival)
+        # is the next part of the live-camera work. Refused plainly rather than streaming the
+        # snapshot as a one-frame video.
+        raise ServiceError(
+            501,
+            "camera_streaming_unavailable",
+            f"video {video.id} is a camera: streaming cameras is not available yet",
+        )
     if await active_runs(airflow=airflow, video_id=video.id):
         raise ServiceError(409, "already_streaming", f"video {video.id} is already being streamed")
     await clear_keys(redis, video.id)

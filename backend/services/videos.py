@@ -92,6 +92,11 @@ async def thumbnail(*, db: Database, video: Video, quality: int = 85) -> bytes:
     """The first frame as JPEG."""
 
     def render() -> bytes:
+        if video.source_kind == "camera":  # its last snapshot (JPEG)
+            try:
+                return Path(video.file_path).read_bytes()
+            except OSError as exc:
+                raise VideoError(f"no snapshot of camera {video.id}: {exc.strerror}") from exc
         return encode_jpeg(first_frame(video.file_path), quality)
 
     try:

@@ -47,6 +47,11 @@ def put_json(port: int, path: str, payload: Any) -> Response:
     return request(port, "PUT", path, body, {"Content-Type": "application/json"})
 
 
+def post_json(port: int, path: str, payload: Any) -> Response:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return request(port, "POST", path, body, {"Content-Type": "application/json"})
+
+
 def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
     """(body, content type) of a multipart/form-data request."""
     boundary = uuid.uuid4().hex

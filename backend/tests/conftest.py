@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -206,3 +207,27 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 __all__ = ["Backend", "Future"]
+
+
+# ---- a real RTSP camera on loopback (stack/rtsp.py: GStreamer's RTSP server from Debian) -----
+CAMERA_USER = "operator"
+CAMERA_PASSWORD = "p:ss/" + uuid.uuid4().hex[:12]  # a reserved character or two: URL-quoted
+
+
+@pytest.fixture(scope="session")
+def camera_clip(workdir: Path) -> Path:
+    """The first 3 s of the shared urban clip as H.264 without B-frames (what the server streams)."""
+    from stack.rtsp import transcode
+
+    return transcode(SHARED_VIDEO, workdir / "camera.mp4", max_frames=75)
+
+
+@pytest.fixture(scope="session")
+def rtsp_camera(camera_clip: Path) -> Iterator[Any]:
+    """The clip served in a loop at rtsp://operator:PASSWORD@127.0.0.1:PORT/cam (basic auth)."""
+    from stack.rtsp import RtspCamera, server_available
+
+    missing = server_available()
+    assert missing is None, missing  # .ci/run installs it (make rtsp-deps): never skipped
+    with RtspCamera(camera_clip, user=CAMERA_USER, password=CAMERA_PASSWORD) as cam:
+        yield cam

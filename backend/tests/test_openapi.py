@@ -254,7 +254,7 @@ def add_stored_results(api, engine, vid: int) -> int:
     return violation_id
 
 
-def test_every_documented_response_is_real(api, doc, sample_video, db_engine, sync_redis):
+def test_every_documented_response_is_real(api, doc, sample_video, db_engine, sync_redis, rtsp_camera):
     check = Checker(doc)
     port = api.port
 
@@ -359,6 +359,36 @@ def test_every_documented_response_is_real(api, doc, sample_video, db_engine, sy
             call("post", f"/api/videos/{vid}/stream/stop", stop, b"")
         finally:
             api.app.airflow = original
+
+    # cameras (a real RTSP server on loopback)
+    cams, cam_one, cam_snap = "/api/cameras", "/api/cameras/{video_id}", "/api/cameras/{video_id}/snapshot"
+    json_headers = {"headers": {"Content-Type": "application/json"}}
+    added = call(
+        "post", cams, cams, json.dumps({"name": "cam", "url": rtsp_camera.url}).encode(), **json_headers
+    )
+    assert added.status == 201
+    cid = added.json()["id"]
+    call("post", cams, cams, b'{"name": "cam", "url": "ftp://x/y"}', **json_headers)  # 400
+    gone = rtsp_camera.url.replace("/cam", "/gone")
+    call("post", cams, cams, json.dumps({"name": "cam", "url": gone}).encode(), **json_headers)  # 422
+    call("get", cams, cams)
+    assert call("put", f"/api/cameras/{cid}", cam_one, b'{"name": "renamed"}', **json_headers).status == 200
+    call("put", f"/api/cameras/{cid}", cam_one, b'{"name": 1}', **json_headers)  # 400
+    call("put", "/api/cameras/424242", cam_one, b'{"name": "x"}', **json_headers)  # 404
+    call("put", f"/api/cameras/{vid}", cam_one, b'{"name": "x"}', **json_headers)  # 409: a file
+    call("put", f"/api/cameras/{cid}", cam_one, json.dumps({"url": gone}).encode(), **json_headers)  # 422
+    assert call("post", f"/api/cameras/{cid}/snapshot", cam_snap).status == 200
+    call("post", "/api/cameras/424242/snapshot", cam_snap)
+    call("post", f"/api/cameras/{vid}/snapshot", cam_snap)  # 409
+    api.app.config = api.base_config.model_copy(update={"CAMERA_TIMEOUT_S": 1.0})
+    rtsp_camera.stop()  # the camera gone: the refresh cannot read it
+    try:
+        assert call("post", f"/api/cameras/{cid}/snapshot", cam_snap).status == 422
+    finally:
+        rtsp_camera.start()
+        api.configure()
+    assert call("post", f"/api/videos/{cid}/stream/start", start, b"").status == 501
+    assert call("delete", f"/api/videos/{cid}", one).status == 204
 
     # delete
     assert call("delete", f"/api/videos/{vid}", one).status == 204

@@ -1,0 +1,84 @@
+"""REST handlers for cameras: add (with a connection test), list, rename or re-point, refresh the
+snapshot to calibrate on. A camera is a ``videos`` row (``source_kind`` camera): detail,
+calibration, thumbnail, results and deletion are the videos' routes."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from backend.handlers.base import ApiError
+from backend.handlers.video_handler import VideoBase, validation_message
+from backend.schemas import CameraIn, CameraUpdateIn, VideoListOut
+from backend.services import cameras, videos
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class CameraBase(VideoBase):
+    def body_of(self, model: type[M]) -> M:
+        try:
+            return model.model_validate(self.json_body())
+        except ValidationError as exc:
+            raise ApiError(400, "invalid_body", validation_message(exc)) from exc
+
+
+class CameraListHandler(CameraBase):
+    async def get(self) -> None:
+        """``GET /api/cameras``: the camera sources (their URLs redacted)."""
+        rows = await videos.list_videos(db=self.application.db)
+        self.send_model(VideoListOut(videos=[self.video_out(v) for v in rows if v.source_kind == "camera"]))
+
+    async def post(self) -> None:
+        """``POST /api/cameras`` ``{"name", "url"}``: 201 once a frame was grabbed, else 400
+        ``invalid_url`` / 422 ``camera_*`` and nothing stored."""
+        body = self.body_of(CameraIn)
+        app = self.application
+        video = await cameras.create_camera(
+            db=app.db,
+            storage=app.config.VIDEO_STORAGE_PATH,
+            name=body.name,
+            url=body.url,
+            timeout_s=app.config.CAMERA_TIMEOUT_S,
+        )
+        self.send_model(self.video_out(video), 201)
+
+
+class CameraHandler(CameraBase):
+    async def put(self, raw_id: str) -> None:
+        """``PUT /api/cameras/{id}`` ``{"name"?, "url"?}``: a new URL is tested first."""
+        body = self.body_of(CameraUpdateIn)
+        video = cameras.ensure_camera(await self.load_video(raw_id))
+        app = self.application
+        video = await cameras.update_camera(
+            db=app.db,
+            storage=app.config.VIDEO_STORAGE_PATH,
+            video=video,
+            name=body.name,
+            url=body.url,
+            timeout_s=app.config.CAMERA_TIMEOUT_S,
+        )
+        self.send_model(self.video_out(video))
+
+
+class CameraSnapshotHandler(CameraBase):
+    async def post(self, raw_id: str) -> None:
+        """``POST /api/cameras/{id}/snapshot``: grab a new frame to calibrate on (the thumbnail)."""
+        video = cameras.ensure_camera(await self.load_video(raw_id))
+        app = self.application
+        video = await cameras.refresh_snapshot(
+            db=app.db,
+            storage=app.config.VIDEO_STORAGE_PATH,
+            video=video,
+            timeout_s=app.config.CAMERA_TIMEOUT_S,
+        )
+        self.send_model(self.video_out(video))
+
+
+CAMERA_ID = r"([^/]+)"
+routes = [
+    (r"/api/cameras", CameraListHandler),
+    (rf"/api/cameras/{CAMERA_ID}", CameraHandler),
+    (rf"/api/cameras/{CAMERA_ID}/snapshot", CameraSnapshotHandler),
+]

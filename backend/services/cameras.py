@@ -1,0 +1,248 @@
+"""Cameras as sources: the URL checked, a frame grabbed to test the connection (and to calibrate
+on), the ``videos`` row created, renamed, re-pointed or its snapshot refreshed.
+
+The decoder is PyAV (FFmpeg's libraries in a pip wheel): RTSP/RTSPS over TCP, HTTP(S) MJPEG and
+HLS (``.m3u8``) open alike; its errors are typed (refused, 401/403, 404, timeouts), so that an
+operator gets what went wrong, never the URL's credentials (``services.redact``).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from backend.db import crud
+from backend.db.models import Video
+from backend.db.session import Database
+from backend.services.errors import ServiceError, video_not_found
+from backend.services.redact import redact, redact_text, url_secrets
+
+log = logging.getLogger("backend.cameras")
+
+SCHEMES = ("rtsp", "rtsps", "http", "https")
+MAX_URL = 2000
+SNAPSHOT_QUALITY = 90
+
+
+class CameraError(ServiceError):
+    """The camera could not be read: 422 with one of ``camera_unreachable``,
+    ``camera_auth_failed``, ``camera_not_found``, ``camera_no_video``,
+    ``camera_unsupported_codec``, ``camera_timeout``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(422, code, message)
+
+
+@dataclass(frozen=True)
+class Grab:
+    """One frame grabbed from a camera: the JPEG and what the stream says of itself."""
+
+    jpeg: bytes
+    width: int
+    height: int
+    fps: float | None
+    codec: str
+    seconds: float  # from opening to the first decoded frame
+
+
+def check_url(url: object) -> str:
+    """The URL stripped, or a 400 ``invalid_url`` naming what is wrong (never the URL itself)."""
+    if not isinstance(url, str) or not url.strip():
+        raise ServiceError(400, "invalid_url", "url must be a non-empty string")
+    url = url.strip()
+    if len(url) > MAX_URL:
+        raise ServiceError(400, "invalid_url", f"url is longer than {MAX_URL} characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ServiceError(400, "invalid_url", f"url is malformed ({exc})") from None
+    if parts.scheme.lower() not in SCHEMES:
+        raise ServiceError(
+            400, "invalid_url", f"unsupported scheme {parts.scheme[:20]!r}: use {', '.join(SCHEMES)}"
+        )
+    if not parts.hostname:
+        raise ServiceError(400, "invalid_url", "url has no host")
+    if port == 0:
+        raise ServiceError(400, "invalid_url", "url has port 0")
+    return url
+
+
+def open_options(url: str, timeout_s: float) -> dict[str, str]:
+    """FFmpeg options for a camera: RTSP over TCP, a socket timeout, little probing (the first
+    frame comes sooner)."""
+    us = str(int(timeout_s * 1_000_000))
+    options = {"timeout": us, "analyzeduration": "1000000", "probesize": "1000000"}
+    if urlsplit(url).scheme.lower() in ("rtsp", "rtsps"):
+        options["rtsp_transport"] = "tcp"
+    else:
+        options["rw_timeout"] = us
+        options["reconnect"] = "0"
+    return options
+
+
+def classify(exc: BaseException, url: str, timed_out: bool = False) -> CameraError:
+    """The API error for a decoder failure, its message without credentials. ``timed_out``: the
+    failure came after the whole timeout (a server that accepts and never answers makes FFmpeg's
+    RTSP demuxer give up with "invalid data")."""
+    import av
+
+    secrets = url_secrets(url)
+    where = redact(url)
+    detail = redact_text(str(exc), *secrets)
+    if isinstance(exc, (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError)):
+        return CameraError(
+            "camera_auth_failed", f"{where}: authentication failed (check the user and password)"
+        )
+    if isinstance(exc, av.error.HTTPNotFoundError):
+        return CameraError("camera_not_found", f"{where}: the server has no stream at this path")
+    if (
+        timed_out
+        or isinstance(exc, (av.error.ExitError, TimeoutError))
+        or getattr(exc, "errno", None)
+        in (
+            errno.ETIMEDOUT,
+            errno.EAGAIN,
+        )
+    ):
+        return CameraError("camera_timeout", f"{where}: no answer in time ({detail})")
+    if isinstance(exc, (av.error.DecoderNotFoundError, av.error.PatchWelcomeError)):
+        return CameraError("camera_unsupported_codec", f"{where}: unsupported codec ({detail})")
+    if isinstance(exc, av.error.InvalidDataError):
+        return CameraError("camera_unsupported_codec", f"{where}: the stream cannot be decoded ({detail})")
+    return CameraError("camera_unreachable", f"{where}: cannot connect ({detail})")
+
+
+def grab(url: str, timeout_s: float = 5.0) -> Grab:
+    """Open the camera and decode its first video frame (blocking: run it in a thread); a
+    ``CameraError`` when that fails or takes longer than about ``timeout_s``."""
+    import av
+    import cv2
+
+    started = time.monotonic()
+    try:
+        container = av.open(url, options=open_options(url, timeout_s), timeout=(timeout_s, timeout_s))
+    except Exception as exc:  # noqa: BLE001 - every decoder failure is classified for the client
+        raise classify(exc, url, time.monotonic() - started >= 0.9 * timeout_s) from None
+    try:
+        if not container.streams.video:
+            kinds: list[str] = sorted({str(s.type) for s in container.streams}) or ["none"]
+            raise CameraError(
+                "camera_no_video", f"{redact(url)}: no video track (streams: {', '.join(kinds)})"
+            )
+        stream = container.streams.video[0]
+        stream.thread_type = "SLICE"
+        codec = stream.codec_context.name
+        try:
+            for frame in container.decode(stream):
+                image = frame.to_ndarray(format="bgr24")
+                ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
+                if not ok:
+                    raise CameraError(
+                        "camera_unsupported_codec", f"{redact(url)}: the frame cannot be encoded"
+                    )
+                rate = stream.average_rate or stream.guessed_rate
+                fps = float(rate) if rate and 0 < float(rate) <= 240 else None
+                return Grab(jpeg.tobytes(), frame.width, frame.height, fps, codec, time.monotonic() - started)
+                # (one frame is all a connection test needs)
+            raise CameraError("camera_timeout", f"{redact(url)}: the stream ended before a frame was decoded")
+        except CameraError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise classify(exc, url, time.monotonic() - started >= 0.9 * timeout_s) from None
+    finally:
+        container.close()
+
+
+def snapshot_path(storage: Path, video_id: int) -> Path:
+    return storage / "cameras" / f"{video_id}.jpg"
+
+
+async def _grab(db: Database, url: str, timeout_s: float) -> Grab:
+    result = await db.run_blocking(grab, url, timeout_s)
+    log.info(
+        "camera %s: %dx%d %s in %.2f s",
+        redact(url),
+        result.width,
+        result.height,
+        result.codec,
+        result.seconds,
+    )
+    return result
+
+
+def _probe_fields(result: Grab) -> dict[str, object]:
+    return {
+        "width": result.width,
+        "height": result.height,
+        "fps": result.fps,
+        "frame_count": None,
+        "duration": None,
+    }
+
+
+async def create_camera(*, db: Database, storage: Path, name: str, url: str, timeout_s: float) -> Video:
+    """Test the connection (a frame grabbed), then the row (``source_kind`` camera) and its
+    snapshot; nothing is stored when the camera cannot be read."""
+    url = check_url(url)
+    result = await _grab(db, url, timeout_s)
+
+    def store(session) -> Video:  # noqa: ANN001
+        video = crud.create_video(session=session, name=name, file_path="", **_probe_fields(result))
+        video.source_kind, video.source_url = "camera", url
+        path = snapshot_path(storage, video.id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(result.jpeg)
+        video.file_path = str(path)
+        session.flush()
+        session.refresh(video)
+        return video
+
+    video = await db.run(store)
+    log.info("camera %d (%s) added: %s", video.id, name, redact(url))
+    return video
+
+
+async def update_camera(
+    *, db: Database, storage: Path, video: Video, name: str | None, url: str | None, timeout_s: float
+) -> Video:
+    """Rename, and/or point at another URL (tested first, its snapshot replacing the old one)."""
+    result = await _grab(db, check_url(url), timeout_s) if url is not None else None
+
+    def store(session) -> Video:  # noqa: ANN001
+        row = crud.get_video(session=session, video_id=video.id)
+        if row is None:
+            raise video_not_found(video.id)
+        if name is not None:
+            row.name = name
+        if result is not None and url is not None:
+            row.source_url = url.strip()
+            for key, value in _probe_fields(result).items():
+                setattr(row, key, value)
+            path = snapshot_path(storage, row.id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(result.jpeg)
+            row.file_path = str(path)
+        session.flush()
+        session.refresh(row)
+        return row
+
+    return await db.run(store)
+
+
+async def refresh_snapshot(*, db: Database, storage: Path, video: Video, timeout_s: float) -> Video:
+    """A new frame from the camera as the snapshot to calibrate on (the size may have changed)."""
+    assert video.source_url is not None
+    return await update_camera(
+        db=db, storage=storage, video=video, name=None, url=video.source_url, timeout_s=timeout_s
+    )
+
+
+def ensure_camera(video: Video) -> Video:
+    if video.source_kind != "camera":
+        raise ServiceError(409, "not_a_camera", f"video {video.id} is an uploaded file, not a camera")
+    return video
