@@ -175,14 +175,16 @@ async def _grab(db: Database, url: str, timeout_s: float) -> Grab:
     return result
 
 
-def _probe_fields(result: Grab) -> dict[str, object]:
-    return {
-        "width": result.width,
-        "height": result.height,
-        "fps": result.fps,
-        "frame_count": None,
-        "duration": None,
-    }
+def _point_at(video: Video, url: str, result: Grab, storage: Path) -> None:
+    """The row reads ``url``: its size and rate as grabbed, the grabbed frame as its snapshot
+    (``file_path``; a camera has no frame count nor duration)."""
+    video.source_url = url
+    video.width, video.height, video.fps = result.width, result.height, result.fps
+    video.frame_count = video.duration = None
+    path = snapshot_path(storage, video.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(result.jpeg)
+    video.file_path = str(path)
 
 
 async def create_camera(*, db: Database, storage: Path, name: str, url: str, timeout_s: float) -> Video:
@@ -192,12 +194,9 @@ async def create_camera(*, db: Database, storage: Path, name: str, url: str, tim
     result = await _grab(db, url, timeout_s)
 
     def store(session) -> Video:  # noqa: ANN001
-        video = crud.create_video(session=session, name=name, file_path="", **_probe_fields(result))
-        video.source_kind, video.source_url = "camera", url
-        path = snapshot_path(storage, video.id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(result.jpeg)
-        video.file_path = str(path)
+        video = crud.create_video(session=session, name=name, file_path="")
+        video.source_kind = "camera"
+        _point_at(video, url, result, storage)
         session.flush()
         session.refresh(video)
         return video
@@ -220,13 +219,7 @@ async def update_camera(
         if name is not None:
             row.name = name
         if result is not None and url is not None:
-            row.source_url = url.strip()
-            for key, value in _probe_fields(result).items():
-                setattr(row, key, value)
-            path = snapshot_path(storage, row.id)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(result.jpeg)
-            row.file_path = str(path)
+            _point_at(row, url.strip(), result, storage)
         session.flush()
         session.refresh(row)
         return row
