@@ -99,6 +99,11 @@ bench: install
 bench-e2e: install install-airflow frontend
 	$(PY) -m e2e.bench
 
+# PyAV against OpenCV's FFmpeg reading a real RTSP camera on loopback (the camera decoder's choice)
+.PHONY: bench-decoders
+bench-decoders: install rtsp-deps
+	$(PY) -m stack.bench_decoders
+
 # What one GPU carries: the network at batch 1-64 (fp32/fp16), the processor per stream, and the
 # number of real-time streams through the batched path. Says so and exits 0 without CUDA.
 bench-gpu: install

@@ -48,23 +48,27 @@ def server_available() -> str | None:
     return f"GStreamer's RTSP server is missing: make rtsp-deps (apt-get install {DEBIAN_PACKAGES})"
 
 
-def transcode(src: Path, dst: Path, max_frames: int | None = None) -> Path:
+def transcode(
+    src: Path, dst: Path, max_frames: int | None = None, size: tuple[int, int] | None = None
+) -> Path:
     """``dst``: ``src`` re-encoded as H.264 without B-frames, a keyframe a second, at the source's
-    frame rate (what the server streams as it is), with PyAV's bundled FFmpeg (libx264)."""
+    frame rate (what the server streams as it is), with PyAV's bundled FFmpeg (libx264); scaled
+    to ``size`` (width, height) when given."""
     import av
 
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         vin = inp.streams.video[0]
         rate = Fraction(vin.average_rate or 25)
         vout = out.add_stream("libx264", rate=rate)
-        vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+        width, height = size or (vin.codec_context.width, vin.codec_context.height)
+        vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
         vout.codec_context.gop_size = max(1, round(float(rate)))
         vout.options = {"bf": "0", "preset": "veryfast"}
         for n, frame in enumerate(inp.decode(vin)):
             if max_frames is not None and n >= max_frames:
                 break
             frame.pts, frame.time_base = n, Fraction(1) / rate
-            for packet in vout.encode(frame.reformat(format="yuv420p")):
+            for packet in vout.encode(frame.reformat(width=width, height=height, format="yuv420p")):
                 out.mux(packet)
         for packet in vout.encode():
             out.mux(packet)
