@@ -410,7 +410,9 @@ class FrameTracker(Tracker):
         position). With the road's axis known, the track's motion is taken along it only, and
         a track without a motion (one measured position, or a box whose bottom stays still:
         standing, or cut by the frame's edge) is not continued by a detection across the axis
-        beyond the lateral tolerance (the next lane, two vehicles that look alike); else None."""
+        beyond the lateral tolerance (the next lane, two vehicles that look alike); else None.
+        A motion measured over less than ``axis_min_span_s`` gives the direction only (see
+        below); the lateral tolerance never exceeds ``motion_lateral_max_m``."""
         cfg = self.config
         hits = getattr(track, "hits_log", [])
         if self.to_world is None or not hits:
@@ -450,8 +452,8 @@ class FrameTracker(Tracker):
             # vehicle is continued along the road's axis (else that direction), at least half
             # as far as predicted and at most as far as a road vehicle can go, and within the
             # lateral tolerance.
-            direction = axis if axis is not None else velocity / speed
-            along = abs(float(step @ direction)) * (1.0 if float(step @ velocity) >= 0 else -1.0)
+            direction = velocity / speed  # along the axis when it is known (road_velocity)
+            along = float(step @ direction)
             reach = cfg.motion_max_speed_kmh / 3.6 * gap_s + cfg.motion_slack_m
             least = 0.5 * speed * gap_s - cfg.motion_slack_m
             return _across(step, direction) <= lateral_tolerance and least <= along <= reach
