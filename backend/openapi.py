@@ -70,6 +70,9 @@ class Operation:
 
 
 VIDEO_404 = error("Unknown video id (video_not_found)")
+CAMERA_401 = error("No or wrong Authorization: Bearer ADMIN_TOKEN (unauthorized)")
+CAMERA_403 = error("ADMIN_TOKEN is unset: camera management is off (cameras_disabled)")
+CAMERA_ACCESS = {401: CAMERA_401, 403: CAMERA_403}
 CAMERA_422 = error(
     "The camera cannot be read: camera_unreachable, camera_auth_failed, camera_not_found, "
     "camera_no_video, camera_unsupported_codec or camera_timeout"
@@ -104,7 +107,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "Delete the video, its file and its results (analytics, violations, passages)",
         {204: Response("Deleted"), 404: VIDEO_404, 409: error("The video is being streamed (stop it first)")},
     ),
-    Operation("/api/cameras", "get", "List cameras", {200: Response("Cameras", VideoListOut)}),
+    Operation(
+        "/api/cameras",
+        "get",
+        "List cameras",
+        {200: Response("Cameras", VideoListOut), **CAMERA_ACCESS},
+        security=("adminToken",),
+    ),
     Operation(
         "/api/cameras",
         "post",
@@ -115,7 +124,9 @@ OPERATIONS: tuple[Operation, ...] = (
                 "Malformed JSON or body (invalid_body), unsupported scheme or malformed URL (invalid_url)"
             ),
             422: CAMERA_422,
+            **CAMERA_ACCESS,
         },
+        security=("adminToken",),
         request=CameraIn,
         description="Nothing is stored when the camera cannot be read. The URL's credentials are "
         "kept for the connection and shown as *** in every response.",
@@ -130,7 +141,9 @@ OPERATIONS: tuple[Operation, ...] = (
             404: VIDEO_404,
             409: error("The id is an uploaded video, not a camera (not_a_camera)"),
             422: CAMERA_422,
+            **CAMERA_ACCESS,
         },
+        security=("adminToken",),
         request=CameraUpdateIn,
     ),
     Operation(
@@ -142,8 +155,9 @@ OPERATIONS: tuple[Operation, ...] = (
             404: VIDEO_404,
             409: error("Not a camera (not_a_camera)"),
             422: CAMERA_422,
+            **CAMERA_ACCESS,
         },
-        request_required=False,
+        security=("adminToken",),
     ),
     Operation(
         "/api/videos/{video_id}/calibration",
@@ -361,7 +375,10 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": defs.get("$defs", {}),
-            "securitySchemes": {"internalToken": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "internalToken": {"type": "http", "scheme": "bearer"},
+                "adminToken": {"type": "http", "scheme": "bearer"},
+            },
         },
     }
 

@@ -36,6 +36,9 @@ class Settings(CommonSettings):
     AIRFLOW_RETRIES: int = Field(default=3, ge=1)
     AIRFLOW_RETRY_BACKOFF_S: float = Field(default=0.5, ge=0)
 
+    # Cameras make the backend connect where it is told: managing them needs this bearer token
+    # (empty: camera management is off; make demo generates one). Logins come with roles later.
+    ADMIN_TOKEN: str = ""
     # Cameras: how long a connection test (open, first frame) may take
     CAMERA_TIMEOUT_S: float = Field(default=5.0, gt=0, le=60)
 
@@ -68,4 +71,6 @@ class Settings(CommonSettings):
             for name in ("INTERNAL_TOKEN", "AIRFLOW_PASSWORD"):
                 if getattr(self, name) in EXAMPLE_SECRETS:
                     raise ValueError(f"{name} is still the example value; set it outside development")
+            if self.ADMIN_TOKEN and self.ADMIN_TOKEN in EXAMPLE_SECRETS:
+                raise ValueError("ADMIN_TOKEN is still the example value; set it (or leave it empty)")
         return self

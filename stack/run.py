@@ -168,6 +168,8 @@ class Infra:
             "BACKEND_PORT": str(self.backend_port),
             "BACKEND_URL": f"http://127.0.0.1:{self.backend_port}",
             "INTERNAL_TOKEN": token,
+            # the camera routes' bearer token: generated when unset, read from stack.env
+            "ADMIN_TOKEN": os.environ.get("ADMIN_TOKEN") or os.urandom(24).hex(),
             "VIDEO_STORAGE_PATH": str(self.data_dir / "video_storage"),
             "AIRFLOW_PORT": str(self.airflow_port),
             "AIRFLOW_API_URL": f"http://127.0.0.1:{self.airflow_port}",
@@ -203,6 +205,7 @@ class Infra:
         if self.moved:
             self.env["STACK_PORT_WARNINGS"] = "; ".join(self.moved)
         path.write_text("".join(head) + "".join(f"{k}={shlex.quote(v)}\n" for k, v in self.env.items()))
+        path.chmod(0o600)  # it holds the tokens and passwords
         return path
 
 
@@ -518,6 +521,7 @@ def banner(infra: Infra, video_id: int | None, data: str, started: float) -> str
         f"  Dashboard     {base}/   <- open this"
         + ("" if frontend.exists() else "   (not built: `make frontend`; / answers a JSON hint)"),
         f"  REST API      {base}/api/videos      OpenAPI: {base}/api/openapi.json",
+        f"  Cameras       {base}/api/cameras  (Authorization: Bearer $ADMIN_TOKEN, in {data}/stack.env)",
         f"  WebSocket     ws://127.0.0.1:{infra.backend_port}/ws/client/stream",
         f"  Metrics       {base}/metrics   (Prometheus)",
         f"  Airflow UI    {env['AIRFLOW_API_URL']}/   user {env['AIRFLOW_USERNAME']}, "

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import hmac
 import io
 import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RequestHandler
 
 from backend.schemas import error_body
@@ -98,6 +100,14 @@ class BaseHandler(RequestHandler):
 
     def on_finish(self) -> None:
         self.application.record_request(self)
+
+
+def bearer_ok(request: HTTPServerRequest, expected: str, fallback_header: str | None = None) -> bool:
+    """Whether the request carries ``expected`` as ``Authorization: Bearer ...`` (or in
+    ``fallback_header``), compared in constant time; never when ``expected`` is empty."""
+    header = request.headers.get("Authorization", "")
+    token = header[7:] if header.startswith("Bearer ") else request.headers.get(fallback_header or "", "")
+    return bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
 
 
 def parse_id(raw: str, code: str, what: str) -> int:

@@ -1,6 +1,10 @@
 """REST handlers for cameras: add (with a connection test), list, rename or re-point, refresh the
 snapshot to calibrate on. A camera is a ``videos`` row (``source_kind`` camera): detail,
-calibration, thumbnail, results and deletion are the videos' routes."""
+calibration, thumbnail, results and deletion are the videos' routes.
+
+Access: a camera makes the backend connect where it is told (any host its network reaches), so
+every route here needs ``Authorization: Bearer ADMIN_TOKEN``: 401 without it, 403 while
+``ADMIN_TOKEN`` is unset (camera management off)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from backend.handlers.base import ApiError
+from backend.db.models import Video
+from backend.handlers.base import ApiError, bearer_ok
 from backend.handlers.video_handler import VideoBase, validation_message
 from backend.schemas import CameraIn, CameraUpdateIn, VideoListOut
 from backend.services import cameras, videos
@@ -17,6 +22,30 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class CameraBase(VideoBase):
+    def prepare(self) -> None:
+        if self.request.method == "OPTIONS":  # the CORS preflight carries no credentials
+            return
+        expected = self.application.config.ADMIN_TOKEN
+        if not expected:
+            raise ApiError(403, "cameras_disabled", "camera management is off: set ADMIN_TOKEN")
+        if not bearer_ok(self.request, expected):
+            raise ApiError(401, "unauthorized", "camera management needs Authorization: Bearer ADMIN_TOKEN")
+
+    async def load_camera(self, raw_id: str) -> Video:
+        return cameras.ensure_camera(await self.load_video(raw_id))
+
+    async def send_updated(self, video: Video, name: str | None, url: str | None) -> None:
+        app = self.application
+        updated = await cameras.update_camera(
+            db=app.db,
+            storage=app.config.VIDEO_STORAGE_PATH,
+            video=video,
+            name=name,
+            url=url,
+            timeout_s=app.config.CAMERA_TIMEOUT_S,
+        )
+        self.send_model(self.video_out(updated))
+
     def body_of(self, model: type[M]) -> M:
         try:
             return model.model_validate(self.json_body())
@@ -49,31 +78,15 @@ class CameraHandler(CameraBase):
     async def put(self, raw_id: str) -> None:
         """``PUT /api/cameras/{id}`` ``{"name"?, "url"?}``: a new URL is tested first."""
         body = self.body_of(CameraUpdateIn)
-        video = cameras.ensure_camera(await self.load_video(raw_id))
-        app = self.application
-        video = await cameras.update_camera(
-            db=app.db,
-            storage=app.config.VIDEO_STORAGE_PATH,
-            video=video,
-            name=body.name,
-            url=body.url,
-            timeout_s=app.config.CAMERA_TIMEOUT_S,
-        )
-        self.send_model(self.video_out(video))
+        await self.send_updated(await self.load_camera(raw_id), body.name, body.url)
 
 
 class CameraSnapshotHandler(CameraBase):
     async def post(self, raw_id: str) -> None:
-        """``POST /api/cameras/{id}/snapshot``: grab a new frame to calibrate on (the thumbnail)."""
-        video = cameras.ensure_camera(await self.load_video(raw_id))
-        app = self.application
-        video = await cameras.refresh_snapshot(
-            db=app.db,
-            storage=app.config.VIDEO_STORAGE_PATH,
-            video=video,
-            timeout_s=app.config.CAMERA_TIMEOUT_S,
-        )
-        self.send_model(self.video_out(video))
+        """``POST /api/cameras/{id}/snapshot``: grab a new frame to calibrate on (the thumbnail):
+        the camera re-pointed at its own URL."""
+        video = await self.load_camera(raw_id)
+        await self.send_updated(video, None, video.source_url)
 
 
 CAMERA_ID = r"([^/]+)"

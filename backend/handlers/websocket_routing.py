@@ -8,7 +8,6 @@ the internal token. ``GET /api/websocket/status``: connection and channel counts
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,7 @@ from pydantic import ValidationError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from backend.db import crud
-from backend.handlers.base import BaseHandler
+from backend.handlers.base import BaseHandler, bearer_ok
 from backend.schemas import (
     AnalyticsIngest,
     AnalyticsMessage,
@@ -132,12 +131,7 @@ class IngestHandler(WebSocketHandler):
         await super().get(*args, **kwargs)
 
     def _token_ok(self) -> bool:
-        expected = self.application.config.INTERNAL_TOKEN
-        header = self.request.headers.get("Authorization", "")
-        token = (
-            header[7:] if header.startswith("Bearer ") else self.request.headers.get("X-Internal-Token", "")
-        )
-        return bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
+        return bearer_ok(self.request, self.application.config.INTERNAL_TOKEN, "X-Internal-Token")
 
     def check_origin(self, origin: str) -> bool:
         return False  # only the bridge connects here, and it sends no Origin

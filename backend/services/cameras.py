@@ -227,14 +227,6 @@ async def update_camera(
     return await db.run(store)
 
 
-async def refresh_snapshot(*, db: Database, storage: Path, video: Video, timeout_s: float) -> Video:
-    """A new frame from the camera as the snapshot to calibrate on (the size may have changed)."""
-    assert video.source_url is not None
-    return await update_camera(
-        db=db, storage=storage, video=video, name=None, url=video.source_url, timeout_s=timeout_s
-    )
-
-
 def ensure_camera(video: Video) -> Video:
     if video.source_kind != "camera":
         raise ServiceError(409, "not_a_camera", f"video {video.id} is an uploaded file, not a camera")

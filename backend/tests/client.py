@@ -42,14 +42,14 @@ def request(
         conn.close()
 
 
-def put_json(port: int, path: str, payload: Any) -> Response:
+def put_json(port: int, path: str, payload: Any, headers: dict[str, str] | None = None) -> Response:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return request(port, "PUT", path, body, {"Content-Type": "application/json"})
+    return request(port, "PUT", path, body, {"Content-Type": "application/json", **(headers or {})})
 
 
-def post_json(port: int, path: str, payload: Any) -> Response:
+def post_json(port: int, path: str, payload: Any, headers: dict[str, str] | None = None) -> Response:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return request(port, "POST", path, body, {"Content-Type": "application/json"})
+    return request(port, "POST", path, body, {"Content-Type": "application/json", **(headers or {})})
 
 
 def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:

@@ -34,6 +34,8 @@ workdir, postgres, redis_server = fixtures.workdir, fixtures.postgres, fixtures.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_VIDEO = REPO_ROOT.parent / "shared" / "assets" / "videos" / "urban_cctv_640x360_25fps.mp4"
 TOKEN = "test-internal-token"
+ADMIN_TOKEN = "test-admin-" + uuid.uuid4().hex
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # the camera routes' access rule
 ORIGIN = "http://localhost:4200"
 
 
@@ -102,6 +104,7 @@ def backend(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, workdir: Pa
         REDIS_PORT=redis_server.port,
         VIDEO_STORAGE_PATH=storage,
         INTERNAL_TOKEN=TOKEN,
+        ADMIN_TOKEN=ADMIN_TOKEN,
         ALLOWED_ORIGINS=ORIGIN,
         AIRFLOW_API_URL=f"http://127.0.0.1:{airflow_port}",
         AIRFLOW_USERNAME="admin",

@@ -27,7 +27,7 @@ from backend.openapi import openapi_document
 from backend.schemas import CalibrationIn
 from backend.services.airflow_client import AirflowClient
 from backend.tests.client import Response, multipart, put_json, request, upload
-from backend.tests.conftest import ORIGIN, TOKEN
+from backend.tests.conftest import ADMIN, ORIGIN, TOKEN
 from backend.tests.ws import connect_status
 
 CALIBRATION = {
@@ -360,32 +360,40 @@ def test_every_documented_response_is_real(api, doc, sample_video, db_engine, sy
         finally:
             api.app.airflow = original
 
-    # cameras (a real RTSP server on loopback)
+    # cameras (a real RTSP server on loopback; every route behind the admin token)
     cams, cam_one, cam_snap = "/api/cameras", "/api/cameras/{video_id}", "/api/cameras/{video_id}/snapshot"
-    json_headers = {"headers": {"Content-Type": "application/json"}}
-    added = call(
-        "post", cams, cams, json.dumps({"name": "cam", "url": rtsp_camera.url}).encode(), **json_headers
-    )
+    admin = {"headers": {"Content-Type": "application/json", **ADMIN}}
+    added = call("post", cams, cams, json.dumps({"name": "cam", "url": rtsp_camera.url}).encode(), **admin)
     assert added.status == 201
     cid = added.json()["id"]
-    call("post", cams, cams, b'{"name": "cam", "url": "ftp://x/y"}', **json_headers)  # 400
+    call("post", cams, cams, b'{"name": "cam", "url": "ftp://x/y"}', **admin)  # 400
     gone = rtsp_camera.url.replace("/cam", "/gone")
-    call("post", cams, cams, json.dumps({"name": "cam", "url": gone}).encode(), **json_headers)  # 422
-    call("get", cams, cams)
-    assert call("put", f"/api/cameras/{cid}", cam_one, b'{"name": "renamed"}', **json_headers).status == 200
-    call("put", f"/api/cameras/{cid}", cam_one, b'{"name": 1}', **json_headers)  # 400
-    call("put", "/api/cameras/424242", cam_one, b'{"name": "x"}', **json_headers)  # 404
-    call("put", f"/api/cameras/{vid}", cam_one, b'{"name": "x"}', **json_headers)  # 409: a file
-    call("put", f"/api/cameras/{cid}", cam_one, json.dumps({"url": gone}).encode(), **json_headers)  # 422
-    assert call("post", f"/api/cameras/{cid}/snapshot", cam_snap).status == 200
-    call("post", "/api/cameras/424242/snapshot", cam_snap)
-    call("post", f"/api/cameras/{vid}/snapshot", cam_snap)  # 409
+    call("post", cams, cams, json.dumps({"name": "cam", "url": gone}).encode(), **admin)  # 422
+    call("get", cams, cams, **admin)
+    assert call("put", f"/api/cameras/{cid}", cam_one, b'{"name": "renamed"}', **admin).status == 200
+    call("put", f"/api/cameras/{cid}", cam_one, b'{"name": 1}', **admin)  # 400
+    call("put", "/api/cameras/424242", cam_one, b'{"name": "x"}', **admin)  # 404
+    call("put", f"/api/cameras/{vid}", cam_one, b'{"name": "x"}', **admin)  # 409: a file
+    call("put", f"/api/cameras/{cid}", cam_one, json.dumps({"url": gone}).encode(), **admin)  # 422
+    assert call("post", f"/api/cameras/{cid}/snapshot", cam_snap, **admin).status == 200
+    call("post", "/api/cameras/424242/snapshot", cam_snap, **admin)
+    call("post", f"/api/cameras/{vid}/snapshot", cam_snap, **admin)  # 409
     api.app.config = api.base_config.model_copy(update={"CAMERA_TIMEOUT_S": 1.0})
     rtsp_camera.stop()  # the camera gone: the refresh cannot read it
     try:
-        assert call("post", f"/api/cameras/{cid}/snapshot", cam_snap).status == 422
+        assert call("post", f"/api/cameras/{cid}/snapshot", cam_snap, **admin).status == 422
     finally:
         rtsp_camera.start()
+        api.configure()
+    guarded = [("get", cams, cams), ("post", cams, cams), ("put", f"/api/cameras/{cid}", cam_one)]
+    guarded.append(("post", f"/api/cameras/{cid}/snapshot", cam_snap))
+    for method, path, template in guarded:
+        assert call(method, path, template, b"{}").status == 401  # no token
+    api.configure(ADMIN_TOKEN="")
+    try:
+        for method, path, template in guarded:
+            assert call(method, path, template, b"{}", **admin).status == 403  # management off
+    finally:
         api.configure()
     assert call("post", f"/api/videos/{cid}/stream/start", start, b"").status == 501
     assert call("delete", f"/api/videos/{cid}", one).status == 204
