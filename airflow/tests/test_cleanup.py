@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC
 
 import pytest
 from sqlalchemy import text
@@ -294,9 +295,9 @@ def test_passages_come_from_the_final_summary_and_violations_from_the_flags(r, e
 
     assert result["passages"] == 4 and "vehicles" not in result["summary"]  # a small XCom
     rows = passage_rows(engine, vid)
-    assert [
-        Passage(**{k: v for k, v in row.items() if k in Passage.model_fields}) for row in rows
-    ] == passages
+    assert [Passage(**{k: v for k, v in row.items() if k in Passage.model_fields}) for row in rows] == [
+        p.model_copy(update={"run_id": ""}) for p in passages
+    ]  # no run id in this hash
     assert all(row["video_id"] == vid for row in rows)
     speeders = {row["track_id"] for row in rows if row["speeding"]}
     assert speeders == {v["track_id"] for v in violation_rows(engine, vid)} == {2, 4}
@@ -304,39 +305,74 @@ def test_passages_come_from_the_final_summary_and_violations_from_the_flags(r, e
     assert [row["track_id"] for row in passage_rows(engine, other)] == [9]  # another video's rows stay
 
 
-def test_passages_of_a_rerun_replace_the_previous_ones(r, engine, add_video, settings):
+def test_passages_are_stored_once_per_run_and_a_camera_keeps_every_run(r, engine, add_video, settings):
+    """A vehicle is (video, run, track): a retried cleanup stores nothing twice, and a second run
+    (a camera started again: its track ids start again too) adds its own rows. A file's rerun
+    forgets the previous run's results when it starts (the backend's start, tested there)."""
     vid = add_video(frames=2)
-    finished(
-        r, vid, summary=SUMMARY.model_copy(update={"vehicles": [passage(1), passage(2)]}).model_dump_json()
-    )
-    cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
-    assert [row["track_id"] for row in passage_rows(engine, vid)] == [1, 2]
-    # the same cleanup again (a retry): the same rows
-    finished(
-        r, vid, summary=SUMMARY.model_copy(update={"vehicles": [passage(1), passage(2)]}).model_dump_json()
-    )
-    cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
-    assert [row["track_id"] for row in passage_rows(engine, vid)] == [1, 2]
-    # a rerun: its own vehicles only
-    finished(
-        r, vid, summary=SUMMARY.model_copy(update={"vehicles": [passage(2, speed=70.0)]}).model_dump_json()
-    )
-    cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
-    rows = passage_rows(engine, vid)
-    assert [(row["track_id"], row["speed_kmh"]) for row in rows] == [(2, 70.0)]
-    # a summary without per-vehicle records (an older processor) leaves them as they are
-    finished(r, vid)
+    two = SUMMARY.model_copy(update={"vehicles": [passage(1), passage(2)]}).model_dump_json()
+    finished(r, vid, summary=two, run_id="run-1")
     assert (
-        cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)["passages"]
-        is None
+        cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)["passages"] == 2
     )
-    assert len(passage_rows(engine, vid)) == 1
-    # an empty list is a run that counted nobody
-    finished(r, vid, summary=SUMMARY.model_copy(update={"vehicles": []}).model_dump_json())
+    finished(r, vid, summary=two, run_id="run-1")  # the same cleanup again (a retry)
     assert (
         cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)["passages"] == 0
     )
-    assert passage_rows(engine, vid) == []
+    assert [(row["run_id"], row["track_id"]) for row in passage_rows(engine, vid)] == [
+        ("run-1", 1),
+        ("run-1", 2),
+    ]
+    # the next run: its own rows beside the first run's
+    finished(
+        r,
+        vid,
+        summary=SUMMARY.model_copy(update={"vehicles": [passage(2, speed=70.0)]}).model_dump_json(),
+        run_id="run-2",
+    )
+    cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
+    rows = sorted((row["run_id"], row["track_id"], row["speed_kmh"]) for row in passage_rows(engine, vid))
+    assert rows == [("run-1", 1, 50.0), ("run-1", 2, 50.0), ("run-2", 2, 70.0)]
+    # a summary without per-vehicle records (an older processor) adds nothing
+    finished(r, vid, run_id="run-3")
+    assert (
+        cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)["passages"] == 0
+    )
+    assert len(passage_rows(engine, vid)) == 3
+
+
+def test_continuous_passages_and_violations_in_redis_are_stored_with_their_run(
+    r, engine, add_video, settings
+):
+    """The processor's passages pushed as tracks ended, and the violations, still in Redis when
+    the run ends: stored once each; the violation takes its passage's final speed and class."""
+    vid = add_video(frames=2)
+    r.rpush(
+        streams.passages_key(vid),
+        passage(
+            5,
+            speed=91.0,
+            speeding=True,
+            class_name="truck",
+            run_id="live",
+            passed_at=1_800_000_000.5,
+            direction="approaching",
+        ).model_dump_json(),
+        passage(6, speed=40.0).model_dump_json(),  # an older message without its run: the hash's
+    )
+    r.rpush(streams.violations_key(vid), violation(5, 85.0))
+    finished(
+        r, vid, summary=SUMMARY.model_copy(update={"vehicles": [passage(7)]}).model_dump_json(), run_id="live"
+    )
+    result = cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
+    assert result["passages"] == 3 and result["violations_added"] == 1
+    rows = {row["track_id"]: row for row in passage_rows(engine, vid)}
+    assert sorted(rows) == [5, 6, 7] and {row["run_id"] for row in rows.values()} == {"live"}
+    assert rows[5]["direction"] == "approaching"
+    assert rows[5]["passed_at"].replace(tzinfo=UTC).timestamp() == 1_800_000_000.5
+    (v,) = violation_rows(engine, vid)
+    assert (v["track_id"], v["speed_kmh"], v["vehicle_class"], v["run_id"]) == (5, 91.0, "truck", "live")
+    assert r.llen(streams.passages_key(vid)) == 0 and r.llen(streams.violations_key(vid)) == 0
 
 
 # ---- detected_at and snapshots ----------------------------------------------------------------

@@ -2,15 +2,10 @@
 
 1. ``video_analytics`` upserted from the progress hash's ``summary`` (final, or the latest
    partial one after a stop or failure), else from ``analytics:video:{id}``.
-2. Speeding violations drained from ``violations:video:{id}`` into ``speeding_violations``
-   (a (video_id, track_id) already stored is skipped; the list is trimmed only after commit):
-   the processor's ``new_violations``, one per vehicle it flagged, with the wall clock it flagged
-   them at (``detected_at``; the clean-up's own time for an older message without it) and their
-   JPEG crop written to ``<VIDEO_STORAGE_PATH>/snapshots/<video_id>/<track_id>.jpg`` (the path in
-   ``snapshot_path``; a crop that cannot be written is logged and left out, the row is still
-   stored). ``vehicle_passages`` become
-   the summary's per-vehicle records (``Summary.vehicles``; untouched when it has none), in the
-   same transaction.
+2. The last continuous results (``results.drain_results``): the passages and violations still in
+   Redis, and the summary's vehicles still tracked at the end, into ``vehicle_passages`` and
+   ``speeding_violations`` (a vehicle already stored is skipped; the lists are trimmed only after
+   commit), violations with their JPEG crop (``results.SnapshotWriter``).
 3. This video's entries removed from ``video-frames`` (but for an end of stream the processor
    has not handled yet) and ``processed-frames``; on
    ``processed-frames`` only those the Redis bridge's group has been delivered and acked
@@ -22,9 +17,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +27,7 @@ from traffic_processing.schemas import ProgressWriter, StreamProgress, StreamSta
 from traffic_processing.streams import parse_stream_id, text
 
 from .config import default_log
+from .results import SnapshotWriter
 
 
 def final_status(progress: StreamProgress, *, tasks_ok: bool | None = None) -> VideoStatus:
@@ -71,16 +65,16 @@ def cleanup(
     go in its ``snapshots`` directory). ``db_url`` (``DATABASE_URL``) or ``engine``: the
     database. ``now``: wall clock of violations without one."""
     from traffic_processing import streams
-    from traffic_processing.schemas import Summary, Violation
+    from traffic_processing.schemas import Summary
 
-    from .db import insert_violations, replace_passages, session_scope, set_status, upsert_analytics
+    from .db import session_scope, set_status, upsert_analytics
+    from .results import drain_results
 
     log = default_log(log, __name__)
-    save_snapshot = SnapshotWriter(Path(video_storage_path), video_id, log)
     pkey = streams.progress_key(video_id)
-    vkey = streams.violations_key(video_id)
     akey = streams.analytics_key(video_id)
     progress = StreamProgress.from_hash(redis.hgetall(pkey))  # an unreadable summary: logged, None
+    save_snapshot = SnapshotWriter(Path(video_storage_path), video_id, log, progress.run_id)
 
     summary: Summary | None = progress.summary
     summary_source = "progress" if summary is not None else None
@@ -92,35 +86,22 @@ def cleanup(
         except ValueError as exc:
             log.warning("video %d: unreadable summary in analytics: %s", video_id, exc)
 
-    raw_violations = redis.lrange(vkey, 0, -1)
-    violations = []
-    for raw in raw_violations:
-        try:
-            violations.append(Violation.model_validate_json(raw))
-        except ValueError as exc:
-            log.warning("video %d: skipping unreadable violation %r: %s", video_id, raw[:200], exc)
-
-    # A violation is flagged live on the estimates so far (a fast vehicle in a short zone may have
-    # one or two); the stored row takes the vehicle's final representative speed and class, those
-    # of its passage in the summary, when there is one: the speeding log and the passages agree.
-    final = {p.track_id: p for p in (summary.vehicles or [])} if summary is not None else {}
-    for i, v in enumerate(violations):
-        p = final.get(v.track_id)
-        if p is not None and p.speed_kmh is not None:
-            violations[i] = v.model_copy(update={"speed_kmh": p.speed_kmh, "vehicle_class": p.class_name})
-
+    # What is still in the lists, and the vehicles still tracked at the end (the summary's).
+    drained = drain_results(
+        video_id,
+        redis=redis,
+        run_id=progress.run_id,
+        session_scope=lambda: session_scope(db_url, engine),
+        save_snapshot=save_snapshot,
+        extra_passages=(summary.vehicles or []) if summary is not None else [],
+        now=now,
+        log=log,
+    )
     status = final_status(progress, tasks_ok=tasks_ok)
-    passages = None
     with session_scope(db_url, engine) as session:
         if summary is not None:
             upsert_analytics(session, video_id, summary)
-            if summary.vehicles is not None:
-                passages = replace_passages(session, video_id, summary.vehicles)
-        added = insert_violations(session, video_id, violations, now=now, save_snapshot=save_snapshot)
         set_status(session, video_id, status)
-    # Committed: now drop what was read (entries RPUSHed meanwhile stay for a later cleanup).
-    if raw_violations:
-        redis.ltrim(vkey, len(raw_violations), -1)
 
     # An end of stream the processor has not handled yet stays: when it comes back (restart from
     # its checkpoint) it still drops the video's state on it.
@@ -160,77 +141,30 @@ def cleanup(
         "status": status.value,
         "summary": summary.model_dump(exclude={"vehicles"}) if summary else None,
         "summary_source": summary_source,
-        "passages": passages,
-        "violations_read": len(raw_violations),
-        "violations_added": added,
+        "passages": drained.passages_added,
+        "violations_read": drained.violations_read,
+        "violations_added": drained.violations_added,
         "snapshots_written": save_snapshot.written,
         "removed_video_frames": removed_frames,
         "removed_processed_frames": removed_processed,
         "kept_processed_frames": kept_processed,
     }
     log.info(
-        "video %d: cleanup done: status %s, analytics %s, %s passages, %d/%d violations added "
+        "video %d: cleanup done: status %s, analytics %s, %d passages and %d/%d violations added "
         "(%d snapshots), removed %d video-frames and %d processed-frames entries (%d not yet "
         "delivered, kept)",
         video_id,
         status,
         f"from {summary_source}" if summary else "none",
-        "no" if passages is None else passages,
-        added,
-        len(raw_violations),
+        drained.passages_added,
+        drained.violations_added,
+        drained.violations_read,
         save_snapshot.written,
         removed_frames,
         removed_processed,
         kept_processed,
     )
     return result
-
-
-def snapshot_path(video_storage_path: Path, video_id: int, track_id: int) -> Path:
-    """``<VIDEO_STORAGE_PATH>/snapshots/<video_id>/<track_id>.jpg`` (absolute)."""
-    return video_storage_path.resolve() / "snapshots" / str(video_id) / f"{track_id}.jpg"
-
-
-class SnapshotWriter:
-    """Writes a violation's JPEG crop next to the uploaded videos; returns the path to store, None
-    when the violation has no crop or it cannot be written (logged: the row is stored without)."""
-
-    def __init__(self, video_storage_path: Path, video_id: int, log: logging.Logger) -> None:
-        self.storage = video_storage_path
-        self.video_id = video_id
-        self.log = log
-        self.written = 0
-
-    def __call__(self, violation: Any) -> str | None:
-        jpeg = violation.snapshot_jpeg
-        if not jpeg:
-            return None
-        if not jpeg.startswith(b"\xff\xd8"):
-            self.log.warning(
-                "video %d: the snapshot of track %d is not a JPEG: left out",
-                self.video_id,
-                violation.track_id,
-            )
-            return None
-        path = snapshot_path(self.storage, self.video_id, violation.track_id)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(jpeg)
-            os.replace(tmp, path)
-        except OSError as exc:
-            self.log.warning(
-                "video %d: snapshot of track %d not written to %s: %s",
-                self.video_id,
-                violation.track_id,
-                path,
-                exc,
-            )
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            return None
-        self.written += 1
-        return str(path)
 
 
 def _scan_video_ids(

@@ -51,6 +51,12 @@ class VideoRow:
     homography_matrix: list[list[float]] | None
     status: str | None
     speed_limit_kmh: float | None = None  # set with the calibration; None: SPEED_LIMIT_KMH
+    source_kind: str = "file"  # "file" | "camera"
+    source_url: str | None = None  # a camera's URL (credentials included: never log it as is)
+
+    @property
+    def is_camera(self) -> bool:
+        return self.source_kind == "camera"
 
 
 class VideoNotFound(LookupError):
@@ -73,6 +79,8 @@ def load_video(video_id: int, *, db_url: str | None = None, engine: Engine | Non
             homography_matrix=video.homography_matrix,
             status=video.status,
             speed_limit_kmh=video.speed_limit_kmh,
+            source_kind=video.source_kind,
+            source_url=video.source_url,
         )
 
 
@@ -134,7 +142,8 @@ def insert_violations(
     now: Callable[[], float] = time.time,
     save_snapshot: Callable[[Violation], str | None] | None = None,
 ) -> int:
-    """Insert the violations whose (video_id, track_id) is not stored yet; returns how many.
+    """Insert the violations whose (video_id, run_id, track_id) is not stored yet; returns how
+    many.
 
     ``detected_at`` is the violation's (the wall clock the processor flagged it at), ``now()``
     only for a message without one (an older processor); stored as naive UTC.
@@ -144,18 +153,28 @@ def insert_violations(
 
     from backend.db.models import SpeedingViolation, utc_datetime
 
+    violations = list(violations)
+    if not violations:
+        return 0
+    runs = {v.run_id or "" for v in violations}
     stored = set(
-        session.scalars(select(SpeedingViolation.track_id).where(SpeedingViolation.video_id == video_id))
+        session.execute(
+            select(SpeedingViolation.run_id, SpeedingViolation.track_id).where(
+                SpeedingViolation.video_id == video_id, SpeedingViolation.run_id.in_(runs)
+            )
+        ).tuples()
     )
     added = 0
     for v in violations:
-        if v.track_id in stored:
+        key = (v.run_id or "", v.track_id)
+        if key in stored:
             continue
-        stored.add(v.track_id)
+        stored.add(key)
         detected = v.detected_at if v.detected_at is not None else now()
         session.add(
             SpeedingViolation(
                 video_id=video_id,
+                run_id=key[0],
                 track_id=v.track_id,
                 vehicle_class=v.vehicle_class,
                 speed_kmh=v.speed_kmh,
@@ -170,16 +189,47 @@ def insert_violations(
     return added
 
 
-def replace_passages(session: Session, video_id: int, passages: Iterable[Passage]) -> int:
-    """The video's ``vehicle_passages`` become ``passages`` (those of its last stream: a rerun's
-    replace the previous run's); returns how many rows were written."""
-    from sqlalchemy import delete
+def insert_passages(session: Session, video_id: int, passages: Iterable[Passage]) -> int:
+    """Insert the passages whose (video_id, run_id, track_id) is not stored yet (one per track:
+    the last given wins); returns how many rows were added."""
     from sqlalchemy.dialects.postgresql import insert
 
-    from backend.db.models import VehiclePassage
+    from backend.db.models import VehiclePassage, utc_datetime
 
-    rows = {p.track_id: {"video_id": video_id, **p.model_dump()} for p in passages}  # one per track
-    session.execute(delete(VehiclePassage).where(VehiclePassage.video_id == video_id))
-    if rows:
-        session.execute(insert(VehiclePassage), list(rows.values()))
-    return len(rows)
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for p in passages:
+        row = {"video_id": video_id, **p.model_dump(), "run_id": p.run_id or ""}
+        row["passed_at"] = None if p.passed_at is None else utc_datetime(p.passed_at)
+        rows[(row["run_id"], p.track_id)] = row
+    if not rows:
+        return 0
+    stmt = insert(VehiclePassage).on_conflict_do_nothing(
+        index_elements=[VehiclePassage.video_id, VehiclePassage.run_id, VehiclePassage.track_id]
+    )
+    result = session.execute(stmt.returning(VehiclePassage.id), list(rows.values()))
+    return len(result.all())
+
+
+def violations_follow_passages(session: Session, video_id: int, keys: set[tuple[str, int]]) -> None:
+    """The violation rows of these vehicles ((run_id, track_id)) take their stored passage's
+    representative speed and class: the speeding log and the passages agree."""
+    from sqlalchemy import tuple_, update
+
+    from backend.db.models import SpeedingViolation, VehiclePassage
+
+    if not keys:
+        return
+    v, p = SpeedingViolation, VehiclePassage
+    session.execute(
+        update(v)
+        .where(
+            v.video_id == video_id,
+            p.video_id == v.video_id,
+            p.run_id == v.run_id,
+            p.track_id == v.track_id,
+            p.speed_kmh.is_not(None),
+            tuple_(v.run_id, v.track_id).in_(sorted(keys)),
+        )
+        .values(speed_kmh=p.speed_kmh, vehicle_class=p.class_name)
+        .execution_options(synchronize_session=False)
+    )

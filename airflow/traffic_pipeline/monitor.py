@@ -10,6 +10,10 @@ i.e. its heartbeat key is absent, up to ``processor_wait_s``), when the producer
 without having finished, or when this run's producer never starts. On failure it sets the
 stop flag so that the producer ends promptly (the DAG run never hangs) and records
 ``monitor_error`` in the hash (``StreamProgress``).
+
+While it watches, it stores the continuous results (``drain``: ``results.Drainer``, the passages
+and violations the processor pushed, every second): a vehicle that passed is in PostgreSQL
+seconds later, whatever dies afterwards.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ def watch_processing(
     processor_heartbeat_key: str | None = None,
     processor_wait_s: float = 300.0,
     stop_producer_on_failure: bool = True,
+    drain: Callable[[], None] | None = None,
+    tolerate_stalls: bool = False,
     log: logging.Logger | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -53,7 +59,9 @@ def watch_processing(
     """Block until ``eos_processed``; returns the final counters and summary.
 
     ``processor_heartbeat_key``: the Spark application's heartbeat (the DAG passes
-    ``streams.PROCESSOR_HEARTBEAT_KEY``); None: not consulted (a stall is a stall at once)."""
+    ``streams.PROCESSOR_HEARTBEAT_KEY``); None: not consulted (a stall is a stall at once).
+    ``tolerate_stalls``: a processor stall is logged, not fatal (a camera: its producer drops
+    what the processor cannot take, and the stream goes on when the processor is back)."""
     log = default_log(log, __name__)
     pkey = streams.progress_key(video_id)
     start_timeout_s = stall_timeout_s if start_timeout_s is None else start_timeout_s
@@ -80,6 +88,8 @@ def watch_processing(
         return exc
 
     while True:
+        if drain is not None:
+            drain()
         progress = StreamProgress.from_hash(redis.hgetall(pkey))
         now = clock()
         mine = _belongs_to_run(progress, run_id)
@@ -135,6 +145,7 @@ def watch_processing(
         marker = (processed, progress.processed_last_frame, progress.skipped, progress.frame_errors)
         if marker != last_marker or not pending:
             last_marker, last_change = marker, now
+            waiting_logged = False
         elif now - last_change > stall_timeout_s and _processor_starting(
             redis, processor_heartbeat_key, now - last_change, processor_wait_s
         ):
@@ -145,6 +156,16 @@ def watch_processing(
                     video_id,
                     processor_heartbeat_key,
                     processor_wait_s,
+                )
+        elif now - last_change > stall_timeout_s and tolerate_stalls:
+            if not waiting_logged:
+                waiting_logged = True
+                log.warning(
+                    "video %d: processor made no progress for %.0f s (processed %d/%d); waiting for it",
+                    video_id,
+                    stall_timeout_s,
+                    processed,
+                    produced,
                 )
         elif now - last_change > stall_timeout_s:
             what = "end of stream" if processed >= produced else f"{produced - processed} frames"

@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -138,6 +139,15 @@ class SpeedingViolation(Base):
     detected_at: Mapped[datetime | None] = mapped_column(DateTime, server_default=func.current_timestamp())
     # The JPEG crop: <VIDEO_STORAGE_PATH>/snapshots/<video_id>/<track_id>.jpg, written by the clean-up
     snapshot_path: Mapped[str | None] = mapped_column(String(500))
+    # The stream run that flagged it ('' for rows of older versions): a camera's track ids start
+    # again with each run, so a vehicle is (video_id, run_id, track_id).
+    run_id: Mapped[str] = mapped_column(String(250), nullable=False, server_default=text("''"))
+
+    __table_args__ = (
+        UniqueConstraint(
+            "video_id", "run_id", "track_id", name="speeding_violations_video_id_run_id_track_id_key"
+        ),
+    )
 
     CSV_COLUMNS = (
         "id",
@@ -188,12 +198,16 @@ def utc_iso(value: datetime | float | None) -> str | None:
 
 
 class VehiclePassage(Base):
-    """One counted vehicle of a stream (its passage through the ROI), written by the pipeline's
-    cleanup from the processor's final summary; the traffic report is computed from these."""
+    """One counted vehicle of a stream (its passage through the ROI), written as its track ends
+    (continuous results: the monitor drains the processor's passages while the stream runs, the
+    clean-up the rest at its end); the traffic report is computed from these."""
 
     __tablename__ = "vehicle_passages"
     __table_args__ = (
-        UniqueConstraint("video_id", "track_id", name="vehicle_passages_video_id_track_id_key"),
+        UniqueConstraint(
+            "video_id", "run_id", "track_id", name="vehicle_passages_video_id_run_id_track_id_key"
+        ),
+        Index("ix_vehicle_passages_video_id_passed_at", "video_id", "passed_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -210,6 +224,10 @@ class VehiclePassage(Base):
     speed_kmh: Mapped[float | None] = mapped_column(Float)  # representative: median in the ROI
     max_speed_kmh: Mapped[float | None] = mapped_column(Float)
     speeding: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    run_id: Mapped[str] = mapped_column(String(250), nullable=False, server_default=text("''"))
+    # UTC (naive): the wall clock of its last frame in the ROI; None for rows of older versions
+    passed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    direction: Mapped[str | None] = mapped_column(String(20))  # schemas.DIRECTIONS
 
     COLUMNS = (
         "track_id",
@@ -222,7 +240,14 @@ class VehiclePassage(Base):
         "speed_kmh",
         "max_speed_kmh",
         "speeding",
+        "run_id",
+        "passed_at",
+        "direction",
     )
 
     def to_dict(self) -> dict[str, Any]:
-        return {c: getattr(self, c) for c in self.COLUMNS}
+        """The ``schemas.Passage`` fields (``passed_at`` as Unix epoch seconds)."""
+        out = {c: getattr(self, c) for c in self.COLUMNS}
+        if self.passed_at is not None:
+            out["passed_at"] = self.passed_at.replace(tzinfo=UTC).timestamp()
+        return out

@@ -31,6 +31,9 @@ PASSAGE_COLUMNS = [
     "speed_kmh",
     "max_speed_kmh",
     "speeding",
+    "run_id",
+    "passed_at",
+    "direction",
 ]
 
 
@@ -181,6 +184,9 @@ def test_passages_json_and_csv(api, video, db_engine):
         "speed_kmh": 82.0,
         "max_speed_kmh": 86.0,
         "speeding": True,
+        "run_id": "",
+        "passed_at": None,
+        "direction": None,
     }
     assert passages[3]["speed_kmh"] is None and passages[3]["max_speed_kmh"] is None
 
@@ -203,6 +209,9 @@ def test_passages_json_and_csv(api, video, db_engine):
         "speed_kmh": "82.0",
         "max_speed_kmh": "86.0",
         "speeding": "true",
+        "run_id": "",
+        "passed_at": "",
+        "direction": "",
     }
     assert rows[3]["speed_kmh"] == "" and rows[3]["speeding"] == "false"
 

@@ -49,7 +49,11 @@ SEED_COLUMNS = {
 
 
 # What migrations added to the seed's tables (0003: a source is a file or a camera)
-ADDED_COLUMNS = {"videos": {"source_kind": ("VARCHAR(16)", False), "source_url": ("TEXT", True)}}
+# (0004: a violation belongs to a stream run)
+ADDED_COLUMNS = {
+    "videos": {"source_kind": ("VARCHAR(16)", False), "source_url": ("TEXT", True)},
+    "speeding_violations": {"run_id": ("VARCHAR(250)", False)},
+}
 
 
 def test_columns_match_seed(db_engine):
@@ -110,10 +114,19 @@ def test_vehicle_passages_table(db_engine):
         "speed_kmh": ("DOUBLE PRECISION", True),
         "max_speed_kmh": ("DOUBLE PRECISION", True),
         "speeding": ("BOOLEAN", False),
+        "run_id": ("VARCHAR(250)", False),
+        "passed_at": ("TIMESTAMP", True),
+        "direction": ("VARCHAR(20)", True),
     }
+    # a vehicle is (video, run, track): a camera's track ids start again with each run
     assert [u["column_names"] for u in inspector.get_unique_constraints("vehicle_passages")] == [
-        ["video_id", "track_id"]
+        ["video_id", "run_id", "track_id"]
     ]
+    assert [u["column_names"] for u in inspector.get_unique_constraints("speeding_violations")] == [
+        ["video_id", "run_id", "track_id"]
+    ]
+    indexes = [i["column_names"] for i in inspector.get_indexes("vehicle_passages")]
+    assert ["video_id", "passed_at"] in indexes  # the time-window report
     (fk,) = inspector.get_foreign_keys("vehicle_passages")
     assert fk["referred_table"] == "videos" and fk["options"].get("ondelete") == "CASCADE"
     assert ["video_id"] in [i["column_names"] for i in inspector.get_indexes("vehicle_passages")]

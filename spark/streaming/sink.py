@@ -26,6 +26,7 @@ from traffic_processing.streams import (
     SINK_LAST_BATCH_KEY,
     analytics_key,
     parse_stream_id,
+    passages_key,
     progress_key,
     violations_key,
 )
@@ -95,8 +96,16 @@ def _queue_batch(pipe: Any, rows: list[dict], stamp: float) -> None:
         # A live frame published by the stage itself is not written again; a dropped one never.
         if status != DROPPED and not row.get("published"):
             pipe.xadd(PROCESSED_FRAMES, pf.to_fields())
+        # Continuous results, stamped with the run (a camera's track ids start again with each
+        # run); the Airflow monitor drains both lists into PostgreSQL while the stream runs.
         for violation in pf.new_violations:
-            pipe.rpush(violations_key(video_id), violation.model_dump_json())
+            pipe.rpush(
+                violations_key(video_id), violation.model_copy(update={"run_id": pf.run_id}).model_dump_json()
+            )
+        for passage in pf.passages:
+            pipe.rpush(
+                passages_key(video_id), passage.model_copy(update={"run_id": pf.run_id}).model_dump_json()
+            )
         agg = per_video.setdefault(video_id, _VideoBatch())
         if status != EOS:
             agg.processed += 1

@@ -249,6 +249,7 @@ class _Video:
                 video_id=self.video_id,
                 config=ProcessorConfig(detector=detector_config(self.settings)),
                 state=self.state.processor,
+                emit_passages=True,  # continuous results: passages go out as tracks end
             )
             self.state.processor = self._proc.state
         return self._proc
@@ -326,8 +327,10 @@ def _process_row(
     state.detected += 1
     if late:  # analysed for the tracks only: its flags go out with the next frame delivered
         state.pending_violations = (*state.pending_violations, *pf.new_violations)
+        dropped = _base_frame(video_id, row, state, frame_config)
+        dropped.passages = pf.passages  # stored whether or not the frame is delivered
         return (
-            _base_frame(video_id, row, state, frame_config),
+            dropped,
             DROPPED,
             "detect",
             (time.perf_counter() - started) * 1000.0,

@@ -113,3 +113,59 @@ def test_passages_are_the_per_vehicle_records_by_first_frame():
     assert unmeasured.speed_kmh is None and unmeasured.max_speed_kmh is None and not unmeasured.speeding
     assert sum(p["speeding"] for p in passages) == a.finalize()["speeding_count"] == 1
     assert VehicleAnalyticsTracker().passages() == []
+
+
+def moving(track_id, class_id, speed, x, y, in_roi=True):
+    """One detection whose box's bottom centre is at (x, y)."""
+    return FrameDetections(
+        xyxy=np.array([[x - 5, y - 10, x + 5, y]], dtype=np.float32),
+        confidence=np.full(1, 0.9),
+        class_id=[class_id],
+        tracker_id=[track_id],
+        speed_kmh=[speed],
+        in_roi=[in_roi],
+    )
+
+
+def test_ended_tracks_hand_out_their_passage_once_and_the_totals_stay():
+    a = VehicleAnalyticsTracker(AnalyticsConfig(speed_limit_kmh=60))
+    wall = 1_800_000_000.0
+    for n in range(10):  # track 1 drives down the image (towards the camera), track 2 leftwards
+        both = FrameDetections.merge(
+            [moving(1, 2, 80.0, 50, 20 + 10 * n), moving(2, 7, 40.0, 300 - 12 * n, 100)]
+        )
+        a.update(both, n, n / 10, wall + n / 10)
+        assert a.pop_ended({1, 2}) == []  # both alive: nothing final yet
+    ended = a.pop_ended({2})  # track 1 deleted by the tracker
+    assert [p["track_id"] for p in ended] == [1]
+    (p,) = ended
+    assert p["direction"] == "approaching" and p["speeding"] and p["class_name"] == "car"
+    assert p["passed_at"] == pytest.approx(wall + 0.9)
+    assert 1 not in a.vehicles and a.pop_ended({2}) == []  # handed out once, forgotten
+    assert a.stats()["total_vehicles"] == 2 and a.speeding_count == 1
+    summary = a.finalize()
+    assert summary["total_vehicles_count"] == 2 and summary["speeding_count"] == 1
+    assert summary["vehicle_type_distribution"] == {"car": 1, "truck": 1}
+    assert summary["avg_dwell_time"] == pytest.approx(0.9)
+    assert [p["track_id"] for p in a.passages()] == [2]  # what is still tracked
+    assert a.passages()[0]["direction"] == "right_to_left"
+
+
+def test_a_vehicle_that_barely_moved_has_no_direction():
+    a = VehicleAnalyticsTracker()
+    for n in range(5):
+        a.update(moving(3, 2, 10.0, 100 + n, 100), n, n / 10)
+    (p,) = a.pop_ended(set())
+    assert p["direction"] is None and p["passed_at"] is None  # offline: no wall clock
+
+
+def test_a_state_pickled_before_continuous_results_still_loads():
+    import pickle
+
+    a = VehicleAnalyticsTracker()
+    a.update(moving(1, 2, 50.0, 10, 10), 0, 0.0)
+    old = a.__dict__.copy()
+    del old["_ended"]
+    b = VehicleAnalyticsTracker.__new__(VehicleAnalyticsTracker)
+    b.__setstate__(pickle.loads(pickle.dumps(old)))
+    assert b.pop_ended(set())[0]["track_id"] == 1 and b.total_vehicles == 1

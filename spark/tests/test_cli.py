@@ -55,7 +55,9 @@ def test_real_clip_output_matches_schema(tmp_path):
             "max_speed_kmh",
             "dwell_time_s",
             "speeding",
+            "direction",
         }
+        assert v["direction"] in ("approaching", "receding", "left_to_right", "right_to_left", None)
         assert 0 <= v["first_frame"] <= v["last_frame"] < 250
     measured = [v["speed_kmh"] for v in r["vehicles"] if v["speed_kmh"] is not None]
     # urban traffic on a calibrated camera: plausible city speeds, not pixels per frame

@@ -168,3 +168,38 @@ def test_live_detection_gaps_count_each_highway_vehicle_once(request, detector):
             wrong[seed] = (dict(got), flagged)
     print(f"{len(wrong)} of 100 live-like runs miscount: {wrong}")
     assert len(wrong) <= 4, f"want {dict(want)} and {speeders} speeders: {wrong}"
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_passages_go_out_as_tracks_end_and_equal_the_end_of_stream_list(request, detector, stride):
+    """Continuous results: a processor that hands each passage out as its track ends (the Spark
+    stage's) hands out the same passages as one that lists them all at the end (the CLI's), each
+    once, within seconds of video after the vehicle's last frame in the ROI; the totals
+    of the summary are the same."""
+    settings, detections, _, truth = analyze("highway", request, detector)
+    blank = np.zeros((truth["camera"]["height"], truth["camera"]["width"], 3), dtype=np.uint8)
+    offline = FrameProcessor(settings, detector=None, annotate=False)
+    live = FrameProcessor(settings, detector=None, annotate=False, emit_passages=True)
+    emitted, late_s = [], []
+    for n in range(0, len(detections), stride):
+        offline.track(blank, detections[n][np.arange(len(detections[n]))], n)
+        pf = live.track(
+            blank, detections[n][np.arange(len(detections[n]))], n, produced_at=1000.0 + n / settings.fps
+        )
+        for p in pf.passages:
+            late_s.append(n / settings.fps - p.last_time_s)
+            assert p.passed_at == pytest.approx(1000.0 + p.last_frame / settings.fps)
+        emitted += pf.passages
+    still = live.finalize()
+    every = offline.finalize()
+    assert len(emitted) >= len(every.vehicles) - 3  # most vehicles left before the clip ended
+    key = lambda p: p.model_dump(exclude={"passed_at", "direction", "run_id"})  # noqa: E731
+    assert sorted(map(key, emitted + still.vehicles), key=lambda d: d["track_id"]) == sorted(
+        map(key, every.vehicles), key=lambda d: d["track_id"]
+    )
+    assert len({p.track_id for p in emitted}) == len(emitted)  # each once
+    # handed out when the track ends: after its time tracked on the margin past the ROI and the
+    # tracker's max_age (1 s) without a detection
+    assert max(late_s) < 3.0, late_s
+    assert still.model_dump(exclude={"vehicles"}) == every.model_dump(exclude={"vehicles"})
+    assert all(p.direction is not None for p in emitted)

@@ -28,6 +28,12 @@ class VehicleRecord:
     # No estimate while in the ROI (or counted once out of it): its speed is from estimates made
     # on the margin after it (``VehicleAnalyticsTracker._outside``).
     counted_late: bool = False
+    # Bottom centre of its box (image px) when first and last tracked (inside the ROI or on the
+    # margin): its direction of travel. Wall clock of its last frame in the ROI (the frame's
+    # ``produced_at``; None offline). Class-level defaults: records pickled by earlier versions.
+    first_point: tuple[float, float] | None = None
+    last_point: tuple[float, float] | None = None
+    last_seen_at: float | None = None
 
     @property
     def class_id(self) -> int:
@@ -50,6 +56,20 @@ class VehicleRecord:
     def dwell_time_s(self) -> float:
         return self.last_time_s - self.first_time_s
 
+    @property
+    def direction(self) -> str | None:
+        """``schemas.DIRECTIONS``: the main axis of its image motion; None when it moved less
+        than ``MIN_DIRECTION_PX``."""
+        if self.first_point is None or self.last_point is None:
+            return None
+        dx = self.last_point[0] - self.first_point[0]
+        dy = self.last_point[1] - self.first_point[1]
+        if max(abs(dx), abs(dy)) < MIN_DIRECTION_PX:
+            return None
+        if abs(dy) >= abs(dx):
+            return "approaching" if dy > 0 else "receding"
+        return "left_to_right" if dx > 0 else "right_to_left"
+
     def passage(self) -> dict[str, object]:
         """This vehicle's passage record (``schemas.Passage`` fields): what results.json lists
         under ``vehicles`` and the end-of-stream summary carries into ``vehicle_passages``."""
@@ -68,7 +88,17 @@ class VehicleRecord:
             "speed_kmh": r(self.speed_kmh),
             "max_speed_kmh": r(self.max_speed_kmh),
             "speeding": self.speeding,
+            "passed_at": self.last_seen_at,
+            "direction": self.direction,
         }
+
+
+# A vehicle whose box moved less than this (px) has no direction of travel.
+MIN_DIRECTION_PX = 8.0
+
+
+def _bottom_centres(xyxy: np.ndarray) -> np.ndarray:
+    return np.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2, xyxy[:, 3]], axis=1) if len(xyxy) else np.zeros((0, 2))
 
 
 @dataclass
@@ -106,6 +136,11 @@ class VehicleAnalyticsTracker:
         # track -> (first frame, time, (last frame, time) | None) in the ROI before confirmation
         # (states pickled by earlier versions hold (first frame, time))
         self._first_seen: dict[int, tuple] = {}
+        self._ended = _Ended()
+
+    def __setstate__(self, state: dict) -> None:  # states pickled by earlier versions lack these
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_ended", _Ended())
 
     def seed(
         self,
@@ -122,22 +157,35 @@ class VehicleAnalyticsTracker:
         last = None if last_frame is None else (int(last_frame), float(last_time_s or 0.0))
         self._first_seen[int(track_id)] = (int(frame_number), float(timestamp_s), last)
 
-    def update(self, detections: FrameDetections, frame_number: int, timestamp_s: float) -> FrameDetections:
+    def update(
+        self,
+        detections: FrameDetections,
+        frame_number: int,
+        timestamp_s: float,
+        wall_s: float | None = None,
+    ) -> FrameDetections:
+        """``wall_s``: the frame's wall clock (``produced_at``), a passage's ``passed_at``."""
         self.newly_speeding = []
-        self._outside(detections[~detections.in_roi & (detections.tracker_id >= 0)], frame_number)
+        self._outside(detections[~detections.in_roi & (detections.tracker_id >= 0)], frame_number, wall_s)
         in_roi = detections[detections.in_roi & (detections.tracker_id >= 0)]
         self.current_in_roi = len(in_roi)
         current_speeding = 0
         areas = (in_roi.xyxy[:, 2] - in_roi.xyxy[:, 0]) * (in_roi.xyxy[:, 3] - in_roi.xyxy[:, 1])
-        for tid, cls, conf, area, speed in zip(
-            in_roi.tracker_id, in_roi.class_id, in_roi.confidence, areas, in_roi.speed_kmh
+        for tid, cls, conf, area, speed, point in zip(
+            in_roi.tracker_id,
+            in_roi.class_id,
+            in_roi.confidence,
+            areas,
+            in_roi.speed_kmh,
+            _bottom_centres(in_roi.xyxy),
         ):
             tid = int(tid)
             rec = self.vehicles.get(tid)
             if rec is None:
                 first, first_t = self._first_seen.pop(tid, (frame_number, timestamp_s))[:2]
                 rec = self.vehicles[tid] = VehicleRecord(tid, first, frame_number, first_t, timestamp_s)
-            rec.last_frame, rec.last_time_s = frame_number, timestamp_s
+            rec.last_frame, rec.last_time_s, rec.last_seen_at = frame_number, timestamp_s, wall_s
+            _moved(rec, point)
             # Class vote weighted by confidence and box area: the detector tells a bus from a
             # car far better when the vehicle is near and large than as a few pixels far away.
             vote = float(conf) * max(float(area), 1.0)
@@ -161,14 +209,19 @@ class VehicleAnalyticsTracker:
             rec.speeding, rec.speeding_frame = True, frame_number
             self.newly_speeding.append(rec.track_id)
 
-    def _outside(self, outside: FrameDetections, frame_number: int) -> None:
+    def _outside(self, outside: FrameDetections, frame_number: int, wall_s: float | None = None) -> None:
         """Tracked vehicles on the margin outside the ROI: one seen in the ROI only before its
         track was confirmed is counted now (its passage from its hits in the ROI); one counted
         without a speed estimate in the ROI takes the estimates made after it left, so that
         every counted vehicle gets a speed and its flag while it is still tracked."""
         areas = (outside.xyxy[:, 2] - outside.xyxy[:, 0]) * (outside.xyxy[:, 3] - outside.xyxy[:, 1])
-        for tid, cls, conf, area, speed in zip(
-            outside.tracker_id, outside.class_id, outside.confidence, areas, outside.speed_kmh
+        for tid, cls, conf, area, speed, point in zip(
+            outside.tracker_id,
+            outside.class_id,
+            outside.confidence,
+            areas,
+            outside.speed_kmh,
+            _bottom_centres(outside.xyxy),
         ):
             tid = int(tid)
             rec = self.vehicles.get(tid)
@@ -181,6 +234,8 @@ class VehicleAnalyticsTracker:
                 rec = self.vehicles[tid] = VehicleRecord(tid, first, last, first_t, last_t)
                 rec.class_votes[int(cls)] = float(conf) * max(float(area), 1.0)
                 rec.counted_late = True
+                rec.last_seen_at = wall_s
+            _moved(rec, point)
             if np.isfinite(speed) and (not rec.speeds_kmh or rec.counted_late):
                 rec.counted_late = True  # its estimates are those made outside the ROI
                 rec.speeds_kmh.append(float(speed))
@@ -190,13 +245,27 @@ class VehicleAnalyticsTracker:
         rec = self.vehicles.get(int(track_id))
         return bool(rec and rec.speeding)
 
+    def pop_ended(self, alive: set[int]) -> list[dict[str, object]]:
+        """The passages of the counted vehicles whose track is no longer in ``alive`` (the
+        tracker's live track ids): their record is final. Each is returned once and forgotten,
+        only its share of the totals kept, so that a camera's state stays small over days."""
+        ended = [tid for tid in self.vehicles if tid not in alive]
+        out = []
+        for tid in sorted(ended, key=lambda t: (self.vehicles[t].first_frame, t)):
+            rec = self.vehicles.pop(tid)
+            self._ended.add(rec)
+            out.append(rec.passage())
+        for tid in [t for t in self._first_seen if t not in alive]:  # never confirmed in the ROI
+            del self._first_seen[tid]
+        return out
+
     @property
     def total_vehicles(self) -> int:
-        return len(self.vehicles)
+        return len(self.vehicles) + self._ended.count
 
     @property
     def speeding_count(self) -> int:
-        return sum(1 for v in self.vehicles.values() if v.speeding)
+        return sum(1 for v in self.vehicles.values() if v.speeding) + self._ended.speeding
 
     def stats(self) -> dict[str, int]:
         """Live stats of DESIGN.md: total_vehicles, speeding_count, current_in_roi."""
@@ -207,18 +276,44 @@ class VehicleAnalyticsTracker:
         }
 
     def passages(self) -> list[dict[str, object]]:
-        """Every counted vehicle's passage record, by first frame (then track id)."""
+        """The passage record of every counted vehicle not yet returned by ``pop_ended`` (all of
+        them when it is never called), by first frame (then track id)."""
         ordered = sorted(self.vehicles.values(), key=lambda v: (v.first_frame, v.track_id))
         return [v.passage() for v in ordered]
 
     def finalize(self) -> dict[str, object]:
-        """The ``video_analytics`` row: total_vehicles_count, avg_dwell_time (s),
-        vehicle_type_distribution ({class name: count}), speeding_count."""
-        dwell = [v.dwell_time_s for v in self.vehicles.values()]
-        types = Counter(v.class_name for v in self.vehicles.values())
+        """The ``video_analytics`` row over every counted vehicle (those ``pop_ended`` returned
+        too): total_vehicles_count, avg_dwell_time (s), vehicle_type_distribution ({class name:
+        count}), speeding_count."""
+        dwell_sum = sum(v.dwell_time_s for v in self.vehicles.values()) + self._ended.dwell_sum
+        types = Counter(v.class_name for v in self.vehicles.values()) + self._ended.types
+        total = self.total_vehicles
         return {
-            "total_vehicles_count": self.total_vehicles,
-            "avg_dwell_time": round(float(np.mean(dwell)), 3) if dwell else 0.0,
+            "total_vehicles_count": total,
+            "avg_dwell_time": round(dwell_sum / total, 3) if total else 0.0,
             "vehicle_type_distribution": dict(sorted(types.items())),
             "speeding_count": self.speeding_count,
         }
+
+
+@dataclass
+class _Ended:
+    """The totals of the vehicles whose passage was handed out (``pop_ended``)."""
+
+    count: int = 0
+    speeding: int = 0
+    dwell_sum: float = 0.0
+    types: Counter = field(default_factory=Counter)
+
+    def add(self, rec: VehicleRecord) -> None:
+        self.count += 1
+        self.speeding += int(rec.speeding)
+        self.dwell_sum += rec.dwell_time_s
+        self.types[rec.class_name] += 1
+
+
+def _moved(rec: VehicleRecord, point: np.ndarray) -> None:
+    p = (round(float(point[0]), 1), round(float(point[1]), 1))
+    if rec.first_point is None:
+        rec.first_point = p
+    rec.last_point = p

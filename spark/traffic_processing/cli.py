@@ -174,7 +174,8 @@ def run(args: argparse.Namespace) -> dict:
         "frames": frames,
         "fps": settings.fps,
         "summary": summary.model_dump(exclude={"vehicles"}),
-        "vehicles": [p.model_dump() for p in summary.vehicles or []],
+        # offline there is no stream run nor wall clock: those fields are the live results'
+        "vehicles": [p.model_dump(exclude={"run_id", "passed_at"}) for p in summary.vehicles or []],
     }
 
 

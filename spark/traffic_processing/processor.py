@@ -82,8 +82,13 @@ class FrameProcessor:
         config: ProcessorConfig | None = None,
         annotate: bool = True,
         state: ProcessorState | None = None,
+        emit_passages: bool = False,
     ) -> None:
+        """``emit_passages``: each frame's message carries the passages of the vehicles whose
+        track ended (``ProcessedFrame.passages``), which the analytics then forget (a stream that
+        never ends: a camera); off, ``finalize`` lists every vehicle (the offline CLI)."""
         self.settings = settings
+        self.emit_passages = emit_passages
         self.video_id = video_id
         self.config = config or ProcessorConfig()
         self.config.analytics.speed_limit_kmh = settings.speed_limit_kmh
@@ -172,7 +177,8 @@ class FrameProcessor:
         with self.timer.stage("speed"):
             tracked = self.speed(tracked, frame_number, frame.shape)
         with self.timer.stage("analytics"):
-            self.analytics.update(tracked, frame_number, t)
+            self.analytics.update(tracked, frame_number, t, produced_at)
+            ended = self.analytics.pop_ended(self.tracker.alive_ids()) if self.emit_passages else []
         self.last_tracked = replace(tracked, embeddings=None)
         jpeg = b""
         self.last_annotated = None
@@ -198,6 +204,7 @@ class FrameProcessor:
             roi_polygon=None if self.roi.polygon is None else self.roi.polygon.tolist(),
             has_homography=self.settings.homography_matrix is not None,
             new_violations=self._new_violations(frame, tracked),
+            passages=[Passage(**p) for p in ended],
         )
 
     def _seed_analytics(self, track_id: int, hits: list[tuple[int, float, float]]) -> None:

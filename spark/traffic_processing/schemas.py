@@ -82,6 +82,18 @@ class Passage(Strict):
     speed_kmh: float | None = None  # representative: median of the estimates inside the ROI
     max_speed_kmh: float | None = None
     speeding: bool = False
+    # Continuous results: the stream run that counted it (dag run id; with the track id, the
+    # row's identity), the wall clock of its last frame in the ROI (Unix epoch s: a camera's
+    # frames are stamped at read, a file's when produced) and its direction of travel in the
+    # image (``DIRECTIONS``; None when it barely moved).
+    run_id: str | None = None
+    passed_at: float | None = None
+    direction: str | None = None
+
+
+# A passage's direction of travel, from the image motion of its box's bottom centre in the ROI:
+# down the image (towards a camera looking along the road), up it, or across.
+DIRECTIONS = ("approaching", "receding", "left_to_right", "right_to_left")
 
 
 class Summary(Strict):
@@ -117,6 +129,7 @@ class Violation(Strict):
     detected_at: float | None = None
     # JPEG crop of the vehicle when it was flagged; None when the processor sent none.
     snapshot_jpeg: bytes | None = None
+    run_id: str | None = None  # the stream run that flagged it (with track_id, the row's identity)
 
     @field_validator("snapshot_jpeg", mode="before")
     @classmethod
@@ -223,6 +236,9 @@ class ProcessedFrame(Strict):
     # live: detection had to go below LIVE_MIN_DETECT_HZ to hold the latency budget
     degraded: bool = False
     new_violations: list[Violation] = []
+    # Continuous results: the vehicles whose track ended at this frame, each sent once (the
+    # end-of-stream summary carries those still tracked then).
+    passages: list[Passage] = []
     run_id: str | None = None  # the run_id of the video-frames entry (VideoFrame.run_id)
 
     def to_fields(self) -> dict[str, bytes | str]:
@@ -247,6 +263,7 @@ class ProcessedFrame(Strict):
             "detect_hz": "" if self.detect_hz is None else repr(self.detect_hz),
             "degraded": "1" if self.degraded else "0",
             "new_violations": json.dumps([v.model_dump() for v in self.new_violations]),
+            "passages": json.dumps([p.model_dump() for p in self.passages]),
             "run_id": self.run_id or "",
         }
 
@@ -276,6 +293,7 @@ class ProcessedFrame(Strict):
             detect_hz=float(hz) if hz else None,
             degraded=field_text(fields, "degraded") == "1",
             new_violations=json.loads(field_text(fields, "new_violations") or "[]"),
+            passages=json.loads(field_text(fields, "passages") or "[]"),
             run_id=field_text(fields, "run_id") or None,
         )
 
@@ -309,6 +327,15 @@ class VideoStatus(StrEnum):
 
 # A video in one of these has a stream run going (or ending): not to be deleted or restarted.
 STREAMING_VIDEO_STATUSES = frozenset({VideoStatus.PROCESSING, VideoStatus.STOPPING})
+
+
+class CameraState(StrEnum):
+    """A camera's health (``StreamProgress.camera_state``, written by its producer)."""
+
+    CONNECTING = "connecting"  # opening the stream for the first time in this run
+    LIVE = "live"  # frames arrive
+    RECONNECTING = "reconnecting"  # no frame for CAMERA_STALL_S or the decoder failed: retrying with backoff
+    FAILED = "failed"  # the camera refuses us for good (authentication, codec): retried rarely
 
 
 class ProgressWriter(StrEnum):
@@ -362,6 +389,16 @@ class StreamProgress(BaseModel):
     started_at: Annotated[float | None, _by(_PRODUCER)] = None  # wall clock, s
     producer_heartbeat: Annotated[float | None, _by(_PRODUCER)] = None  # wall clock, s
     producer_error: Annotated[str | None, _by(_PRODUCER)] = None  # with state "failed"
+    # a camera's producer: its health (``CameraState``), the wall clock of the last frame read,
+    # the measured input rate (frames/s over the last seconds), reconnections so far in this run,
+    # the last error (credentials redacted) and the frames it dropped, oldest first, while the
+    # pipeline lagged
+    camera_state: Annotated[CameraState | None, _by(_PRODUCER)] = None
+    last_frame_at: Annotated[float | None, _by(_PRODUCER)] = None
+    input_fps: Annotated[float | None, _by(_PRODUCER)] = None
+    reconnects: Annotated[int | None, _by(_PRODUCER)] = None
+    camera_error: Annotated[str | None, _by(_PRODUCER)] = None
+    camera_dropped: Annotated[int | None, _by(_PRODUCER)] = None
     # the Spark application's sink
     # frames handled: written to processed-frames (skipped and failed ones too) or dropped live
     processed: Annotated[int | None, _by(_PROCESSOR, counter=True)] = None

@@ -86,5 +86,12 @@ def progress_key(video_id: int) -> str:
 
 
 def violations_key(video_id: int) -> str:
-    """List of JSON ``Violation`` (RPUSH by the Spark sink, drained into PostgreSQL by cleanup)."""
+    """List of JSON ``Violation`` (RPUSH by the Spark sink; drained into PostgreSQL while the
+    stream runs by the monitor, at its end by cleanup)."""
     return f"violations:video:{video_id}"
+
+
+def passages_key(video_id: int) -> str:
+    """List of JSON ``Passage``: the vehicles whose track ended (RPUSH by the Spark sink; drained
+    into ``vehicle_passages`` as ``violations_key``)."""
+    return f"passages:video:{video_id}"

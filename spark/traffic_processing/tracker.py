@@ -645,6 +645,11 @@ class VehicleTracker:
         out.tracker_id = np.asarray(ids, dtype=np.int64)
         return out
 
+    def alive_ids(self) -> set[int]:
+        """Ids of the tracks not deleted (tentative ones included): a vehicle whose id is not
+        here any more has left for good (ids are never reused)."""
+        return {int(t.track_id) for t in self._tracker.tracks if not t.is_deleted()}
+
     def predicted(self, frame_number: int) -> FrameDetections:
         """Boxes of the tracks confirmed and matched at the last update, moved by their Kalman
         velocity to ``frame_number`` (a frame that was not detected); no embeddings."""
