@@ -1,4 +1,5 @@
-"""Streams one stored video through Redis and the Spark application (DESIGN.md, Data flow 4).
+"""Streams one stored video or a camera through Redis and the Spark application (DESIGN.md,
+Data flow 4). A camera's run lasts until stopped: no task has an execution timeout.
 
 Triggered by the backend's ``POST /api/videos/{id}/stream/start`` with conf
 ``{"video_id": N, "realtime": true}``. ``produce_frames`` and ``process_frames`` run side by
@@ -66,14 +67,20 @@ def video_streaming_pipeline():
     @task(retries=0)
     def process_frames() -> dict:
         from traffic_pipeline.config import PipelineSettings
+        from traffic_pipeline.db import load_video
         from traffic_pipeline.monitor import watch_processing
+        from traffic_pipeline.results import Drainer
         from traffic_processing import streams
 
         video_id, _, run_id, log = _conf()
         settings = PipelineSettings()
+        redis = settings.redis()
+        camera = load_video(video_id, db_url=settings.DATABASE_URL).is_camera
         return watch_processing(
             video_id,
-            redis=settings.redis(),
+            redis=redis,
+            drain=Drainer.for_run(video_id, run_id, redis=redis, settings=settings, log=log),
+            tolerate_stalls=camera,  # a camera's run outlives a processor restart
             run_id=run_id,
             stall_timeout_s=settings.PIPELINE_STALL_TIMEOUT_S,
             processor_heartbeat_key=streams.PROCESSOR_HEARTBEAT_KEY,

@@ -26,6 +26,18 @@ class PipelineSettings(CommonSettings):
     # produce_frames with realtime=false: wait while this many frames of the video are unprocessed
     MAX_BACKLOG_FRAMES: int = Field(default=streams.MAX_BACKLOG_FRAMES, ge=1)
 
+    # a camera's producer: no frame for this long (or a failed read) -> reconnect
+    CAMERA_STALL_S: float = Field(default=5.0, gt=0)
+    # reconnection backoff: first wait, doubled up to the max (a permanent refusal waits the max)
+    CAMERA_BACKOFF_S: float = Field(default=0.5, gt=0)
+    CAMERA_BACKOFF_MAX_S: float = Field(default=5.0, gt=0)
+    # hold back while more than this many seconds of the camera's frames wait for the processor
+    CAMERA_MAX_BACKLOG_S: float = Field(default=4.0, gt=0)
+    # decoded frames kept while held back; the oldest is dropped beyond
+    CAMERA_BUFFER_FRAMES: int = Field(default=4, ge=1)
+    # process_frames: how often the passages and violations are stored while the stream runs
+    RESULTS_DRAIN_S: float = Field(default=1.0, gt=0)
+
     def redis(self) -> Any:
         """A binary-safe client (no response decoding: frames are raw JPEG)."""
         import redis

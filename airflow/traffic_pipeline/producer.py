@@ -1,4 +1,8 @@
-"""``produce_frames``: a stored video -> JPEG entries on the ``video-frames`` stream.
+"""``produce_frames``: a stored video or a camera -> JPEG entries on the ``video-frames`` stream.
+
+A camera (``videos.source_kind``) is read by ``camera_producer.CameraProducer`` until stopped:
+paced by arrival, stamped at read, reconnecting by itself, dropping its oldest frames when the
+pipeline lags. A file:
 
 - Live (``realtime=True``): frame n is added at start + n / fps (a schedule, so no drift);
   a slow processor skips frames on its side (DESIGN.md, Data flow).
@@ -61,8 +65,10 @@ def produce_frames(
     backlog_timeout_s: float = 600.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    camera: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Stream the video; returns {video_id, run_id, state, produced, frames_total, fps, elapsed_s, ...}.
+    """Stream the video (a camera: ``camera_producer.CameraProducer``, ``camera`` its keyword
+    arguments, for tests); returns {video_id, run_id, state, produced, frames_total, fps, elapsed_s, ...}.
 
     ``settings``: the database (``engine`` instead, when given), VIDEO_STORAGE_PATH, the
     default speed limit, PIPELINE_JPEG_QUALITY and MAX_BACKLOG_FRAMES; ``speed_limit_kmh`` wins
@@ -118,96 +124,127 @@ def produce_frames(
     frames_total = 0
     t0 = clock()
     error: BaseException | None = None
-    try:
-        video = load_video(video_id, db_url=settings.DATABASE_URL, engine=engine)
-        path = resolve_video_path(video.file_path, settings.VIDEO_STORAGE_PATH)
-        info = probe_video(path)
-        fps = float(video.fps or info.fps)
-        frames_total = int(info.frame_count or video.frame_count or 0)
-        config = FrameConfig(
+
+    def emit(n: int, jpeg: bytes, produced_at: float, **health: Any) -> Any:
+        """One frame onto ``video-frames`` with the progress (and a camera's health) in one MULTI;
+        returns its stream id."""
+        nonlocal produced, next_frame
+        entry = VideoFrame(
+            video_id=video_id,
+            frame_number=n,
+            frame_data=jpeg,
+            timestamp=n / fps,
+            produced_at=produced_at,
+            config=config,
+            run_id=run_id,
+        )
+        wall = time.time()
+        pipe = redis.pipeline(transaction=True)
+        pipe.xadd(streams.VIDEO_FRAMES, entry.to_fields())  # never MAXLEN: no frame may be cut
+        pipe.hset(
+            pkey,
+            mapping=StreamProgress.update(
+                _PRODUCER, produced=produced + 1, updated_at=wall, producer_heartbeat=wall, **health
+            ),
+        )
+        pipe.expire(pkey, streams.PROGRESS_TTL_S)
+        entry_id = pipe.execute()[0]
+        produced += 1
+        next_frame = n + 1
+        if log_every and produced % log_every == 0:
+            elapsed = clock() - t0
+            log.info(
+                "video %d: produced %d/%s frames in %.1f s (%.1f frames/s)",
+                video_id,
+                produced,
+                frames_total or "-",
+                elapsed,
+                produced / elapsed if elapsed > 0 else 0.0,
+            )
+        return entry_id
+
+    def frame_config(rate: float) -> FrameConfig:
+        return FrameConfig(
             roi_polygon=video.roi_polygon,
             homography_matrix=video.homography_matrix,
-            fps=fps,
+            fps=rate,
             # the argument, else the video's own limit (set with its calibration), else SPEED_LIMIT_KMH
             speed_limit_kmh=next(
                 v for v in (speed_limit_kmh, video.speed_limit_kmh, settings.SPEED_LIMIT_KMH) if v is not None
             ),
             realtime=realtime,
         )
-        touch(frames_total=frames_total)
-        log.info(
-            "video %d: producing %s (run %s, %d frames at %.2f fps, %s, roi=%s, homography=%s, "
-            "limit %g km/h)",
-            video_id,
-            path,
-            run_id,
-            frames_total,
-            fps,
-            "realtime" if realtime else "as fast as possible with backpressure",
-            config.roi_polygon is not None,
-            config.homography_matrix is not None,
-            config.speed_limit_kmh,
-        )
 
-        t0 = clock()
-        for n, frame in iter_frames(path):
-            jpeg = encode_jpeg(frame, settings.PIPELINE_JPEG_QUALITY)
-            if realtime:
-                delay = t0 + n / fps - clock()
-                if delay > 0:
-                    sleep(delay)
-            else:
-                if _wait_backlog(
-                    redis,
-                    pkey,
-                    skey,
-                    produced,
-                    settings.MAX_BACKLOG_FRAMES,
-                    backlog_poll_s,
-                    backlog_timeout_s,
-                    sleep,
-                    clock,
-                    touch,
-                ):
+    try:
+        video = load_video(video_id, db_url=settings.DATABASE_URL, engine=engine)
+        if video.is_camera:
+            from .camera_producer import CameraProducer
+
+            if not realtime:
+                raise ValueError("a camera streams live only (realtime=false is for files)")
+            cam = CameraProducer(video, settings=settings, redis=redis, pkey=pkey, log=log, **(camera or {}))
+            fps = cam.fps
+            config = frame_config(fps)
+            log.info(
+                "video %d: camera %s (run %s, %.2f fps nominal, roi=%s, homography=%s, limit %g km/h)",
+                video_id,
+                cam.where,
+                run_id,
+                fps,
+                config.roi_polygon is not None,
+                config.homography_matrix is not None,
+                config.speed_limit_kmh,
+            )
+            state = cam.run(emit, stop_requested, touch)
+        else:
+            path = resolve_video_path(video.file_path, settings.VIDEO_STORAGE_PATH)
+            info = probe_video(path)
+            fps = float(video.fps or info.fps)
+            frames_total = int(info.frame_count or video.frame_count or 0)
+            config = frame_config(fps)
+            touch(frames_total=frames_total)
+            log.info(
+                "video %d: producing %s (run %s, %d frames at %.2f fps, %s, roi=%s, homography=%s, "
+                "limit %g km/h)",
+                video_id,
+                path,
+                run_id,
+                frames_total,
+                fps,
+                "realtime" if realtime else "as fast as possible with backpressure",
+                config.roi_polygon is not None,
+                config.homography_matrix is not None,
+                config.speed_limit_kmh,
+            )
+
+            t0 = clock()
+            for n, frame in iter_frames(path):
+                jpeg = encode_jpeg(frame, settings.PIPELINE_JPEG_QUALITY)
+                if realtime:
+                    delay = t0 + n / fps - clock()
+                    if delay > 0:
+                        sleep(delay)
+                else:
+                    if _wait_backlog(
+                        redis,
+                        pkey,
+                        skey,
+                        produced,
+                        settings.MAX_BACKLOG_FRAMES,
+                        backlog_poll_s,
+                        backlog_timeout_s,
+                        sleep,
+                        clock,
+                        touch,
+                    ):
+                        state = StreamState.STOPPED
+                        break
+                if stop_requested():
                     state = StreamState.STOPPED
                     break
-            if stop_requested():
-                state = StreamState.STOPPED
-                break
-            entry = VideoFrame(
-                video_id=video_id,
-                frame_number=n,
-                frame_data=jpeg,
-                timestamp=n / fps,
-                produced_at=time.time(),
-                config=config,
-                run_id=run_id,
-            )
-            wall = time.time()
-            pipe = redis.pipeline(transaction=True)
-            pipe.xadd(streams.VIDEO_FRAMES, entry.to_fields())  # never MAXLEN: no frame may be cut
-            pipe.hset(
-                pkey,
-                mapping=StreamProgress.update(
-                    _PRODUCER, produced=produced + 1, updated_at=wall, producer_heartbeat=wall
-                ),
-            )
-            pipe.expire(pkey, streams.PROGRESS_TTL_S)
-            pipe.execute()
-            produced += 1
-            next_frame = n + 1
-            if log_every and produced % log_every == 0:
-                elapsed = clock() - t0
-                log.info(
-                    "video %d: produced %d/%d frames in %.1f s (%.1f frames/s)",
-                    video_id,
-                    produced,
-                    frames_total,
-                    elapsed,
-                    produced / elapsed if elapsed > 0 else 0.0,
-                )
-        else:
-            state = StreamState.PRODUCED
+                emit(n, jpeg, time.time())
+            else:
+                state = StreamState.PRODUCED
         if state == StreamState.STOPPED:
             log.info("video %d: stop requested, ending after %d frames", video_id, produced)
     except BaseException as exc:

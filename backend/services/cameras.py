@@ -8,18 +8,19 @@ operator gets what went wrong, never the URL's credentials (``services.redact``)
 
 from __future__ import annotations
 
-import errno
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from traffic_processing import camera
+
 from backend.db import crud
 from backend.db.models import Video
 from backend.db.session import Database
 from backend.services.errors import ServiceError, video_not_found
-from backend.services.redact import redact, redact_text, url_secrets
+from backend.services.redact import redact
 
 log = logging.getLogger("backend.cameras")
 
@@ -72,90 +73,34 @@ def check_url(url: object) -> str:
     return url
 
 
-def open_options(url: str, timeout_s: float) -> dict[str, str]:
-    """FFmpeg options for a camera: RTSP over TCP, a socket timeout, little probing (the first
-    frame comes sooner)."""
-    us = str(int(timeout_s * 1_000_000))
-    options = {"timeout": us, "analyzeduration": "1000000", "probesize": "1000000"}
-    if urlsplit(url).scheme.lower() in ("rtsp", "rtsps"):
-        options["rtsp_transport"] = "tcp"
-    else:
-        options["rw_timeout"] = us
-        options["reconnect"] = "0"
-    return options
-
-
 def classify(exc: BaseException, url: str, timed_out: bool = False) -> CameraError:
-    """The API error for a decoder failure, its message without credentials. ``timed_out``: the
-    failure came after the whole timeout (a server that accepts and never answers makes FFmpeg's
-    RTSP demuxer give up with "invalid data")."""
-    import av
-
-    secrets = url_secrets(url)
-    where = redact(url)
-    detail = redact_text(str(exc), *secrets)
-    if isinstance(exc, (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError)):
-        return CameraError(
-            "camera_auth_failed", f"{where}: authentication failed (check the user and password)"
-        )
-    if isinstance(exc, av.error.HTTPNotFoundError):
-        return CameraError("camera_not_found", f"{where}: the server has no stream at this path")
-    if (
-        timed_out
-        or isinstance(exc, (av.error.ExitError, TimeoutError))
-        or getattr(exc, "errno", None)
-        in (
-            errno.ETIMEDOUT,
-            errno.EAGAIN,
-        )
-    ):
-        return CameraError("camera_timeout", f"{where}: no answer in time ({detail})")
-    if isinstance(exc, (av.error.DecoderNotFoundError, av.error.PatchWelcomeError)):
-        return CameraError("camera_unsupported_codec", f"{where}: unsupported codec ({detail})")
-    if isinstance(exc, av.error.InvalidDataError):
-        return CameraError("camera_unsupported_codec", f"{where}: the stream cannot be decoded ({detail})")
-    return CameraError("camera_unreachable", f"{where}: cannot connect ({detail})")
+    """The API error for a decoder failure (``traffic_processing.camera.classify``)."""
+    return CameraError(*camera.classify(exc, url, timed_out))
 
 
 def grab(url: str, timeout_s: float = 5.0) -> Grab:
     """Open the camera and decode its first video frame (blocking: run it in a thread); a
     ``CameraError`` when that fails or takes longer than about ``timeout_s``."""
-    import av
     import cv2
 
     started = time.monotonic()
     try:
-        container = av.open(url, options=open_options(url, timeout_s), timeout=(timeout_s, timeout_s))
-    except Exception as exc:  # noqa: BLE001 - every decoder failure is classified for the client
-        raise classify(exc, url, time.monotonic() - started >= 0.9 * timeout_s) from None
+        conn = camera.connect(url, timeout_s)
+    except camera.CameraReadError as exc:
+        raise CameraError(exc.code, str(exc)) from None
     try:
-        if not container.streams.video:
-            kinds: list[str] = sorted({str(s.type) for s in container.streams}) or ["none"]
-            raise CameraError(
-                "camera_no_video", f"{redact(url)}: no video track (streams: {', '.join(kinds)})"
-            )
-        stream = container.streams.video[0]
-        stream.thread_type = "SLICE"
-        codec = stream.codec_context.name
-        try:
-            for frame in container.decode(stream):
-                image = frame.to_ndarray(format="bgr24")
-                ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
-                if not ok:
-                    raise CameraError(
-                        "camera_unsupported_codec", f"{redact(url)}: the frame cannot be encoded"
-                    )
-                rate = stream.average_rate or stream.guessed_rate
-                fps = float(rate) if rate and 0 < float(rate) <= 240 else None
-                return Grab(jpeg.tobytes(), frame.width, frame.height, fps, codec, time.monotonic() - started)
-                # (one frame is all a connection test needs)
-            raise CameraError("camera_timeout", f"{redact(url)}: the stream ended before a frame was decoded")
-        except CameraError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise classify(exc, url, time.monotonic() - started >= 0.9 * timeout_s) from None
+        for frame in conn.frames:
+            ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
+            if not ok:
+                raise CameraError("camera_unsupported_codec", f"{redact(url)}: the frame cannot be encoded")
+            height, width = frame.image.shape[:2]
+            return Grab(jpeg.tobytes(), width, height, conn.fps, conn.codec, time.monotonic() - started)
+            # (one frame is all a connection test needs)
+        raise CameraError("camera_timeout", f"{redact(url)}: the stream ended before a frame was decoded")
+    except camera.CameraReadError as exc:
+        raise CameraError(exc.code, str(exc)) from None
     finally:
-        container.close()
+        conn.close()
 
 
 def snapshot_path(storage: Path, video_id: int) -> Path:

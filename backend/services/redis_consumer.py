@@ -76,6 +76,9 @@ class ConsumerSettings(CommonSettings):
     # Pending entries of another consumer idle this long are taken over (that one is dead).
     REDIS_CONSUMER_CLAIM_IDLE_S: float = Field(default=10.0, gt=0)
     REDIS_CONSUMER_CLAIM_INTERVAL_S: float = Field(default=5.0, gt=0)
+    # Entries of processed-frames delivered and acked are trimmed once older than this: a camera
+    # streams for days, and its run's clean-up (which removes the rest) comes only when it stops.
+    PROCESSED_RETENTION_S: float = Field(default=120.0, gt=0)
 
     @property
     def consumer_name(self) -> str:
@@ -182,8 +185,11 @@ class RedisConsumer:
         stream: str = streams.PROCESSED_FRAMES,
         group: str = streams.REDIS_CONSUMER_GROUP,
         max_backoff_s: float = 5.0,
+        retention_s: float = 120.0,
     ) -> None:
         self.redis = redis
+        self.retention_ms = int(retention_s * 1000)
+        self._last_trim = 0.0
         self.consumer = consumer
         self.batch = batch
         self.block_ms = block_ms
@@ -315,7 +321,33 @@ class RedisConsumer:
         )
         for _stream, entries in reply or []:
             await self.handle(entries)
+        if time.monotonic() - self._last_trim >= min(30.0, self.retention_ms / 4000):
+            await self.trim_delivered()
         self._log_stats()
+
+    async def trim_delivered(self, now_ms: int | None = None) -> None:
+        """``XTRIM MINID`` the entries older than the retention that the group has been delivered
+        and acked (never one still pending or not yet read): the stream stays bounded while a
+        camera streams for days."""
+        self._last_trim = time.monotonic()
+        cutoff = (int(time.time() * 1000) if now_ms is None else now_ms) - self.retention_ms
+        groups = await self.redis.xinfo_groups(self.stream)
+        delivered = next(
+            (
+                streams.parse_stream_id(g["last-delivered-id"])
+                for g in groups
+                if streams.text(g["name"]) == self.group
+            ),
+            None,
+        )
+        if delivered is None:
+            return
+        pending = await self.redis.xpending(self.stream, self.group)
+        bound = min((cutoff, 0), (delivered[0], delivered[1] + 1))
+        if pending and pending.get("pending"):
+            bound = min(bound, streams.parse_stream_id(pending["min"]))
+        if bound[0] > 0:
+            await self.redis.xtrim(self.stream, minid=f"{bound[0]}-{bound[1]}", approximate=False)
 
     def _log_stats(self, every_s: float = 60.0) -> None:
         if time.monotonic() - self._last_stats < every_s:
@@ -547,6 +579,7 @@ def build_consumer(settings: ConsumerSettings) -> RedisConsumer:
         block_ms=settings.REDIS_CONSUMER_BLOCK_MS,
         claim_min_idle_s=settings.REDIS_CONSUMER_CLAIM_IDLE_S,
         claim_interval_s=settings.REDIS_CONSUMER_CLAIM_INTERVAL_S,
+        retention_s=settings.PROCESSED_RETENTION_S,
     )
 
 

@@ -641,3 +641,37 @@ def test_ingest_payloads_are_the_backend_schemas(api, videos, bridge, raw_redis,
     assert w.frames[0] == json.loads(ProcessedFrameIngest.from_processed(again).model_dump_json())["data"]
     expected = AnalyticsIngest.from_processed(again).model_dump_json()
     assert w.analytics[0] == json.loads(expected)["data"]
+
+
+def test_delivered_entries_older_than_the_retention_are_trimmed_never_pending_or_unread(
+    redis_server, raw_redis, stream
+):
+    """A camera streams for days and its clean-up comes only when it stops: the bridge trims
+    processed-frames behind what it delivered and acked, older than the retention."""
+
+    async def scenario() -> list[bytes]:
+        client = redis_client("127.0.0.1", redis_server.port, block_ms=100)
+        consumer = RedisConsumer(
+            redis=client,
+            backend_ws="ws://127.0.0.1:1",
+            token=TOKEN,
+            consumer="c1",
+            stream=stream,
+            retention_s=60,
+        )
+        try:
+            await consumer.ensure_group()
+            for ms in (1000, 2000, 3000, 4000, 5000, 6000):
+                await client.xadd(stream, {"video_id": "1"}, id=f"{ms}-0")
+            read = await client.xreadgroup(GROUP, "c1", {stream: ">"}, count=4)  # 1000..4000 delivered
+            ids = [entry_id for entry_id, _ in read[0][1]]
+            await client.xack(stream, GROUP, ids[0], ids[1], ids[3])  # 3000 still pending
+            await consumer.trim_delivered(now_ms=60_000 + 10_000)  # retention covers up to 10000
+            return [entry_id for entry_id, _ in await client.xrange(stream)]
+        finally:
+            await client.aclose()
+
+    left = asyncio.run(scenario())
+    # 1000 and 2000 go (acked, old); 3000 is pending, so it and all after it stay (4000 acked
+    # but after it; 5000 and 6000 never read)
+    assert left == [b"3000-0", b"4000-0", b"5000-0", b"6000-0"]

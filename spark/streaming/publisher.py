@@ -123,7 +123,18 @@ class Publisher:
 
         names = [c.split()[0] for c in SCHEMA.split(", ")]
         last, checked = after, now()
+        handed, marked, marked_at = after, after, now()  # the last row handed over / marked
+
+        def mark() -> None:
+            # how far this video is read, for its producer (a camera holds back while its
+            # unread frames pile up): kept fresh while reading, not only at the batch's end
+            nonlocal marked, marked_at
+            if handed != marked and now() - marked_at >= PULLED_MARK_S:
+                self.pulled(video_id, handed)
+                marked, marked_at = handed, now()
+
         while True:
+            mark()
             remaining = deadline - now()
             if remaining <= 0:
                 return
@@ -147,11 +158,14 @@ class Publisher:
                 record = dict(zip(names, row))
                 if record["end_of_stream"] or (run_id and record["run_id"] and record["run_id"] != run_id):
                     return
+                mark()
                 last = sid
                 yield record
+                handed = sid  # processed by the caller: read
 
 
 _PUBLISHERS: dict[tuple[str, int], Publisher] = {}
+PULLED_MARK_S = 0.25  # how often ``pull`` updates ``streams.PULLED_KEY`` while it reads
 
 
 def get_publisher(host: str, port: int) -> Publisher:

@@ -609,3 +609,42 @@ def test_live_stride_measures_costs_and_overhead_and_seeds_new_videos(monkeypatc
     # ... not from another video's overhead (a stream processed every frame has batches of
     # seconds, which says nothing of a live one's): a new live stream does not start degraded
     assert fresh.overhead_s is None and fresh.adapt(25, lag_s=0.0) <= s.adapt(25, lag_s=0.0)
+
+
+def test_reading_ahead_keeps_the_read_mark_fresh_for_a_cameras_producer(client):
+    """A camera's producer holds back while its unread frames pile up; while the stage reads
+    ahead (a micro-batch may last seconds), ``PULLED_KEY`` says how far it read, every
+    ``PULLED_MARK_S``, not only once the batch ends."""
+    from traffic_processing.streams import PULLED_KEY
+
+    from spark.streaming import publisher as pubmod
+
+    port = client.connection_pool.connection_kwargs["port"]
+    pub = pubmod.Publisher("127.0.0.1", port)
+    live = CONFIG.model_copy(update={"realtime": True})
+
+    def entry(n):
+        frame = VideoFrame(
+            video_id=11,
+            frame_number=n,
+            frame_data=jpeg(),
+            timestamp=n / 20,
+            produced_at=time.time(),
+            config=live,
+        )
+        return client.xadd(VIDEO_FRAMES, frame.to_fields()).decode()
+
+    ids = [entry(n) for n in range(3)]
+    marks = []
+    rows = pub.pull(11, "0-0", None, time.time() + 1.2)
+    for n, row in enumerate(rows):
+        time.sleep(0.3)  # processing the row
+        marks.append(client.hget(PULLED_KEY, "11"))
+        if n == 1:
+            later = entry(3)
+        if row["frame_number"] == 3:
+            break
+    # each mark, taken while the next row is processed, names the rows already handed over
+    assert marks[0] is None  # no row processed yet when the first mark would be due
+    assert [m.decode() for m in marks[1:]] == [ids[0], ids[1], ids[2]]
+    assert later
