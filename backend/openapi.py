@@ -26,10 +26,10 @@ from backend.schemas import (
     ErrorResponse,
     HealthOut,
     PassageListOut,
-    ReportOut,
     StreamStartIn,
     StreamStartOut,
     StreamStopOut,
+    TrafficReportOut,
     UploadForm,
     VideoListOut,
     VideoOut,
@@ -37,6 +37,7 @@ from backend.schemas import (
     ViolationOut,
     WebSocketStatusOut,
 )
+from backend.services.report import INTERVALS, WINDOW_CSV_HEAD, WINDOW_CSV_TAIL
 
 REF = "#/components/schemas/{model}"
 
@@ -49,6 +50,8 @@ class Response:
     model: type[BaseModel] | None = None
     media: str | None = None  # e.g. "image/jpeg"; with ``model`` too: an alternative (CSV) body
     csv_of: type[BaseModel] | None = None  # the CSV alternative's rows: one column per field
+    # or its columns named here; "prefix_<name>..." stands for zero or more columns prefix_*
+    csv_columns: tuple[str, ...] = ()
 
 
 def error(description: str) -> Response:
@@ -81,6 +84,32 @@ AIRFLOW_502 = error("Airflow answered unexpectedly (airflow_error); nothing was 
 AIRFLOW_503 = error("Airflow unreachable (airflow_unavailable); nothing was changed")
 FORMAT = {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]}}
 JPEG = Response("JPEG", media="image/jpeg")
+REPORT_WINDOW = (
+    {
+        "name": "from",
+        "in": "query",
+        "description": "ISO 8601 (Z or an offset; without one: UTC), inclusive; default: to - 24 h",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "to",
+        "in": "query",
+        "description": "ISO 8601 (Z or an offset; without one: UTC), exclusive; default: now",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "interval",
+        "in": "query",
+        "description": "default 15m; intervals start on the UTC clock boundaries of their length",
+        "schema": {"type": "string", "enum": list(INTERVALS)},
+    },
+)
+REPORT_CSV_COLUMNS = (
+    *WINDOW_CSV_HEAD,
+    "volume_<class>...",
+    "volume_<direction>...",
+    *WINDOW_CSV_TAIL,
+)
 UPGRADE = Response("Switching protocols (WebSocket)")
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -186,17 +215,20 @@ OPERATIONS: tuple[Operation, ...] = (
         "Trigger DAG video_streaming_pipeline with conf {video_id, realtime}",
         {
             201: Response("The DAG run", StreamStartOut),
-            400: error("Malformed JSON or body"),
+            400: error(
+                "Malformed JSON or body (invalid_json, invalid_body), or realtime false for a camera "
+                "(invalid_realtime: a camera streams live only)"
+            ),
             404: VIDEO_404,
             409: error("Already streaming"),
-            501: error("A camera: streaming cameras is not available yet (camera_streaming_unavailable)"),
             502: AIRFLOW_502,
             503: AIRFLOW_503,
         },
         request=StreamStartIn,
         request_required=False,
         description="Clears the video's stop flag, progress, violations list and live analytics in "
-        "Redis, then triggers the DAG. The body is optional (empty: realtime true).",
+        "Redis, then triggers the DAG. The body is optional (empty: realtime true). A file's stored "
+        "results of a previous run are replaced; a camera's accumulate over its runs (run_id).",
     ),
     Operation(
         "/api/videos/{video_id}/stream/stop",
@@ -241,8 +273,28 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "/api/videos/{video_id}/report",
         "get",
-        "Traffic report: totals, class mix, speed histogram, mean and 85th percentile, volume per minute",
-        {200: Response("Report", ReportOut), 404: VIDEO_404},
+        "Traffic report: totals, class mix, speed histogram, mean and 85th percentile, volume per "
+        "minute; over a window: the traffic study per interval (JSON or CSV)",
+        {
+            200: Response(
+                "Report (ReportOut), or with a window WindowReportOut or its CSV (one row per "
+                "interval, then start total)",
+                TrafficReportOut,
+                media="text/csv",
+                csv_columns=REPORT_CSV_COLUMNS,
+            ),
+            400: error(
+                "Unknown format (invalid_format); unreadable date, from >= to or more than 2000 "
+                "intervals (invalid_window); interval not 5m, 15m or 1h (invalid_interval)"
+            ),
+            404: VIDEO_404,
+        },
+        query=(*REPORT_WINDOW, FORMAT),
+        description="Without from, to and interval (and format json): the report of every passage "
+        "of the video. With any of them, or format=csv: the traffic study over [from, to) of "
+        "wall-clock time (passages without passed_at are left out), per interval and in total: "
+        "volume by class and direction, mean speed, V50, V85, the 10 km/h pace band and its share, "
+        "the share over the video's limit, mean headway.",
     ),
     Operation(
         "/api/violations/{violation_id}/snapshot",
@@ -325,9 +377,9 @@ def _content(response: Response, refs: dict[Any, Any]) -> dict[str, Any] | None:
         schema: dict[str, Any] = {"type": "string"}
         if response.media.startswith("image/"):
             schema["contentMediaType"] = response.media
-        if response.csv_of is not None:
-            columns = ", ".join(response.csv_of.model_fields)
-            schema["description"] = f"CSV with a header row; columns: {columns}"
+        columns = response.csv_columns or tuple(response.csv_of.model_fields if response.csv_of else ())
+        if columns:
+            schema["description"] = f"CSV with a header row; columns: {', '.join(columns)}"
         content[response.media] = {"schema": schema}
     return content or None
 

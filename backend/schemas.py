@@ -293,6 +293,27 @@ class Out(BaseModel):
     model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
+CameraHealthState = Literal["idle", "connecting", "live", "reconnecting", "failed"]
+
+
+class CameraHealth(Out):
+    """A camera's health (``services.camera_health``), from its row and the progress hash its
+    producer writes while it streams (``StreamProgress.camera_state`` and the fields beside it)."""
+
+    state: CameraHealthState = Field(
+        description="idle: not streaming; else the producer's state (connecting until it wrote "
+        "one); a live camera whose last frame is older than 5 s is reported reconnecting"
+    )
+    last_frame_at: UtcTimestamp | None = Field(description="Wall clock of the last frame read")
+    last_frame_age_s: float | None = Field(description="Seconds since the last frame read")
+    input_fps: float | None = Field(description="Frames per second the camera delivers (measured)")
+    reconnects: int = Field(description="Reconnections in the current run")
+    last_error: str | None = Field(description="The producer's last camera error, credentials as ***")
+    dropped_frames: int = Field(
+        description="Frames the producer dropped, oldest first, while the pipeline lagged (current run)"
+    )
+
+
 class VideoOut(Out):
     """A ``videos`` row."""
 
@@ -319,6 +340,11 @@ class VideoOut(Out):
     )
     created_at: Timestamp | None
     updated_at: Timestamp | None
+    health: CameraHealth | None = Field(
+        default=None,
+        description="A camera's health; null for a file (and for a streaming camera whose "
+        "progress cannot be read: Redis unreachable)",
+    )
 
 
 class VideoListOut(Out):
@@ -435,6 +461,77 @@ class ReportOut(Out):
     class_mix: dict[str, int]
     speed: SpeedReport
     volume_per_minute: list[MinuteVolume]
+
+
+SPEED = "km/h over the vehicles with a speed; null when none has one"
+
+
+class WindowStats(Out):
+    """The traffic study figures of one interval (or of the whole window)."""
+
+    volume: int = Field(description="vehicles that passed (passed_at) in the interval")
+    volume_by_class: dict[str, int] = Field(description="per class of the report's classes, 0 included")
+    volume_by_direction: dict[str, int] = Field(
+        description="per direction of the report's directions, 0 included"
+    )
+    measured_vehicles: int = Field(description="vehicles with a speed")
+    mean_kmh: float | None = Field(description=f"mean speed, {SPEED}")
+    v50_kmh: float | None = Field(description=f"median speed (linear interpolation), {SPEED}")
+    v85_kmh: float | None = Field(description=f"85th percentile speed (linear interpolation), {SPEED}")
+    pace_from_kmh: float | None = Field(
+        description="the 10 km/h pace band [pace_from_kmh, pace_to_kmh) holding the most measured "
+        "speeds (whole km/h; the lowest on a tie); null without a speed"
+    )
+    pace_to_kmh: float | None
+    pace_share: float | None = Field(description="share of the measured vehicles in the pace band, 0..1")
+    over_limit_share: float | None = Field(description="share of the measured vehicles above limit_kmh, 0..1")
+    mean_headway_s: float | None = Field(
+        description="mean gap (s) between consecutive passages of the same direction, both in the "
+        "interval; null without a gap"
+    )
+
+
+class WindowSpan(Out):
+    start: UtcTimestamp = Field(description="inclusive, on a UTC clock boundary of the interval")
+    end: UtcTimestamp = Field(description="exclusive")
+
+
+class WindowInterval(WindowStats, WindowSpan):
+    """One interval of a window report: its span, then its figures."""
+
+
+class WindowReportOut(Out):
+    """``GET /api/videos/{id}/report?from=&to=&interval=``: the traffic study over a window of
+    wall-clock time (``passed_at``), per interval and in total. Passages without ``passed_at``
+    (older rows) are left out."""
+
+    model_config = ConfigDict(
+        json_schema_serialization_defaults_required=True,
+        serialize_by_alias=True,
+        validate_by_alias=True,
+        validate_by_name=True,
+    )
+
+    video_id: int
+    from_: UtcTimestamp = Field(alias="from", description="start of the window, inclusive")
+    to: UtcTimestamp = Field(description="end of the window, exclusive")
+    interval: Literal["5m", "15m", "1h"]
+    interval_s: int
+    limit_kmh: float = Field(description="the video's speed limit, else SPEED_LIMIT_KMH")
+    classes: list[str] = Field(description="the classes that passed in the window, sorted")
+    directions: list[str] = Field(
+        description="the directions that passed in the window, sorted: approaching, receding, "
+        "left_to_right, right_to_left, and unknown for a passage without one"
+    )
+    total: WindowStats = Field(description="the whole window")
+    intervals: list[WindowInterval] = Field(
+        description="every interval from the one holding from up to to, empty ones included"
+    )
+
+
+class TrafficReportOut(RootModel[ReportOut | WindowReportOut]):
+    """``GET /api/videos/{id}/report``: the report of every passage without window parameters,
+    the window report with any of from, to, interval (or format=csv)."""
 
 
 class StreamThinning(Out):

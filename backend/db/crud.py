@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -25,6 +26,10 @@ def get_video(*, session: Session, video_id: int) -> Video | None:
 
 def list_videos(*, session: Session) -> list[Video]:
     return list(session.scalars(select(Video).order_by(Video.id)))
+
+
+def list_cameras(*, session: Session) -> list[Video]:
+    return list(session.scalars(select(Video).where(Video.source_kind == "camera").order_by(Video.id)))
 
 
 def set_file_path(*, session: Session, video_id: int, file_path: str) -> Video:
@@ -101,6 +106,26 @@ def list_passages(*, session: Session, video_id: int) -> list[VehiclePassage]:
         .order_by(VehiclePassage.first_frame, VehiclePassage.track_id)
     )
     return list(session.scalars(query))
+
+
+WINDOW_PASSAGE_COLUMNS = ("passed_at", "class_name", "direction", "speed_kmh")
+
+
+def list_passages_between(
+    *, session: Session, video_id: int, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """The video's passages with ``passed_at`` in ``[start, end)`` (naive UTC; NULL never), by
+    ``passed_at``: the columns the window report needs (``WINDOW_PASSAGE_COLUMNS``), as dicts."""
+    query = (
+        select(*(getattr(VehiclePassage, c) for c in WINDOW_PASSAGE_COLUMNS))
+        .where(
+            VehiclePassage.video_id == video_id,
+            VehiclePassage.passed_at >= start,
+            VehiclePassage.passed_at < end,
+        )
+        .order_by(VehiclePassage.passed_at, VehiclePassage.id)
+    )
+    return [dict(row) for row in session.execute(query).mappings()]
 
 
 def get_violation(*, session: Session, violation_id: int) -> SpeedingViolation | None:

@@ -44,7 +44,7 @@ class CameraBase(VideoBase):
             url=url,
             timeout_s=app.config.CAMERA_TIMEOUT_S,
         )
-        self.send_model(self.video_out(updated))
+        self.send_model(await self.video_out(updated))
 
     def body_of(self, model: type[M]) -> M:
         try:
@@ -55,9 +55,10 @@ class CameraBase(VideoBase):
 
 class CameraListHandler(CameraBase):
     async def get(self) -> None:
-        """``GET /api/cameras``: the camera sources (their URLs redacted)."""
+        """``GET /api/cameras``: the camera sources (their URLs redacted) with their health."""
         rows = await videos.list_videos(db=self.application.db)
-        self.send_model(VideoListOut(videos=[self.video_out(v) for v in rows if v.source_kind == "camera"]))
+        cams = [v for v in rows if v.source_kind == "camera"]
+        self.send_model(VideoListOut(videos=await self.video_outs(cams)))
 
     async def post(self) -> None:
         """``POST /api/cameras`` ``{"name", "url"}``: 201 once a frame was grabbed, else 400
@@ -71,7 +72,7 @@ class CameraListHandler(CameraBase):
             url=body.url,
             timeout_s=app.config.CAMERA_TIMEOUT_S,
         )
-        self.send_model(self.video_out(video), 201)
+        self.send_model(await self.video_out(video), 201)
 
 
 class CameraHandler(CameraBase):

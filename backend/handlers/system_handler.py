@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from backend.handlers.base import BaseHandler
 from backend.openapi import openapi_json
-from backend.services import health
+from backend.services import camera_health, health, metrics
 
 
 class HealthHandler(BaseHandler):
@@ -25,7 +25,12 @@ class OpenApiHandler(BaseHandler):
 
 
 class MetricsHandler(BaseHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
+        """The registry's text; the cameras' health read for this scrape and rendered with no
+        await in between (a concurrent scrape cannot interleave its own reading)."""
+        app = self.application
+        cameras = await camera_health.camera_samples(db=app.db, redis=app.redis)
+        metrics.CAMERAS.set(cameras)
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(generate_latest())
 

@@ -6,6 +6,8 @@ results (analytics, violations, passages, report). Each parses its input, calls 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,7 +28,7 @@ from backend.schemas import (
     VideoListOut,
     VideoOut,
 )
-from backend.services import metrics, results, streaming, videos
+from backend.services import camera_health, metrics, report, results, streaming, videos
 from backend.services.uploads import MultipartUpload, UploadRejected, store_upload
 
 log = logging.getLogger("backend.videos")
@@ -41,8 +43,16 @@ class VideoBase(BaseHandler):
     async def load_video(self, raw_id: str) -> Video:
         return await videos.get_video(db=self.application.db, video_id=parse_video_id(raw_id))
 
-    def video_out(self, video: Video) -> VideoOut:
-        return VideoOut.model_validate(video.to_dict(self.application.config.SPEED_LIMIT_KMH))
+    async def video_outs(self, rows: Iterable[Video]) -> list[VideoOut]:
+        """The rows as the API shows them: every ``VideoOut`` is built here, a camera's with its
+        ``health`` (``services.camera_health``; null for a file)."""
+        rows = list(rows)
+        health = await camera_health.health_of(self.application.redis, rows)
+        limit = self.application.config.SPEED_LIMIT_KMH
+        return [VideoOut.model_validate({**v.to_dict(limit), "health": health.get(v.id)}) for v in rows]
+
+    async def video_out(self, video: Video) -> VideoOut:
+        return (await self.video_outs([video]))[0]
 
     def result_format(self) -> str:
         fmt = self.get_query_argument("format", "json")
@@ -103,7 +113,7 @@ class UploadHandler(VideoBase):
             raise
         metrics.UPLOADS.labels("ok").inc()
         log.info("uploaded video %d (%s) to %s", video.id, video.name, video.file_path)
-        self.send_model(self.video_out(video), 201)
+        self.send_model(await self.video_out(video), 201)
 
     def on_connection_close(self) -> None:
         if self.upload is not None:
@@ -119,12 +129,12 @@ class UploadHandler(VideoBase):
 class VideoListHandler(VideoBase):
     async def get(self) -> None:
         rows = await videos.list_videos(db=self.application.db)
-        self.send_model(VideoListOut(videos=[self.video_out(v) for v in rows]))
+        self.send_model(VideoListOut(videos=await self.video_outs(rows)))
 
 
 class VideoHandler(VideoBase):
     async def get(self, raw_id: str) -> None:
-        self.send_model(self.video_out(await self.load_video(raw_id)))
+        self.send_model(await self.video_out(await self.load_video(raw_id)))
 
     async def delete(self, raw_id: str) -> None:
         """``DELETE /api/videos/{id}``: 204; the row, its results, files and Redis keys go; 409
@@ -154,7 +164,7 @@ class CalibrationHandler(VideoBase):
         body = parse_calibration(self.json_body())
         video = await self.load_video(raw_id)
         updated, error_m = await videos.calibrate(db=self.application.db, video=video, body=body)
-        self.send_model(CalibrationOut(video=self.video_out(updated), reprojection_error_m=error_m))
+        self.send_model(CalibrationOut(video=await self.video_out(updated), reprojection_error_m=error_m))
 
 
 CALIBRATION_FIELDS: tuple[str, ...] = tuple(CalibrationIn.model_fields)
@@ -290,12 +300,30 @@ class PassagesHandler(VideoBase):
 
 
 class ReportHandler(VideoBase):
-    """``GET /api/videos/{id}/report``: the traffic report computed from the passages."""
+    """``GET /api/videos/{id}/report``: the traffic report computed from the passages; with any of
+    ``from``, ``to``, ``interval`` (or ``format=csv``) the traffic study over that window of
+    wall-clock time (``services.report.parse_window`` for the defaults and the 400s), JSON or
+    CSV (one row per interval, then the total)."""
+
+    WINDOW_ARGUMENTS = ("from", "to", "interval")
 
     async def get(self, raw_id: str) -> None:
         video = await self.load_video(raw_id)
-        default = self.application.config.SPEED_LIMIT_KMH
-        self.send_model(await results.report(db=self.application.db, video=video, default_limit_kmh=default))
+        fmt = self.result_format()
+        db, default = self.application.db, self.application.config.SPEED_LIMIT_KMH
+        args = {name: self.get_query_argument(name, None) for name in self.WINDOW_ARGUMENTS}
+        if fmt == "json" and all(value is None for value in args.values()):
+            self.send_model(await results.report(db=db, video=video, default_limit_kmh=default))
+            return
+        now = datetime.now(UTC).replace(tzinfo=None)
+        window = report.parse_window(args["from"], args["to"], args["interval"], now=now)
+        out = await results.report_window(db=db, video=video, window=window, default_limit_kmh=default)
+        if fmt == "json":
+            self.send_model(out)
+            return
+        columns, rows = report.window_csv(out.model_dump(by_alias=True))
+        name = f"video_{video.id}_report_{window.start:%Y%m%dT%H%M%SZ}_{window.end:%Y%m%dT%H%M%SZ}"
+        self.send_csv(f"{name}_{window.interval}.csv", columns, rows)
 
 
 def validation_message(exc: ValidationError) -> str:

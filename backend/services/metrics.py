@@ -3,15 +3,23 @@
 The WebSocket hub's counters (frames dropped for slow clients, ingest repeats) are not kept
 here: ``HubCollector`` reads them from the application's hub at each scrape, so that
 ``/metrics`` and ``GET /api/websocket/status`` report the same numbers (one source of truth).
+
+The cameras' health (``traffic_camera_*``, labels ``video_id`` and ``name``) is computed at each
+scrape as the API computes it (``services.camera_health``): the handler reads the cameras and
+their progress (async), hands them to ``CAMERAS.set`` and renders at once; a deleted camera is
+gone from the next scrape.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, get_args
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from backend.schemas import CameraHealth, CameraHealthState
 
 HTTP_REQUESTS = Counter("backend_http_requests_total", "HTTP requests", ["method", "handler", "status"])
 HTTP_LATENCY = Histogram("backend_http_request_seconds", "HTTP request latency", ["handler"])
@@ -65,3 +73,74 @@ REGISTRY.register(HUB)
 def bind_hub(hub: HubCounters) -> None:
     """Expose this hub's counters (the application's; the last bound wins)."""
     HUB.bind(hub)
+
+
+@dataclass(frozen=True)
+class CameraSample:
+    """One camera at a scrape: its id, its name and its health (None: unknown, no series)."""
+
+    video_id: int
+    name: str
+    health: CameraHealth | None
+
+
+CAMERA_STATES: tuple[str, ...] = get_args(CameraHealthState)
+CAMERA_LABELS = ["video_id", "name"]
+
+
+class CameraCollector:
+    """``traffic_camera_*`` gauges of the cameras last ``set`` (the scrape's own reading)."""
+
+    def __init__(self) -> None:
+        self._cameras: tuple[CameraSample, ...] = ()
+
+    def set(self, cameras: Sequence[CameraSample]) -> None:
+        self._cameras = tuple(cameras)
+
+    @staticmethod
+    def _families() -> dict[str, GaugeMetricFamily]:
+        def gauge(name: str, doc: str, labels: list[str] = CAMERA_LABELS) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=labels)
+
+        return {
+            "up": gauge("traffic_camera_up", "1 while the camera is live (frames arrive), else 0"),
+            "state": gauge(
+                "traffic_camera_state",
+                f"1 for the camera's current state, 0 for the others ({', '.join(CAMERA_STATES)})",
+                [*CAMERA_LABELS, "state"],
+            ),
+            "age": gauge(
+                "traffic_camera_last_frame_age_seconds", "Seconds since the camera's last frame read"
+            ),
+            "fps": gauge("traffic_camera_input_fps", "Frames per second the camera delivers (measured)"),
+            "reconnects": gauge("traffic_camera_reconnects", "Reconnections in the camera's current run"),
+            "dropped": gauge(
+                "traffic_camera_dropped_frames",
+                "Frames the camera's producer dropped (pipeline lagging) in the current run",
+            ),
+        }
+
+    def collect(self) -> Iterator[Metric]:
+        families = self._families()
+        for cam in self._cameras:
+            health = cam.health
+            if health is None:
+                continue
+            labels = [str(cam.video_id), cam.name]
+            families["up"].add_metric(labels, 1.0 if health.state == "live" else 0.0)
+            for state in CAMERA_STATES:
+                families["state"].add_metric([*labels, state], 1.0 if health.state == state else 0.0)
+            if health.last_frame_age_s is not None:
+                families["age"].add_metric(labels, health.last_frame_age_s)
+            if health.input_fps is not None:
+                families["fps"].add_metric(labels, health.input_fps)
+            families["reconnects"].add_metric(labels, health.reconnects)
+            families["dropped"].add_metric(labels, health.dropped_frames)
+        yield from families.values()
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families().values()
+
+
+CAMERAS = CameraCollector()
+REGISTRY.register(CAMERAS)

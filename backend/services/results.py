@@ -21,9 +21,10 @@ from backend.schemas import (
     ReportOut,
     ViolationListOut,
     ViolationOut,
+    WindowReportOut,
 )
 from backend.services.errors import not_found
-from backend.services.report import traffic_report
+from backend.services.report import Window, traffic_report, window_report
 
 log = logging.getLogger("backend.results")
 
@@ -97,8 +98,25 @@ async def passages(*, db: Database, video_id: int) -> list[Passage]:
 async def report(*, db: Database, video: Video, default_limit_kmh: float) -> ReportOut:
     """The traffic report from the passages, against the video's limit (else the default)."""
     rows = await db.run(lambda s: crud.list_passages(session=s, video_id=video.id))
-    limit = video.speed_limit_kmh
     body: dict[str, Any] = traffic_report(
-        video.id, [r.to_dict() for r in rows], limit if limit is not None else default_limit_kmh
+        video.id, [r.to_dict() for r in rows], speed_limit(video, default_limit_kmh)
     )
     return ReportOut.model_validate(body)
+
+
+async def report_window(
+    *, db: Database, video: Video, window: Window, default_limit_kmh: float
+) -> WindowReportOut:
+    """The traffic study over ``window`` from the passages with ``passed_at`` in it, against the
+    video's limit (else the default); computed off the IOLoop (a camera's window can hold days
+    of passages)."""
+    rows = await db.run(
+        lambda s: crud.list_passages_between(session=s, video_id=video.id, start=window.start, end=window.end)
+    )
+    body = await db.run_blocking(window_report, video.id, rows, window, speed_limit(video, default_limit_kmh))
+    return WindowReportOut.model_validate(body)
+
+
+def speed_limit(video: Video, default_limit_kmh: float) -> float:
+    limit = video.speed_limit_kmh
+    return limit if limit is not None else default_limit_kmh

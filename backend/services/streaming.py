@@ -2,9 +2,12 @@
 
 Start: refuse while a run of the video is queued or running (409); clear the video's stop flag,
 progress hash, violations list and live analytics snapshot in Redis so that a rerun starts clean;
-trigger DAG ``video_streaming_pipeline`` with conf ``{"video_id", "realtime"}``; then forget the
-stored results of a previous run (analytics, violations and their snapshot files, passages) and
-mark the video ``processing``. Stop: raise the stop flag the producer polls (``cleanup`` still
+trigger DAG ``video_streaming_pipeline`` with conf ``{"video_id", "realtime"}``; then, for a file,
+forget the stored results of a previous run (analytics, violations and their snapshot files,
+passages), and mark the video ``processing``. A camera starts the same way, always live
+(``realtime`` false is refused, 400 ``invalid_realtime``: a camera cannot be read faster than it
+sends), and keeps its stored results: its passages and violations accumulate over its runs (their
+``run_id`` tells the runs apart). Stop: raise the stop flag the producer polls (``cleanup`` still
 runs) and mark the video ``stopping``; 409 when nothing runs. Airflow failures are answered as
 ``errors.airflow_failure`` says (503 unreachable, 502 unexpected answer) and change nothing.
 """
@@ -64,14 +67,13 @@ async def start(
     realtime: bool,
 ) -> dict[str, Any]:
     """Trigger the video's stream; returns Airflow's DAG run."""
-    if video.source_kind == "camera":
-        # The DAG's producer reads files; a camera's producer (reconnecting, paced by arrival)
-        # is the next part of the live-camera work. Refused plainly rather than streaming the
-        # snapshot as a one-frame video.
+    camera = video.source_kind == "camera"
+    if camera and not realtime:
         raise ServiceError(
-            501,
-            "camera_streaming_unavailable",
-            f"video {video.id} is a camera: streaming cameras is not available yet",
+            400,
+            "invalid_realtime",
+            f"video {video.id} is a camera: it streams live only (realtime true), it cannot be read "
+            "faster than it sends",
         )
     if await active_runs(airflow=airflow, video_id=video.id):
         raise ServiceError(409, "already_streaming", f"video {video.id} is already being streamed")
@@ -82,12 +84,14 @@ async def start(
         raise airflow_failure(exc) from exc
 
     def started(session: Session) -> list[str]:
-        snapshots = crud.clear_results(session=session, video_id=video.id)
+        # a camera's results accumulate over its runs; a file's rerun replaces them
+        snapshots = [] if camera else crud.clear_results(session=session, video_id=video.id)
         crud.set_status(session=session, video_id=video.id, status=VideoStatus.PROCESSING)
         return snapshots
 
     snapshots = await db.run(started)
-    await db.run_blocking(remove_snapshots, video.id, snapshots, storage)
+    if not camera:  # (a camera's violation snapshots stay with its violations)
+        await db.run_blocking(remove_snapshots, video.id, snapshots, storage)
     log.info("video %d: triggered run %s", video.id, run.get("dag_run_id"))
     return run
 

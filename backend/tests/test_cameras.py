@@ -15,6 +15,8 @@ from urllib.parse import quote
 import cv2
 import numpy as np
 import pytest
+from sqlalchemy import text
+from traffic_processing import streams
 
 from backend.embedded import free_port
 from backend.services.redact import redact, redact_text
@@ -180,7 +182,7 @@ def test_rename_repoint_refresh_and_delete(api, rtsp_camera, sample_video):
     assert r.status == 200 and snapshot.stat().st_size > 1000
     assert request(api.port, "GET", f"/api/videos/{cam['id']}/thumbnail").status == 200
 
-    # an uploaded video is not a camera; a camera cannot be streamed yet (said plainly)
+    # an uploaded video is not a camera
     video = upload(api.port, {"name": "file"}, {"video": ("v.mp4", sample_video.read_bytes())}).json()
     assert video["source_kind"] == "file" and video["source_url"] is None
     assert (
@@ -190,12 +192,80 @@ def test_rename_repoint_refresh_and_delete(api, rtsp_camera, sample_video):
         "not_a_camera"
     )
     assert put_json(api.port, "/api/cameras/424242", {"name": "x"}, ADMIN).error_code == "video_not_found"
-    started = request(api.port, "POST", f"/api/videos/{cam['id']}/stream/start", b"")
-    assert (started.status, started.error_code) == (501, "camera_streaming_unavailable")
 
     assert request(api.port, "DELETE", f"/api/videos/{cam['id']}").status == 204
     assert not snapshot.exists()
     assert request(api.port, "DELETE", f"/api/videos/{video['id']}").status == 204
+
+
+def add_results(engine, video_id: int, run_id: str, track_id: int) -> None:
+    """A passage and a violation of an earlier run of the video."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO vehicle_passages (video_id, run_id, track_id, class_name, first_frame,"
+                " last_frame, first_time_s, last_time_s, dwell_time_s, speed_kmh, max_speed_kmh,"
+                " speeding) VALUES (:v, :r, :t, 'car', 5, 30, 0.5, 3.0, 2.5, 91.5, 95.0, true)"
+            ),
+            {"v": video_id, "r": run_id, "t": track_id},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO speeding_violations (video_id, run_id, track_id, vehicle_class, speed_kmh,"
+                " frame_number, video_time_s) VALUES (:v, :r, :t, 'car', 91.5, 12, 1.2)"
+            ),
+            {"v": video_id, "r": run_id, "t": track_id},
+        )
+
+
+def stored_runs(engine, video_id: int) -> tuple[list[str], list[str]]:
+    """The run ids of the video's stored passages and violations."""
+    query = "SELECT run_id FROM {} WHERE video_id = :v ORDER BY run_id"
+    with engine.connect() as conn:
+        passages, violations = (
+            list(conn.execute(text(query.format(table)), {"v": video_id}).scalars())
+            for table in ("vehicle_passages", "speeding_violations")
+        )
+    return passages, violations
+
+
+def test_a_camera_streams_live_like_a_video_and_keeps_its_results(api, rtsp_camera, db_engine, sync_redis):
+    """Start triggers the DAG with conf {video_id, realtime: true} through (fake) Airflow; realtime
+    false is refused (a camera cannot be read faster than it sends); the camera's stored passages
+    and violations of earlier runs stay (they accumulate, told apart by run_id), its Redis keys of
+    the previous run go."""
+    cam = add(api, "streamed", rtsp_camera.url).json()
+    cid = cam["id"]
+    start = f"/api/videos/{cid}/stream/start"
+    add_results(db_engine, cid, "earlier-run", 7)
+    sync_redis.set(streams.stop_key(cid), "1")
+    sync_redis.rpush(streams.violations_key(cid), '{"track_id": 1}')
+    triggers = api.airflow_state.triggers
+
+    refused = request(api.port, "POST", start, b'{"realtime": false}')
+    assert (refused.status, refused.error_code) == (400, "invalid_realtime"), refused.body
+    assert api.airflow_state.triggers == triggers
+    assert request(api.port, "GET", f"/api/videos/{cid}").json()["status"] == "uploaded"
+
+    for body in (b"", b'{"realtime": true}'):
+        r = request(api.port, "POST", start, body)
+        assert r.status == 201, r.body
+        run = r.json()["dag_run"]
+        assert run["dag_id"] == "video_streaming_pipeline"
+        assert run["conf"] == {"video_id": cid, "realtime": True}
+        assert api.airflow_state.runs[run["dag_run_id"]]["conf"] == {"video_id": cid, "realtime": True}
+        assert not secrets_in(r.body)
+        shown = request(api.port, "GET", f"/api/videos/{cid}").json()
+        assert shown["status"] == "processing"
+        assert shown["health"]["state"] == "idle"  # no progress of the run yet
+        assert sync_redis.exists(streams.stop_key(cid), streams.violations_key(cid)) == 0
+        assert request(api.port, "POST", start, b"").error_code == "already_streaming"
+        api.airflow_state.finish_all()
+    assert api.airflow_state.triggers == triggers + 2
+    assert stored_runs(db_engine, cid) == (["earlier-run"], ["earlier-run"])  # kept over both starts
+
+    assert request(api.port, "DELETE", f"/api/videos/{cid}").status == 204
+    assert stored_runs(db_engine, cid) == ([], [])
 
 
 @pytest.mark.parametrize(
