@@ -24,12 +24,57 @@ export interface Video {
   calibrate_coordinates: { image_points: Point[]; world_points: Point[] } | null;
   homography_matrix: number[][] | null;
   speed_limit_kmh?: number | null;
+  /** an uploaded file or a camera (absent from older backends: a file) */
+  source_kind?: SourceKind;
+  /** a camera's URL with its credentials and secret query values shown as `***`; null for a file */
+  source_url?: string | null;
+  /** a camera's connection health; null for a file */
+  health?: CameraHealth | null;
   created_at: string | null;
   updated_at: string | null;
 }
 
 export interface VideoList {
   videos: Video[];
+}
+
+// ---- sources: files and cameras --------------------------------------------------------------
+
+export type SourceKind = 'file' | 'camera';
+
+/** idle (not streaming) · connecting · live · reconnecting · failed */
+export type CameraHealthState = 'idle' | 'connecting' | 'live' | 'reconnecting' | 'failed';
+
+/** `health` of a camera row: what its producer reports about the connection. */
+export interface CameraHealth {
+  state: CameraHealthState;
+  /** wall clock (ISO 8601) of the last frame read from the camera */
+  last_frame_at: string | null;
+  /** seconds since the last frame read, when the backend answered */
+  last_frame_age_s: number | null;
+  /** frames per second read from the camera */
+  input_fps: number | null;
+  reconnects: number;
+  last_error: string | null;
+  /** frames the producer dropped (oldest first) rather than queueing them */
+  dropped_frames: number;
+}
+
+export function isCamera(video: Pick<Video, 'source_kind'> | null | undefined): boolean {
+  return video?.source_kind === 'camera';
+}
+
+/** `POST /api/cameras` body: the backend grabs a frame to test the URL before storing it. */
+export interface CameraCreateRequest {
+  name: string;
+  /** rtsp(s)://, http(s):// MJPEG or HLS; `user:password@` if needed (never shown back) */
+  url: string;
+}
+
+/** `PUT /api/cameras/{id}` body: a new name and/or URL (a new URL is tested first). */
+export interface CameraUpdateRequest {
+  name?: string;
+  url?: string;
 }
 
 /** Stream status as the dashboard shows it. */
@@ -157,6 +202,63 @@ export interface TrafficReport {
     histogram: { bin_width_kmh: number; bins: HistogramBin[] };
   };
   volume_per_minute: { minute: number; counts: Record<string, number> }[];
+}
+
+// ---- report over a time window ----------------------------------------------------------------
+
+export type ReportInterval = '5m' | '15m' | '1h';
+
+export const REPORT_INTERVALS: readonly ReportInterval[] = ['5m', '15m', '1h'];
+
+export type TravelDirection =
+  'approaching' | 'receding' | 'left_to_right' | 'right_to_left' | 'unknown';
+
+/** `?from=&to=&interval=` of `GET /api/videos/{id}/report` (UTC ISO 8601 instants). */
+export interface ReportWindowQuery {
+  from: string;
+  to: string;
+  interval: ReportInterval;
+}
+
+/** The figures of one interval of a window, or of the whole window (`total`). */
+export interface WindowFigures {
+  volume: number;
+  volume_by_class: Record<string, number>;
+  volume_by_direction: Record<string, number>;
+  /** vehicles with a measured speed (the population of the speed figures) */
+  measured_vehicles: number;
+  /** km/h; null when no speed was measured */
+  mean_kmh: number | null;
+  v50_kmh: number | null;
+  v85_kmh: number | null;
+  /** the 10 km/h band holding the most vehicles */
+  pace_from_kmh: number | null;
+  pace_to_kmh: number | null;
+  /** share (0..1) of the measured vehicles in the pace band */
+  pace_share: number | null;
+  /** share (0..1) of the measured vehicles over the limit */
+  over_limit_share: number | null;
+  /** seconds between consecutive vehicles */
+  mean_headway_s: number | null;
+}
+
+export interface WindowInterval extends WindowFigures {
+  start: string;
+  end: string;
+}
+
+/** `GET /api/videos/{id}/report?from=&to=&interval=`. */
+export interface WindowReport {
+  video_id: number;
+  from: string;
+  to: string;
+  interval: ReportInterval;
+  interval_s: number;
+  limit_kmh: number;
+  classes: string[];
+  directions: TravelDirection[];
+  total: WindowFigures;
+  intervals: WindowInterval[];
 }
 
 // ---- WebSocket ------------------------------------------------------------------------------

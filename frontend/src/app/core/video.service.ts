@@ -1,11 +1,21 @@
-import { HttpClient, HttpEvent, HttpEventType, HttpParams } from '@angular/common/http';
+import {
+  HttpClient,
+  HttpEvent,
+  HttpEventType,
+  HttpHeaders,
+  HttpParams,
+} from '@angular/common/http';
 import { Injectable, inject } from '@angular/core';
 import { Observable, filter, map } from 'rxjs';
 
+import { AdminTokenStore } from './admin-token';
 import {
   CalibrationRequest,
   CalibrationResponse,
+  CameraCreateRequest,
+  CameraUpdateRequest,
   PassageList,
+  ReportWindowQuery,
   StreamStartResponse,
   StreamStopResponse,
   TrafficReport,
@@ -13,6 +23,7 @@ import {
   VideoAnalytics,
   VideoList,
   ViolationList,
+  WindowReport,
 } from './models';
 
 /** Progress of an upload: `percent` while sending, then the stored video. */
@@ -20,11 +31,28 @@ export type UploadEvent =
   | { kind: 'progress'; loaded: number; total: number | null; percent: number | null }
   | { kind: 'done'; video: Video };
 
-/** REST client of `/api/videos…` (relative URLs: the backend serves the app on the same origin). */
+/** `from`, `to`, `interval` (and `format=csv`) of a report over a window. */
+export function windowParams(query: ReportWindowQuery, csv = false): HttpParams {
+  let params = new HttpParams()
+    .set('from', query.from)
+    .set('to', query.to)
+    .set('interval', query.interval);
+  if (csv) {
+    params = params.set('format', 'csv');
+  }
+  return params;
+}
+
+/**
+ * REST client of `/api/videos…` and `/api/cameras…` (relative URLs: the backend serves the app on
+ * the same origin). Only the camera routes carry the admin token.
+ */
 @Injectable({ providedIn: 'root' })
 export class VideoService {
   private readonly http = inject(HttpClient);
+  private readonly adminToken = inject(AdminTokenStore);
   static readonly base = '/api/videos';
+  static readonly cameras = '/api/cameras';
 
   list(): Observable<Video[]> {
     return this.http.get<VideoList>(VideoService.base).pipe(map((body) => body.videos));
@@ -87,8 +115,53 @@ export class VideoService {
     return this.http.get<PassageList>(`${VideoService.base}/${id}/passages`);
   }
 
+  /** The report without a window: the whole run of a file, today for a camera. */
   report(id: number): Observable<TrafficReport> {
     return this.http.get<TrafficReport>(`${VideoService.base}/${id}/report`);
+  }
+
+  /** The report over a time window, per interval and in total. */
+  windowReport(id: number, query: ReportWindowQuery): Observable<WindowReport> {
+    return this.http.get<WindowReport>(`${VideoService.base}/${id}/report`, {
+      params: windowParams(query),
+    });
+  }
+
+  /** The same window as CSV (a download link). */
+  reportCsvUrl(id: number, query: ReportWindowQuery): string {
+    return `${VideoService.base}/${id}/report?${windowParams(query, true)}`;
+  }
+
+  // ---- cameras (admin token) -------------------------------------------------------------------
+
+  /** `Authorization: Bearer <admin token>`: for the camera routes only. */
+  private adminHeaders(): HttpHeaders {
+    const token = this.adminToken.get();
+    return token ? new HttpHeaders({ Authorization: `Bearer ${token}` }) : new HttpHeaders();
+  }
+
+  listCameras(): Observable<Video[]> {
+    return this.http
+      .get<VideoList>(VideoService.cameras, { headers: this.adminHeaders() })
+      .pipe(map((body) => body.videos));
+  }
+
+  /** Tests the connection (the backend grabs a frame, up to ~5 s), then stores the camera. */
+  createCamera(body: CameraCreateRequest): Observable<Video> {
+    return this.http.post<Video>(VideoService.cameras, body, { headers: this.adminHeaders() });
+  }
+
+  updateCamera(id: number, body: CameraUpdateRequest): Observable<Video> {
+    return this.http.put<Video>(`${VideoService.cameras}/${id}`, body, {
+      headers: this.adminHeaders(),
+    });
+  }
+
+  /** A new frame of the camera to calibrate on (becomes its thumbnail). */
+  cameraSnapshot(id: number): Observable<Video> {
+    return this.http.post<Video>(`${VideoService.cameras}/${id}/snapshot`, null, {
+      headers: this.adminHeaders(),
+    });
   }
 
   thumbnailUrl(id: number): string {

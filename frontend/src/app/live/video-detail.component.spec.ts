@@ -5,9 +5,15 @@ import { ComponentFixture, TestBed } from '@angular/core/testing';
 import { provideRouter } from '@angular/router';
 import { Subject } from 'rxjs';
 
-import { AnalyticsData, ProcessedFrameData, Video } from '../core/models';
+import { AnalyticsData, CameraHealth, ProcessedFrameData, Video } from '../core/models';
 import { WebsocketService } from '../core/websocket.service';
-import { Phase, VideoDetailComponent, degradedNotice, nextPhase } from './video-detail.component';
+import {
+  CAMERA_POLL_MS,
+  Phase,
+  VideoDetailComponent,
+  degradedNotice,
+  nextPhase,
+} from './video-detail.component';
 
 describe('nextPhase (stored status -> page phase)', () => {
   it.each<[Phase, string | null, boolean, Phase]>([
@@ -209,5 +215,135 @@ describe('VideoDetailComponent (live frames)', () => {
     const canvas = el.querySelector<HTMLCanvasElement>('[data-testid=frame-canvas]')!;
     expect(canvas.dataset['framesReceived']).toBe('25');
     expect(canvas.dataset['pageDropped']).toBeDefined();
+  });
+});
+
+describe('VideoDetailComponent (camera health)', () => {
+  let fixture: ComponentFixture<VideoDetailComponent>;
+  let http: HttpTestingController;
+  let el: HTMLElement;
+
+  function health(extra: Partial<CameraHealth>): CameraHealth {
+    return {
+      state: 'live',
+      last_frame_at: null,
+      last_frame_age_s: 0.3,
+      input_fps: 25,
+      reconnects: 0,
+      last_error: null,
+      dropped_frames: 0,
+      ...extra,
+    };
+  }
+
+  function source(kind: 'file' | 'camera', h: CameraHealth | null): Video {
+    return {
+      id: 3,
+      name: kind === 'camera' ? 'Main street' : 'clip',
+      status: 'processing',
+      fps: 25,
+      frame_count: kind === 'camera' ? null : 500,
+      width: 640,
+      height: 360,
+      duration: null,
+      roi: null,
+      calibrate_coordinates: null,
+      homography_matrix: null,
+      source_kind: kind,
+      source_url: kind === 'camera' ? 'rtsp://***@cam/1' : null,
+      health: h,
+      created_at: null,
+      updated_at: null,
+    };
+  }
+
+  async function open(video: Video): Promise<void> {
+    fixture = TestBed.createComponent(VideoDetailComponent);
+    fixture.componentRef.setInput('id', '3');
+    el = fixture.nativeElement;
+    fixture.detectChanges();
+    http.expectOne('/api/videos/3').flush(video);
+    http.expectOne('/api/videos/3/violations').flush({ video_id: 3, violations: [] });
+    http
+      .expectOne('/api/videos/3/analytics')
+      .flush({ error: { code: 'x', message: 'none' } }, { status: 404, statusText: 'Not Found' });
+    fixture.detectChanges();
+  }
+
+  async function poll(video: Video): Promise<void> {
+    await vi.advanceTimersByTimeAsync(CAMERA_POLL_MS);
+    http.expectOne('/api/videos/3').flush(video);
+    fixture.detectChanges();
+  }
+
+  const banner = () => el.querySelector('[data-testid=camera-banner]');
+
+  beforeEach(() => {
+    vi.useFakeTimers();
+    const ws = {
+      state: signal('open').asReadonly(),
+      errors$: new Subject<string>(),
+      frames: () => new Subject<ProcessedFrameData>(),
+      analytics: () => new Subject<AnalyticsData>(),
+      expectTraffic: () => undefined,
+    };
+    TestBed.configureTestingModule({
+      imports: [VideoDetailComponent],
+      providers: [
+        provideHttpClient(),
+        provideHttpClientTesting(),
+        provideRouter([]),
+        { provide: WebsocketService, useValue: ws },
+      ],
+    });
+    http = TestBed.inject(HttpTestingController);
+    vi.stubGlobal('fetch', () => Promise.reject(new Error('no fetch in the test')));
+  });
+
+  afterEach(() => {
+    fixture.destroy();
+    vi.unstubAllGlobals();
+    vi.useRealTimers();
+  });
+
+  it('follows the health every 2 s: reconnecting, live, failed', async () => {
+    await open(source('camera', health({ state: 'reconnecting', reconnects: 2 })));
+    expect(banner()?.textContent?.trim()).toBe('Reconnecting to the camera…');
+    expect(banner()?.getAttribute('data-state')).toBe('reconnecting');
+    expect(banner()?.closest('[role=status]')?.getAttribute('aria-live')).toBe('polite');
+    expect(el.querySelector('[data-testid=kind]')?.textContent?.trim()).toBe('camera');
+    expect(
+      el
+        .querySelector('[data-testid=live-health] [data-testid=health]')
+        ?.getAttribute('data-state'),
+    ).toBe('reconnecting');
+    // a camera has no "every frame" mode nor a frame count
+    expect(el.textContent).not.toContain('Start (every frame)');
+
+    await poll(source('camera', health({ state: 'live', reconnects: 2 })));
+    expect(banner()).toBeNull();
+
+    await poll(
+      source('camera', health({ state: 'failed', last_error: 'rtsp://***@cam/1: timeout' })),
+    );
+    expect(banner()?.textContent?.trim()).toBe('Camera failed: rtsp://***@cam/1: timeout');
+    expect(banner()?.className).toContain('banner-error');
+
+    await poll(source('camera', health({ state: 'connecting' })));
+    expect(banner()?.textContent?.trim()).toBe('Reconnecting to the camera…');
+    expect(banner()?.getAttribute('data-state')).toBe('connecting');
+  });
+
+  it('a file: no camera banner, no health, the usual 5 s status poll', async () => {
+    await open(source('file', null));
+    expect(banner()).toBeNull();
+    expect(el.querySelector('[data-testid=live-health]')).toBeNull();
+    expect(el.textContent).toContain('Start (every frame)');
+    await vi.advanceTimersByTimeAsync(CAMERA_POLL_MS);
+    http.expectNone('/api/videos/3');
+    await vi.advanceTimersByTimeAsync(5000 - CAMERA_POLL_MS);
+    http.expectOne('/api/videos/3').flush(source('file', null));
+    fixture.detectChanges();
+    expect(banner()).toBeNull();
   });
 });

@@ -13,7 +13,7 @@ import {
 } from '@angular/core';
 import { takeUntilDestroyed } from '@angular/core/rxjs-interop';
 import { RouterLink } from '@angular/router';
-import { interval } from 'rxjs';
+import { filter, interval } from 'rxjs';
 
 import { AIRFLOW_UI_URL, airflowRunUrl } from '../core/airflow';
 import { apiFailure } from '../core/api-error';
@@ -25,11 +25,14 @@ import {
   Summary,
   Video,
   isCalibrated,
+  isCamera,
   streamStatus,
 } from '../core/models';
 import { VideoService } from '../core/video.service';
 import { WebsocketService } from '../core/websocket.service';
 import { fixed, formatVideoTime } from '../shared/format';
+import { cameraBanner } from '../shared/health';
+import { HealthBadgeComponent } from '../shared/health-badge.component';
 import { FrameRenderer, strokePolygon } from './frame-renderer';
 import { SpeedingLog } from './speeding-log';
 
@@ -75,6 +78,8 @@ export interface DegradedNotice {
 }
 
 const STATUS_POLL_MS = 5000;
+/** A camera's health (and status) is read this often while its live view is open. */
+export const CAMERA_POLL_MS = 2000;
 /** The text of the page (progress, counters) follows the frames at most this often (ms). */
 const UI_EVERY_MS = 250;
 /** The degraded notice's rate is refreshed when it moved by this much (Hz): no chatter. */
@@ -120,7 +125,7 @@ export function degradedNotice(
  */
 @Component({
   selector: 'app-video-detail',
-  imports: [RouterLink],
+  imports: [RouterLink, HealthBadgeComponent],
   templateUrl: './video-detail.component.html',
   styleUrl: './video-detail.component.css',
   changeDetection: ChangeDetectionStrategy.OnPush,
@@ -173,6 +178,9 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
     return p && total ? Math.min(100, Math.round((100 * (p.frameNumber + 1)) / total)) : null;
   });
   readonly streaming = computed(() => ['starting', 'running', 'stopping'].includes(this.phase()));
+  readonly camera = computed(() => isCamera(this.video()));
+  /** "Reconnecting to the camera…" / "Camera failed: …" from the camera's health; none for files */
+  readonly cameraBanner = computed(() => cameraBanner(this.video()));
 
   readonly banner = computed<Banner | null>(() => {
     const connection = this.connection();
@@ -244,7 +252,16 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
       .pipe(takeUntilDestroyed(this.destroyRef))
       .subscribe((message) => this.actionError.set(`WebSocket hub: ${message}`));
     interval(STATUS_POLL_MS)
-      .pipe(takeUntilDestroyed(this.destroyRef))
+      .pipe(
+        filter(() => !this.camera()),
+        takeUntilDestroyed(this.destroyRef),
+      )
+      .subscribe(() => this.pollStatus());
+    interval(CAMERA_POLL_MS)
+      .pipe(
+        filter(() => this.camera()),
+        takeUntilDestroyed(this.destroyRef),
+      )
       .subscribe(() => this.pollStatus());
   }
 

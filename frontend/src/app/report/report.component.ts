@@ -15,10 +15,13 @@ import { ApiFailure, apiFailure } from '../core/api-error';
 import {
   Passage,
   PassageList,
+  ReportWindowQuery,
   TrafficReport,
   Video,
   Violation,
   ViolationList,
+  WindowReport,
+  isCamera,
 } from '../core/models';
 import { VideoService } from '../core/video.service';
 import { fixed, formatVideoTime } from '../shared/format';
@@ -32,6 +35,17 @@ import {
   speedHistogramOption,
   volumeOption,
 } from './report-helpers';
+import { NO_WINDOW, WindowSelection, resolveWindow } from './window';
+import { WindowPickerComponent } from './window-picker.component';
+import { WindowReportComponent } from './window-report.component';
+
+/** A camera's report opens on this window (its report without one is today's summary). */
+export const CAMERA_DEFAULT_WINDOW: WindowSelection = {
+  preset: 'last1h',
+  from: '',
+  to: '',
+  interval: '15m',
+};
 
 type Loaded<T> = { ok: true; value: T } | { ok: false; failure: ApiFailure };
 
@@ -44,12 +58,13 @@ function settle<T>() {
 }
 
 /**
- * Traffic report of one video (after or during a run): totals, class mix, sortable passages,
- * violations, CSV exports (the API's own `?format=csv`) and three charts (ECharts, lazy).
+ * Traffic report of one source (after or during a run): totals, class mix, sortable passages,
+ * violations, CSV exports (the API's own `?format=csv`) and three charts (ECharts, lazy); or,
+ * with a time window (a camera's default), the counts per interval with their SVG chart.
  */
 @Component({
   selector: 'app-report',
-  imports: [RouterLink, NgxEchartsDirective],
+  imports: [RouterLink, NgxEchartsDirective, WindowPickerComponent, WindowReportComponent],
   providers: [
     provideEchartsCore({ echarts: () => import('./echarts-setup').then((m) => m.default) }),
   ],
@@ -71,6 +86,20 @@ export class ReportComponent implements OnInit {
   readonly violationsError = signal<string | null>(null);
   readonly loading = signal(true);
   readonly sort = signal<SortState>({ key: 'first_time_s', direction: 'ascending' });
+
+  /** the picker's selection; `none`: the report without a window */
+  readonly selection = signal<WindowSelection>(NO_WINDOW);
+  /** the window asked for last (resolved against the clock when asked) */
+  readonly windowQuery = signal<ReportWindowQuery | null>(null);
+  readonly windowReport = signal<WindowReport | null>(null);
+  readonly windowError = signal<ApiFailure | null>(null);
+  readonly windowLoading = signal(false);
+  readonly camera = computed(() => isCamera(this.video()));
+  readonly windowCsv = computed(() => {
+    const query = this.windowQuery();
+    return query ? this.api.reportCsvUrl(this.videoId(), query) : '';
+  });
+  private windowSeq = 0;
 
   readonly sortedPassages = computed(() => sortPassages(this.passages(), this.sort()));
   readonly histogram = computed(() =>
@@ -104,22 +133,73 @@ export class ReportComponent implements OnInit {
   protected readonly formatVideoTime = formatVideoTime;
 
   ngOnInit(): void {
-    this.api
-      .get(this.videoId())
-      .subscribe({ next: (v) => this.video.set(v), error: () => undefined });
-    this.load();
+    // a camera opens on a window: its kind is known before the first report is asked for
+    this.api.get(this.videoId()).subscribe({
+      next: (v) => {
+        this.video.set(v);
+        if (isCamera(v) && this.selection().preset === 'none' && !this.windowQuery()) {
+          this.selection.set(CAMERA_DEFAULT_WINDOW);
+        }
+        this.load();
+      },
+      error: () => this.load(),
+    });
   }
 
+  /** The picker's "Show": the window (resolved now), or back to the report without one. */
+  applyWindow(selection: WindowSelection): void {
+    this.selection.set(selection);
+    if (selection.preset === 'none') {
+      this.load(); // the report without a window
+    } else {
+      this.loadWindow();
+    }
+  }
+
+  /** Reads the report over the selected window; a rolling preset ends now. */
+  loadWindow(now: Date = new Date()): void {
+    const query = resolveWindow(this.selection(), now);
+    const seq = ++this.windowSeq;
+    this.windowQuery.set(query);
+    this.windowError.set(null);
+    if (!query) {
+      this.windowReport.set(null);
+      this.windowLoading.set(false);
+      return;
+    }
+    this.windowLoading.set(true);
+    this.api.windowReport(this.videoId(), query).subscribe({
+      next: (report) => {
+        if (seq !== this.windowSeq) return; // a newer window was asked for
+        this.windowLoading.set(false);
+        this.windowReport.set(report);
+      },
+      error: (error) => {
+        if (seq !== this.windowSeq) return;
+        this.windowLoading.set(false);
+        this.windowReport.set(null);
+        this.windowError.set(apiFailure(error));
+      },
+    });
+  }
+
+  /** Everything again: the report (over the window if one is chosen), passages, violations. */
   load(): void {
     const id = this.videoId();
+    const windowed = this.selection().preset !== 'none';
+    this.loadWindow(); // none: clears the window's report
     this.loading.set(true);
     forkJoin({
-      report: this.api.report(id).pipe(settle<TrafficReport>()),
+      report: windowed
+        ? of<Loaded<TrafficReport> | null>(null)
+        : this.api.report(id).pipe(settle<TrafficReport>()),
       passages: this.api.passages(id).pipe(settle<PassageList>()),
       violations: this.api.violations(id).pipe(settle<ViolationList>()),
     }).subscribe(({ report, passages, violations }) => {
       this.loading.set(false);
-      if (report.ok) {
+      if (report === null) {
+        // over a window: the report without one is not read
+      } else if (report.ok) {
         this.report.set(report.value);
         this.reportError.set(null);
       } else {

@@ -4,8 +4,8 @@ import { HttpTestingController, provideHttpClientTesting } from '@angular/common
 import { ComponentFixture, TestBed } from '@angular/core/testing';
 import { provideRouter } from '@angular/router';
 
-import { Video } from '../core/models';
-import { DashboardComponent } from './dashboard.component';
+import { CameraHealth, Video } from '../core/models';
+import { DashboardComponent, REFRESH_MS } from './dashboard.component';
 
 function video(id: number, status: string, calibrated = true): Video {
   return {
@@ -28,6 +28,18 @@ function video(id: number, status: string, calibrated = true): Video {
       : null,
     created_at: null,
     updated_at: '2026-01-01T00:00:00',
+  };
+}
+
+function camera(id: number, health: CameraHealth | null): Video {
+  return {
+    ...video(id, health?.state === 'live' ? 'processing' : 'uploaded', false),
+    name: `cam ${id}`,
+    frame_count: null,
+    duration: null,
+    source_kind: 'camera',
+    source_url: `rtsp://***:***@10.0.0.${id}/live`,
+    health,
   };
 }
 
@@ -130,5 +142,103 @@ describe('DashboardComponent', () => {
     await fixture.whenStable();
     expect(el.textContent).toContain('video 5 is being streamed');
     expect(el.querySelectorAll('li.video').length).toBe(1);
+  });
+
+  it('lists files and cameras together, a camera with its kind and health', async () => {
+    const cam = camera(4, {
+      state: 'reconnecting',
+      last_frame_at: null,
+      last_frame_age_s: 14.2,
+      input_fps: null,
+      reconnects: 3,
+      last_error: 'rtsp://***:***@10.0.0.4/live: cannot connect (Connection refused)',
+      dropped_frames: 0,
+    });
+    await start([cam, { ...video(2, 'completed'), source_kind: 'file', health: null }]);
+    const items = el.querySelectorAll('li.video');
+    expect(items.length).toBe(2);
+    const [camItem, fileItem] = [...items];
+    expect(camItem.getAttribute('data-source-kind')).toBe('camera');
+    expect(camItem.querySelector('[data-testid=kind]')?.textContent?.trim()).toBe('camera');
+    const badge = camItem.querySelector('[data-testid=health]')!;
+    expect(badge.getAttribute('data-state')).toBe('reconnecting');
+    expect(camItem.querySelector('[data-testid=health-facts]')?.textContent).toContain(
+      'last frame 14 s ago',
+    );
+    expect(camItem.querySelector('[data-testid=health-facts]')?.textContent).toContain(
+      '3 reconnects',
+    );
+    expect(camItem.querySelector('[data-testid=health-error]')?.textContent).toContain(
+      'cannot connect (Connection refused)',
+    );
+    expect(camItem.querySelector('[data-testid=source-url]')?.textContent?.trim()).toBe(
+      'rtsp://***:***@10.0.0.4/live',
+    );
+    expect(camItem.querySelector('img')?.getAttribute('alt')).toBe('Snapshot of cam 4');
+    expect(fileItem.getAttribute('data-source-kind')).toBe('file');
+    expect(fileItem.querySelector('[data-testid=kind]')).toBeNull();
+    expect(fileItem.querySelector('[data-testid=health]')).toBeNull();
+  });
+
+  it('polls the list every few seconds, one request at a time', async () => {
+    vi.useFakeTimers();
+    try {
+      fixture = TestBed.createComponent(DashboardComponent);
+      el = fixture.nativeElement;
+      fixture.detectChanges();
+      http.expectOne('/api/videos').flush({ videos: [camera(4, null)] });
+      http
+        .expectOne('/api/videos/4/analytics')
+        .flush(
+          { error: { code: 'analytics_not_found', message: 'none' } },
+          { status: 404, statusText: 'Not Found' },
+        );
+      fixture.detectChanges();
+      expect(el.querySelector('[data-testid=health]')?.getAttribute('data-state')).toBe('unknown');
+      await vi.advanceTimersByTimeAsync(REFRESH_MS);
+      const live = {
+        state: 'live' as const,
+        last_frame_at: null,
+        last_frame_age_s: 0.2,
+        input_fps: 25,
+        reconnects: 0,
+        last_error: null,
+        dropped_frames: 0,
+      };
+      const req = http.expectOne('/api/videos');
+      // the next tick comes while this one is unanswered: no second request
+      await vi.advanceTimersByTimeAsync(REFRESH_MS);
+      http.expectNone('/api/videos');
+      req.flush({ videos: [camera(4, live)] });
+      http
+        .expectOne('/api/videos/4/analytics')
+        .flush(
+          { error: { code: 'analytics_not_found', message: 'none' } },
+          { status: 404, statusText: 'Not Found' },
+        );
+      fixture.detectChanges();
+      expect(el.querySelector('[data-testid=health]')?.getAttribute('data-state')).toBe('live');
+      expect(REFRESH_MS).toBeGreaterThanOrEqual(2000);
+      expect(REFRESH_MS).toBeLessThanOrEqual(5000);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('shows an added camera in the list', async () => {
+    await start([]);
+    const cam = camera(9, null);
+    fixture.componentInstance.onCameraAdded(cam);
+    http.expectOne('/api/videos').flush({ videos: [cam] });
+    http
+      .expectOne('/api/videos/9/analytics')
+      .flush(
+        { error: { code: 'analytics_not_found', message: 'none' } },
+        { status: 404, statusText: 'Not Found' },
+      );
+    fixture.detectChanges();
+    await fixture.whenStable();
+    expect(el.querySelector('li[data-video-id="9"]')?.textContent).toContain('cam 9');
+    expect(el.querySelector('app-add-camera')).not.toBeNull();
   });
 });

@@ -11,12 +11,14 @@ import {
 } from '@angular/core';
 import { takeUntilDestroyed } from '@angular/core/rxjs-interop';
 import { RouterLink } from '@angular/router';
-import { Subscription, catchError, forkJoin, interval, of } from 'rxjs';
+import { Subscription, catchError, filter, forkJoin, interval, of } from 'rxjs';
 
 import { apiFailure } from '../core/api-error';
-import { Video, VideoAnalytics, isCalibrated, streamStatus } from '../core/models';
+import { Video, VideoAnalytics, isCalibrated, isCamera, streamStatus } from '../core/models';
 import { VideoService } from '../core/video.service';
 import { baseName, fixed, formatBytes, formatDuration } from '../shared/format';
+import { HealthBadgeComponent } from '../shared/health-badge.component';
+import { AddCameraComponent } from './add-camera.component';
 
 interface UploadState {
   fileName: string;
@@ -25,13 +27,16 @@ interface UploadState {
   loaded: number;
 }
 
-/** How often the list is refreshed (status and totals change while streams run). */
-const REFRESH_MS = 5000;
+/**
+ * How often the list is refreshed (status, totals and the cameras' health change while streams
+ * run); skipped while the tab is hidden.
+ */
+export const REFRESH_MS = 3000;
 
-/** The videos page: every video with its state and totals, upload, delete. */
+/** The sources page: every video file and camera with its state and totals; upload, add, delete. */
 @Component({
   selector: 'app-dashboard',
-  imports: [RouterLink],
+  imports: [RouterLink, HealthBadgeComponent, AddCameraComponent],
   templateUrl: './dashboard.component.html',
   styleUrl: './dashboard.component.css',
   changeDetection: ChangeDetectionStrategy.OnPush,
@@ -53,6 +58,8 @@ export class DashboardComponent implements OnInit {
   readonly uploadError = signal<string | null>(null);
   readonly uploadDone = signal<string | null>(null);
   private uploadSub: Subscription | null = null;
+  /** a list request is in flight */
+  private listing = false;
 
   readonly confirmDelete = signal<number | null>(null);
   readonly deleting = signal<number | null>(null);
@@ -62,6 +69,7 @@ export class DashboardComponent implements OnInit {
 
   protected readonly streamStatus = streamStatus;
   protected readonly isCalibrated = isCalibrated;
+  protected readonly isCamera = isCamera;
   protected readonly formatDuration = formatDuration;
   protected readonly formatBytes = formatBytes;
   protected readonly fixed = fixed;
@@ -69,8 +77,15 @@ export class DashboardComponent implements OnInit {
   ngOnInit(): void {
     this.refresh();
     interval(REFRESH_MS)
-      .pipe(takeUntilDestroyed(this.destroyRef))
-      .subscribe(() => this.refresh());
+      .pipe(
+        filter(() => typeof document === 'undefined' || document.visibilityState !== 'hidden'),
+        takeUntilDestroyed(this.destroyRef),
+      )
+      .subscribe(() => {
+        if (!this.listing) {
+          this.refresh(); // a slow backend: no pile of list requests
+        }
+      });
   }
 
   thumbnail(video: Video): string {
@@ -79,14 +94,17 @@ export class DashboardComponent implements OnInit {
   }
 
   refresh(): void {
+    this.listing = true;
     this.api.list().subscribe({
       next: (videos) => {
+        this.listing = false;
         this.videos.set([...videos].sort((a, b) => b.id - a.id));
         this.loaded.set(true);
         this.listError.set(null);
         this.loadTotals(videos);
       },
       error: (error) => {
+        this.listing = false;
         this.loaded.set(true);
         this.listError.set(apiFailure(error).message);
       },
@@ -109,6 +127,14 @@ export class DashboardComponent implements OnInit {
       wanted.forEach((v, i) => (next[v.id] = rows[i]));
       this.analytics.set(next);
     });
+  }
+
+  /** A camera was added: shown at once, then the list is read again. */
+  onCameraAdded(camera: Video): void {
+    this.videos.update((list) =>
+      [camera, ...list.filter((v) => v.id !== camera.id)].sort((a, b) => b.id - a.id),
+    );
+    this.refresh();
   }
 
   // ---- upload ----------------------------------------------------------------------------------
