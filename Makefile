@@ -99,6 +99,12 @@ bench: install
 bench-e2e: install install-airflow frontend
 	$(PY) -m e2e.bench
 
+# One live camera through the real stack for 30 min (BENCH_CAMERA_MINUTES): latency per 5 min,
+# every service's RSS at the start and the end, reconnects, the streams' lengths (a soak, not a test)
+.PHONY: bench-camera
+bench-camera: install install-airflow rtsp-deps
+	$(PY) -m e2e.bench_camera
+
 # PyAV against OpenCV's FFmpeg reading a real RTSP camera on loopback (the camera decoder's choice)
 .PHONY: bench-decoders
 bench-decoders: install rtsp-deps
@@ -122,6 +128,7 @@ backend: install
 # DEMO_ARGS: e.g. --verbose (every log line on the console), --backend-port 8700, --no-sample.
 DEMO_ARGS ?=
 demo: install install-airflow frontend
+	@$(MAKE) --no-print-directory rtsp-deps || echo "make demo: no demo camera (GStreamer's RTSP server could not be installed)"
 	$(PY) -m stack.run $(DEMO_ARGS)
 
 # Forget the local run's data (.local: databases, uploaded videos, Spark checkpoint, logs).

@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
+# the browser tests' shared checks (SpecRun.assert_*) report like a test's own asserts
+pytest.register_assert_rewrite("e2e.browser_run")
 
 
 @pytest.fixture(scope="session")
@@ -13,6 +15,15 @@ def stack(tmp_path_factory):
     s = start_stack(tmp_path_factory.mktemp("stack"))
     yield s
     stop_stack(s)
+
+
+@pytest.fixture(scope="session")
+def dashboard_built():
+    """The production build the backend serves and the browser suite's Node packages, for the
+    tests in Chromium (e2e/browser_run.py): built once a session, only when stale."""
+    from e2e.browser_run import build_dashboard
+
+    build_dashboard()
 
 
 @pytest.fixture(scope="session")

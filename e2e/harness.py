@@ -14,7 +14,16 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stack.run import REPO, Infra, Stack, calibrate_video, processor_state, upload_video, wait_http
+from stack.run import (
+    REPO,
+    Infra,
+    Stack,
+    calibrate_video,
+    processor_state,
+    read_procfile,
+    upload_video,
+    wait_http,
+)
 
 
 def start_stack(data_dir: Path, names: list[str] | None = None, cores: int | None = None) -> Stack:
@@ -26,7 +35,9 @@ def start_stack(data_dir: Path, names: list[str] | None = None, cores: int | Non
     if cores:
         os.sched_setaffinity(0, set(sorted(own)[:cores]) or own)
     try:
-        infra = Infra(data_dir, pg_port=0, redis_port=0, backend_port=0, airflow_port=0).start()
+        infra = Infra(data_dir, pg_port=0, redis_port=0, backend_port=0, airflow_port=0, rtsp_port=0).start()
+        # make demo's own camera is not part of the tests' stack (they serve their own clips)
+        names = names or [n for n in read_procfile() if n != "rtsp-camera"]
         stack = Stack(infra, names).start_all()
     finally:
         os.sched_setaffinity(0, own)

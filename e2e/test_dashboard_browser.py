@@ -22,12 +22,8 @@ speeders.)
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,29 +31,15 @@ from pathlib import Path
 
 import pytest
 
+from e2e.browser_run import get, run_spec
 from e2e.harness import REPO
 from stack.run import wait_http
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
-BROWSER_DIR = REPO / "e2e" / "browser"
 ARTIFACTS = REPO / "e2e" / "artifacts" / "dashboard"
 CLIP_S = 45.0  # 15 s of traffic, then an empty road
-NODE_TIMEOUT_S = 600
 MAX_REPROJECTION_M = 0.2  # clicks land within a fraction of a pixel of the truth's points
-
-
-@pytest.fixture(scope="module")
-def dashboard_built():
-    """The production build the backend serves, and the suite's Node packages (both from their
-    lock files, rebuilt only when stale: the Makefile's own rules)."""
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
-    assert shutil.which("node"), "node is missing"
-    subprocess.run(
-        ["make", "--no-print-directory", "frontend", "browser-deps"], cwd=REPO, check=True, timeout=1200
-    )
-    assert (REPO / "frontend/dist/traffic-dashboard/browser/index.html").exists()
 
 
 @pytest.fixture(scope="module")
@@ -122,32 +104,9 @@ class Control:
         self.server.server_close()
 
 
-def get(base: str, path: str) -> bytes:
-    with urllib.request.urlopen(base + path, timeout=30) as r:
-        return r.read()
-
-
-def summary(result: dict) -> str:
-    lines = [f"dashboard in Chromium: {result.get('seconds', 0):.0f} s in the browser"]
-    for s in result["steps"]:
-        mark = "ok" if s["ok"] else "FAILED"
-        lines.append(f"  {s['name']:<16} {mark:<6} {s['ms'] / 1000:6.1f} s  {', '.join(s['screenshots'])}")
-        if not s["ok"]:
-            lines.append("    " + s.get("error", "").replace("\n", "\n    "))
-    lines.append("  seen: " + json.dumps(result["seen"], default=str)[:4000])
-    for page, violations in result["axe"].items():
-        lines.append(f"  axe {page}: " + ", ".join(f"{v['id']} ({v['impact']})" for v in violations))
-    if result["page_errors"]:
-        lines.append(f"  page errors: {result['page_errors']}")
-    return "\n".join(lines)
-
-
 def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, long_truth, tmp_path):
     clip, calib, truth = long_truth
     base = f"http://127.0.0.1:{stack.infra.backend_port}"
-    if ARTIFACTS.exists():
-        shutil.rmtree(ARTIFACTS)
-    ARTIFACTS.mkdir(parents=True)
     control = Control(stack)
     config = {
         "base_url": base,
@@ -155,30 +114,18 @@ def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, lo
         "clip": str(clip),
         "calibration": calib,
         "truth": truth,
-        "artifacts": str(ARTIFACTS),
-        "result": str(tmp_path / "result.json"),
     }
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    started = time.monotonic()
-    try:
-        proc = subprocess.run(
-            ["node", str(BROWSER_DIR / "dashboard.spec.mjs"), str(tmp_path / "config.json")],
-            cwd=REPO,
-            timeout=NODE_TIMEOUT_S,
-        )
-    finally:
+
+    def cleanup() -> None:
         control.close()
         if stack.procs["backend"].poll() is not None:  # the script died between kill and start
             stack.start("backend")
             wait_http(f"{base}/api/health", 90, stack.procs["backend"])
-    result = json.loads((tmp_path / "result.json").read_text())
-    (ARTIFACTS / "result.json").write_text(json.dumps(result, indent=1))
-    print("\n" + summary(result) + f"\n  (node exit {proc.returncode}, {time.monotonic() - started:.0f} s)")
-    failed = [s for s in result["steps"] if not s["ok"]]
-    assert not failed and proc.returncode == 0, (
-        f"step {failed[0]['name'] if failed else '?'} failed: {failed[0].get('error') if failed else result}"
-        f"\n---- backend ----\n{stack.log_tail('backend')}"
-    )
+
+    run = run_spec("dashboard.spec.mjs", config, tmp_path, ARTIFACTS, cleanup=cleanup)
+    result = run.result
+    print("\n" + run.summary("dashboard"))
+    run.assert_steps_ok(stack)
     seen = result["seen"]
     video_id = seen["video_id"]
     vehicles = truth["vehicles"]
@@ -265,17 +212,10 @@ def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, lo
         assert downloaded == get(base, f"/api/videos/{video_id}/{path}?format=csv"), testid
         assert downloaded.count(b"\n") >= 2
 
-    # accessibility: no serious or critical axe-core violation on the four pages
-    assert set(result["axe"]) == {"videos", "calibration", "live", "report"}
-    bad = {
-        page: [
-            (v["id"], v["impact"], v["nodes"][:2]) for v in found if v["impact"] in ("serious", "critical")
-        ]
-        for page, found in result["axe"].items()
-    }
-    assert not any(bad.values()), bad
-
-    # no uncaught exception in the page
-    assert not result["page_errors"], result["page_errors"]
-    for shot in ("01-upload-progress", "04-calibration-saved", "06-live-speeding-log", "11-report"):
-        assert (ARTIFACTS / f"{shot}.png").stat().st_size > 10_000, shot
+    # accessibility: no serious or critical axe-core violation on the four pages; no uncaught
+    # exception in the page
+    run.assert_page_clean(
+        {"videos", "calibration", "live", "report"},
+        ARTIFACTS,
+        ("01-upload-progress", "04-calibration-saved", "06-live-speeding-log", "11-report"),
+    )

@@ -2,7 +2,8 @@
 fresh data dir (new PostgreSQL, Redis, Airflow database, Spark checkpoint), on its own base
 ports so that it never meets a developer's running demo.
 
-1. It comes up and says "ready"; the sample clip (registered by the stack) streams live to a
+1. It comes up and says "ready", with the demo camera registered; the sample clip (registered by
+   the stack) streams live to a
    WebSocket viewer; mid-stream the bridge (redis-consumer) and then the Spark application are
    ``kill -9``-ed: supervisord restarts each (the console says so, with a new pid), and the
    stream completes with every frame delivered once (the analytics channel, never thinned for a
@@ -234,7 +235,13 @@ def test_demo_restarts_crashed_workers_and_stops_clean(demo_dir, results):
         api = Api(f"http://127.0.0.1:{backend_port}")
         status, body = api.call("GET", "/api/videos")
         assert status == 200 and body["videos"], body
-        video_id = body["videos"][0]["id"]
+        video_id = next(v["id"] for v in body["videos"] if v["source_kind"] == "file")
+        # the demo camera (the sample clip on a loopback RTSP server) is registered, its
+        # password nowhere in the answer, and idle until started
+        cams = [v for v in body["videos"] if v["source_kind"] == "camera"]
+        assert len(cams) == 1 and cams[0]["health"]["state"] == "idle", cams
+        assert env["RTSP_DEMO_PASSWORD"] not in json.dumps(body)
+        assert any(f"Demo camera   id {cams[0]['id']}:" in line for line in demo.lines), "no demo camera line"
 
         # The first stream after boot, live, as the dashboard starts it.
         viewer = Viewer(f"ws://127.0.0.1:{backend_port}/ws/client/stream", video_id).start()

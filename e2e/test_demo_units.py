@@ -91,14 +91,20 @@ def test_infra_says_loudly_which_port_moved(tmp_path):
 
 def test_supervisord_config_and_stop_order(tmp_path):
     commands = read_procfile()
-    assert set(commands) == {"backend", "redis-consumer", "spark", "airflow"}
+    assert set(commands) == {"backend", "redis-consumer", "spark", "airflow", "rtsp-camera"}
     conf = write_config(tmp_path, commands, Path("/repo"))
     text = conf.read_text()
     for name in commands:
         assert f"[program:{name}]" in text
         assert f"stdout_logfile={tmp_path / 'logs' / name}.log" in text
-    assert text.count("autorestart=true") == 4
-    assert stop_order(list(commands)) == [["airflow", "spark"], ["redis-consumer"], ["backend"]]
+    assert text.count("autorestart=true") == 5
+    # the demo camera last: the producers stop before their camera goes away
+    assert stop_order(list(commands)) == [
+        ["airflow", "spark"],
+        ["redis-consumer"],
+        ["backend"],
+        ["rtsp-camera"],
+    ]
     assert stop_order(["backend", "extra"]) == [["extra"], ["backend"]]
 
 

@@ -114,6 +114,7 @@ class Infra:
     spark_ui_port: int = 4040
     airflow_worker_log_port: int = 8793
     airflow_trigger_log_port: int = 8794
+    rtsp_port: int = 8554  # the demo camera (stack/demo_camera.py)
     # True (make demo): PostgreSQL and Redis in sessions of their own, so that a Ctrl-C on the
     # terminal reaches stack.run only, which stops them after their clients.
     detach: bool = False
@@ -134,6 +135,7 @@ class Infra:
             ("spark_ui_port", "Spark UI", "0.0.0.0"),
             ("airflow_worker_log_port", "Airflow worker log server", "0.0.0.0"),
             ("airflow_trigger_log_port", "Airflow triggerer log server", "0.0.0.0"),
+            ("rtsp_port", "the demo camera's RTSP server", "127.0.0.1"),
         ):
             wanted = getattr(self, attr)
             got = pick_port(wanted, exclude=taken, host=host)
@@ -182,6 +184,11 @@ class Infra:
             # The api-server's graceful shutdown waits this long for a lingering connection
             # (and it is its keep-alive): 120 s by default, the demo's stop waited for it.
             "AIRFLOW__API__WORKER_TIMEOUT": os.environ.get("AIRFLOW__API__WORKER_TIMEOUT", "5"),
+            # the demo camera: the sample clip in a loop on a loopback RTSP server, its
+            # password generated (stack/demo_camera.py)
+            "RTSP_DEMO_PORT": str(self.rtsp_port),
+            "RTSP_DEMO_USER": "demo",
+            "RTSP_DEMO_PASSWORD": os.environ.get("RTSP_DEMO_PASSWORD") or os.urandom(12).hex(),
             "SPARK_CHECKPOINT_DIR": str(self.data_dir / "spark-checkpoint"),
             "SPARK_CONF_DIR": str(spark_conf),
             "SPARK_UI_PORT": str(self.spark_ui_port),
@@ -320,7 +327,7 @@ def calibrate_video(base_url: str, video_id: int, calib: dict) -> dict:
 def register_sample(base_url: str) -> int | None:
     """Upload the urban clip with its calibration unless a video is already registered."""
     with urllib.request.urlopen(f"{base_url}/api/videos", timeout=10) as r:
-        videos = json.load(r)["videos"]
+        videos = [v for v in json.load(r)["videos"] if v.get("source_kind", "file") == "file"]
     if videos:
         return videos[0]["id"]
     if not SAMPLE_VIDEO.exists():
@@ -329,6 +336,40 @@ def register_sample(base_url: str) -> int | None:
     video_id = upload_video(base_url, SAMPLE_VIDEO, "Urban CCTV (sample)")["id"]
     calibrate_video(base_url, video_id, json.loads(SAMPLE_CALIBRATION.read_text()))
     return video_id
+
+
+DEMO_CAMERA = "Demo camera (RTSP, sample clip in a loop)"
+
+
+def register_demo_camera(env: dict[str, str], timeout_s: float = 60.0) -> int | None:
+    """Add the demo camera (``stack/demo_camera.py``'s server) through ``POST /api/cameras``, with
+    the sample's calibration, unless it is registered already; None when its server is not up
+    in ``timeout_s`` (GStreamer's RTSP server missing: ``make rtsp-deps``)."""
+    from urllib.parse import quote
+
+    base = env["BACKEND_URL"]
+    auth = {"Authorization": f"Bearer {env['ADMIN_TOKEN']}", "Content-Type": "application/json"}
+    req = urllib.request.Request(f"{base}/api/cameras", headers=auth)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        for cam in json.load(r)["videos"]:
+            if cam["name"] == DEMO_CAMERA:
+                return cam["id"]
+    creds = f"{quote(env['RTSP_DEMO_USER'], safe='')}:{quote(env['RTSP_DEMO_PASSWORD'], safe='')}"
+    url = f"rtsp://{creds}@127.0.0.1:{env['RTSP_DEMO_PORT']}/demo"
+    body = json.dumps({"name": DEMO_CAMERA, "url": url}).encode()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            req = urllib.request.Request(f"{base}/api/cameras", data=body, method="POST", headers=auth)
+            with urllib.request.urlopen(req, timeout=30) as r:
+                camera_id = json.load(r)["id"]
+            break
+        except urllib.error.HTTPError as err:
+            if err.code != 422 or time.monotonic() > deadline:  # 422: the server is not up yet
+                return None
+            time.sleep(2)
+    calibrate_video(base, camera_id, json.loads(SAMPLE_CALIBRATION.read_text()))
+    return camera_id
 
 
 DAG_ID = "video_streaming_pipeline"
@@ -510,7 +551,9 @@ def warm_airflow(env: dict[str, str]) -> None:
         pass
 
 
-def banner(infra: Infra, video_id: int | None, data: str, started: float) -> str:
+def banner(
+    infra: Infra, video_id: int | None, data: str, started: float, camera_id: int | None = None
+) -> str:
     env, base = infra.env, infra.env["BACKEND_URL"]
     frontend = (
         REPO / os.environ.get("FRONTEND_DIST", "frontend/dist/traffic-dashboard/browser") / "index.html"
@@ -536,6 +579,11 @@ def banner(infra: Infra, video_id: int | None, data: str, started: float) -> str
     if video_id:
         lines += [
             f"  Sample video  id {video_id}: curl -X POST {base}/api/videos/{video_id}/stream/start",
+        ]
+    if camera_id:
+        lines += [
+            f"  Demo camera   id {camera_id}: rtsp://127.0.0.1:{infra.rtsp_port}/demo (user demo, password "
+            f"in {data}/stack.env); Start live on the dashboard",
         ]
     lines.append("  Stop          Ctrl-C")
     for moved in infra.moved:
@@ -580,7 +628,17 @@ class Watcher:
                 video_id = register_sample(base)
             except (OSError, ValueError, KeyError) as exc:
                 self.console.print(f"[stack] the sample video was not registered: {exc}")
-        self.console.print(banner(self.infra, video_id, self.data, self.started))
+        camera_id = None
+        if self.sample:
+            try:
+                camera_id = register_demo_camera(self.infra.env)
+            except (OSError, ValueError, KeyError) as exc:
+                self.console.print(f"[stack] the demo camera was not registered: {exc}")
+            if camera_id is None:
+                self.console.print(
+                    f"[stack] the demo camera's RTSP server is not up: see {self.logs}/rtsp-camera.log"
+                )
+        self.console.print(banner(self.infra, video_id, self.data, self.started, camera_id))
         processor = airflow = False
         hinted = False
         while not self.stop.wait(1):

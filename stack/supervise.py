@@ -55,12 +55,14 @@ SUPERVISION: dict[str, Supervision] = {
     # SIGTERM to stack/airflow_service.py only, which stops `airflow standalone` the way that
     # works at the stage it is at.
     "airflow": Supervision(priority=40, startsecs=10, stopwaitsecs=30, stopasgroup=False),
+    # the demo camera's RTSP server (the transcode of its clip on the first start takes a few s)
+    "rtsp-camera": Supervision(priority=5, startsecs=2),
 }
 DEFAULT_SUPERVISION = Supervision(priority=50, startsecs=5)
 
 # Workers first (each step waits for its services to be gone), the backend last; Redis and
 # PostgreSQL after all of them (stack.run).
-STOP_ORDER: list[list[str]] = [["airflow", "spark"], ["redis-consumer"], ["backend"]]
+STOP_ORDER: list[list[str]] = [["airflow", "spark"], ["redis-consumer"], ["backend"], ["rtsp-camera"]]
 
 # A service that gave up (FATAL: failed at start too often in a row) is tried again this often.
 FATAL_RETRY_S = 60.0

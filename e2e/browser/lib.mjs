@@ -1,6 +1,9 @@
-// Shared by dashboard.spec.mjs and page_fps.mjs: Debian's Chromium through playwright-core (no
-// browser download), an init script that records what the page shows over time, canvas probes.
+// Shared by dashboard.spec.mjs, camera.spec.mjs and page_fps.mjs: Debian's Chromium through
+// playwright-core (no browser download), an init script that records what the page shows over
+// time, canvas probes, and a spec's run (`createRun`: its steps, screenshots and result file).
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 
 import { chromium } from 'playwright-core';
 
@@ -105,6 +108,20 @@ export function probeDifference(a, b) {
   return a.cells.reduce((sum, v, i) => sum + Math.abs(v - b.cells[i]), 0) / a.cells.length;
 }
 
+/**
+ * The live canvas over two samples (`{ drawn, frame, probe }`, a few seconds apart) after the
+ * thumbnail's probe (`before`): the frame counters, how much the picture changed, how painted.
+ */
+export function framesSeen(before, first, second) {
+  return {
+    drawn: [first.drawn, second.drawn],
+    frame_number: [first.frame, second.frame],
+    change_from_thumbnail: probeDifference(before, first.probe),
+    change_between: probeDifference(first.probe, second.probe),
+    painted: second.probe.painted,
+  };
+}
+
 /** axe-core on the page as it is: the violations, reduced to what a report needs. */
 export async function axe(page) {
   if (!(await page.evaluate(() => 'axe' in window))) {
@@ -143,4 +160,142 @@ export async function until(what, fn, timeoutMs, everyMs = 200) {
     }
     await sleep(everyMs);
   }
+}
+
+/**
+ * A spec's run against the stack: the result it writes to `config.result` (`steps`, each with its
+ * name, ok, ms, screenshots and error; the observations under `seen`; the axe-core violations per
+ * page under `axe`; the page's console errors and warnings, its uncaught errors, `seconds`, `ok`),
+ * its log lines (`[name 12.3s] ...`), screenshots in `config.artifacts`.
+ *
+ * `scrub` is applied to whatever the run writes: the result file, the log lines, the errors kept
+ * (a spec with secrets passes one that masks them). `seen` is the initial `result.seen`.
+ *
+ * `main(options, body)` launches Chromium (`open`), runs `body({ context, page })` (its steps)
+ * and exits: 0 when every step ran, 1 when one failed (recorded in its step), 2 on anything else
+ * (`result.fatal`).
+ */
+export function createRun({ name, config, scrub = (s) => String(s), seen = {} }) {
+  const artifacts = config.artifacts;
+  fs.mkdirSync(artifacts, { recursive: true });
+  const result = { steps: [], seen, axe: {}, console: [], page_errors: [], ok: false };
+  const t0 = Date.now();
+  let page;
+  let browser;
+
+  const log = (...args) =>
+    console.log(
+      `[${name} ${((Date.now() - t0) / 1000).toFixed(1)}s]`,
+      ...args.map((a) => (typeof a === 'string' ? scrub(a) : a)),
+    );
+
+  function save() {
+    fs.writeFileSync(config.result, scrub(JSON.stringify(result, null, 1)));
+  }
+
+  async function shot(file) {
+    const target = path.join(artifacts, `${file}.png`);
+    await page.screenshot({ path: target });
+    return target;
+  }
+
+  async function step(stepName, fn) {
+    const started = Date.now();
+    const entry = { name: stepName, ok: false, ms: 0, screenshots: [] };
+    result.steps.push(entry);
+    log(`step ${stepName}`);
+    try {
+      const shots = await fn();
+      entry.screenshots = shots ?? [];
+      entry.ok = true;
+    } catch (error) {
+      entry.error = scrub(error?.stack ?? error);
+      log(`step ${stepName} FAILED: ${scrub(error)}`);
+      try {
+        entry.screenshots.push(await shot(`failed-${stepName}`));
+      } catch {
+        // no page to capture
+      }
+      throw error;
+    } finally {
+      entry.ms = Date.now() - started;
+      save();
+    }
+  }
+
+  async function axeOn(pageName) {
+    const violations = await axe(page);
+    result.axe[pageName] = violations;
+    const bad = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    log(`axe ${pageName}: ${violations.length} violations (${bad.length} serious/critical)`);
+  }
+
+  const text = async (selector) => (await page.locator(selector).first().innerText()).trim();
+  const number = async (selector) => Number((await text(selector)).replace(/[^\d.-]/g, ''));
+  const framesDrawn = () =>
+    page
+      .locator('[data-testid=frame-canvas]')
+      .evaluate((c) => Number(c.dataset.framesDrawn ?? 0))
+      .catch(() => 0);
+
+  /** Chromium, a 1280x800 context with the init scripts, its page: console and errors recorded. */
+  async function open({ contextOptions = {}, initScripts = [recorder] } = {}) {
+    browser = await launch();
+    const context = await browser.newContext({
+      viewport: { width: 1280, height: 800 },
+      ...contextOptions,
+    });
+    for (const script of initScripts) await context.addInitScript(script);
+    page = await context.newPage();
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning') {
+        result.console.push({ type: m.type(), text: m.text().slice(0, 300), t: Date.now() - t0 });
+      }
+    });
+    page.on('pageerror', (e) => result.page_errors.push(String(e?.stack ?? e).slice(0, 1000)));
+    return { browser, context, page };
+  }
+
+  async function run(options, body) {
+    const opened = await open(options);
+    try {
+      await body(opened);
+      result.ok = true;
+    } catch {
+      // recorded in its step
+    } finally {
+      result.seconds = (Date.now() - t0) / 1000;
+      save();
+      await browser.close();
+    }
+    return result.ok ? 0 : 1;
+  }
+
+  function main(options, body) {
+    run(options, body).then(
+      (code) => process.exit(code),
+      (error) => {
+        result.fatal = scrub(error?.stack ?? error);
+        save();
+        console.error(scrub(error?.stack ?? error));
+        process.exit(2);
+      },
+    );
+  }
+
+  return {
+    result,
+    seen: result.seen,
+    t0,
+    artifacts,
+    log,
+    save,
+    shot,
+    step,
+    axeOn,
+    text,
+    number,
+    framesDrawn,
+    main,
+  };
 }
