@@ -42,8 +42,10 @@ def _conf() -> tuple[int, bool, str, object]:
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=8,  # several videos stream at once; each run holds 2 task slots
-    max_active_tasks=24,
+    # several videos and cameras stream at once; each run holds 2 task slots for as long as it
+    # streams (a camera's: until stopped), within Airflow's core.parallelism (32 by default)
+    max_active_runs=16,
+    max_active_tasks=32,
     params={
         "video_id": Param(None, type=["null", "integer"], description="videos.id to stream"),
         "realtime": Param(True, type="boolean", description="pace at the video's fps (false: all frames)"),
@@ -81,6 +83,7 @@ def video_streaming_pipeline():
             redis=redis,
             drain=Drainer.for_run(video_id, run_id, redis=redis, settings=settings, log=log),
             tolerate_stalls=camera,  # a camera's run outlives a processor restart
+            log_every_s=60.0 if camera else 10.0,  # a camera's task log for days stays small
             run_id=run_id,
             stall_timeout_s=settings.PIPELINE_STALL_TIMEOUT_S,
             processor_heartbeat_key=streams.PROCESSOR_HEARTBEAT_KEY,

@@ -185,6 +185,7 @@ def produce_frames(
             cam = CameraProducer(video, settings=settings, redis=redis, pkey=pkey, log=log, **(camera or {}))
             fps = cam.fps
             config = frame_config(fps)
+            log_every = max(log_every, round(60 * fps))  # once a minute: it streams for days
             log.info(
                 "video %d: camera %s (run %s, %.2f fps nominal, roi=%s, homography=%s, limit %g km/h)",
                 video_id,
