@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from traffic_processing import streams
+from traffic_processing.schemas import StreamProgress
 
 from e2e.harness import Api, proc_table, service_roots, start_stack, stop_stack, tree
 from stack.run import SAMPLE_CALIBRATION, SAMPLE_VIDEO
@@ -150,11 +152,7 @@ def main() -> int:
                 lat = [a - p for a, p, _ in frames]
                 _, video = api.json("GET", f"/api/videos/{vid}")
                 h = video.get("health") or {}
-                progress = (
-                    {k.decode(): v.decode() for k, v in r.hgetall(f"stream:video:{vid}:progress").items()}
-                    if r.exists(f"stream:video:{vid}:progress")
-                    else {}
-                )
+                progress = StreamProgress.from_hash(r.hgetall(streams.progress_key(vid)))
                 _, passages = api.json("GET", f"/api/videos/{vid}/passages")
                 rows.append(
                     {
@@ -169,8 +167,8 @@ def main() -> int:
                         "state": h.get("state"),
                         "passages": len(passages.get("passages", [])),
                         "redis_mb": r.info("memory")["used_memory"] / 2**20,
-                        "video_frames": r.xlen("video-frames"),
-                        "processed_frames": r.xlen("processed-frames"),
+                        "video_frames": r.xlen(streams.VIDEO_FRAMES),
+                        "processed_frames": r.xlen(streams.PROCESSED_FRAMES),
                         "rss_mb": sum(rss_mb(stack).values()),
                     }
                 )
