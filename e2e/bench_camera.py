@@ -9,6 +9,7 @@ start and at the end. Flat memory and latency is the claim; the table is the evi
 
     make bench-camera                       # 30 min, 5-min windows
     BENCH_CAMERA_MINUTES=6 BENCH_CAMERA_WINDOW_MIN=1 make bench-camera
+    BENCH_CAMERA_CORES=1 make bench-camera    # every service confined to one core
 """
 
 from __future__ import annotations
@@ -109,15 +110,16 @@ def main() -> int:
     if missing:
         print(missing)
         return 1
+    cores = int(os.environ.get("BENCH_CAMERA_CORES", "0")) or None
     work = Path(tempfile.mkdtemp(prefix="bench-camera-"))
     clip = transcode(SAMPLE_VIDEO, work / "camera.mp4")
     password = secrets.token_hex(8)
     print(
         f"[bench-camera] {minutes:g} min of one camera (the urban clip, 25 fps, in a loop), windows of "
-        f"{window_s / 60:g} min; starting the stack ...",
+        f"{window_s / 60:g} min, {cores or 'all'} core(s); starting the stack ...",
         flush=True,
     )
-    stack = start_stack(work / "stack")
+    stack = start_stack(work / "stack", cores=cores)
     import redis as redis_lib
 
     r = redis_lib.Redis(port=int(stack.infra.env["REDIS_PORT"]))
