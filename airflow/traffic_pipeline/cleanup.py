@@ -68,7 +68,7 @@ def cleanup(
     from traffic_processing.schemas import Summary
 
     from .db import session_scope, set_status, upsert_analytics
-    from .results import drain_results
+    from .results import drain_results, session_factory
 
     log = default_log(log, __name__)
     pkey = streams.progress_key(video_id)
@@ -91,7 +91,7 @@ def cleanup(
         video_id,
         redis=redis,
         run_id=progress.run_id,
-        session_scope=lambda: session_scope(db_url, engine),
+        session_scope=session_factory(db_url, engine),
         save_snapshot=save_snapshot,
         extra_passages=(summary.vehicles or []) if summary is not None else [],
         now=now,

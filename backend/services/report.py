@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.db.models import utc_iso
 from backend.services.errors import ServiceError
 
 BIN_WIDTH_KMH = 10
@@ -170,7 +171,7 @@ def parse_window(from_: str | None, to: str | None, interval: str | None, *, now
     except OverflowError:
         raise window_error("to: too early for the default 24 h window") from None
     if start >= end:
-        raise window_error(f"from ({utc_text(start)}) must be before to ({utc_text(end)})")
+        raise window_error(f"from ({utc_iso(start)}) must be before to ({utc_iso(end)})")
     window = Window(start, end, name)
     count = window.count
     if count > MAX_INTERVALS:
@@ -181,11 +182,6 @@ def parse_window(from_: str | None, to: str | None, interval: str | None, *, now
     if datetime.max - window.first < count * window.step:
         raise window_error("the last interval ends after the year 9999")
     return window
-
-
-def utc_text(value: datetime) -> str:
-    """Naive UTC -> ISO 8601 with ``+00:00``."""
-    return value.replace(tzinfo=UTC).isoformat()
 
 
 def pace_band(speeds: Sequence[float], width: int = PACE_WIDTH_KMH) -> tuple[int, int] | None:
@@ -288,16 +284,16 @@ def window_report(
     directions = sorted({direction_of(p) for p in rows})
     intervals = [
         {
-            "start": utc_text(first + i * step),
-            "end": utc_text(first + (i + 1) * step),
+            "start": utc_iso(first + i * step),
+            "end": utc_iso(first + (i + 1) * step),
             **window_stats(bucket, limit_kmh, classes, directions),
         }
         for i, bucket in enumerate(buckets)
     ]
     return {
         "video_id": video_id,
-        "from": utc_text(window.start),
-        "to": utc_text(window.end),
+        "from": utc_iso(window.start),
+        "to": utc_iso(window.end),
         "interval": window.interval,
         "interval_s": int(step.total_seconds()),
         "limit_kmh": limit_kmh,
