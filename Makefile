@@ -94,6 +94,15 @@ bench: install
 	$(VENV)/bin/traffic-bench --video ../shared/assets/videos/urban_cctv_640x360_25fps.mp4 \
 		--calibration calibrations/urban_cctv_640x360_25fps.json --baseline
 	$(PY) -m backend.bench_fanout
+	$(MAKE) --no-print-directory bench-load
+
+# /api/health p50/p95/max while three 100 MB uploads are streamed and probed, against an interleaved
+# baseline with no upload (PostgreSQL, Redis and the backend as its own process; a benchmark line,
+# not a test: `--rounds`, `--uploads`, `--mb` through BENCH_LOAD_ARGS)
+BENCH_LOAD_ARGS ?=
+.PHONY: bench-load
+bench-load: install
+	$(PY) -m e2e.bench_health_load $(BENCH_LOAD_ARGS)
 
 # The whole stack on the urban clip: end-to-end frames/s, live latency, vs the offline processor.
 bench-e2e: install install-airflow frontend
@@ -126,10 +135,14 @@ backend: install
 # The whole system: PostgreSQL, Redis, backend, redis-consumer, Spark, Airflow (stack/run.py),
 # the services under supervisord (a crashed one is restarted; Ctrl-C stops everything in order).
 # DEMO_ARGS: e.g. --verbose (every log line on the console), --backend-port 8700, --no-sample.
+# HOST: the backend's address, 127.0.0.1 (this machine only) unless asked: `make demo HOST=0.0.0.0`
+# opens it to the network (the banner warns; set ALLOWED_HOSTS to the names users type).
 DEMO_ARGS ?=
+# (=, not ?=: an exported HOST, a shell's host name, is not an address)
+HOST = 127.0.0.1
 demo: install install-airflow frontend
 	@$(MAKE) --no-print-directory rtsp-deps || echo "make demo: no demo camera (GStreamer's RTSP server could not be installed)"
-	$(PY) -m stack.run $(DEMO_ARGS)
+	$(PY) -m stack.run --host $(HOST) $(DEMO_ARGS)
 
 # Forget the local run's data (.local: databases, uploaded videos, Spark checkpoint, logs).
 demo-reset:

@@ -6,11 +6,14 @@
 # Env (all optional; a repo-root .env is read first, the environment wins over it):
 #   AIRFLOW_PORT        api-server port (UI + REST + execution API), default 8080
 #   AIRFLOW_USERNAME    admin user of the simple auth manager, default admin
-#   AIRFLOW_PASSWORD    its password, default admin (written to $AIRFLOW_HOME/passwords.json)
+#   AIRFLOW_PASSWORD    its password (written to $AIRFLOW_HOME/passwords.json); never an example
+#                       value (admin, change-me, ...); unset: generated once into
+#                       $SECRETS_DIR/airflow_password (default .local/secrets), which the backend
+#                       reads too
 #   AIRFLOW_HOME        default .local/airflow
 #   AIRFLOW_TRIGGERER   true: run the triggerer too (a DAG with deferrable tasks); default false
 #   AIRFLOW__DATABASE__SQL_ALCHEMY_CONN  Airflow's metadata DB, e.g. a database "airflow" on the
-#                       project's PostgreSQL: postgresql+psycopg://postgres@127.0.0.1:5432/airflow
+#                       project's PostgreSQL: postgresql+psycopg://postgres:PASSWORD@127.0.0.1:5432/airflow
 #                       (default: SQLite $AIRFLOW_HOME/airflow.db; Airflow 3's LocalExecutor
 #                       runs produce_frames and process_frames side by side on it too)
 #   DATABASE_URL, REDIS_HOST, REDIS_PORT, SPEED_LIMIT_KMH, VIDEO_STORAGE_PATH, PIPELINE_STALL_TIMEOUT_S,
@@ -36,7 +39,16 @@ export PATH="$VENV/bin:$PATH"
 
 PORT="${AIRFLOW_PORT:-8080}"
 USERNAME="${AIRFLOW_USERNAME:-admin}"
-PASSWORD="${AIRFLOW_PASSWORD:-admin}"
+# The password: the one given (no example value), else the generated one kept in SECRETS_DIR.
+PASSWORD="$("$VENV/bin/python" - "${AIRFLOW_PASSWORD:-}" "${SECRETS_DIR:-.local/secrets}" <<'PY'
+import sys
+from traffic_processing.settings import ensure_secret, weak_secret
+given, secrets_dir = sys.argv[1].strip(), sys.argv[2]
+if given and (problem := weak_secret(given)):
+    sys.exit(f"AIRFLOW_PASSWORD {problem}: set a long random value, or unset it to have one generated")
+print(given or ensure_secret(secrets_dir, "airflow_password"))
+PY
+)"
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$ROOT/.local/airflow}"
 mkdir -p "$AIRFLOW_HOME"
 
@@ -49,6 +61,11 @@ export AIRFLOW__API__PORT="$PORT"
 export AIRFLOW__API__BASE_URL="http://localhost:$PORT"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$PORT/execution/"
 export AIRFLOW__LOGGING__BASE_LOG_FOLDER="$AIRFLOW_HOME/logs"
+# The scheduler's and the triggerer's log servers on loopback, where the api-server looks for a
+# running task's log (Airflow binds them on every interface: traffic_pipeline/loopback.py).
+export AIRFLOW_LOG_SERVER_HOST="${AIRFLOW_LOG_SERVER_HOST:-127.0.0.1}"
+export AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS="${AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS:-traffic_pipeline.loopback.LOGGING_CONFIG}"
+export AIRFLOW__CORE__HOSTNAME_CALLABLE="${AIRFLOW__CORE__HOSTNAME_CALLABLE:-traffic_pipeline.loopback.hostname}"
 # Idle cost (make bench-e2e prints the idle CPU per component). Each setting below has its
 # default from the environment (.env), e.g. AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=30.
 # New DAG files: the folder is listed every 30 s.

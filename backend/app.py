@@ -15,11 +15,12 @@ from tornado.ioloop import PeriodicCallback
 from tornado.websocket import WebSocketHandler
 
 from backend.db.session import Database
-from backend.handlers import camera_handler, system_handler, video_handler, websocket_routing
+from backend.handlers import auth_handler, camera_handler, system_handler, video_handler, websocket_routing
 from backend.handlers.frontend_handler import FrontendHandler
-from backend.services import metrics
+from backend.services import accounts, metrics
 from backend.services.airflow_client import AirflowClient
 from backend.services.hub import Hub
+from backend.services.login_limit import LoginLimiter
 from backend.services.subscriptions import SubscriptionCache
 from backend.settings import Settings
 
@@ -27,7 +28,13 @@ log = logging.getLogger("backend")
 
 
 def all_routes() -> list[tuple[str, Any]]:
-    return [*video_handler.routes, *camera_handler.routes, *websocket_routing.routes, *system_handler.routes]
+    return [
+        *video_handler.routes,
+        *camera_handler.routes,
+        *auth_handler.routes,
+        *websocket_routing.routes,
+        *system_handler.routes,
+    ]
 
 
 class TrafficApplication(tornado.web.Application):
@@ -41,6 +48,7 @@ class TrafficApplication(tornado.web.Application):
         redis: aioredis.Redis,
         airflow: AirflowClient,
         hub: Hub | None = None,
+        cookie_secret: str | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -48,6 +56,7 @@ class TrafficApplication(tornado.web.Application):
         self.airflow = airflow
         self.hub = hub or Hub(SubscriptionCache(redis, ttl_s=config.SUBSCRIPTION_TTL_S))
         metrics.bind_hub(self.hub)  # /metrics reads the hub's counters (as /api/websocket/status)
+        self.login_limiter = LoginLimiter(redis, limit=config.LOGIN_FAILURES_PER_MINUTE)
         self._tasks: set[asyncio.Task] = set()
         self.websockets: set[WebSocketHandler] = set()  # open client and ingest connections
         self._refresher: PeriodicCallback | None = None
@@ -63,6 +72,7 @@ class TrafficApplication(tornado.web.Application):
                 config.WS_PING_INTERVAL_S, max(1.0, config.WS_IDLE_TIMEOUT_S - config.WS_PING_INTERVAL_S)
             ),
             compress_response=False,
+            cookie_secret=cookie_secret or config.cookie_secret(),
         )
 
     def origin_allowed(self, origin: str) -> bool:
@@ -109,7 +119,12 @@ def build_app(config: Settings) -> TrafficApplication:
     return TrafficApplication(
         config=config,
         db=Database(config.DATABASE_URL),
-        redis=aioredis.Redis(host=config.REDIS_HOST, port=config.REDIS_PORT, socket_timeout=5),
+        redis=aioredis.Redis(
+            host=config.REDIS_HOST,
+            port=config.REDIS_PORT,
+            password=config.REDIS_PASSWORD or None,
+            socket_timeout=5,
+        ),
         airflow=AirflowClient(
             config.AIRFLOW_API_URL,
             username=config.AIRFLOW_USERNAME,
@@ -122,10 +137,32 @@ def build_app(config: Settings) -> TrafficApplication:
     )
 
 
+async def bootstrap_admin(app: TrafficApplication) -> None:
+    """A database without users gets an ``admin`` with a generated password, logged once (the
+    demo creates it before, and shows it in its banner)."""
+    password = await app.db.run(lambda s: accounts.ensure_admin(session=s))
+    if password:
+        log.warning(
+            "FIRST START: created user 'admin' with password %s (shown once; change it with "
+            "`traffic-admin reset-password admin`)",
+            password,
+        )
+
+
 async def serve(config: Settings) -> None:
     app = build_app(config)
+    await bootstrap_admin(app)
     # The upload handler raises its own limit per request; everything else stays small.
-    server = HTTPServer(app, max_body_size=16 * 1024 * 1024, idle_connection_timeout=120)
+    # A body must have arrived BODY_TIMEOUT_S after its headers: a slow upload is cut off (its
+    # partial file removed) instead of holding a connection for ever.
+    server = HTTPServer(
+        app,
+        max_body_size=16 * 1024 * 1024,
+        idle_connection_timeout=120,
+        body_timeout=config.BODY_TIMEOUT_S,
+        # behind nginx: the client's address (rate limit, audit) and scheme (the cookie's Secure)
+        xheaders=config.TRUST_PROXY_HEADERS,
+    )
     server.listen(config.BACKEND_PORT, address=config.BACKEND_HOST)
     app.start_background()
     log.info("backend listening on %s:%d", config.BACKEND_HOST, config.BACKEND_PORT)

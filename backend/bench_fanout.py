@@ -111,8 +111,10 @@ async def _connect(url: str, headers: dict[str, str]) -> WebSocketClientConnecti
     )
 
 
-async def _client(url: str, origin: str, video_id: int, expected: int, ready: asyncio.Event) -> tuple:
-    conn = await _connect(url, {"Origin": origin})
+async def _client(
+    url: str, headers: dict[str, str], video_id: int, expected: int, ready: asyncio.Event
+) -> tuple:
+    conn = await _connect(url, headers)
     for channel in (f"processed_frame_{video_id}", f"analytics_metrics_{video_id}"):
         await conn.write_message(json.dumps({"action": "subscribe", "channel": channel}))
         reply = await conn.read_message()
@@ -161,18 +163,21 @@ async def run_fanout(
     fps: float = 0.0,
     timeout_s: float = 120.0,
     run_id: str | None = None,
+    client_headers: dict[str, str] | None = None,
 ) -> FanoutResult:
     """Connect ``clients`` subscribers, push ``frames`` frames (paced at ``fps``, 0 = unpaced).
 
     The messages carry ``run_id`` (default: a fresh one per call, i.e. each call is a new stream
     run of the video). When the clients have not got everything after ``timeout_s`` the result
-    comes back with ``complete=False``."""
+    comes back with ``complete=False``. ``client_headers``: the subscribers' credentials (the
+    client stream needs a viewer: ``Authorization: Bearer <API token>`` or a session cookie)."""
     run_id = run_id or uuid.uuid4().hex
     url = f"{ws_base}/ws/client/stream"
     readies = [asyncio.Event() for _ in range(clients)]
     connected = []
     for i in range(0, clients, 20):  # connect in small waves
-        batch = [_client(url, origin, video_id, frames, readies[j]) for j in range(i, min(i + 20, clients))]
+        headers = {"Origin": origin, **(client_headers or {})}
+        batch = [_client(url, headers, video_id, frames, readies[j]) for j in range(i, min(i + 20, clients))]
         connected.extend(await asyncio.gather(*batch))
     auth = {"Authorization": f"Bearer {token}"}
     frame_in = await _connect(f"{ws_base}/ws/backend/processed", auth)
@@ -232,9 +237,11 @@ def main(argv: list[str] | None = None) -> None:
     incomplete = 0
 
     from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session
 
     from backend.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
     from backend.run_local import migrate
+    from backend.services import accounts
 
     work = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     pg = EmbeddedPostgres(work / "pg").start()
@@ -247,8 +254,13 @@ def main(argv: list[str] | None = None) -> None:
             video_id = conn.execute(
                 text("INSERT INTO videos (name, file_path) VALUES ('bench', '/dev/null') RETURNING id")
             ).scalar_one()
+        with Session(engine) as session, session.begin():  # the subscribers log in as a viewer
+            viewer = accounts.create_user(
+                session=session, username="bench", password=accounts.generate_password(), role="viewer"
+            )
+            viewer_token = accounts.create_token(session=session, user_id=viewer.id, name="bench")[1]
         engine.dispose()
-        port, token, origin = free_port(), "bench-token", "http://localhost:4200"
+        port, token, origin = free_port(), uuid.uuid4().hex + uuid.uuid4().hex, "http://localhost:4200"
         env = {
             **os.environ,
             "DATABASE_URL": pg.url,
@@ -285,6 +297,7 @@ def main(argv: list[str] | None = None) -> None:
                         frame_bytes=frame_bytes,
                         fps=fps,
                         timeout_s=args.timeout,
+                        client_headers={"Authorization": f"Bearer {viewer_token}"},
                     )
                 )
                 results.append(result)

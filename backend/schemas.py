@@ -568,6 +568,92 @@ class HealthOut(Out):
     )
 
 
+# ---- accounts (issue 17) ---------------------------------------------------------------------
+
+Role = Literal["viewer", "operator", "admin"]
+
+
+class LoginIn(Strict):
+    """``POST /api/auth/login``: sets the session cookie (signed, HttpOnly, SameSite=Strict)."""
+
+    username: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class UserIn(Strict):
+    """``POST /api/users`` (admin)."""
+
+    username: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    password: str = Field(min_length=12, max_length=1024)
+    role: Role
+
+
+class UserUpdateIn(Strict):
+    """``PUT /api/users/{id}`` (admin): any of role, a new password, disabled."""
+
+    role: Role | None = None
+    password: str | None = Field(default=None, min_length=12, max_length=1024)
+    disabled: StrictBool | None = None
+
+
+class TokenIn(Strict):
+    """``POST /api/tokens``: a new API token of the caller (it acts with the caller's role)."""
+
+    name: str = Field(min_length=1, max_length=100)
+
+
+class SessionUserOut(Out):
+    id: int
+    username: str
+    role: Role
+
+
+class LoginOut(Out):
+    user: SessionUserOut
+
+
+class UserOut(SessionUserOut):
+    created_at: str
+    disabled: bool
+
+
+class UserListOut(Out):
+    users: list[UserOut]
+
+
+class TokenOut(Out):
+    id: int
+    name: str
+    prefix: str = Field(description="the token's first characters, to recognise it")
+    username: str
+    created_at: str
+    last_used_at: str | None
+
+
+class TokenCreatedOut(TokenOut):
+    token: str = Field(description="the secret: shown this once, stored only as a digest")
+
+
+class TokenListOut(Out):
+    tokens: list[TokenOut]
+
+
+class AuditEntryOut(Out):
+    id: int
+    at: str
+    username: str | None
+    role: str | None
+    action: str
+    target: str | None
+    ip: str | None
+    outcome: Literal["ok", "refused"]
+    detail: dict[str, Any] | None
+
+
+class AuditListOut(Out):
+    entries: list[AuditEntryOut] = Field(description="newest first")
+
+
 class ApiErrorBody(Strict):
     code: str
     message: str

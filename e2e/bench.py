@@ -128,7 +128,11 @@ def stream_once(
     page: bool = False,
     video_fps: float = 25.0,
 ) -> dict:
-    viewer = Viewer(f"ws://127.0.0.1:{stack.infra.backend_port}/ws/client/stream", video_id).start()
+    viewer = Viewer(
+        f"ws://127.0.0.1:{stack.infra.backend_port}/ws/client/stream",
+        video_id,
+        stack.infra.env["TRAFFIC_API_TOKEN"],
+    ).start()
     browser: BrowserPage | None = None
     page_result: dict | None = None
     if page:
@@ -192,7 +196,11 @@ def warm_stream(stack, api: Api, video_id: int, seconds: float = 10.0, timeout_s
     the viewer: the one-off costs of a stack's first stream (as the fast run takes them before
     the main live run), so that the measured live run's first 10 s are not a cold start. The
     frames it delivered."""
-    viewer = Viewer(f"ws://127.0.0.1:{stack.infra.backend_port}/ws/client/stream", video_id).start()
+    viewer = Viewer(
+        f"ws://127.0.0.1:{stack.infra.backend_port}/ws/client/stream",
+        video_id,
+        stack.infra.env["TRAFFIC_API_TOKEN"],
+    ).start()
     status, run = api.json("POST", f"/api/videos/{video_id}/stream/start", {"realtime": True})
     assert status in (200, 201, 202), run
     deadline = time.monotonic() + timeout_s
@@ -368,7 +376,7 @@ def run_stack_pass(
     stack = start_stack(data_dir, cores=cores)
     out: dict = {"boot_s": time.monotonic() - t0, "idle": None, "fast": None, "live": None}
     try:
-        api = Api(stack.infra.env["BACKEND_URL"])
+        api = Api.of(stack)
         row = api.upload(SAMPLE_VIDEO, "bench")
         video_id, fps = row["id"], float(row.get("fps") or 25.0)
         api.calibrate(video_id, json.loads(SAMPLE_CALIBRATION.read_text()))

@@ -35,8 +35,8 @@ class TimingViewer:
     """A WebSocket viewer of one video that keeps only each frame's timing (half an hour of JPEGs
     would not fit in memory): (arrival, produced_at, frame_number, detect_hz)."""
 
-    def __init__(self, ws_url: str, video_id: int, origin: str = "http://localhost:4200") -> None:
-        self.ws_url, self.video_id, self.origin = ws_url, video_id, origin
+    def __init__(self, ws_url: str, video_id: int, token: str, origin: str = "http://localhost:4200") -> None:
+        self.ws_url, self.video_id, self.token, self.origin = ws_url, video_id, token, origin
         self.frames: list[tuple[float, float, int]] = []
         self.analytics = 0
         self.errors: list[str] = []
@@ -55,7 +55,9 @@ class TimingViewer:
         while not self.stop_event.is_set():
             try:
                 conn = await websocket_connect(
-                    HTTPRequest(self.ws_url, headers={"Origin": self.origin}),
+                    HTTPRequest(
+                        self.ws_url, headers={"Origin": self.origin, "Authorization": f"Bearer {self.token}"}
+                    ),
                     max_message_size=64 * 1024 * 1024,
                 )
                 for channel in (f"processed_frame_{self.video_id}", f"analytics_metrics_{self.video_id}"):
@@ -122,21 +124,24 @@ def main() -> int:
     stack = start_stack(work / "stack", cores=cores)
     import redis as redis_lib
 
-    r = redis_lib.Redis(port=int(stack.infra.env["REDIS_PORT"]))
+    r = redis_lib.Redis(
+        port=int(stack.infra.env["REDIS_PORT"]), password=stack.infra.env.get("REDIS_PASSWORD") or None
+    )
     try:
         with RtspCamera(clip, user="bench", password=password) as cam:
-            api = Api(stack.infra.env["BACKEND_URL"])
-            headers = {
-                "Authorization": f"Bearer {stack.infra.env['ADMIN_TOKEN']}",
-                "Content-Type": "application/json",
-            }
+            api = Api.of(stack)
+            headers = {"Content-Type": "application/json"}
             status, body = api.call(
                 "POST", "/api/cameras", json.dumps({"name": "soak", "url": cam.url}).encode(), headers
             )
             assert status == 201, body
             vid = body["id"]
             api.calibrate(vid, json.loads(SAMPLE_CALIBRATION.read_text()))
-            viewer = TimingViewer(f"ws://127.0.0.1:{stack.infra.backend_port}/ws/client/stream", vid).start()
+            viewer = TimingViewer(
+                f"ws://127.0.0.1:{stack.infra.backend_port}/ws/client/stream",
+                vid,
+                stack.infra.env["TRAFFIC_API_TOKEN"],
+            ).start()
             status, run = api.json("POST", f"/api/videos/{vid}/stream/start", {"realtime": True})
             assert status == 201, run
             t0 = time.time()

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +43,26 @@ def build_dashboard() -> None:
     assert (REPO / "frontend/dist/traffic-dashboard/browser/index.html").exists()
 
 
-def get(base: str, path: str) -> bytes:
-    with urllib.request.urlopen(base + path, timeout=30) as r:
+def get(base: str, path: str, token: str) -> bytes:
+    """GET with an API token (issue 17: no route is open)."""
+    req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
         return r.read()
+
+
+def make_account(api, role: str) -> dict[str, str]:  # noqa: ANN001  (an e2e.harness.Api)
+    """A new account of ``role`` with a generated password, made through ``POST /api/users``."""
+    name, password = f"{role}-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(16)
+    status, body = api.json("POST", "/api/users", {"username": name, "password": password, "role": role})
+    assert status == 201, body
+    return {"username": name, "password": password}
+
+
+def audit_entries(api, username: str) -> list[dict]:  # noqa: ANN001
+    """The audit log's entries of ``username`` (newest first), read by the admin token."""
+    status, body = api.call("GET", "/api/audit?limit=1000")
+    assert status == 200, body
+    return [e for e in body["entries"] if e["username"] == username]
 
 
 @dataclass

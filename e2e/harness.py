@@ -62,10 +62,16 @@ def stop_stack(stack: Stack) -> None:
 
 
 class Api:
-    """The backend's REST API, as the dashboard uses it."""
+    """The backend's REST API, as the dashboard uses it, with an API token (issue 17)."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, token: str) -> None:
         self.base = base_url
+        self.token = token
+
+    @classmethod
+    def of(cls, stack: Stack) -> Api:
+        """The stack's API with the admin token ``stack.run`` made for its own calls."""
+        return cls(stack.infra.env["BACKEND_URL"], stack.infra.env["TRAFFIC_API_TOKEN"])
 
     def call(
         self,
@@ -75,7 +81,8 @@ class Api:
         headers: dict | None = None,
         timeout: float = 60,
     ) -> tuple[int, dict]:
-        req = urllib.request.Request(self.base + path, data=body, method=method, headers=headers or {})
+        sent = {"Authorization": f"Bearer {self.token}", **(headers or {})}
+        req = urllib.request.Request(self.base + path, data=body, method=method, headers=sent)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.status, json.loads(r.read() or b"{}")
@@ -87,10 +94,10 @@ class Api:
         return self.call(method, path, body, {"Content-Type": "application/json"})
 
     def upload(self, path: Path, name: str) -> dict:
-        return upload_video(self.base, path, name)
+        return upload_video(self.base, path, name, self.token)
 
     def calibrate(self, video_id: int, calib: dict) -> dict:
-        return calibrate_video(self.base, video_id, calib)
+        return calibrate_video(self.base, video_id, calib, self.token)
 
 
 @dataclass
@@ -101,6 +108,7 @@ class Viewer:
 
     ws_url: str
     video_id: int
+    token: str  # an API token (the live stream needs a login)
     origin: str = "http://localhost:4200"
     frames: list[dict] = field(default_factory=list)
     analytics: list[dict] = field(default_factory=list)
@@ -121,7 +129,10 @@ class Viewer:
 
         try:
             conn = await websocket_connect(
-                HTTPRequest(self.ws_url, headers={"Origin": self.origin}), max_message_size=64 * 1024 * 1024
+                HTTPRequest(
+                    self.ws_url, headers={"Origin": self.origin, "Authorization": f"Bearer {self.token}"}
+                ),
+                max_message_size=64 * 1024 * 1024,
             )
             for channel in (f"processed_frame_{self.video_id}", f"analytics_metrics_{self.video_id}"):
                 await conn.write_message(json.dumps({"action": "subscribe", "channel": channel}))

@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from e2e.browser_run import SpecRun, get, run_spec
+from e2e.browser_run import SpecRun, audit_entries, get, make_account, run_spec
 from e2e.harness import REPO, Api, wait_dag_run
 
 pytestmark = pytest.mark.slow
@@ -65,7 +65,7 @@ class Side:
 
     def __init__(self, stack, camera, calib: dict, control: Path) -> None:
         self.stack, self.camera, self.calib, self.control = stack, camera, calib, control
-        self.api = Api(stack.infra.env["BACKEND_URL"])
+        self.api = Api.of(stack)
         self.video_id: int | None = None
         self.events: list[tuple[float, str, str]] = []
         self.outage: dict = {}
@@ -152,7 +152,8 @@ def test_a_camera_added_watched_through_an_outage_and_reported_in_chromium(
 ):
     _, calib, data = truth
     base = f"http://127.0.0.1:{stack.infra.backend_port}"
-    api = Api(stack.infra.env["BACKEND_URL"])
+    api = Api.of(stack)
+    operator = make_account(api, "operator")
     control = tmp_path / "control"
     control.mkdir()
     side = Side(stack, browser_camera, calib, control)
@@ -166,7 +167,8 @@ def test_a_camera_added_watched_through_an_outage_and_reported_in_chromium(
         **os.environ,
         "CAMERA_URL": browser_camera.url,
         "CAMERA_PASSWORD": PASSWORD,
-        "ADMIN_TOKEN": stack.infra.env["ADMIN_TOKEN"],
+        "OPERATOR_USER": operator["username"],
+        "OPERATOR_PASSWORD": operator["password"],
         "CAMERA_CONTROL": str(control),
     }
     stream_runs: list[str] = []
@@ -206,6 +208,11 @@ def test_a_camera_added_watched_through_an_outage_and_reported_in_chromium(
     assert not any(seen["token_shown"].values()), seen["token_shown"]
     assert PASSWORD not in json.dumps(video)
     assert video["source_kind"] == "camera", video
+    # the operator's actions of this journey, under its name, in the audit log
+    assert seen["session"] == {"user": operator["username"], "role": "operator"}, seen.get("session")
+    done = {(e["action"], e["outcome"]) for e in audit_entries(api, operator["username"])}
+    for action in ("login", "camera_add", "start"):
+        assert (action, "ok") in done, (action, done)
 
     # live: frames drawn, the counter rises, the picture changes
     frames = seen["frames"]
@@ -249,9 +256,9 @@ def test_a_camera_added_watched_through_an_outage_and_reported_in_chromium(
     # the page shows the server's window (passages drained while streaming: by now, at least
     # as many have their passage in it), and every passage of the stream is in that window
     later = json.loads(
-        get(base, f"/api/videos/{vid}/report?from={query['from']}&to={query['to']}&interval=15m")
+        get(base, f"/api/videos/{vid}/report?from={query['from']}&to={query['to']}&interval=15m", api.token)
     )
-    passages = json.loads(get(base, f"/api/videos/{vid}/passages"))["passages"]
+    passages = json.loads(get(base, f"/api/videos/{vid}/passages", api.token))["passages"]
     print(
         f"  window: {report['total_volume']} vehicles in the page, {later['total']['volume']} in the same"
         f" window after the stop, {len(passages)} passages stored"

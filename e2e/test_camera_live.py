@@ -43,7 +43,7 @@ def camera_server(truth, tmp_path_factory):
 
 
 def admin(stack) -> dict:
-    return {"Authorization": f"Bearer {stack.infra.env['ADMIN_TOKEN']}", "Content-Type": "application/json"}
+    return {"Content-Type": "application/json"}  # Api.of(stack) sends the stack's admin token
 
 
 def add_camera(stack, api: Api, name: str, url: str) -> tuple[int, dict]:
@@ -135,7 +135,7 @@ def complete_loops(by_loop: dict[int, list[dict]]) -> list[int]:
 
 
 def test_wrong_url_and_wrong_credentials_are_refused_at_creation(stack, camera_server):
-    api = Api(stack.infra.env["BACKEND_URL"])
+    api = Api.of(stack)
     wrong_password = camera_server.url.replace(PASSWORD, "nope-" + PASSWORD[-4:])
     for url, code in (
         (wrong_password, "camera_auth_failed"),
@@ -151,13 +151,17 @@ def test_a_camera_streams_two_loops_survives_an_outage_and_results_are_written_a
     stack, truth, camera_server
 ):
     clip, calib, data = truth
-    api = Api(stack.infra.env["BACKEND_URL"])
+    api = Api.of(stack)
     status, cam = add_camera(stack, api, "truth camera", camera_server.url)
     assert status == 201, cam
     vid = cam["id"]
     assert PASSWORD not in json.dumps(cam)
     api.calibrate(vid, calib)
-    viewer = Viewer(f"ws://127.0.0.1:{stack.infra.backend_port}/ws/client/stream", vid).start()
+    viewer = Viewer(
+        f"ws://127.0.0.1:{stack.infra.backend_port}/ws/client/stream",
+        vid,
+        stack.infra.env["TRAFFIC_API_TOKEN"],
+    ).start()
     status, run = api.json("POST", f"/api/videos/{vid}/stream/start", {"realtime": True})
     assert status == 201, run
     loop_s = data["frames"] / data["fps"]
@@ -234,7 +238,7 @@ def test_kill_9_while_a_camera_streams_neither_loses_nor_duplicates_passages(
     clip, calib, data = truth
     if camera_server.proc is None:
         camera_server.start()
-    api = Api(stack.infra.env["BACKEND_URL"])
+    api = Api.of(stack)
     status, cam = add_camera(stack, api, f"kill {victim}", camera_server.url)
     assert status == 201, cam
     vid = cam["id"]

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e.browser_run import get, run_spec
-from e2e.harness import REPO
+from e2e.browser_run import audit_entries, get, make_account, run_spec
+from e2e.harness import REPO, Api
 from stack.run import wait_http
 
 pytestmark = pytest.mark.slow
@@ -108,9 +108,15 @@ def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, lo
     clip, calib, truth = long_truth
     base = f"http://127.0.0.1:{stack.infra.backend_port}"
     control = Control(stack)
+    api = Api.of(stack)
+    token = api.token
+    operator, viewer = make_account(api, "operator"), make_account(api, "viewer")
     config = {
         "base_url": base,
         "control_url": control.url,
+        "operator": operator,
+        "viewer": viewer,
+        "api_token": token,
         "clip": str(clip),
         "calibration": calib,
         "truth": truth,
@@ -139,7 +145,7 @@ def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, lo
     # the backend reports is tight
     assert seen["roi_vertices"] == len(calib["roi_polygon"])
     assert 0 <= seen["reprojection_error_m"] <= MAX_REPROJECTION_M, seen["saved_text"]
-    video = json.loads(get(base, f"/api/videos/{video_id}"))
+    video = json.loads(get(base, f"/api/videos/{video_id}", token))
     assert len(video["roi"]) == len(calib["roi_polygon"])
     for got, want in zip(video["roi"], calib["roi_polygon"]):
         assert abs(got[0] - want[0]) <= 1 and abs(got[1] - want[1]) <= 1, (video["roi"], calib["roi_polygon"])
@@ -184,7 +190,7 @@ def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, lo
     assert seen["final_status"] == "completed", seen
     final_tracks = [e["track_id"] for e in seen["log_final"]]
     assert sorted(final_tracks) == sorted(live_tracks), (seen["log_final"], seen["log_live"])
-    violations = json.loads(get(base, f"/api/videos/{video_id}/violations"))
+    violations = json.loads(get(base, f"/api/videos/{video_id}/violations", token))
     assert violations["source"] == "stored"
     assert sorted(v["track_id"] for v in violations["violations"]) == sorted(live_tracks)
 
@@ -192,7 +198,7 @@ def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, lo
     assert seen["report_speeding"] == seen["violations_rows"] == len(live_tracks), seen
     assert seen["report_total"] == seen["passages_rows"], seen
     if not degraded:
-        passages = json.loads(get(base, f"/api/videos/{video_id}/passages"))["passages"]
+        passages = json.loads(get(base, f"/api/videos/{video_id}/passages", token))["passages"]
         assert seen["report_total"] == len(vehicles), (
             "passages (track, class, frames, km/h):\n"
             + "\n".join(
@@ -209,8 +215,24 @@ def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, lo
         assert seen["charts"][name]["painted"] > 0.01, seen["charts"]
     for testid, path in (("passages-csv", "passages"), ("violations-csv", "violations")):
         downloaded = Path(seen[f"{testid}_file"]).read_bytes()
-        assert downloaded == get(base, f"/api/videos/{video_id}/{path}?format=csv"), testid
+        assert downloaded == get(base, f"/api/videos/{video_id}/{path}?format=csv", token), testid
         assert downloaded.count(b"\n") >= 2
+
+    # issue 17: the journey was an operator's (logged in through the page), each of its actions
+    # is in the audit log under its name; a viewer is offered no start, upload or delete
+    assert seen["operator_session"] == {"user": operator["username"], "role": "operator"}, seen
+    done = {(e["action"], e["outcome"]) for e in audit_entries(api, operator["username"])}
+    for action in ("login", "upload", "calibrate", "start"):
+        assert (action, "ok") in done, (action, done)
+    assert seen["viewer_session"] == {"user": viewer["username"], "role": "viewer"}, seen
+    assert seen["viewer_controls"] == dict.fromkeys(
+        ("upload_form", "add_camera", "delete", "start", "stop"), 0
+    )
+    assert seen["viewer_logged_out"]
+    assert {(e["action"], e["outcome"]) for e in audit_entries(api, viewer["username"])} >= {
+        ("login", "ok"),
+        ("logout", "ok"),
+    }
 
     # accessibility: no serious or critical axe-core violation on the four pages; no uncaught
     # exception in the page

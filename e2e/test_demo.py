@@ -172,6 +172,45 @@ def stack_pids(record: dict) -> list[int]:
     return leftover_processes(record["instance"], record["sessions"])
 
 
+def _loopback(addr_hex: str) -> bool:
+    """An address of /proc/net/tcp{,6} (words in host order, little-endian) on loopback."""
+    if len(addr_hex) == 8:
+        return addr_hex[6:8] == "7F"  # 127.x.x.x
+    if addr_hex == "0" * 24 + "01000000":  # ::1
+        return True
+    return addr_hex[:16] == "0" * 16 and addr_hex[16:24] == "FFFF0000" and addr_hex[30:32] == "7F"
+
+
+def listening_off_loopback(pids: list[int]) -> list[str]:
+    """The TCP sockets of ``pids`` that listen on another address than loopback."""
+    inodes: dict[str, int] = {}
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes[target[8:-1]] = pid
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            addr, port = fields[1].split(":")
+            if fields[3] == "0A" and fields[9] in inodes and not _loopback(addr):  # 0A: LISTEN
+                pid = inodes[fields[9]]
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+                except OSError:
+                    cmd = "?"
+                found.append(f"{addr}:{int(port, 16)} pid {pid} {cmd}")
+    return found
+
+
 def run_record(data_dir: Path) -> dict:
     return json.loads((data_dir / "stack.pid").read_text())
 
@@ -232,7 +271,31 @@ def test_demo_restarts_crashed_workers_and_stops_clean(demo_dir, results):
         ports["SPARK_UI"] = int(env["SPARK_UI_PORT"])
         with urllib.request.urlopen(f"http://127.0.0.1:{ports['SPARK_UI']}/", timeout=10) as r:
             assert r.status == 200  # the Spark UI on the port the banner names
-        api = Api(f"http://127.0.0.1:{backend_port}")
+        # Service secrets and exposure: every server of the run on loopback (the backend too,
+        # without --host; Spark's UI and driver, Airflow's api-server and log servers), passwords
+        # on PostgreSQL and Redis, stack.env and the kept secrets readable by this user only.
+        assert not listening_off_loopback(stack_pids(record)), listening_off_loopback(stack_pids(record))
+        assert env["BACKEND_HOST"] == "127.0.0.1" and env["REDIS_PASSWORD"] and env["INTERNAL_TOKEN"]
+        assert (demo_dir / "stack.env").stat().st_mode & 0o777 == 0o600
+        assert (demo_dir / "secrets").stat().st_mode & 0o777 == 0o700
+        kept = {p.name: p for p in (demo_dir / "secrets").iterdir()}
+        assert {"internal_token", "postgres_password", "redis_password", "airflow_password"} <= set(kept)
+        assert all(p.stat().st_mode & 0o777 == 0o600 for p in kept.values())
+        assert f"postgres:{kept['postgres_password'].read_text().strip()}@" in env["DATABASE_URL"]
+        assert env["AIRFLOW_PASSWORD"] == kept["airflow_password"].read_text().strip() != "admin"
+        # The Spark UI: no kill buttons, and none of the secrets on its pages (environment, plans)
+        spark_api = f"http://127.0.0.1:{ports['SPARK_UI']}/api/v1/applications"
+        with urllib.request.urlopen(spark_api, timeout=10) as r:
+            spark_api += "/" + json.load(r)[0]["id"]
+        with urllib.request.urlopen(f"{spark_api}/environment", timeout=10) as r:
+            environment = r.read().decode()
+        assert ["spark.ui.killEnabled", "false"] in json.loads(environment)["sparkProperties"]
+        with urllib.request.urlopen(f"{spark_api}/sql?details=true&planDescription=true", timeout=10) as r:
+            plans = r.read().decode()
+        for name in ("internal_token", "postgres_password", "redis_password"):
+            value = kept[name].read_text().strip()
+            assert value not in environment and value not in plans, f"{name} shown by the Spark UI"
+        api = Api(f"http://127.0.0.1:{backend_port}", env["TRAFFIC_API_TOKEN"])
         status, body = api.call("GET", "/api/videos")
         assert status == 200 and body["videos"], body
         video_id = next(v["id"] for v in body["videos"] if v["source_kind"] == "file")
@@ -244,7 +307,9 @@ def test_demo_restarts_crashed_workers_and_stops_clean(demo_dir, results):
         assert any(f"Demo camera   id {cams[0]['id']}:" in line for line in demo.lines), "no demo camera line"
 
         # The first stream after boot, live, as the dashboard starts it.
-        viewer = Viewer(f"ws://127.0.0.1:{backend_port}/ws/client/stream", video_id).start()
+        viewer = Viewer(
+            f"ws://127.0.0.1:{backend_port}/ws/client/stream", video_id, env["TRAFFIC_API_TOKEN"]
+        ).start()
         t0 = time.time()
         status, run = api.json("POST", f"/api/videos/{video_id}/stream/start", {"realtime": True})
         assert status in (200, 201, 202), run
@@ -377,6 +442,8 @@ def test_demo_restarted_keeps_its_ports(demo_dir, results):
         after = demo.env()
         for key in ("BACKEND_PORT", "REDIS_PORT", "AIRFLOW_PORT", "SPARK_UI_PORT", "DATABASE_URL"):
             assert after[key] == before[key], (key, before[key], after[key])
+        for key in ("INTERNAL_TOKEN", "REDIS_PASSWORD", "AIRFLOW_PASSWORD", "RTSP_DEMO_PASSWORD"):
+            assert after[key] == before[key], f"{key} not kept in the data dir"  # generated once
         assert int(after["BACKEND_PORT"]) == results.get("backend_port", BASE_PORTS["backend"])
         assert "STACK_PORT_WARNINGS" not in after
         assert not any("WARNING: port" in line for line in demo.lines)

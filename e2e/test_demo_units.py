@@ -14,7 +14,7 @@ import pytest
 
 from backend.embedded import free_port, pick_port, port_is_free
 from stack.console import Console, Tail
-from stack.run import Infra, leftover_processes, read_procfile
+from stack.run import SECRETS, Infra, banner, leftover_processes, read_procfile, stack_secrets
 from stack.supervise import Events, stop_order, write_config
 
 
@@ -265,3 +265,70 @@ def test_a_reused_session_number_is_left_alone():
     finally:
         other.kill()
         other.wait()
+
+
+def test_the_stack_generates_its_secrets_once_and_keeps_them(tmp_path, monkeypatch):
+    for name in SECRETS:
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "secrets"
+    first = stack_secrets(folder)
+    assert set(first) == {*SECRETS, "POSTGRES_PASSWORD"}
+    assert all(len(value) >= 32 for value in first.values())
+    assert len(set(first.values())) == len(first)
+    assert stack_secrets(folder) == first  # the next start: the same ones
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in folder.iterdir())
+    given = "r-" + "x1" * 20
+    monkeypatch.setenv("REDIS_PASSWORD", given)  # the environment's value wins
+    assert stack_secrets(folder)["REDIS_PASSWORD"] == given
+    for name, weak in (
+        ("AIRFLOW_PASSWORD", "admin"),
+        ("INTERNAL_TOKEN", "change-me"),
+        ("INTERNAL_TOKEN", "short"),
+    ):
+        monkeypatch.setenv(name, weak)
+        with pytest.raises(ValueError, match=name):
+            stack_secrets(folder)
+        monkeypatch.delenv(name)
+
+
+def test_stack_env_is_private_from_its_creation(tmp_path):
+    path = tmp_path / "stack.env"
+    path.write_text("OLD=1\n")
+    path.chmod(0o644)
+    infra = Infra(tmp_path)
+    infra.env = {"REDIS_PASSWORD": "p w"}
+    infra.write_env(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert "REDIS_PASSWORD='p w'" in path.read_text()
+
+
+@pytest.mark.parametrize(("host", "warned"), [("127.0.0.1", False), ("0.0.0.0", True)])
+def test_the_banner_warns_when_the_backend_listens_beyond_loopback(tmp_path, host, warned):
+    infra = Infra(tmp_path, backend_host=host)
+    infra.env = {
+        "BACKEND_URL": "http://127.0.0.1:8686",
+        "AIRFLOW_API_URL": "http://127.0.0.1:8080",
+        "AIRFLOW_USERNAME": "admin",
+        "AIRFLOW_PASSWORD": "generated-" + "x" * 30,
+    }
+    text = banner(infra, None, ".local", time.monotonic())
+    assert ("anyone on the network can reach its login page; set ALLOWED_HOSTS" in text) is warned
+    assert "password generated-" in text  # Airflow's generated password, shown
+
+
+def test_every_port_is_chosen_on_loopback(tmp_path, monkeypatch):
+    """The backend on 127.0.0.1 unless --host asks, whatever BACKEND_HOST the shell has."""
+    monkeypatch.setenv("BACKEND_HOST", "0.0.0.0")
+    import backend.embedded
+
+    hosts = []
+    real = backend.embedded.pick_port
+
+    def spy(preferred, exclude=(), span=20, host="127.0.0.1"):  # noqa: ANN001, ANN202
+        hosts.append(host)
+        return real(0, exclude, span, host)
+
+    monkeypatch.setattr(backend.embedded, "pick_port", spy)
+    Infra(tmp_path)._pick_ports()
+    assert hosts and set(hosts) == {"127.0.0.1"}

@@ -23,14 +23,18 @@ def pg(stack):
 
 
 def setup_video(stack, clip, calib, name) -> tuple[Api, int]:
-    api = Api(stack.infra.env["BACKEND_URL"])
+    api = Api.of(stack)
     video = api.upload(clip, name)
     api.calibrate(video["id"], calib)
     return api, video["id"]
 
 
 def watch_and_start(stack, api, video_id, realtime=False) -> tuple[Viewer, dict]:
-    viewer = Viewer(f"ws://127.0.0.1:{stack.infra.backend_port}/ws/client/stream", video_id).start()
+    viewer = Viewer(
+        f"ws://127.0.0.1:{stack.infra.backend_port}/ws/client/stream",
+        video_id,
+        stack.infra.env["TRAFFIC_API_TOKEN"],
+    ).start()
     status, run = api.json("POST", f"/api/videos/{video_id}/stream/start", {"realtime": realtime})
     assert status in (200, 201, 202), run
     return viewer, run

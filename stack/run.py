@@ -14,6 +14,12 @@ once the Spark application has warmed up and Airflow has parsed the DAG. Ctrl-C 
 workers first (airflow and spark, then redis-consumer, then backend), then Redis and
 PostgreSQL; a second Ctrl-C kills what is left.
 
+Exposure: every server listens on 127.0.0.1 (the backend too, unless ``--host`` asks: the banner
+then warns). Secrets: PostgreSQL's password (scram-sha-256), Redis's ``requirepass``,
+INTERNAL_TOKEN, Airflow's admin password and the demo camera's are generated on the first start
+and kept in ``DATA_DIR/secrets`` (0600 files, reused at every start; the environment's values win,
+example values refused); ``DATA_DIR/stack.env`` is 0600.
+
 The end-to-end tests use ``Stack`` directly: the same processes on free ports, each one
 killable and restartable on its own.
 """
@@ -78,14 +84,43 @@ def wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None) 
         time.sleep(0.5)
 
 
-def create_database(port: int, name: str) -> None:
+def create_database(port: int, name: str, password: str | None = None) -> None:
     import psycopg
 
     with psycopg.connect(
-        f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True
+        host="127.0.0.1", port=port, user="postgres", password=password, dbname="postgres", autocommit=True
     ) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
+
+
+# The secrets of the local run: the environment's value when set, else generated once and kept
+# in DATA_DIR/secrets/<file> (0600, the folder 0700; traffic_processing.settings.ensure_secret),
+# the same at every start. The PostgreSQL password is always the kept one: the cluster has it.
+SECRETS = {
+    "INTERNAL_TOKEN": "internal_token",
+    "REDIS_PASSWORD": "redis_password",
+    "AIRFLOW_PASSWORD": "airflow_password",
+    "RTSP_DEMO_PASSWORD": "rtsp_demo_password",
+}
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def stack_secrets(secrets_dir: Path) -> dict[str, str]:
+    """name -> value of SECRETS (and ``POSTGRES_PASSWORD``); an example value or a short
+    INTERNAL_TOKEN in the environment is refused (ValueError), as the services would."""
+    from traffic_processing.settings import ensure_secret, resolve_token, weak_secret
+
+    values = {"POSTGRES_PASSWORD": ensure_secret(secrets_dir, "postgres_password")}
+    for name, file in SECRETS.items():
+        given = os.environ.get(name, "").strip()
+        if name == "INTERNAL_TOKEN":
+            values[name] = resolve_token(name, given, secrets_dir)
+            continue
+        if given and (problem := weak_secret(given)):
+            raise ValueError(f"{name} {problem}: set a long random value, or unset it to have one generated")
+        values[name] = given or ensure_secret(secrets_dir, file)
+    return values
 
 
 # The ports of the local run (DESIGN.md, Services) and the address each server listens on.
@@ -118,23 +153,26 @@ class Infra:
     # True (make demo): PostgreSQL and Redis in sessions of their own, so that a Ctrl-C on the
     # terminal reaches stack.run only, which stops them after their clients.
     detach: bool = False
+    # The backend's address (--host): loopback unless asked; every other server is on loopback
+    backend_host: str = "127.0.0.1"
     env: dict[str, str] = field(default_factory=dict)
     moved: list[str] = field(default_factory=list)  # "port 8686 is taken ...; backend on 8687"
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
+    admin_password: str | None = None  # generated on the first start (shown once)
 
     def _pick_ports(self) -> None:
         from backend.embedded import pick_port
 
         taken: set[int] = set()
-        backend_host = os.environ.get("BACKEND_HOST", "0.0.0.0")
         for attr, service, host in (
             ("pg_port", "PostgreSQL", "127.0.0.1"),
             ("redis_port", "Redis", "127.0.0.1"),
-            ("backend_port", "backend", backend_host),
+            ("backend_port", "backend", self.backend_host),
             ("airflow_port", "Airflow", "127.0.0.1"),
-            ("spark_ui_port", "Spark UI", "0.0.0.0"),
-            ("airflow_worker_log_port", "Airflow worker log server", "0.0.0.0"),
-            ("airflow_trigger_log_port", "Airflow triggerer log server", "0.0.0.0"),
+            ("spark_ui_port", "Spark UI", "127.0.0.1"),  # SPARK_LOCAL_IP below
+            # Airflow's log servers: on loopback too (traffic_pipeline.loopback)
+            ("airflow_worker_log_port", "Airflow worker log server", "127.0.0.1"),
+            ("airflow_trigger_log_port", "Airflow triggerer log server", "127.0.0.1"),
             ("rtsp_port", "the demo camera's RTSP server", "127.0.0.1"),
         ):
             wanted = getattr(self, attr)
@@ -144,39 +182,70 @@ class Infra:
             if wanted and got != wanted:
                 self.moved.append(f"port {wanted} is taken by another program; {service} on {got}")
 
+    def _backend_address(self) -> str:
+        """Where the other services reach the backend: loopback unless it listens on one
+        address only (``--host 192.168.1.5``)."""
+        host = self.backend_host
+        if host in ("0.0.0.0", "::", "", *LOOPBACK):
+            return "127.0.0.1"
+        return f"[{host}]" if ":" in host else host
+
     def start(self) -> Infra:
         sys.path.insert(0, str(REPO))
         from backend.db.migrate import migrate
         from backend.embedded import EmbeddedPostgres, EmbeddedRedis
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)  # tokens, passwords, databases: this user's only
+        secrets_dir = self.data_dir / "secrets"
+        secret = stack_secrets(secrets_dir)
         self._pick_ports()
-        self.pg = EmbeddedPostgres(self.data_dir / "postgres", port=self.pg_port, new_session=self.detach)
+        self.pg = EmbeddedPostgres(
+            self.data_dir / "postgres",
+            port=self.pg_port,
+            new_session=self.detach,
+            password=secret["POSTGRES_PASSWORD"],
+        )
         self.pg.start()
-        self.redis = EmbeddedRedis(self.data_dir / "redis", port=self.redis_port, new_session=self.detach)
+        self.redis = EmbeddedRedis(
+            self.data_dir / "redis",
+            port=self.redis_port,
+            new_session=self.detach,
+            password=secret["REDIS_PASSWORD"],
+        )
         self.redis.start()
         migrate(self.pg.url)
-        create_database(self.pg.port, "airflow")  # Airflow's own metadata, same server
+        # the admin's generated password: set on the first start only, shown once in the banner
+        self.admin_password, api_token = bootstrap_accounts(self.pg.url)
+        create_database(self.pg.port, "airflow", self.pg.password)  # Airflow's own metadata, same server
         spark_conf = self.data_dir / "spark-conf"
         spark_conf.mkdir(exist_ok=True)
         (spark_conf / "spark-defaults.conf").write_text(
-            f"# Written by stack.run: the Spark UI on its port.\nspark.ui.port {self.spark_ui_port}\n"
+            "# Written by stack.run: the Spark UI on its port, on loopback (SPARK_LOCAL_IP), no kill.\n"
+            f"spark.ui.port {self.spark_ui_port}\n"
+            "spark.ui.killEnabled false\n"
+            "spark.driver.bindAddress 127.0.0.1\n"
+            "spark.driver.host 127.0.0.1\n"
         )
-        token = os.environ.get("INTERNAL_TOKEN") or os.urandom(16).hex()
+        token = secret["INTERNAL_TOKEN"]
         self.env = {
             "DATABASE_URL": self.pg.url,
             "REDIS_HOST": "127.0.0.1",
             "REDIS_PORT": str(self.redis.port),
+            "REDIS_PASSWORD": secret["REDIS_PASSWORD"],
+            "SECRETS_DIR": str(secrets_dir),
+            "BACKEND_HOST": self.backend_host,
             "BACKEND_PORT": str(self.backend_port),
-            "BACKEND_URL": f"http://127.0.0.1:{self.backend_port}",
+            "BACKEND_URL": f"http://{self._backend_address()}:{self.backend_port}",
             "INTERNAL_TOKEN": token,
             # the camera routes' bearer token: generated when unset, read from stack.env
-            "ADMIN_TOKEN": os.environ.get("ADMIN_TOKEN") or os.urandom(24).hex(),
+            # an admin API token of stack.run's own REST calls (a new one each start)
+            "TRAFFIC_API_TOKEN": api_token,
             "VIDEO_STORAGE_PATH": str(self.data_dir / "video_storage"),
             "AIRFLOW_PORT": str(self.airflow_port),
             "AIRFLOW_API_URL": f"http://127.0.0.1:{self.airflow_port}",
             "AIRFLOW_USERNAME": os.environ.get("AIRFLOW_USERNAME", "admin"),
-            "AIRFLOW_PASSWORD": os.environ.get("AIRFLOW_PASSWORD", "admin"),
+            "AIRFLOW_PASSWORD": secret["AIRFLOW_PASSWORD"],
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.pg.url.rsplit("/", 1)[0] + "/airflow",
             "AIRFLOW_HOME": str(self.data_dir / "airflow"),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.airflow_worker_log_port),
@@ -188,10 +257,12 @@ class Infra:
             # password generated (stack/demo_camera.py)
             "RTSP_DEMO_PORT": str(self.rtsp_port),
             "RTSP_DEMO_USER": "demo",
-            "RTSP_DEMO_PASSWORD": os.environ.get("RTSP_DEMO_PASSWORD") or os.urandom(12).hex(),
+            "RTSP_DEMO_PASSWORD": secret["RTSP_DEMO_PASSWORD"],
             "SPARK_CHECKPOINT_DIR": str(self.data_dir / "spark-checkpoint"),
             "SPARK_CONF_DIR": str(spark_conf),
             "SPARK_UI_PORT": str(self.spark_ui_port),
+            # The Spark UI and the driver's ports on loopback (the UI binds SPARK_LOCAL_IP, else 0.0.0.0)
+            "SPARK_LOCAL_IP": "127.0.0.1",
             "YOLO_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
             # Marks every process of this run (found and ended by stack.run if one outlives it).
@@ -211,8 +282,11 @@ class Infra:
         head += [f"# WARNING: {m}\n" for m in self.moved]
         if self.moved:
             self.env["STACK_PORT_WARNINGS"] = "; ".join(self.moved)
-        path.write_text("".join(head) + "".join(f"{k}={shlex.quote(v)}\n" for k, v in self.env.items()))
-        path.chmod(0o600)  # it holds the tokens and passwords
+        text = "".join(head) + "".join(f"{k}={shlex.quote(v)}\n" for k, v in self.env.items())
+        # It holds the tokens and passwords: 0600 from its creation, never readable by others.
+        path.unlink(missing_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(text)
         return path
 
 
@@ -291,7 +365,39 @@ class Stack:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
-def upload_video(base_url: str, path: Path, name: str) -> dict:
+def bootstrap_accounts(database_url: str) -> tuple[str | None, str]:
+    """First start: the ``admin`` account with a generated password (returned once, for the
+    banner; None when users exist). Every start: a fresh admin API token for the stack's own REST
+    calls (the sample, the demo camera, stopping streams, the e2e tests), in ``stack.env`` (0600);
+    the previous start's one is revoked."""
+    from sqlalchemy import create_engine, delete
+    from sqlalchemy.orm import sessionmaker
+
+    from backend.db.account_models import ApiToken, User
+    from backend.services import accounts
+
+    engine = create_engine(database_url)
+    try:
+        with sessionmaker(engine)() as session, session.begin():
+            password = accounts.ensure_admin(session=session)
+            session.execute(delete(ApiToken).where(ApiToken.name == STACK_TOKEN_NAME))
+            admin = session.query(User).filter_by(role="admin", disabled=False).order_by(User.id).first()
+            if admin is None:
+                raise RuntimeError("no enabled admin account: `traffic-admin create-user NAME --role admin`")
+            _, token = accounts.create_token(session=session, user_id=admin.id, name=STACK_TOKEN_NAME)
+    finally:
+        engine.dispose()
+    return password, token
+
+
+STACK_TOKEN_NAME = "stack.run (make demo, tests)"
+
+
+def api_headers(token: str, **more: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", **more}
+
+
+def upload_video(base_url: str, path: Path, name: str, token: str) -> dict:
     """``POST /api/videos/upload`` (multipart, as the dashboard sends it); the new video row."""
     boundary = uuid.uuid4().hex
     head = (
@@ -304,13 +410,13 @@ def upload_video(base_url: str, path: Path, name: str) -> dict:
         f"{base_url}/api/videos/upload",
         data=body,
         method="POST",
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        headers=api_headers(token, **{"Content-Type": f"multipart/form-data; boundary={boundary}"}),
     )
     with urllib.request.urlopen(req, timeout=120) as r:
         return json.load(r)
 
 
-def calibrate_video(base_url: str, video_id: int, calib: dict) -> dict:
+def calibrate_video(base_url: str, video_id: int, calib: dict, token: str) -> dict:
     """``PUT /api/videos/{id}/calibration`` with a CALIB.json's ROI, point pairs and speed limit."""
     keys = ("roi_polygon", "image_points", "world_points", "speed_limit_kmh")
     payload = json.dumps({k: calib[k] for k in keys if calib.get(k) is not None}).encode()
@@ -318,23 +424,24 @@ def calibrate_video(base_url: str, video_id: int, calib: dict) -> dict:
         f"{base_url}/api/videos/{video_id}/calibration",
         data=payload,
         method="PUT",
-        headers={"Content-Type": "application/json"},
+        headers=api_headers(token, **{"Content-Type": "application/json"}),
     )
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.load(r)
 
 
-def register_sample(base_url: str) -> int | None:
+def register_sample(base_url: str, token: str) -> int | None:
     """Upload the urban clip with its calibration unless a video is already registered."""
-    with urllib.request.urlopen(f"{base_url}/api/videos", timeout=10) as r:
+    listing = urllib.request.Request(f"{base_url}/api/videos", headers=api_headers(token))
+    with urllib.request.urlopen(listing, timeout=10) as r:
         videos = [v for v in json.load(r)["videos"] if v.get("source_kind", "file") == "file"]
     if videos:
         return videos[0]["id"]
     if not SAMPLE_VIDEO.exists():
         print(f"[stack] sample video {SAMPLE_VIDEO} not found: upload one yourself", flush=True)
         return None
-    video_id = upload_video(base_url, SAMPLE_VIDEO, "Urban CCTV (sample)")["id"]
-    calibrate_video(base_url, video_id, json.loads(SAMPLE_CALIBRATION.read_text()))
+    video_id = upload_video(base_url, SAMPLE_VIDEO, "Urban CCTV (sample)", token)["id"]
+    calibrate_video(base_url, video_id, json.loads(SAMPLE_CALIBRATION.read_text()), token)
     return video_id
 
 
@@ -348,7 +455,8 @@ def register_demo_camera(env: dict[str, str], timeout_s: float = 60.0) -> int | 
     from urllib.parse import quote
 
     base = env["BACKEND_URL"]
-    auth = {"Authorization": f"Bearer {env['ADMIN_TOKEN']}", "Content-Type": "application/json"}
+    token = env["TRAFFIC_API_TOKEN"]
+    auth = api_headers(token, **{"Content-Type": "application/json"})
     req = urllib.request.Request(f"{base}/api/cameras", headers=auth)
     with urllib.request.urlopen(req, timeout=10) as r:
         for cam in json.load(r)["videos"]:
@@ -368,7 +476,7 @@ def register_demo_camera(env: dict[str, str], timeout_s: float = 60.0) -> int | 
             if err.code != 422 or time.monotonic() > deadline:  # 422: the server is not up yet
                 return None
             time.sleep(2)
-    calibrate_video(base, camera_id, json.loads(SAMPLE_CALIBRATION.read_text()))
+    calibrate_video(base, camera_id, json.loads(SAMPLE_CALIBRATION.read_text()), token)
     return camera_id
 
 
@@ -428,7 +536,11 @@ def stop_streams(env: dict[str, str], say, timeout_s: float = 45.0) -> None:  # 
     videos = sorted({int(v) for r in runs if (v := (r.get("conf") or {}).get("video_id")) is not None})
     for video_id in videos:
         say(f"[stack] stopping the stream of video {video_id} (its results so far are stored)")
-        req = urllib.request.Request(f"{env['BACKEND_URL']}/api/videos/{video_id}/stream/stop", method="POST")
+        req = urllib.request.Request(
+            f"{env['BACKEND_URL']}/api/videos/{video_id}/stream/stop",
+            method="POST",
+            headers=api_headers(env["TRAFFIC_API_TOKEN"]),
+        )
         try:
             urllib.request.urlopen(req, timeout=10).close()
         except (OSError, ValueError):  # 409: it ended meanwhile; the backend down: nothing to do
@@ -551,6 +663,13 @@ def warm_airflow(env: dict[str, str]) -> None:
         pass
 
 
+def login_line(infra: Infra) -> str:
+    if infra.admin_password:
+        return f"user admin, password {infra.admin_password}   <- shown this once (stored hashed)"
+    reset = "(set -a; . .local/stack.env; .venv/bin/traffic-admin reset-password admin)"
+    return f"your accounts (admin's password forgotten? {reset})"
+
+
 def banner(
     infra: Infra, video_id: int | None, data: str, started: float, camera_id: int | None = None
 ) -> str:
@@ -564,21 +683,22 @@ def banner(
         f"  Dashboard     {base}/   <- open this"
         + ("" if frontend.exists() else "   (not built: `make frontend`; / answers a JSON hint)"),
         f"  REST API      {base}/api/videos      OpenAPI: {base}/api/openapi.json",
-        f"  Cameras       {base}/api/cameras  (Authorization: Bearer $ADMIN_TOKEN, in {data}/stack.env)",
+        f"  Login         {login_line(infra)}",
         f"  WebSocket     ws://127.0.0.1:{infra.backend_port}/ws/client/stream",
         f"  Metrics       {base}/metrics   (Prometheus)",
         f"  Airflow UI    {env['AIRFLOW_API_URL']}/   user {env['AIRFLOW_USERNAME']}, "
-        f"password {env['AIRFLOW_PASSWORD']}",
+        f"password {env['AIRFLOW_PASSWORD']}   (generated, kept in {data}/secrets/)",
         f"  Spark UI      http://127.0.0.1:{infra.spark_ui_port}/   (while the processor runs)",
         f"  PostgreSQL    postgresql://postgres@127.0.0.1:{infra.pg_port}/traffic    "
-        f"Redis  redis://127.0.0.1:{infra.redis_port}",
+        f"Redis  redis://127.0.0.1:{infra.redis_port}   (passwords: {data}/stack.env)",
         f"  Logs          {data}/logs/<service>.log  (backend, redis-consumer, spark, airflow, supervisord),",
         f"                {data}/postgres/postgres.log, {data}/redis/redis.log",
         f"  Services      .venv/bin/supervisorctl -c {data}/supervisord.conf status  (restart NAME, ...)",
     ]
     if video_id:
         lines += [
-            f"  Sample video  id {video_id}: curl -X POST {base}/api/videos/{video_id}/stream/start",
+            f'  Sample video  id {video_id}: curl -X POST -H "Authorization: Bearer $TOKEN" '
+            f"{base}/api/videos/{video_id}/stream/start   (a token: the Tokens page)",
         ]
     if camera_id:
         lines += [
@@ -588,6 +708,11 @@ def banner(
     lines.append("  Stop          Ctrl-C")
     for moved in infra.moved:
         lines.append(f"  !!! WARNING: {moved} !!!")
+    if infra.backend_host not in LOOPBACK:
+        lines.append(
+            f"  !!! WARNING: the backend listens on {infra.backend_host}: anyone on the network can reach "
+            "its login page; set ALLOWED_HOSTS (and ALLOWED_ORIGINS) to the names they use !!!"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -625,7 +750,7 @@ class Watcher:
         video_id = None
         if self.sample:
             try:
-                video_id = register_sample(base)
+                video_id = register_sample(base, self.infra.env["TRAFFIC_API_TOKEN"])
             except (OSError, ValueError, KeyError) as exc:
                 self.console.print(f"[stack] the sample video was not registered: {exc}")
         camera_id = None
@@ -722,6 +847,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=REPO / ".local")
     parser.add_argument("--no-sample", action="store_true", help="do not register the sample video")
     parser.add_argument("--verbose", action="store_true", help="every line of every service on the console")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the backend's address (default 127.0.0.1: this machine only; 0.0.0.0: the network)",
+    )
     ports = parser.add_argument_group("ports (each moves to the next free one when another program has it)")
     for name, default in DEFAULT_PORTS.items():
         ports.add_argument(
@@ -753,6 +883,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[stack] starting PostgreSQL and Redis (data in {display(data_dir)}) ...", flush=True)
     infra = Infra(
         data_dir,
+        backend_host=args.host,
         pg_port=args.postgres_port,
         redis_port=args.redis_port,
         backend_port=args.backend_port,

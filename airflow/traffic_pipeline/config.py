@@ -43,7 +43,11 @@ class PipelineSettings(CommonSettings):
         import redis
 
         return redis.Redis(
-            host=self.REDIS_HOST, port=self.REDIS_PORT, socket_timeout=30, health_check_interval=30
+            host=self.REDIS_HOST,
+            port=self.REDIS_PORT,
+            password=self.REDIS_PASSWORD or None,
+            socket_timeout=30,
+            health_check_interval=30,
         )
 
 

@@ -7,13 +7,15 @@ import hmac
 import io
 import json
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RequestHandler
 
 from backend.schemas import error_body
+from backend.services import access, audit
+from backend.services.accounts import Principal
 from backend.services.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ STATUS_CODES = {
     500: "internal_error",
     501: "not_implemented",
     503: "service_unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -42,16 +45,61 @@ ApiError = ServiceError
 
 
 class BaseHandler(RequestHandler):
+    """JSON in and out, and every request through ``prepare``: its Host checked, its caller
+    authenticated and held to the method's access rule (``access``: "public" or the least role,
+    per method; a method without a rule is refused), and a state-changing request sent with the
+    session cookie held to the cross-site rules (``services.access``)."""
+
     application: TrafficApplication
+    access: ClassVar[Mapping[str, str]] = {}
+    # Methods whose every answer (once the caller is known) goes to the audit log as this action
+    audit_actions: ClassVar[Mapping[str, str]] = {}
+    audit_target: str | None = None  # set by the handler when it knows better than the path
+    principal: Principal | None = None
+
+    async def prepare(self) -> None:
+        await access.admit(self)
+
+    @property
+    def client_ip(self) -> str:
+        return self.request.remote_ip or ""
+
+    async def audit(
+        self,
+        action: str,
+        target: str | None = None,
+        *,
+        outcome: str = "ok",
+        username: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Append to the audit log: this caller, its address, ``action`` on ``target``."""
+        principal, ip = self.principal, self.client_ip
+        await self.application.db.run(
+            lambda s: audit.record(
+                session=s,
+                action=action,
+                principal=principal,
+                username=username,
+                target=target,
+                ip=ip,
+                outcome=outcome,
+                detail=detail,
+            )
+        )
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
+        for name, value in access.SECURITY_HEADERS.items():
+            self.set_header(name, value)
         origin = self.request.headers.get("Origin")
         if origin and self.application.origin_allowed(origin):
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Vary", "Origin")
             self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
-            self.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization")
+            self.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Requested-With")
+            if "*" not in self.application.config.allowed_origins:  # a named origin may send the cookie
+                self.set_header("Access-Control-Allow-Credentials", "true")
 
     def options(self, *args: Any) -> None:
         self.set_status(204)
@@ -77,7 +125,8 @@ class BaseHandler(RequestHandler):
 
     def send_jpeg(self, jpeg: bytes, max_age_s: int = 3600) -> None:
         self.set_header("Content-Type", "image/jpeg")
-        self.set_header("Cache-Control", f"max-age={max_age_s}")
+        # behind a login: browsers may keep it, shared caches and proxies may not
+        self.set_header("Cache-Control", f"private, max-age={max_age_s}")
         self.finish(jpeg)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -93,6 +142,12 @@ class BaseHandler(RequestHandler):
         self.finish(json.dumps(error_body(code, message)))
 
     def json_body(self) -> Any:
+        """The body as JSON; 415 when a body comes with another Content-Type (a cross-site form
+        can send ``text/plain`` without a preflight: it is never read as JSON)."""
+        if self.request.body and self.request.body.strip() and not access.is_json(self.request):
+            raise ApiError(
+                415, "unsupported_media_type", "the body must be sent as Content-Type: application/json"
+            )
         try:
             return json.loads(self.request.body or b"")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -100,6 +155,13 @@ class BaseHandler(RequestHandler):
 
     def on_finish(self) -> None:
         self.application.record_request(self)
+        action = self.audit_actions.get(self.request.method or "")
+        if action and self.principal is not None:
+            status = self.get_status()
+            detail = {"status": status, "method": self.request.method}
+            outcome = "ok" if status < 400 else "refused"
+            target = self.audit_target or self.request.path
+            self.application.spawn(self.audit(action, target, outcome=outcome, detail=detail))
 
 
 def bearer_ok(request: HTTPServerRequest, expected: str, fallback_header: str | None = None) -> bool:
@@ -122,5 +184,6 @@ def parse_video_id(raw: str) -> int:
 
 
 class NotFoundHandler(BaseHandler):
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
+        access.check_host(self.application, self.request)
         raise ApiError(404, "not_found", f"no route for {self.request.method} {self.request.path}")

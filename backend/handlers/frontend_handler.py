@@ -18,6 +18,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from backend.handlers.base import ApiError, BaseHandler
+from backend.services import access
+from backend.services.access import PAGE_CSP
 
 RESERVED_PREFIXES = ("/api", "/ws", "/metrics")
 # esbuild's output names carry a content hash (main-3GSK4HPL.js): cached for good.
@@ -50,7 +52,12 @@ def build_file(root: Path, url_path: str) -> Path | None:
 
 
 class FrontendHandler(BaseHandler):
-    def prepare(self) -> None:
+    # The page and its files are public (the login page is one of its routes); the data it shows
+    # comes from the API, which is not.
+    access = {"GET": "public"}
+
+    async def prepare(self) -> None:
+        access.check_host(self.application, self.request)
         path = self.request.path
         if self.request.method not in ("GET", "HEAD") or _reserved(path):
             raise ApiError(404, "not_found", f"no route for {self.request.method} {path}")
@@ -73,12 +80,13 @@ class FrontendHandler(BaseHandler):
             )
             return
         target = build_file(root, path) or index
-        data = await self.application.db.run_blocking(target.read_bytes)
+        data = await self.application.db.run_file(target.read_bytes)  # never behind a decode
         suffix = target.suffix.lower()
         content_type = TYPES.get(suffix) or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         if content_type.startswith("text/") or suffix in (".json", ".webmanifest", ".svg"):
             content_type += "; charset=UTF-8"
         self.set_header("Content-Type", content_type)
+        self.set_header("Content-Security-Policy", PAGE_CSP)
         if target.resolve() == index.resolve():
             self.set_header("Cache-Control", "no-cache")
         elif HASHED_NAME.search(target.name):

@@ -14,17 +14,23 @@ from backend.services import camera_health, health, metrics
 class HealthHandler(BaseHandler):
     """``GET /api/health``: 200 when PostgreSQL and Redis answer, else 503 with the details."""
 
+    access = {"GET": "public"}  # liveness for compose and the stack: "ok" or what is down
+
     async def get(self) -> None:
         out = await health.check(db=self.application.db, redis=self.application.redis)
         self.send_model(out, 200 if out.status == "ok" else 503)
 
 
 class OpenApiHandler(BaseHandler):
+    access = {"GET": "viewer"}
+
     def get(self) -> None:
         self.finish(openapi_json())
 
 
 class MetricsHandler(BaseHandler):
+    access = {"GET": "viewer"}  # Prometheus scrapes with a viewer's API token (bearer_token)
+
     async def get(self) -> None:
         """The registry's text; the cameras' health read for this scrape and rendered with no
         await in between (a concurrent scrape cannot interleave its own reading)."""

@@ -29,7 +29,8 @@ from backend.schemas import (
     VideoOut,
 )
 from backend.services import camera_health, metrics, report, results, streaming, videos
-from backend.services.uploads import MultipartUpload, UploadRejected, store_upload
+from backend.services.probe import VideoLimits
+from backend.services.uploads import MultipartUpload, UploadRejected, check_free_space, store_upload
 
 log = logging.getLogger("backend.videos")
 
@@ -65,10 +66,14 @@ class VideoBase(BaseHandler):
 class UploadHandler(VideoBase):
     """``POST /api/videos/upload`` (multipart: ``video``, ``name``, optional ``roi``, ``fps``)."""
 
+    access = {"POST": "operator"}
+    audit_actions = {"POST": "upload"}
+
     upload: MultipartUpload | None = None
     rejected: UploadRejected | None = None
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
+        await super().prepare()  # host, login, role: before a byte of the body is read
         if self.request.method != "POST":
             return
         config = self.application.config
@@ -79,6 +84,12 @@ class UploadHandler(VideoBase):
             raise ApiError(
                 413, "payload_too_large", f"upload is over the limit of {config.MAX_UPLOAD_MB:g} MB"
             )
+        if length is not None and length.isdigit():
+            try:  # 507 before the body when it cannot fit on the disk
+                check_free_space(config.VIDEO_STORAGE_PATH, int(length))
+            except UploadRejected as exc:
+                metrics.UPLOADS.labels(exc.code).inc()
+                raise
         connection = self.request.connection
         assert isinstance(connection, HTTP1Connection)  # HTTP/1.1: the only server protocol here
         connection.set_max_body_size(limit + MULTIPART_SLACK + DRAIN_ALLOWANCE)
@@ -101,8 +112,12 @@ class UploadHandler(VideoBase):
         try:
             if self.rejected is not None:
                 raise self.rejected
+            config = self.application.config
             video = await store_upload(
-                db=self.application.db, storage=self.application.config.VIDEO_STORAGE_PATH, upload=upload
+                db=self.application.db,
+                storage=config.VIDEO_STORAGE_PATH,
+                upload=upload,
+                limits=VideoLimits.from_settings(config),
             )
         except UploadRejected as exc:
             upload.discard()
@@ -112,6 +127,7 @@ class UploadHandler(VideoBase):
             upload.discard()
             raise
         metrics.UPLOADS.labels("ok").inc()
+        self.audit_target = f"/api/videos/{video.id}"
         log.info("uploaded video %d (%s) to %s", video.id, video.name, video.file_path)
         self.send_model(await self.video_out(video), 201)
 
@@ -127,12 +143,17 @@ class UploadHandler(VideoBase):
 
 
 class VideoListHandler(VideoBase):
+    access = {"GET": "viewer"}
+
     async def get(self) -> None:
         rows = await videos.list_videos(db=self.application.db)
         self.send_model(VideoListOut(videos=await self.video_outs(rows)))
 
 
 class VideoHandler(VideoBase):
+    access = {"GET": "viewer", "DELETE": "admin"}
+    audit_actions = {"DELETE": "delete"}
+
     async def get(self, raw_id: str) -> None:
         self.send_model(await self.video_out(await self.load_video(raw_id)))
 
@@ -158,6 +179,9 @@ class CalibrationHandler(VideoBase):
 
     The body has exactly the fields of ``CalibrationIn`` (the OpenAPI document's schema of it);
     ROI and image points must lie inside the video's frame."""
+
+    access = {"PUT": "operator"}
+    audit_actions = {"PUT": "calibrate"}
 
     async def put(self, raw_id: str) -> None:
         parse_video_id(raw_id)
@@ -200,14 +224,20 @@ def _refuse_unknown_fields(payload: Any) -> None:
 
 
 class ThumbnailHandler(VideoBase):
+    access = {"GET": "viewer"}
+
     async def get(self, raw_id: str) -> None:
         video = await self.load_video(raw_id)
-        self.send_jpeg(await videos.thumbnail(db=self.application.db, video=video))
+        storage = self.application.config.VIDEO_STORAGE_PATH
+        self.send_jpeg(await videos.thumbnail(db=self.application.db, video=video, storage=storage))
 
 
 class StreamStartHandler(VideoBase):
     """``POST /api/videos/{id}/stream/start`` (optional body ``{"realtime": bool}``, default true):
     trigger the DAG (``services.streaming.start``); 409 if already running, 503 if Airflow is down."""
+
+    access = {"POST": "operator"}
+    audit_actions = {"POST": "start"}
 
     async def post(self, raw_id: str) -> None:
         body = self._body()
@@ -235,6 +265,9 @@ class StreamStartHandler(VideoBase):
 class StreamStopHandler(VideoBase):
     """``POST /api/videos/{id}/stream/stop``: raise the stop flag; 409 when nothing runs."""
 
+    access = {"POST": "operator"}
+    audit_actions = {"POST": "stop"}
+
     async def post(self, raw_id: str) -> None:
         video = await self.load_video(raw_id)
         app = self.application
@@ -246,6 +279,8 @@ class StreamStopHandler(VideoBase):
 class AnalyticsHandler(VideoBase):
     """Final ``video_analytics`` row, else the live snapshot (``services.results.analytics``)."""
 
+    access = {"GET": "viewer"}
+
     async def get(self, raw_id: str) -> None:
         video = await self.load_video(raw_id)
         out = await results.analytics(db=self.application.db, redis=self.application.redis, video_id=video.id)
@@ -255,6 +290,8 @@ class AnalyticsHandler(VideoBase):
 class ViolationsHandler(VideoBase):
     """``GET /api/videos/{id}/violations`` (``?format=csv``): the stored rows, else the live list
     (``services.results.violations``); ``source`` says which."""
+
+    access = {"GET": "viewer"}
 
     async def get(self, raw_id: str) -> None:
         video = await self.load_video(raw_id)
@@ -272,6 +309,8 @@ class ViolationsHandler(VideoBase):
 class ViolationSnapshotHandler(BaseHandler):
     """``GET /api/violations/{id}/snapshot``: the JPEG crop of the flagged vehicle."""
 
+    access = {"GET": "viewer"}
+
     async def get(self, raw_id: str) -> None:
         violation_id = parse_id(raw_id, "violation_not_found", "violation")
         jpeg = await videos.violation_snapshot(
@@ -285,6 +324,8 @@ class ViolationSnapshotHandler(BaseHandler):
 class PassagesHandler(VideoBase):
     """``GET /api/videos/{id}/passages`` (``?format=csv``): every counted vehicle of the last
     stream, by first frame."""
+
+    access = {"GET": "viewer"}
 
     async def get(self, raw_id: str) -> None:
         video = await self.load_video(raw_id)
@@ -304,6 +345,8 @@ class ReportHandler(VideoBase):
     ``from``, ``to``, ``interval`` (or ``format=csv``) the traffic study over that window of
     wall-clock time (``services.report.parse_window`` for the defaults and the 400s), JSON or
     CSV (one row per interval, then the total)."""
+
+    access = {"GET": "viewer"}
 
     WINDOW_ARGUMENTS = ("from", "to", "interval")
 

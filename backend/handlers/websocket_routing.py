@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from pydantic import ValidationError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
@@ -30,7 +29,9 @@ from backend.schemas import (
     error_body,
     parse_channel,
 )
-from backend.services import metrics
+from backend.services import access, metrics
+from backend.services.accounts import Principal
+from backend.services.errors import ServiceError
 from backend.services.hub import ClientQueue
 
 if TYPE_CHECKING:
@@ -43,11 +44,32 @@ class ClientStreamHandler(WebSocketHandler):
     application: TrafficApplication
     client: ClientQueue | None = None
 
+    principal: Principal | None = None
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """Before the upgrade: the Host allowed, the caller logged in (session cookie, or a bearer
+        API token for scripts), else a JSON 400/401 and no socket."""
+        try:
+            access.check_host(self.application, self.request)
+            self.principal = await access.authenticate(self, self.application)
+            if self.principal is None:
+                raise ServiceError(
+                    401, "unauthorized", "log in first: the live stream needs a session or an API token"
+                )
+        except ServiceError as exc:
+            log.warning(
+                "[CLIENT-CHANNEL] refused %s from %s: %s", exc.code, self.request.remote_ip, exc.message
+            )
+            self.set_status(exc.status)
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self.finish(json.dumps(error_body(exc.code, exc.message)))
+            return
+        await super().get(*args, **kwargs)
+
     def check_origin(self, origin: str) -> bool:
-        # The dashboard served by this backend (same scheme-less host:port as the request) is
-        # always allowed, whatever name the user typed (localhost, 127.0.0.1, a LAN name).
-        same_origin = urlparse(origin).netloc.lower() == self.request.host.lower()
-        allowed = same_origin or self.application.origin_allowed(origin)
+        # An allowed origin (ALLOWED_ORIGINS) or the backend's own (its Host, held to ALLOWED_HOSTS
+        # above): a page of another site cannot use the visitor's session cookie here.
+        allowed = access.origin_allowed(self.application, self.request, origin)
         if not allowed:
             log.warning("[CLIENT-CHANNEL] refused origin %s", origin)
         return allowed
@@ -62,7 +84,8 @@ class ClientStreamHandler(WebSocketHandler):
         )
         self.application.hub.register(self.client)
         self.application.websockets.add(self)
-        log.info("[CLIENT-CHANNEL] client connected from %s", self.request.remote_ip)
+        user = self.principal.username if self.principal else "?"
+        log.info("[CLIENT-CHANNEL] client %s connected from %s", user, self.request.remote_ip)
 
     def _reply(self, message: Any) -> None:
         if self.client is not None:
@@ -203,6 +226,8 @@ class AnalyticsIngestHandler(IngestHandler):
 
 
 class WebSocketStatusHandler(BaseHandler):
+    access = {"GET": "viewer"}
+
     def get(self) -> None:
         self.send_model(WebSocketStatusOut.model_validate(self.application.hub.status()))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+from backend.db import account_models  # noqa: F401  (registers the accounts tables)
 from backend.db.models import Base
 
 config = context.config

@@ -21,6 +21,7 @@ from backend.db.models import Video
 from backend.db.session import Database
 from backend.services.errors import ServiceError, video_not_found
 from backend.services.redact import redact
+from backend.services.videos import write_atomically
 
 log = logging.getLogger("backend.cameras")
 
@@ -108,7 +109,7 @@ def snapshot_path(storage: Path, video_id: int) -> Path:
 
 
 async def _grab(db: Database, url: str, timeout_s: float) -> Grab:
-    result = await db.run_blocking(grab, url, timeout_s)
+    result = await db.run_video(grab, url, timeout_s)  # video work: never on the database's pool
     log.info(
         "camera %s: %dx%d %s in %.2f s",
         redact(url),
@@ -122,13 +123,15 @@ async def _grab(db: Database, url: str, timeout_s: float) -> Grab:
 
 def _point_at(video: Video, url: str, result: Grab, storage: Path) -> None:
     """The row reads ``url``: its size and rate as grabbed, the grabbed frame as its snapshot
-    (``file_path``; a camera has no frame count nor duration)."""
+    (``file_path``; a camera has no frame count nor duration). The snapshot is the camera's
+    thumbnail, made here once per grab and served as a file (``videos.thumbnail``): written
+    whole or not at all, so a thumbnail read meanwhile never gets half a JPEG."""
     video.source_url = url
     video.width, video.height, video.fps = result.width, result.height, result.fps
     video.frame_count = video.duration = None
     path = snapshot_path(storage, video.id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(result.jpeg)
+    write_atomically(path, result.jpeg)
     video.file_path = str(path)
 
 

@@ -1,7 +1,8 @@
 """Redis consumer bridge: ``processed-frames`` -> backend WebSocket ingest (DESIGN.md, Data flow 6).
 
 Run as ``python -m backend.services.redis_consumer`` (settings from the environment / ``.env``:
-``REDIS_HOST``, ``REDIS_PORT``, ``BACKEND_URL``, ``INTERNAL_TOKEN``, and optionally
+``REDIS_HOST``, ``REDIS_PORT``, ``REDIS_PASSWORD``, ``BACKEND_URL``, ``INTERNAL_TOKEN`` (unset: the
+one kept in ``SECRETS_DIR/internal_token``, as the backend reads it), and optionally
 ``REDIS_CONSUMER_NAME``, default ``{hostname}-{pid}``).
 
 For each entry of the ``processed-frames`` stream, read through the consumer group
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -52,7 +53,7 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 from traffic_processing import streams
 from traffic_processing.schemas import ProcessedFrame
-from traffic_processing.settings import CommonSettings
+from traffic_processing.settings import CommonSettings, resolve_token
 
 from backend.schemas import AnalyticsIngest, ProcessedFrameIngest
 
@@ -83,6 +84,12 @@ class ConsumerSettings(CommonSettings):
     @property
     def consumer_name(self) -> str:
         return self.REDIS_CONSUMER_NAME or f"{socket.gethostname()}-{os.getpid()}"
+
+    @model_validator(mode="after")
+    def _internal_token(self) -> ConsumerSettings:
+        """As the backend's: the token set (long, no example value) or the one kept in SECRETS_DIR."""
+        self.INTERNAL_TOKEN = resolve_token("INTERNAL_TOKEN", self.INTERNAL_TOKEN, self.SECRETS_DIR)
+        return self
 
 
 def ws_base(backend_url: str) -> str:
@@ -555,12 +562,14 @@ def _short(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__).splitlines()[0][:300]
 
 
-def redis_client(host: str, port: int, *, block_ms: int = 1000) -> aioredis.Redis:
+def redis_client(host: str, port: int, *, block_ms: int = 1000, password: str = "") -> aioredis.Redis:
     """Bytes replies (JPEGs); only two quick retries inside redis-py, so that an outage reaches
-    the bridge's own backoff loop and its log line within about a second."""
+    the bridge's own backoff loop and its log line within about a second. ``password``: Redis
+    AUTH (REDIS_PASSWORD; empty: none)."""
     return aioredis.Redis(
         host=host,
         port=port,
+        password=password or None,
         socket_connect_timeout=5,
         socket_timeout=block_ms / 1000 + 10,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
@@ -570,7 +579,10 @@ def redis_client(host: str, port: int, *, block_ms: int = 1000) -> aioredis.Redi
 def build_consumer(settings: ConsumerSettings) -> RedisConsumer:
     return RedisConsumer(
         redis=redis_client(
-            settings.REDIS_HOST, settings.REDIS_PORT, block_ms=settings.REDIS_CONSUMER_BLOCK_MS
+            settings.REDIS_HOST,
+            settings.REDIS_PORT,
+            block_ms=settings.REDIS_CONSUMER_BLOCK_MS,
+            password=settings.REDIS_PASSWORD,
         ),
         backend_ws=ws_base(settings.BACKEND_URL),
         token=settings.INTERNAL_TOKEN,

@@ -113,7 +113,7 @@ async def report_window(
     rows = await db.run(
         lambda s: crud.list_passages_between(session=s, video_id=video.id, start=window.start, end=window.end)
     )
-    body = await db.run_blocking(window_report, video.id, rows, window, speed_limit(video, default_limit_kmh))
+    body = await db.run_file(window_report, video.id, rows, window, speed_limit(video, default_limit_kmh))
     return WindowReportOut.model_validate(body)
 
 

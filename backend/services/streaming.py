@@ -1,6 +1,9 @@
 """Stream start/stop through Airflow (DESIGN.md, Data flow 3-4).
 
-Start: refuse while a run of the video is queued or running (409); clear the video's stop flag,
+Start: one at a time per video: a short lock in Redis (``SET NX PX``, released with a token check)
+is held around the active-runs check, the trigger and the status update, so that concurrent
+starts of one video create exactly one DAG run (the others get 409 ``already_streaming``).
+Refuse while a run of the video is queued or running (409); clear the video's stop flag,
 progress hash, violations list and live analytics snapshot in Redis so that a rerun starts clean;
 trigger DAG ``video_streaming_pipeline`` with conf ``{"video_id", "realtime"}``; then, for a file,
 forget the stored results of a previous run (analytics, violations and their snapshot files,
@@ -15,6 +18,9 @@ runs) and mark the video ``stopping``; 409 when nothing runs. Airflow failures a
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,36 @@ from backend.services.storage import remove_snapshots
 log = logging.getLogger("backend.streaming")
 
 STOP_FLAG_TTL_S = 3600
+# How long a start lock outlives a backend that died holding it; a start releases it at once
+# (it takes at most Airflow's timeout x retries for each of its two requests)
+START_LOCK_TTL_S = 120
+# Delete the key only while it still holds our token (an expired lock another start has taken
+# since is not ours to release)
+RELEASE_LOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+def start_lock_key(video_id: int) -> str:
+    return f"stream:video:{video_id}:starting"
+
+
+@asynccontextmanager
+async def start_lock(redis: aioredis.Redis, video_id: int) -> AsyncIterator[None]:
+    """Hold the video's start lock, else 409 ``already_streaming`` (another start is at it)."""
+    key, token = start_lock_key(video_id), uuid.uuid4().hex
+    if not await redis.set(key, token, nx=True, px=START_LOCK_TTL_S * 1000):
+        raise ServiceError(409, "already_streaming", f"video {video_id} is being started by another request")
+    try:
+        yield
+    finally:
+        try:
+            await redis.eval(RELEASE_LOCK, 1, key, token)
+        except Exception as exc:  # it expires on its own
+            log.warning("video %d: start lock not released: %r", video_id, exc)
 
 
 def stream_keys(video_id: int) -> list[str]:
@@ -75,13 +111,6 @@ async def start(
             f"video {video.id} is a camera: it streams live only (realtime true), it cannot be read "
             "faster than it sends",
         )
-    if await active_runs(airflow=airflow, video_id=video.id):
-        raise ServiceError(409, "already_streaming", f"video {video.id} is already being streamed")
-    await clear_keys(redis, video.id)
-    try:
-        run = await airflow.trigger(video.id, {"realtime": realtime})
-    except (AirflowUnavailable, AirflowError) as exc:
-        raise airflow_failure(exc) from exc
 
     def started(session: Session) -> list[str]:
         # a camera's results accumulate over its runs; a file's rerun replaces them
@@ -89,9 +118,17 @@ async def start(
         crud.set_status(session=session, video_id=video.id, status=VideoStatus.PROCESSING)
         return snapshots
 
-    snapshots = await db.run(started)
+    async with start_lock(redis, video.id):
+        if await active_runs(airflow=airflow, video_id=video.id):
+            raise ServiceError(409, "already_streaming", f"video {video.id} is already being streamed")
+        await clear_keys(redis, video.id)
+        try:
+            run = await airflow.trigger(video.id, {"realtime": realtime})
+        except (AirflowUnavailable, AirflowError) as exc:
+            raise airflow_failure(exc) from exc
+        snapshots = await db.run(started)
     if not camera:  # (a camera's violation snapshots stay with its violations)
-        await db.run_blocking(remove_snapshots, video.id, snapshots, storage)
+        await db.run_file(remove_snapshots, video.id, snapshots, storage)
     log.info("video %d: triggered run %s", video.id, run.get("dag_run_id"))
     return run
 

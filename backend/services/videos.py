@@ -1,15 +1,25 @@
 """Video rows and their files: look-up, calibration, thumbnail, snapshots, deletion.
 
+A file's thumbnail (its first frame, the picture the calibration editor draws on) is made once,
+at upload (``services.uploads``), and kept beside it as ``{id}.thumb.jpg``; a request reads the
+file (the file pool), and makes it once (the video pool) only for a video uploaded before
+thumbnails were kept. A camera's thumbnail is its snapshot (``services.cameras``), a JPEG
+written when it is grabbed.
+
 Keyword-argument functions over the application's services (database, Redis, Airflow, the storage
 directory), called by the REST handlers; failures are ``ServiceError`` (the API's JSON errors).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import redis.asyncio as aioredis
 from traffic_processing.calibration import CalibrationError, fit_homography
 from traffic_processing.roi import RoiError, parse_polygon
@@ -26,6 +36,10 @@ from backend.services.errors import ServiceError, not_found, video_not_found
 from backend.services.storage import read_snapshot, remove_snapshots, remove_stored_file
 
 log = logging.getLogger("backend.videos")
+
+THUMBNAIL_QUALITY = 85
+# Thumbnails being made for older rows, by path: a second request waits for the first one's
+_making: dict[str, asyncio.Future[bytes]] = {}
 
 
 async def get_video(*, db: Database, video_id: int) -> Video:
@@ -88,19 +102,77 @@ async def calibrate(*, db: Database, video: Video, body: CalibrationIn) -> tuple
     return updated, homography.reprojection_error_m
 
 
-async def thumbnail(*, db: Database, video: Video, quality: int = 85) -> bytes:
-    """The first frame as JPEG."""
+def thumbnail_path(video_file: str | Path, video_id: int) -> Path:
+    """Where an uploaded video's thumbnail is kept: ``{id}.thumb.jpg`` beside the video."""
+    return Path(video_file).with_name(f"{video_id}.thumb.jpg")
 
-    def render() -> bytes:
-        if video.source_kind == "camera":  # its last snapshot (JPEG)
-            try:
-                return Path(video.file_path).read_bytes()
-            except OSError as exc:
-                raise VideoError(f"no snapshot of camera {video.id}: {exc.strerror}") from exc
-        return encode_jpeg(first_frame(video.file_path), quality)
 
+def thumbnail_file(video: Video) -> Path:
+    """The file a video's thumbnail is read from (a camera's: its last snapshot)."""
+    if video.source_kind == "camera":
+        return Path(video.file_path)
+    return thumbnail_path(video.file_path, video.id)
+
+
+def make_thumbnail(frame: np.ndarray, quality: int = THUMBNAIL_QUALITY) -> bytes:
+    """A frame as the thumbnail's JPEG (full size: the calibration editor's points are pixels)."""
+    return encode_jpeg(frame, quality)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a reader never sees half a JPEG; a full disk leaves
+    nothing behind)."""
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        return await db.run_blocking(render)
+        temp.write_bytes(data)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _read_file(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise VideoError(f"cannot read {path.name}: {exc.strerror}") from exc
+
+
+def _render_and_keep(video_file: str, target: Path | None) -> bytes:
+    """The first frame as JPEG, kept at ``target`` when given (video work: the video pool)."""
+    jpeg = make_thumbnail(first_frame(video_file))
+    if target is not None:
+        try:
+            write_atomically(target, jpeg)
+        except OSError as exc:  # served all the same; made again next time
+            log.warning("thumbnail %s not kept: %s", target, exc)
+    return jpeg
+
+
+async def thumbnail(*, db: Database, video: Video, storage: Path | None = None) -> bytes:
+    """The thumbnail's JPEG: the file made at upload (a camera's snapshot); for a video uploaded
+    before thumbnails were kept, made once from its first frame and kept (inside ``storage``)."""
+    path = thumbnail_file(video)
+    try:
+        jpeg = await db.run_file(_read_file, path)
+    except VideoError as exc:
+        raise not_found("thumbnail_unavailable", f"cannot read the thumbnail: {exc}") from exc
+    if jpeg is not None:
+        return jpeg
+    if video.source_kind == "camera":
+        raise not_found("thumbnail_unavailable", f"no snapshot of camera {video.id}: grab one")
+    keep = storage is None or path.resolve().is_relative_to(storage.resolve())
+    key = str(path)
+    making = _making.get(key)
+    if making is None:
+        target = path if keep else None
+        making = asyncio.ensure_future(db.run_video(_render_and_keep, video.file_path, target))
+        _making[key] = making
+        making.add_done_callback(lambda _done: _making.pop(key, None))
+    try:
+        return await asyncio.shield(making)
     except VideoError as exc:
         raise not_found("thumbnail_unavailable", f"cannot read the video file: {exc}") from exc
 
@@ -114,8 +186,10 @@ async def delete_video(
     deleted = await db.run(lambda s: crud.delete_video(session=s, video_id=video.id))
     if deleted is None:
         raise video_not_found(video.id)
-    await db.run_blocking(remove_stored_file, video.file_path, storage)
-    await db.run_blocking(remove_snapshots, video.id, deleted[1], storage)
+    await db.run_file(remove_stored_file, video.file_path, storage)
+    if video.source_kind != "camera":  # (a camera's thumbnail is its snapshot, file_path)
+        await db.run_file(remove_stored_file, str(thumbnail_path(video.file_path, video.id)), storage)
+    await db.run_file(remove_snapshots, video.id, deleted[1], storage)
     try:
         await streaming.clear_keys(redis, video.id)
     except Exception as exc:  # keys expire on their own; the video is gone already
@@ -131,7 +205,7 @@ async def violation_snapshot(*, db: Database, storage: Path, violation_id: int) 
         raise not_found("violation_not_found", f"no violation with id {violation_id}")
     if not row.snapshot_path:
         raise not_found("snapshot_not_found", f"violation {violation_id} has no snapshot")
-    jpeg = await db.run_blocking(read_snapshot, row.snapshot_path, storage)
+    jpeg = await db.run_file(read_snapshot, row.snapshot_path, storage)
     if jpeg is None:
         raise not_found("snapshot_not_found", f"the snapshot file of violation {violation_id} is missing")
     return jpeg

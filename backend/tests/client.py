@@ -10,6 +10,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+# Credentials every request carries unless ``auth=False`` (or its own Authorization): the test
+# session's admin API token (``conftest.backend`` sets it; issue 17: no route is open).
+DEFAULT_AUTH: dict[str, str] = {}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
 
 @dataclass
 class Response:
@@ -32,10 +40,13 @@ def request(
     body: bytes | Iterable[bytes] | None = None,
     headers: dict[str, str] | None = None,
     timeout: float = 60,
+    *,
+    auth: bool = True,
 ) -> Response:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    sent = {**(DEFAULT_AUTH if auth else {}), **(headers or {})}
     try:
-        conn.request(method, path, body=body, headers=headers or {})
+        conn.request(method, path, body=body, headers=sent)
         resp = conn.getresponse()
         return Response(resp.status, resp.headers, resp.read())
     finally:

@@ -9,6 +9,8 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +20,16 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import sessionmaker
 from tornado.httpserver import HTTPServer
 
 from backend.app import TrafficApplication
 from backend.db.session import Database
 from backend.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from backend.services import accounts
 from backend.services.airflow_client import AirflowClient
 from backend.settings import Settings
-from backend.tests import fake_airflow
+from backend.tests import client, fake_airflow
 from testing import fixtures
 
 # The session's PostgreSQL, Redis and scratch directory: the fixtures shared with airflow/tests.
@@ -33,10 +37,40 @@ workdir, postgres, redis_server = fixtures.workdir, fixtures.postgres, fixtures.
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_VIDEO = REPO_ROOT.parent / "shared" / "assets" / "videos" / "urban_cctv_640x360_25fps.mp4"
-TOKEN = "test-internal-token"
-ADMIN_TOKEN = "test-admin-" + uuid.uuid4().hex
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # the camera routes' access rule
+# A long random ingest token: short ones and example values are refused (backend.settings)
+TOKEN = "test-internal-" + uuid.uuid4().hex
 ORIGIN = "http://localhost:4200"
+PASSWORD = "correct horse battery staple"  # every test account's password
+
+
+@dataclass
+class Account:
+    username: str
+    role: str
+    token: str  # an API token of the account
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return client.bearer(self.token)
+
+
+def make_accounts(database_url: str) -> dict[str, Account]:
+    """One account per role (``admin``, ``operator``, ``viewer``, password ``PASSWORD``), each with
+    an API token, in the test database."""
+    engine = create_engine(database_url)
+    made: dict[str, Account] = {}
+    try:
+        with sessionmaker(engine)() as session, session.begin():
+            for role in ("admin", "operator", "viewer"):
+                name = f"test-{role}"
+                user = accounts.find_user(session=session, username=name) or accounts.create_user(
+                    session=session, username=name, password=PASSWORD, role=role
+                )
+                _, secret = accounts.create_token(session=session, user_id=user.id, name="tests")
+                made[role] = Account(name, role, secret)
+    finally:
+        engine.dispose()
+    return made
 
 
 class LoopThread:
@@ -73,6 +107,7 @@ class Backend:
         self.airflow_state = airflow_state
         self.airflow_port = airflow_port
         self.base_config = app.config
+        self.accounts: dict[str, Account] = {}
 
     @property
     def url(self) -> str:
@@ -104,11 +139,11 @@ def backend(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, workdir: Pa
         REDIS_PORT=redis_server.port,
         VIDEO_STORAGE_PATH=storage,
         INTERNAL_TOKEN=TOKEN,
-        ADMIN_TOKEN=ADMIN_TOKEN,
+        SECRETS_DIR=workdir / "secrets",  # the generated cookie secret
         ALLOWED_ORIGINS=ORIGIN,
         AIRFLOW_API_URL=f"http://127.0.0.1:{airflow_port}",
         AIRFLOW_USERNAME="admin",
-        AIRFLOW_PASSWORD="secret",
+        AIRFLOW_PASSWORD="test-airflow-" + uuid.uuid4().hex,
         AIRFLOW_RETRIES=2,
         AIRFLOW_RETRY_BACKOFF_S=0.05,
         AIRFLOW_TIMEOUT_S=5,
@@ -139,7 +174,11 @@ def backend(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, workdir: Pa
         return app, server, fake
 
     app, server, fake = loop.call(start)
-    yield Backend(app, port, loop, state, airflow_port)
+    running = Backend(app, port, loop, state, airflow_port)
+    running.accounts = make_accounts(config.DATABASE_URL)
+    client.DEFAULT_AUTH.update(running.accounts["admin"].auth)  # every test request, unless auth=False
+    yield running
+    client.DEFAULT_AUTH.clear()
 
     async def stop() -> None:
         server.stop()
@@ -234,3 +273,25 @@ def rtsp_camera(camera_clip: Path) -> Iterator[Any]:
     assert missing is None, missing  # .ci/run installs it (make rtsp-deps): never skipped
     with RtspCamera(camera_clip, user=CAMERA_USER, password=CAMERA_PASSWORD) as cam:
         yield cam
+
+
+@contextmanager
+def sole_admin(engine) -> Iterator[None]:
+    """test-admin the only enabled admin for a while (other admins disabled, then restored)."""
+    with engine.begin() as conn:
+        others = (
+            conn.execute(
+                text(
+                    "UPDATE users SET disabled = true WHERE role = 'admin' AND NOT disabled"
+                    " AND username <> 'test-admin' RETURNING id"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    try:
+        yield
+    finally:
+        if others:
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE users SET disabled = false WHERE id = ANY(:ids)"), {"ids": others})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from typing import Any
@@ -17,6 +18,9 @@ class FakeAirflowState:
         self.runs: dict[str, dict[str, Any]] = {}
         self.token_requests = 0
         self.triggers = 0
+        # Seconds each dagRuns request (list, trigger) takes before it is answered: a slow Airflow,
+        # so that concurrent starts really overlap (the fake runs on the backend's own IOLoop)
+        self.delay_s = 0.0
 
     def set_state(self, run_id: str, state: str) -> None:
         with self.lock:
@@ -53,9 +57,11 @@ class TokenHandler(_Base):
 
 
 class DagRunsHandler(_Base):
-    def get(self, dag_id: str) -> None:
+    async def get(self, dag_id: str) -> None:
         if not self.authorized():
             return
+        if self.state.delay_s > 0:
+            await asyncio.sleep(self.state.delay_s)
         states = self.get_query_arguments("state")
         with self.state.lock:
             runs = [
@@ -65,9 +71,11 @@ class DagRunsHandler(_Base):
             ]
         self.finish({"dag_runs": runs, "total_entries": len(runs)})
 
-    def post(self, dag_id: str) -> None:
+    async def post(self, dag_id: str) -> None:
         if not self.authorized():
             return
+        if self.state.delay_s > 0:
+            await asyncio.sleep(self.state.delay_s)
         body = json.loads(self.request.body)
         run_id = body["dag_run_id"]
         with self.state.lock:

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 from backend.tests.client import post_json
-from backend.tests.conftest import ADMIN
 
 USER, PASSWORD = "viewer", "h" + secrets.token_hex(6)
 
@@ -129,7 +128,12 @@ def url(address: str, path: str, password: str = PASSWORD) -> str:
 
 @pytest.mark.parametrize("path", ["/video.mjpg", "/hls/cam.m3u8"])
 def test_mjpeg_and_hls_cameras_are_added_with_a_grabbed_frame(api, http_camera, path):
-    r = post_json(api.port, "/api/cameras", {"name": f"http {path}", "url": url(http_camera, path)}, ADMIN)
+    r = post_json(
+        api.port,
+        "/api/cameras",
+        {"name": f"http {path}", "url": url(http_camera, path)},
+        api.accounts["operator"].auth,
+    )
     assert r.status == 201, r.body
     cam = r.json()
     assert (cam["width"], cam["height"]) == (320, 180)
@@ -140,7 +144,12 @@ def test_mjpeg_and_hls_cameras_are_added_with_a_grabbed_frame(api, http_camera, 
 @pytest.mark.parametrize("path", ["/video.mjpg", "/hls/cam.m3u8"])
 def test_a_wrong_password_on_an_http_camera_is_a_clear_error(api, http_camera, path):
     wrong = "x" + PASSWORD[1:]
-    r = post_json(api.port, "/api/cameras", {"name": "wrong", "url": url(http_camera, path, wrong)}, ADMIN)
+    r = post_json(
+        api.port,
+        "/api/cameras",
+        {"name": "wrong", "url": url(http_camera, path, wrong)},
+        api.accounts["operator"].auth,
+    )
     assert r.status == 422, r.body
     assert r.json()["error"]["code"] == "camera_auth_failed"
     assert wrong not in r.body.decode()

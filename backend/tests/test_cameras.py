@@ -1,5 +1,5 @@
 """Cameras as sources, against a real RTSP server on loopback (GStreamer's, ``stack/rtsp.py``)
-serving a clip in a loop with basic auth: the access rule (the admin token), the connection test
+serving a clip in a loop with basic auth: the access rule (an operator), the connection test
 at creation and its clear errors, credentials in no response and no log line, rename / re-point /
 snapshot refresh, deletion."""
 
@@ -21,7 +21,7 @@ from traffic_processing import streams
 from backend.embedded import free_port
 from backend.services.redact import redact, redact_text
 from backend.tests.client import post_json, put_json, request, upload
-from backend.tests.conftest import ADMIN, ADMIN_TOKEN, CAMERA_PASSWORD, CAMERA_USER, count_videos
+from backend.tests.conftest import CAMERA_PASSWORD, CAMERA_USER, count_videos
 
 
 def secrets_in(text: str | bytes) -> list[str]:
@@ -32,14 +32,16 @@ def secrets_in(text: str | bytes) -> list[str]:
     return [f for f in forms if f in text]
 
 
-def add(api, name: str, url: str):
-    return post_json(api.port, "/api/cameras", {"name": name, "url": url}, ADMIN)
+def add(api, name: str, url: str, auth: dict[str, str] | None = None):
+    return post_json(api.port, "/api/cameras", {"name": name, "url": url}, auth)
 
 
-def test_every_camera_route_refuses_without_the_admin_token(api, rtsp_camera, db_engine):
-    """A camera makes the backend connect where it is told: no token, a wrong one, or management
-    off (ADMIN_TOKEN unset) and nothing is done, nothing is stored."""
-    cam = add(api, "guarded", rtsp_camera.url).json()
+def test_camera_routes_need_an_operator(api, rtsp_camera, db_engine):
+    """A camera makes the backend connect where it is told: without credentials (or with a wrong
+    token) every camera route is 401, a viewer may list the cameras but gets 403 on adding,
+    changing and refreshing one, and nothing is done, nothing is stored; an operator may."""
+    operator, viewer = api.accounts["operator"].auth, api.accounts["viewer"].auth
+    cam = add(api, "guarded", rtsp_camera.url, operator).json()
     calls = [
         ("GET", "/api/cameras", None),
         ("POST", "/api/cameras", {"name": "x", "url": rtsp_camera.url}),
@@ -47,20 +49,32 @@ def test_every_camera_route_refuses_without_the_admin_token(api, rtsp_camera, db
         ("POST", f"/api/cameras/{cam['id']}/snapshot", None),
     ]
     before = count_videos(db_engine)
-    wrong = {"Authorization": f"Bearer {ADMIN_TOKEN}x"}
-    for headers, status, code in (({}, 401, "unauthorized"), (wrong, 401, "unauthorized")):
+    thumbnail = request(api.port, "GET", f"/api/videos/{cam['id']}/thumbnail").body
+    wrong = {"Authorization": f"Bearer {api.accounts['operator'].token}x"}
+    for headers in ({}, wrong):
         for method, path, body in calls:
             data = None if body is None else json.dumps(body).encode()
-            r = request(api.port, method, path, data, {"Content-Type": "application/json", **headers})
-            assert (r.status, r.error_code) == (status, code), (method, path, r.body)
-    api.configure(ADMIN_TOKEN="")
+            sent = {"Content-Type": "application/json", **headers}
+            r = request(api.port, method, path, data, sent, auth=False)
+            assert (r.status, r.error_code) == (401, "unauthorized"), (method, path, r.body)
     for method, path, body in calls:
         data = None if body is None else json.dumps(body).encode()
-        r = request(api.port, method, path, data, {"Content-Type": "application/json", **ADMIN})
-        assert (r.status, r.error_code) == (403, "cameras_disabled"), (method, path, r.body)
-    api.configure()
+        r = request(api.port, method, path, data, {"Content-Type": "application/json", **viewer})
+        if method == "GET":  # viewers see the cameras (their URLs redacted)
+            assert r.status == 200 and cam["id"] in [v["id"] for v in r.json()["videos"]]
+        else:
+            assert (r.status, r.error_code) == (403, "forbidden"), (method, path, r.body)
+            assert "operator" in r.json()["error"]["message"]
     assert count_videos(db_engine) == before
     assert request(api.port, "GET", f"/api/videos/{cam['id']}").json()["name"] == "guarded"
+    assert request(api.port, "GET", f"/api/videos/{cam['id']}/thumbnail").body == thumbnail
+    # an operator may
+    renamed = put_json(api.port, f"/api/cameras/{cam['id']}", {"name": "renamed"}, operator)
+    assert renamed.status == 200 and renamed.json()["name"] == "renamed"
+    assert request(api.port, "POST", f"/api/cameras/{cam['id']}/snapshot", headers=operator).status == 200
+    assert request(api.port, "GET", "/api/cameras", headers=operator).status == 200
+    # deleting a video (a camera is one) is an admin's
+    assert request(api.port, "DELETE", f"/api/videos/{cam['id']}", headers=operator).status == 403
     assert request(api.port, "DELETE", f"/api/videos/{cam['id']}").status == 204
 
 
@@ -82,9 +96,9 @@ def test_adding_a_camera_grabs_a_frame_and_never_shows_its_credentials(api, rtsp
     assert image.shape == (360, 640, 3) and image.std() > 10  # a real picture, not a blank
 
     for path in ("/api/cameras", "/api/videos", f"/api/videos/{cam['id']}"):
-        listed = request(api.port, "GET", path, headers=ADMIN)
+        listed = request(api.port, "GET", path)
         assert listed.status == 200 and not secrets_in(listed.body), path
-    listed = request(api.port, "GET", "/api/cameras", headers=ADMIN).json()["videos"]
+    listed = request(api.port, "GET", "/api/cameras").json()["videos"]
     assert cam["id"] in [v["id"] for v in listed]
     assert not [rec.getMessage() for rec in caplog.records if secrets_in(rec.getMessage())]
     assert request(api.port, "DELETE", f"/api/videos/{cam['id']}").status == 204
@@ -154,9 +168,9 @@ def test_each_camera_failure_gets_a_clear_error_and_stores_nothing(
             assert message and not secrets_in(message) and wrong_password not in message, message
     finally:
         stop_hanging.set()
-    assert post_json(api.port, "/api/cameras", {"name": "x"}, ADMIN).error_code == "invalid_body"
-    assert post_json(api.port, "/api/cameras", b"{nope", ADMIN).error_code == "invalid_json"
-    assert post_json(api.port, "/api/cameras", {"name": "", "url": rtsp_camera.url}, ADMIN).status == 400
+    assert post_json(api.port, "/api/cameras", {"name": "x"}).error_code == "invalid_body"
+    assert post_json(api.port, "/api/cameras", b"{nope").error_code == "invalid_json"
+    assert post_json(api.port, "/api/cameras", {"name": "", "url": rtsp_camera.url}).status == 400
     assert count_videos(db_engine) == before  # nothing stored by a failed test
     logged = [rec.getMessage() for rec in caplog.records]
     assert not [m for m in logged if secrets_in(m) or wrong_password in m]
@@ -166,32 +180,28 @@ def test_rename_repoint_refresh_and_delete(api, rtsp_camera, sample_video):
     cam = add(api, "before", rtsp_camera.url).json()
     one = f"/api/cameras/{cam['id']}"
 
-    r = put_json(api.port, one, {"name": "after"}, ADMIN)
+    r = put_json(api.port, one, {"name": "after"})
     assert r.status == 200 and r.json()["name"] == "after" and r.json()["source_url"] == cam["source_url"]
     # a new URL is tested first: a wrong one changes nothing
-    r = put_json(api.port, one, {"url": rtsp_camera.url.replace("/cam", "/gone")}, ADMIN)
+    r = put_json(api.port, one, {"url": rtsp_camera.url.replace("/cam", "/gone")})
     assert r.error_code == "camera_not_found"
     assert request(api.port, "GET", f"/api/videos/{cam['id']}").json()["source_url"] == cam["source_url"]
-    r = put_json(api.port, one, {"url": rtsp_camera.url, "extra": 1}, ADMIN)
+    r = put_json(api.port, one, {"url": rtsp_camera.url, "extra": 1})
     assert r.error_code == "invalid_body"
 
     snapshot = api.storage / "cameras" / f"{cam['id']}.jpg"
     snapshot.unlink()  # the snapshot lost: the thumbnail says so, a refresh grabs a new one
     assert request(api.port, "GET", f"/api/videos/{cam['id']}/thumbnail").status == 404
-    r = request(api.port, "POST", f"{one}/snapshot", headers=ADMIN)
+    r = request(api.port, "POST", f"{one}/snapshot")
     assert r.status == 200 and snapshot.stat().st_size > 1000
     assert request(api.port, "GET", f"/api/videos/{cam['id']}/thumbnail").status == 200
 
     # an uploaded video is not a camera
     video = upload(api.port, {"name": "file"}, {"video": ("v.mp4", sample_video.read_bytes())}).json()
     assert video["source_kind"] == "file" and video["source_url"] is None
-    assert (
-        put_json(api.port, f"/api/cameras/{video['id']}", {"name": "x"}, ADMIN).error_code == "not_a_camera"
-    )
-    assert request(api.port, "POST", f"/api/cameras/{video['id']}/snapshot", headers=ADMIN).error_code == (
-        "not_a_camera"
-    )
-    assert put_json(api.port, "/api/cameras/424242", {"name": "x"}, ADMIN).error_code == "video_not_found"
+    assert put_json(api.port, f"/api/cameras/{video['id']}", {"name": "x"}).error_code == "not_a_camera"
+    assert request(api.port, "POST", f"/api/cameras/{video['id']}/snapshot").error_code == ("not_a_camera")
+    assert put_json(api.port, "/api/cameras/424242", {"name": "x"}).error_code == "video_not_found"
 
     assert request(api.port, "DELETE", f"/api/videos/{cam['id']}").status == 204
     assert not snapshot.exists()
@@ -242,13 +252,13 @@ def test_a_camera_streams_live_like_a_video_and_keeps_its_results(api, rtsp_came
     sync_redis.rpush(streams.violations_key(cid), '{"track_id": 1}')
     triggers = api.airflow_state.triggers
 
-    refused = request(api.port, "POST", start, b'{"realtime": false}')
+    refused = request(api.port, "POST", start, b'{"realtime": false}', {"Content-Type": "application/json"})
     assert (refused.status, refused.error_code) == (400, "invalid_realtime"), refused.body
     assert api.airflow_state.triggers == triggers
     assert request(api.port, "GET", f"/api/videos/{cid}").json()["status"] == "uploaded"
 
     for body in (b"", b'{"realtime": true}'):
-        r = request(api.port, "POST", start, body)
+        r = request(api.port, "POST", start, body, {"Content-Type": "application/json"})
         assert r.status == 201, r.body
         run = r.json()["dag_run"]
         assert run["dag_id"] == "video_streaming_pipeline"

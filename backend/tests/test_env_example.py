@@ -31,6 +31,7 @@ SETTINGS_CLASSES = [
 READ_ELSEWHERE = {
     "AIRFLOW_HOME": "airflow/run_standalone.sh",  # Airflow's home (also read by Airflow itself)
     "AIRFLOW_PORT": "airflow/run_standalone.sh",  # the api-server's port
+    "POSTGRES_PASSWORD": "docker-compose.yml",  # compose's PostgreSQL (the URLs carry it)
 }
 # Prefixes of variables passed to a tool as its own configuration: AIRFLOW__SECTION__KEY is
 # Airflow's configuration (read by Airflow, e.g. AIRFLOW__DATABASE__SQL_ALCHEMY_CONN).

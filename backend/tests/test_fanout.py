@@ -35,6 +35,7 @@ def test_hundred_clients_and_a_stalled_one(api, sample_video):
                 frame_bytes=FRAME_BYTES,
                 fps=FPS,
                 timeout_s=60,
+                client_headers=api.accounts["viewer"].auth,
             )
         )
         status = request(api.port, "GET", "/api/websocket/status").json()

@@ -9,7 +9,11 @@ import csv
 import io
 import json
 import re
+import sys
 import time
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,10 +30,12 @@ from backend.app import all_routes
 from backend.embedded import free_port
 from backend.openapi import openapi_document
 from backend.schemas import CalibrationIn
+from backend.services import probe, uploads
 from backend.services.airflow_client import AirflowClient
 from backend.tests.client import Response, multipart, put_json, request, upload
-from backend.tests.conftest import ADMIN, ORIGIN, TOKEN
+from backend.tests.conftest import ORIGIN, PASSWORD, TOKEN, sole_admin
 from backend.tests.ws import connect_status
+from testing.clips import declared_clip
 
 CALIBRATION = {
     "roi_polygon": [[5, 5], [90, 5], [90, 60], [5, 60]],
@@ -38,8 +44,14 @@ CALIBRATION = {
 }
 
 
+ID_NAMES = {"/api/violations/": "{violation_id}", "/api/users/": "{user_id}", "/api/tokens/": "{token_id}"}
+JSON = {"Content-Type": "application/json"}
+EVIL = "http://evil.example"
+PUBLIC = {("get", "/api/health"), ("post", "/api/auth/login"), ("post", "/api/auth/logout")}
+
+
 def to_openapi_path(pattern: str) -> str:
-    name = "{violation_id}" if pattern.startswith("/api/violations/") else "{video_id}"
+    name = next((n for prefix, n in ID_NAMES.items() if pattern.startswith(prefix)), "{video_id}")
     return re.sub(r"\(\[\^/\]\+\)", name, pattern)
 
 
@@ -70,6 +82,36 @@ def test_documented_methods_exist(doc):
                 continue
             handler = handlers[path]
             assert getattr(handler, method) is not getattr(handler.__mro__[-2], method, None), (path, method)
+
+
+def test_security_follows_the_access_rules(doc):
+    """Public operations (no security, no 401) are exactly the public ones; every other one takes
+    the session cookie or a bearer API token and documents 401; the operator and admin ones 403."""
+    handlers = {to_openapi_path(p): h for p, h in all_routes()}
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["sessionCookie"] == {**schemes["sessionCookie"], "type": "apiKey", "in": "cookie"}
+    assert schemes["sessionCookie"]["name"] == "traffic_session"
+    assert schemes["bearerToken"]["scheme"] == "bearer" and "adminToken" not in schemes
+    public = set()
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if path.startswith("/ws/backend/"):
+                assert op["security"] == [{"internalToken": []}]
+                continue
+            if path == "/ws/client/stream":  # the handler checks the login before the upgrade
+                assert op["security"] == [{"sessionCookie": []}, {"bearerToken": []}]
+                assert {"101", "401", "403"} <= set(op["responses"])
+                continue
+            if "security" not in op:
+                public.add((method, path))
+                continue
+            assert op["security"] == [{"sessionCookie": []}, {"bearerToken": []}], (method, path)
+            assert "401" in op["responses"], (method, path)
+            rule = getattr(handlers[path], "access", {}).get(method.upper(), "viewer")
+            assert ("403" in op["responses"]) == (rule != "viewer" or method != "get"), (method, path)
+            if method in ("post", "put", "delete"):
+                assert "origin_refused" in op["responses"]["403"]["description"], (method, path)
+    assert public == PUBLIC
 
 
 def test_refs_resolve(doc):
@@ -267,7 +309,51 @@ def add_stored_results(api, engine, vid: int) -> int:
     return violation_id
 
 
-def test_every_documented_response_is_real(api, doc, sample_video, db_engine, sync_redis, rtsp_camera):
+def check_upload_limits(api, doc: dict[str, Any], check: Checker, video_bytes: bytes, tmp_path: Path) -> None:
+    """The upload's refusals of issue 17: each 422 code its description names, a 300-byte name
+    (400 invalid_name), a full disk (507 before the body)."""
+    port, up = api.port, "/api/videos/upload"
+    responses = doc["paths"][up]["post"]["responses"]
+    huge = declared_clip(tmp_path / "huge.mkv", 16000, 16000)  # a header-only clip: nothing to decode
+    refusals = {
+        "video_too_large": upload(port, {"name": "huge"}, {"video": ("huge.mkv", huge.read_bytes())}),
+        "frame_rate_too_high": upload(port, {"name": "x", "fps": "500"}, {"video": ("v.mp4", video_bytes)}),
+    }
+    api.configure(MAX_VIDEO_DURATION_S=60)
+    try:  # 30 frames at the form's 0.1 frames/s: 300 s
+        refusals["video_too_long"] = upload(
+            port, {"name": "x", "fps": "0.1"}, {"video": ("v.mp4", video_bytes)}
+        )
+    finally:
+        api.configure()
+    hang = [sys.executable, "-c", "import time; time.sleep(60)"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(probe, "probe_command", lambda path, limits: hang)
+        api.configure(PROBE_TIMEOUT_S=0.5)
+        try:
+            refusals["probe_timeout"] = upload(port, {"name": "x"}, {"video": ("v.mp4", video_bytes)})
+        finally:
+            api.configure()
+    for code, r in refusals.items():
+        check(up, "post", r)
+        assert (r.status, r.error_code) == (422, code), r.body
+        assert code in responses["422"]["description"], code
+    long_name = upload(port, {"name": "n" * 300}, {"video": ("v.mp4", video_bytes)})
+    check(up, "post", long_name)
+    assert (long_name.status, long_name.error_code) == (400, "invalid_name"), long_name.body
+    assert "invalid_name" in responses["400"]["description"]
+    with pytest.MonkeyPatch.context() as patch:  # 1 MB free; the upload says 3 MB and sends nothing
+        patch.setattr(uploads.shutil, "disk_usage", lambda path: SimpleNamespace(free=2**20))
+        head = {"Content-Type": "multipart/form-data; boundary=b", "Content-Length": str(3 * 2**20)}
+        full = request(port, "POST", up, b"", head, timeout=10)
+    check(up, "post", full)
+    assert (full.status, full.error_code) == (507, "insufficient_storage"), full.body
+    assert "insufficient_storage" in responses["507"]["description"]
+
+
+def test_every_documented_response_is_real(
+    api, doc, sample_video, db_engine, sync_redis, rtsp_camera, tmp_path
+):
     check = Checker(doc)
     port = api.port
 
@@ -292,6 +378,7 @@ def test_every_documented_response_is_real(api, doc, sample_video, db_engine, sy
         call("post", up, up, iter([big]), headers={"Content-Type": content_type})
     finally:
         api.configure()
+    check_upload_limits(api, doc, check, video_bytes, tmp_path)
 
     # videos
     call("get", "/api/videos", "/api/videos")
@@ -359,7 +446,7 @@ def test_every_documented_response_is_real(api, doc, sample_video, db_engine, sy
     start, stop = "/api/videos/{video_id}/stream/start", "/api/videos/{video_id}/stream/stop"
     assert call("post", f"/api/videos/{vid}/stream/start", start, b"").status == 201
     assert call("post", f"/api/videos/{vid}/stream/start", start, b"").status == 409
-    call("post", f"/api/videos/{vid}/stream/start", start, b'{"realtime": "no"}')  # 400
+    call("post", f"/api/videos/{vid}/stream/start", start, b'{"realtime": "no"}', headers=JSON)  # 400
     call("post", "/api/videos/424242/stream/start", start, b"")
     assert call("delete", f"/api/videos/{vid}", one).status == 409
     assert call("post", f"/api/videos/{vid}/stream/stop", stop, b"").status == 202
@@ -378,9 +465,9 @@ def test_every_documented_response_is_real(api, doc, sample_video, db_engine, sy
         finally:
             api.app.airflow = original
 
-    # cameras (a real RTSP server on loopback; every route behind the admin token)
+    # cameras (a real RTSP server on loopback; adding and changing one needs an operator)
     cams, cam_one, cam_snap = "/api/cameras", "/api/cameras/{video_id}", "/api/cameras/{video_id}/snapshot"
-    admin = {"headers": {"Content-Type": "application/json", **ADMIN}}
+    admin = {"headers": JSON}
     added = call("post", cams, cams, json.dumps({"name": "cam", "url": rtsp_camera.url}).encode(), **admin)
     assert added.status == 201
     cid = added.json()["id"]
@@ -403,18 +490,11 @@ def test_every_documented_response_is_real(api, doc, sample_video, db_engine, sy
     finally:
         rtsp_camera.start()
         api.configure()
-    guarded = [("get", cams, cams), ("post", cams, cams), ("put", f"/api/cameras/{cid}", cam_one)]
-    guarded.append(("post", f"/api/cameras/{cid}/snapshot", cam_snap))
-    for method, path, template in guarded:
-        assert call(method, path, template, b"{}").status == 401  # no token
-    api.configure(ADMIN_TOKEN="")
-    try:
-        for method, path, template in guarded:
-            assert call(method, path, template, b"{}", **admin).status == 403  # management off
-    finally:
-        api.configure()
     # a camera streams live only; its health (here from a live producer's progress) in its answers
-    assert call("post", f"/api/videos/{cid}/stream/start", start, b'{"realtime": false}').status == 400
+    assert (
+        call("post", f"/api/videos/{cid}/stream/start", start, b'{"realtime": false}', headers=JSON).status
+        == 400
+    )
     assert call("post", f"/api/videos/{cid}/stream/start", start, b"").status == 201
     progress = StreamProgress.update(
         ProgressWriter.PRODUCER,
@@ -442,6 +522,13 @@ def test_every_documented_response_is_real(api, doc, sample_video, db_engine, sy
     assert call("delete", f"/api/videos/{vid}", one).status == 204
     call("delete", f"/api/videos/{vid}", one)  # 404
 
+    # accounts: login, logout, the caller, users, tokens, the audit log
+    check_accounts(api, call, sync_redis, db_engine)
+
+    # every operation's access: 401 without credentials, 403 for a viewer below its role or a
+    # foreign Origin on a write, 415 for a JSON body sent as another type
+    check_access(api, doc, call, sync_redis)
+
     # system routes
     call("get", "/api/websocket/status", "/api/websocket/status")
     call("get", "/api/openapi.json", "/api/openapi.json")
@@ -466,10 +553,106 @@ def test_every_documented_response_is_real(api, doc, sample_video, db_engine, sy
         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
         "Sec-WebSocket-Version": "13",
     }
-    call("get", client, client, headers={**upgrade, "Origin": "http://evil.example"})  # 403
+    call("get", client, client, headers={**upgrade, "Origin": EVIL})  # 403
+    assert call("get", client, client, headers=upgrade, auth=False).status == 401  # not logged in
     for path in ("/ws/backend/processed", "/ws/backend/analytics"):
         check(path, "get", asyncio.run(connect_status(f"{ws}{path}", origin=None, token=TOKEN)))
         call("get", path, path, headers=upgrade)  # 401: no token
 
     assert check.documented() - check.seen == set()
     assert check.documented_media() - check.media == set()
+
+
+LIMIT_KEY = "auth:login-failures:127.0.0.1"  # the login limiter's counter of this address
+
+
+def check_accounts(api, call, sync_redis, db_engine) -> None:
+    login, logout, me = "/api/auth/login", "/api/auth/logout", "/api/auth/me"
+    sync_redis.delete(LIMIT_KEY)
+    try:
+        good = json.dumps({"username": "test-viewer", "password": PASSWORD}).encode()
+        r = call("post", login, login, good, headers=JSON, auth=False)
+        assert r.status == 200 and "traffic_session=" in r.headers["Set-Cookie"]
+        cookie = r.headers["Set-Cookie"].split(";", 1)[0]
+        assert call("get", me, me, headers={"Cookie": cookie}, auth=False).json()["username"] == "test-viewer"
+        wrong = json.dumps({"username": "test-viewer", "password": "not the password"}).encode()
+        assert call("post", login, login, wrong, headers=JSON, auth=False).status == 401
+        assert call("post", login, login, b'{"username": 1}', headers=JSON, auth=False).status == 400
+        sync_redis.set(LIMIT_KEY, 10, ex=60)
+        limited = call("post", login, login, good, headers=JSON, auth=False)
+        assert limited.status == 429 and int(limited.headers["Retry-After"]) > 0
+    finally:
+        sync_redis.delete(LIMIT_KEY)
+    assert call("post", logout, logout, headers={"Cookie": cookie}, auth=False).status == 204
+    assert call("get", me, me, headers={"Cookie": cookie}, auth=False).status == 401
+    assert call("get", me, me).json()["role"] == "admin"
+
+    users, user = "/api/users", "/api/users/{user_id}"
+    assert "test-operator" in {u["username"] for u in call("get", users, users).json()["users"]}
+    name = f"openapi-{uuid.uuid4().hex[:8]}"
+    new = {"username": name, "password": PASSWORD, "role": "viewer"}
+    created = call("post", users, users, json.dumps(new).encode(), headers=JSON)
+    assert created.status == 201
+    uid = created.json()["id"]
+    assert call("post", users, users, json.dumps(new).encode(), headers=JSON).status == 409
+    assert (
+        call("post", users, users, json.dumps({**new, "password": "short"}).encode(), headers=JSON).status
+        == 400
+    )
+    changed = call("put", f"/api/users/{uid}", user, b'{"role": "operator", "disabled": true}', headers=JSON)
+    assert changed.json()["role"] == "operator" and changed.json()["disabled"] is True
+    assert call("put", f"/api/users/{uid}", user, b'{"role": "root"}', headers=JSON).status == 400
+    assert call("put", "/api/users/424242", user, b'{"disabled": false}', headers=JSON).status == 404
+    admin_id = next(
+        u["id"] for u in call("get", users, users).json()["users"] if u["username"] == "test-admin"
+    )
+    with sole_admin(db_engine):
+        demote = call("put", f"/api/users/{admin_id}", user, b'{"role": "operator"}', headers=JSON)
+        assert demote.status == 409 and demote.error_code == "last_admin"
+        assert call("delete", f"/api/users/{admin_id}", user).error_code == "last_admin"
+    assert call("delete", f"/api/users/{uid}", user).status == 204
+    assert call("delete", f"/api/users/{uid}", user).status == 404
+
+    tokens, token = "/api/tokens", "/api/tokens/{token_id}"
+    made = call("post", tokens, tokens, b'{"name": "openapi"}', headers=JSON)
+    assert made.status == 201 and made.json()["token"].startswith("tms_")
+    assert call("post", tokens, tokens, b'{"name": ""}', headers=JSON).status == 400
+    assert made.json()["id"] in {t["id"] for t in call("get", tokens, tokens).json()["tokens"]}
+    assert call("delete", f"/api/tokens/{made.json()['id']}", token).status == 204
+    assert call("delete", f"/api/tokens/{made.json()['id']}", token).status == 404
+
+    audit = "/api/audit"
+    entries = call("get", f"{audit}?limit=5", audit).json()["entries"]
+    assert 0 < len(entries) <= 5 and entries == sorted(entries, key=lambda e: -e["id"])
+    assert (
+        call("get", f"{audit}?before={entries[-1]['id']}&limit=1", audit).json()["entries"][0]["id"]
+        < entries[-1]["id"]
+    )
+    assert call("get", f"{audit}?limit=0", audit).error_code == "invalid_limit"
+
+
+def check_access(api, doc, call, sync_redis) -> None:
+    viewer = api.accounts["viewer"].auth
+    sync_redis.delete(LIMIT_KEY)
+    try:
+        for template, item in doc["paths"].items():
+            if template.startswith("/ws/"):
+                continue
+            path = re.sub(r"{\w+}", "424242", template)
+            for method, op in item.items():
+                write = method in ("post", "put", "delete")
+                body = b"{}" if method in ("post", "put") else None
+                if "security" in op:  # no credentials
+                    r = call(method, path, template, body, headers=JSON, auth=False)
+                    assert (r.status, r.error_code) == (401, "unauthorized"), (method, path)
+                if write:  # a foreign page's request, whoever's credentials it carries
+                    r = call(method, path, template, body, headers={**JSON, "Origin": EVIL})
+                    assert (r.status, r.error_code) == (403, "origin_refused"), (method, path)
+                elif "403" in op["responses"]:  # an admin's or an operator's GET: not a viewer's
+                    r = call(method, path, template, headers=viewer)
+                    assert (r.status, r.error_code) == (403, "forbidden"), (method, path)
+                if "application/json" in op.get("requestBody", {}).get("content", {}):
+                    r = call(method, path, template, b"{}", headers={"Content-Type": "text/plain"})
+                    assert (r.status, r.error_code) == (415, "unsupported_media_type"), (method, path)
+    finally:
+        sync_redis.delete(LIMIT_KEY)

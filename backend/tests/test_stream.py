@@ -11,6 +11,8 @@ from backend.services.airflow_client import AirflowClient, AirflowError, Airflow
 from backend.services.errors import airflow_failure
 from backend.tests.client import request, upload
 
+JSON = {"Content-Type": "application/json"}
+
 
 @pytest.fixture
 def video(api, sample_video) -> dict:
@@ -93,14 +95,14 @@ def test_airflow_token_is_reused(api, video, sample_video):
 
 def test_start_realtime_false_goes_into_the_conf(api, video):
     vid = video["id"]
-    r = request(api.port, "POST", f"/api/videos/{vid}/stream/start", b'{"realtime": false}')
+    r = request(api.port, "POST", f"/api/videos/{vid}/stream/start", b'{"realtime": false}', JSON)
     assert r.status == 201, r.body
     assert r.json()["dag_run"]["conf"] == {"video_id": vid, "realtime": False}
     api.airflow_state.finish_all()
-    r = request(api.port, "POST", f"/api/videos/{vid}/stream/start", b'{"realtime": true}')
+    r = request(api.port, "POST", f"/api/videos/{vid}/stream/start", b'{"realtime": true}', JSON)
     assert r.json()["dag_run"]["conf"] == {"video_id": vid, "realtime": True}
     api.airflow_state.finish_all()
-    r = request(api.port, "POST", f"/api/videos/{vid}/stream/start", b"{}")
+    r = request(api.port, "POST", f"/api/videos/{vid}/stream/start", b"{}", JSON)
     assert r.json()["dag_run"]["conf"] == {"video_id": vid, "realtime": True}
 
 
@@ -116,7 +118,7 @@ def test_start_realtime_false_goes_into_the_conf(api, video):
 )
 def test_start_bad_body_is_400_and_triggers_nothing(api, video, body, code):
     triggers = api.airflow_state.triggers
-    r = request(api.port, "POST", f"/api/videos/{video['id']}/stream/start", body)
+    r = request(api.port, "POST", f"/api/videos/{video['id']}/stream/start", body, JSON)
     assert r.status == 400, r.body
     assert r.error_code == code
     assert api.airflow_state.triggers == triggers

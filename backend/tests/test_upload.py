@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.tests import client
 from backend.tests.client import multipart, raw_exchange, request, upload
 from backend.tests.conftest import SHARED_VIDEO, count_videos, make_video
 
@@ -161,8 +162,9 @@ def test_upload_over_limit_streamed_gets_413(api, nothing_stored):
 def test_upload_over_limit_by_content_length_answers_before_the_body(api, nothing_stored):
     api.configure(MAX_UPLOAD_MB=1)
     head = (
-        "POST /api/videos/upload HTTP/1.1\r\nHost: x\r\n"
-        "Content-Type: multipart/form-data; boundary=b\r\n"
+        "POST /api/videos/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in client.DEFAULT_AUTH.items())
+        + "Content-Type: multipart/form-data; boundary=b\r\n"
         f"Content-Length: {3 * 1024 * 1024}\r\nExpect: 100-continue\r\n\r\n"
     ).encode()
     answer = raw_exchange(api.port, head)

@@ -63,7 +63,7 @@ def test_unknown_video(api, path):
 )
 def test_unknown_video_everywhere(api, suffix, method):
     body = json.dumps(CALIBRATION).encode() if method == "PUT" else (b"" if method == "POST" else None)
-    r = request(api.port, method, f"/api/videos/424242{suffix}", body)
+    r = request(api.port, method, f"/api/videos/424242{suffix}", body, {"Content-Type": "application/json"})
     assert r.status == 404
     assert r.error_code == "video_not_found"
 

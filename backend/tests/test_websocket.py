@@ -9,7 +9,7 @@ import json
 import pytest
 
 from backend.tests.client import request, upload
-from backend.tests.conftest import wait_until
+from backend.tests.conftest import TOKEN, wait_until
 from backend.tests.ws import connect, connect_status, ingest, recv, subscribe
 
 
@@ -227,11 +227,12 @@ def test_redelivered_messages_reach_clients_once(api, video_id):
 @pytest.mark.parametrize("kind", ["processed", "analytics"])
 def test_ingest_without_token_refused(api, kind):
     url = f"{api.ws_url}/ws/backend/{kind}"
-    assert asyncio.run(connect_status(url, origin=None)) == 401
+    assert asyncio.run(connect_status(url, origin=None, auth=False)) == 401
+    assert asyncio.run(connect_status(url, origin=None)) == 401  # a user's API token is not it
     assert asyncio.run(connect_status(url, origin=None, token="wrong")) == 401
-    assert asyncio.run(connect_status(url, origin=None, token="test-internal-token")) == 101
+    assert asyncio.run(connect_status(url, origin=None, token=TOKEN)) == 101
     # a browser (any Origin) is refused even with the token
-    assert asyncio.run(connect_status(url, token="test-internal-token")) == 403
+    assert asyncio.run(connect_status(url, token=TOKEN)) == 403
 
 
 def test_disallowed_origin_refused(api):

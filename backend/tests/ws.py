@@ -13,13 +13,15 @@ from typing import Any
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from backend.tests import client
 from backend.tests.conftest import ORIGIN, TOKEN
 
 
 async def connect(
-    url: str, *, origin: str | None = ORIGIN, token: str | None = None
+    url: str, *, origin: str | None = ORIGIN, token: str | None = None, auth: bool = True
 ) -> WebSocketClientConnection:
-    headers = {}
+    """``token``: a bearer token; else the session's default credentials (``auth=False``: none)."""
+    headers = dict(client.DEFAULT_AUTH) if auth else {}
     if origin:
         headers["Origin"] = origin
     if token:
@@ -66,7 +68,9 @@ class NeverReadingClient:
             (
                 "GET /ws/client/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                f"Origin: {ORIGIN}\r\n\r\n"
+                f"Origin: {ORIGIN}\r\n"
+                + "".join(f"{k}: {v}\r\n" for k, v in client.DEFAULT_AUTH.items())
+                + "\r\n"
             ).encode()
         )
         head = b""

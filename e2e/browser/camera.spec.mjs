@@ -3,7 +3,7 @@
 // RTSP server with a user and password, and asserts on the JSON this script writes.
 //
 //   CAMERA_URL=rtsp://user:password@127.0.0.1:PORT/cam CAMERA_PASSWORD=password \
-//   ADMIN_TOKEN=... CAMERA_CONTROL=DIR node e2e/browser/camera.spec.mjs CONFIG.json
+//   OPERATOR_USER=... OPERATOR_PASSWORD=... CAMERA_CONTROL=DIR node e2e/browser/camera.spec.mjs CONFIG.json
 //
 // CONFIG.json: {"base_url", "camera_name", "fps", "artifacts": folder for screenshots, "result":
 // where to write the result JSON}. The secrets come by the environment only: never written to
@@ -21,7 +21,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { canvasProbe, createRun, framesSeen, recorder, sleep, until } from './lib.mjs';
+import { canvasProbe, createRun, framesSeen, login, recorder, sleep, until } from './lib.mjs';
 
 const config = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const base = config.base_url.replace(/\/$/, '');
@@ -34,11 +34,13 @@ const env = (name) => {
 };
 const CAMERA_URL = env('CAMERA_URL');
 const PASSWORD = env('CAMERA_PASSWORD');
-const ADMIN_TOKEN = env('ADMIN_TOKEN');
+// the operator who adds and watches the camera (issue 17: the page needs a login)
+const OPERATOR = { username: env('OPERATOR_USER'), password: env('OPERATOR_PASSWORD') };
 const CONTROL = env('CAMERA_CONTROL');
 
 /** Never a secret in what this script writes: the result, the logs, the page errors. */
-const scrub = (s) => String(s).split(PASSWORD).join('***').split(ADMIN_TOKEN).join('***');
+const scrub = (s) =>
+  String(s).split(PASSWORD).join('***').split(OPERATOR.password).join('***');
 
 const run = createRun({
   name: 'camera',
@@ -149,11 +151,12 @@ async function whereShown(secret) {
 
 async function checkSecrets(where) {
   seen.password_shown[where] = await whereShown(PASSWORD);
-  // the token is typed into a password field and kept in this tab's sessionStorage on purpose;
-  // it must not be shown as text
-  seen.token_shown[where] = (await whereShown(ADMIN_TOKEN)).filter(
-    (w) => !w.startsWith('sessionStorage'),
-  );
+  // neither the operator's password nor the session (an HttpOnly cookie: not readable by scripts)
+  const cookieReadable = await page.evaluate(() => document.cookie.includes('traffic_session'));
+  seen.token_shown[where] = [
+    ...(await whereShown(OPERATOR.password)),
+    ...(cookieReadable ? ['document.cookie'] : []),
+  ];
 }
 
 const frameNumber = () => number('[data-testid=frame-number]').catch(() => null);
@@ -184,12 +187,12 @@ run.main({ initScripts: [recorder, cameraRecorder] }, async ({ page: opened }) =
 
   let videoId;
   await step('add-camera', async () => {
+    seen.session = await login(page, base, OPERATOR);
     await page.goto(`${base}/`);
     await page.getByRole('heading', { name: 'Add a camera', level: 2 }).waitFor();
     const form = page.getByTestId('add-camera');
     await form.getByLabel('Name', { exact: true }).fill(config.camera_name);
     await form.getByLabel('Camera URL', { exact: true }).fill(CAMERA_URL);
-    await form.getByLabel('Admin token', { exact: true }).fill(ADMIN_TOKEN);
     const shots = [];
     await form.getByRole('button', { name: 'Test and add' }).click();
     // the server grabs a frame first (up to ~5 s): the progress shows meanwhile

@@ -5,13 +5,15 @@
 //   node e2e/browser/dashboard.spec.mjs CONFIG.json
 //
 // CONFIG.json: {"base_url", "control_url", "clip", "calibration": CALIB.json, "truth": truth dict,
-// "artifacts": folder for screenshots and downloads, "result": where to write the result JSON}.
+// "operator" and "viewer": {"username", "password"} of two accounts, "api_token": a token for the
+// script's own REST reads, "artifacts": folder for screenshots and downloads, "result": where to
+// write the result JSON}. The journey is an operator's; the last step checks what a viewer sees.
 // Each step is recorded (name, ok, ms, screenshot, error); the observations go under `seen`, the
 // axe-core violations per page under `axe`. Exit code 0 when every step ran, 1 otherwise.
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { canvasProbe, createRun, framesSeen, sleep, until } from './lib.mjs';
+import { canvasProbe, createRun, framesSeen, login, sleep, until } from './lib.mjs';
 
 const config = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const base = config.base_url.replace(/\/$/, '');
@@ -33,7 +35,9 @@ async function control(action) {
 }
 
 async function api(pathname) {
-  const r = await fetch(`${base}${pathname}`);
+  const r = await fetch(`${base}${pathname}`, {
+    headers: { Authorization: `Bearer ${config.api_token}` },
+  });
   if (!r.ok) throw new Error(`GET ${pathname}: ${r.status}`);
   return r.json();
 }
@@ -59,6 +63,7 @@ run.main({ contextOptions: { acceptDownloads: true } }, async ({ context, page: 
   page = opened;
   let videoId;
   await step('upload', async () => {
+    seen.operator_session = await login(page, base, config.operator);
     await page.goto(`${base}/`);
     await page.getByRole('heading', { name: 'Videos', level: 1 }).waitFor();
     // Loopback uploads a few MB in milliseconds: throttle the upload so that the progress bar
@@ -436,5 +441,36 @@ run.main({ contextOptions: { acceptDownloads: true } }, async ({ context, page: 
     shots.push(await shot('12-report-tables'));
     await axeOn('report');
     return shots;
+  });
+  await step('viewer', async () => {
+    // a viewer, in a browser of its own: watches and reads, is offered no start, upload or delete
+    const other = await context.browser().newContext();
+    const viewerPage = await other.newPage();
+    try {
+      seen.viewer_session = await login(viewerPage, base, config.viewer);
+      await viewerPage.getByRole('heading', { name: 'Videos', level: 1 }).waitFor();
+      await viewerPage.locator(`a[href="/videos/${videoId}"]`).first().waitFor();
+      const count = (testid) => viewerPage.getByTestId(testid).count();
+      seen.viewer_controls = {
+        upload_form: await count('upload-form'),
+        add_camera: await count('add-camera'),
+        delete: await count('delete-video'),
+      };
+      await viewerPage.goto(`${base}/videos/${videoId}`);
+      await viewerPage.locator('[data-testid=frame-canvas]').waitFor();
+      await sleep(500);
+      seen.viewer_controls.start = await viewerPage
+        .getByRole('button', { name: /^Start/ })
+        .count();
+      seen.viewer_controls.stop = await count('stop');
+      await viewerPage.screenshot({ path: path.join(artifacts, '13-viewer.png') });
+      // logging out ends the session: the page goes back to the login form
+      await viewerPage.getByTestId('logout').click();
+      await viewerPage.waitForURL((url) => url.pathname.startsWith('/login'), { timeout: 15_000 });
+      seen.viewer_logged_out = true;
+    } finally {
+      await other.close();
+    }
+    return [path.join(artifacts, '13-viewer.png')];
   });
 });

@@ -9,6 +9,8 @@ import { chromium } from 'playwright-core';
 
 const require = createRequire(import.meta.url);
 export const AXE_PATH = require.resolve('axe-core/axe.min.js');
+let axeSource;
+const AXE_SOURCE = () => (axeSource ??= fs.readFileSync(AXE_PATH, 'utf8'));
 export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
 export async function launch() {
@@ -125,7 +127,9 @@ export function framesSeen(before, first, second) {
 /** axe-core on the page as it is: the violations, reduced to what a report needs. */
 export async function axe(page) {
   if (!(await page.evaluate(() => 'axe' in window))) {
-    await page.addScriptTag({ path: AXE_PATH });
+    // evaluated by the DevTools protocol, not as a <script> of the page: the page's CSP
+    // (script-src 'self', issue 17) stays in force for everything the page itself runs
+    await page.evaluate(AXE_SOURCE());
   }
   const result = await page.evaluate(async () => {
     // eslint-disable-next-line no-undef
@@ -297,5 +301,24 @@ export function createRun({ name, config, scrub = (s) => String(s), seen = {} })
     number,
     framesDrawn,
     main,
+  };
+}
+
+/**
+ * Logs in through the dashboard's login page as `{ username, password }` (issue 17) and waits
+ * until the app has left it (it returns to `returnPath`, `/` by default). Returns the session
+ * user and role the header shows.
+ */
+export async function login(page, base, { username, password }, returnPath = '/') {
+  await page.goto(`${base}/login?returnUrl=${encodeURIComponent(returnPath)}`);
+  await page.getByTestId('login-username').fill(username);
+  await page.getByTestId('login-password').fill(password);
+  await page.getByTestId('login-submit').click();
+  await page.waitForURL((url) => !url.pathname.startsWith('/login'), { timeout: 15_000 });
+  const user = page.getByTestId('session-user');
+  await user.waitFor({ timeout: 15_000 });
+  return {
+    user: (await user.innerText()).trim(),
+    role: (await page.getByTestId('session-role').innerText()).trim(),
   };
 }

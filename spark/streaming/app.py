@@ -127,6 +127,9 @@ def build_session(settings: SparkSettings, app_name: str = "traffic-streaming"):
         .config("spark.driver.memory", settings.SPARK_DRIVER_MEMORY)
         .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
         .config("spark.ui.enabled", str(settings.SPARK_UI).lower())
+        # The UI shows the application to whoever reaches it: at least its buttons that kill
+        # jobs and stages are off (make demo also binds it on loopback: SPARK_LOCAL_IP)
+        .config("spark.ui.killEnabled", "false")
     )
     return builder.getOrCreate()
 
@@ -286,6 +289,8 @@ def main() -> int:
     options = {
         "host": settings.REDIS_HOST,
         "port": str(settings.REDIS_PORT),
+        # Spark redacts option values whose key matches spark.redaction.regex (password) in its UI
+        "password": settings.REDIS_PASSWORD,
         "maxEntriesPerBatch": str(settings.MAX_ENTRIES_PER_BATCH),
         # One partition: with one shuffle partition the stateful stage then needs no exchange.
         # The detector and the embedder use every core themselves.

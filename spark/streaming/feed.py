@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=600)
     args = p.parse_args(argv)
     settings = CommonSettings()
-    client = redis.Redis(host=settings.REDIS_HOST, port=settings.REDIS_PORT)
+    client = redis.Redis(
+        host=settings.REDIS_HOST, port=settings.REDIS_PORT, password=settings.REDIS_PASSWORD or None
+    )
     calib = CalibrationFile.load(args.calibration)
     if args.fps:  # --fps wins over the calibration's
         calib = calib.model_copy(update={"fps": args.fps})

@@ -38,8 +38,8 @@ log = logging.getLogger("traffic_streaming.publisher")
 class Publisher:
     """A process-wide Redis client of the Python worker, opened on first use."""
 
-    def __init__(self, host: str, port: int, db: int = 0) -> None:
-        self.options = {"host": host, "port": str(port), "db": str(db)}
+    def __init__(self, host: str, port: int, db: int = 0, password: str = "") -> None:
+        self.options = {"host": host, "port": str(port), "db": str(db), "password": password}
         self._client: Any = None
         self._failing = False
 
@@ -164,14 +164,14 @@ class Publisher:
                 handed = sid  # processed by the caller: read
 
 
-_PUBLISHERS: dict[tuple[str, int], Publisher] = {}
+_PUBLISHERS: dict[tuple[str, int, str], Publisher] = {}
 PULLED_MARK_S = 0.25  # how often ``pull`` updates ``streams.PULLED_KEY`` while it reads
 
 
-def get_publisher(host: str, port: int) -> Publisher:
-    key = (host, port)
+def get_publisher(host: str, port: int, password: str = "") -> Publisher:
+    key = (host, port, password)
     if key not in _PUBLISHERS:
-        _PUBLISHERS[key] = Publisher(host, port)
+        _PUBLISHERS[key] = Publisher(host, port, password=password)
     return _PUBLISHERS[key]
 
 

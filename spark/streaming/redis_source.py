@@ -66,14 +66,15 @@ def next_id(stream_id: str) -> str:
 
 
 def redis_client(options: dict[str, str]) -> Any:
-    """A binary-safe client on the ``host``/``port``/``db`` options (the application passes its
-    settings' REDIS_HOST/REDIS_PORT; default 127.0.0.1:6379)."""
+    """A binary-safe client on the ``host``/``port``/``db``/``password`` options (the application
+    passes its settings' REDIS_HOST/REDIS_PORT/REDIS_PASSWORD; default 127.0.0.1:6379, no AUTH)."""
     import redis
 
     return redis.Redis(
         host=options.get("host") or "127.0.0.1",
         port=int(options.get("port") or 6379),
         db=int(options.get("db") or 0),
+        password=options.get("password") or None,
         socket_timeout=30,
         socket_connect_timeout=10,
         health_check_interval=30,

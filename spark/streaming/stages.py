@@ -584,7 +584,7 @@ def make_state_processor(settings: SparkSettings) -> Any:
                 value = self.state.get()
                 blob = bytes(value[0]) if value and value[0] is not None else None
             started = time.perf_counter()
-            publisher = get_publisher(settings.REDIS_HOST, settings.REDIS_PORT)
+            publisher = get_publisher(settings.REDIS_HOST, settings.REDIS_PORT, settings.REDIS_PASSWORD)
             out, new_blob = process_video_rows(video_id, pdf, blob, settings=settings, publisher=publisher)
             if settings.LOG_TIMING:
                 log.info(

@@ -13,6 +13,7 @@ import {
 import { RouterLink } from '@angular/router';
 
 import { ApiFailure, apiFailure } from '../core/api-error';
+import { AuthService } from '../core/auth.service';
 import { CalibrationRequest, Point, Video } from '../core/models';
 import { VideoService } from '../core/video.service';
 import { fixed } from '../shared/format';
@@ -115,6 +116,8 @@ export function errorField(failure: ApiFailure): keyof FieldErrors {
 export class CalibrationEditorComponent implements OnInit {
   readonly id = input.required<string>();
   private readonly api = inject(VideoService);
+  /** saving needs the operator role (the route sends a viewer to the live view) */
+  readonly canOperate = inject(AuthService).canOperate;
   private readonly canvasRef = viewChild<ElementRef<HTMLCanvasElement>>('editorCanvas');
 
   readonly video = signal<Video | null>(null);

@@ -1,14 +1,7 @@
-import {
-  HttpClient,
-  HttpEvent,
-  HttpEventType,
-  HttpHeaders,
-  HttpParams,
-} from '@angular/common/http';
+import { HttpClient, HttpEvent, HttpEventType, HttpParams } from '@angular/common/http';
 import { Injectable, inject } from '@angular/core';
 import { Observable, filter, map } from 'rxjs';
 
-import { AdminTokenStore } from './admin-token';
 import {
   CalibrationRequest,
   CalibrationResponse,
@@ -45,12 +38,11 @@ export function windowParams(query: ReportWindowQuery, csv = false): HttpParams 
 
 /**
  * REST client of `/api/videos…` and `/api/cameras…` (relative URLs: the backend serves the app on
- * the same origin). Only the camera routes carry the admin token.
+ * the same origin; the session cookie goes with every request).
  */
 @Injectable({ providedIn: 'root' })
 export class VideoService {
   private readonly http = inject(HttpClient);
-  private readonly adminToken = inject(AdminTokenStore);
   static readonly base = '/api/videos';
   static readonly cameras = '/api/cameras';
 
@@ -132,36 +124,24 @@ export class VideoService {
     return `${VideoService.base}/${id}/report?${windowParams(query, true)}`;
   }
 
-  // ---- cameras (admin token) -------------------------------------------------------------------
-
-  /** `Authorization: Bearer <admin token>`: for the camera routes only. */
-  private adminHeaders(): HttpHeaders {
-    const token = this.adminToken.get();
-    return token ? new HttpHeaders({ Authorization: `Bearer ${token}` }) : new HttpHeaders();
-  }
+  // ---- cameras (the operator role) ------------------------------------------------------------
 
   listCameras(): Observable<Video[]> {
-    return this.http
-      .get<VideoList>(VideoService.cameras, { headers: this.adminHeaders() })
-      .pipe(map((body) => body.videos));
+    return this.http.get<VideoList>(VideoService.cameras).pipe(map((body) => body.videos));
   }
 
   /** Tests the connection (the backend grabs a frame, up to ~5 s), then stores the camera. */
   createCamera(body: CameraCreateRequest): Observable<Video> {
-    return this.http.post<Video>(VideoService.cameras, body, { headers: this.adminHeaders() });
+    return this.http.post<Video>(VideoService.cameras, body);
   }
 
   updateCamera(id: number, body: CameraUpdateRequest): Observable<Video> {
-    return this.http.put<Video>(`${VideoService.cameras}/${id}`, body, {
-      headers: this.adminHeaders(),
-    });
+    return this.http.put<Video>(`${VideoService.cameras}/${id}`, body);
   }
 
   /** A new frame of the camera to calibrate on (becomes its thumbnail). */
   cameraSnapshot(id: number): Observable<Video> {
-    return this.http.post<Video>(`${VideoService.cameras}/${id}/snapshot`, null, {
-      headers: this.adminHeaders(),
-    });
+    return this.http.post<Video>(`${VideoService.cameras}/${id}/snapshot`, null);
   }
 
   thumbnailUrl(id: number): string {

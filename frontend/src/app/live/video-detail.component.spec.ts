@@ -5,8 +5,10 @@ import { ComponentFixture, TestBed } from '@angular/core/testing';
 import { provideRouter } from '@angular/router';
 import { Subject } from 'rxjs';
 
+import { Role } from '../core/auth-models';
 import { AnalyticsData, CameraHealth, ProcessedFrameData, Video } from '../core/models';
 import { WebsocketService } from '../core/websocket.service';
+import { provideSession } from '../testing/session';
 import {
   CAMERA_POLL_MS,
   Phase,
@@ -132,6 +134,7 @@ describe('VideoDetailComponent (live frames)', () => {
         provideHttpClientTesting(),
         provideRouter([]),
         { provide: WebsocketService, useValue: ws },
+        provideSession('operator'),
       ],
     });
     http = TestBed.inject(HttpTestingController);
@@ -294,6 +297,7 @@ describe('VideoDetailComponent (camera health)', () => {
         provideHttpClientTesting(),
         provideRouter([]),
         { provide: WebsocketService, useValue: ws },
+        provideSession('operator'),
       ],
     });
     http = TestBed.inject(HttpTestingController);
@@ -345,5 +349,80 @@ describe('VideoDetailComponent (camera health)', () => {
     http.expectOne('/api/videos/3').flush(source('file', null));
     fixture.detectChanges();
     expect(banner()).toBeNull();
+  });
+});
+
+describe('VideoDetailComponent (roles)', () => {
+  const file: Video = {
+    id: 3,
+    name: 'clip',
+    status: 'uploaded',
+    fps: 25,
+    frame_count: 500,
+    width: 640,
+    height: 360,
+    duration: 20,
+    roi: null,
+    calibrate_coordinates: null,
+    homography_matrix: null,
+    created_at: null,
+    updated_at: null,
+  };
+
+  afterEach(() => vi.unstubAllGlobals());
+
+  async function open(role: Role): Promise<HTMLElement> {
+    const ws = {
+      state: signal('open').asReadonly(),
+      errors$: new Subject<string>(),
+      frames: () => new Subject<ProcessedFrameData>(),
+      analytics: () => new Subject<AnalyticsData>(),
+      expectTraffic: () => undefined,
+    };
+    TestBed.configureTestingModule({
+      imports: [VideoDetailComponent],
+      providers: [
+        provideHttpClient(),
+        provideHttpClientTesting(),
+        provideRouter([]),
+        { provide: WebsocketService, useValue: ws },
+        provideSession(role),
+      ],
+    });
+    const http = TestBed.inject(HttpTestingController);
+    vi.stubGlobal('fetch', () => Promise.reject(new Error('no fetch in the test')));
+    const fixture = TestBed.createComponent(VideoDetailComponent);
+    fixture.componentRef.setInput('id', '3');
+    fixture.detectChanges();
+    http.expectOne('/api/videos/3').flush(file);
+    http.expectOne('/api/videos/3/violations').flush({ video_id: 3, violations: [] });
+    http
+      .expectOne('/api/videos/3/analytics')
+      .flush({ error: { code: 'x', message: 'none' } }, { status: 404, statusText: 'Not Found' });
+    fixture.detectChanges();
+    await fixture.whenStable();
+    return fixture.nativeElement as HTMLElement;
+  }
+
+  const calibrateLinks = (el: HTMLElement) =>
+    [...el.querySelectorAll('a')].filter((a) => a.textContent?.includes('Calibrate')).length;
+
+  it('a viewer watches: no start, stop nor calibrate', async () => {
+    const el = await open('viewer');
+    expect(el.querySelector('[data-testid=start-live]')).toBeNull();
+    expect(el.querySelector('[data-testid=start-every-frame]')).toBeNull();
+    expect(el.querySelector('[data-testid=stop]')).toBeNull();
+    expect(el.querySelector('[data-testid=viewer-note]')).not.toBeNull();
+    expect(calibrateLinks(el)).toBe(0);
+    expect(el.textContent).toContain('An operator must calibrate it first.');
+  });
+
+  it('an operator starts and stops, and calibrates', async () => {
+    const el = await open('operator');
+    expect(el.querySelector('[data-testid=start-live]')?.textContent?.trim()).toBe('Start live');
+    expect(el.querySelector('[data-testid=start-every-frame]')).not.toBeNull();
+    expect(el.querySelector<HTMLButtonElement>('[data-testid=stop]')?.disabled).toBe(true);
+    expect(el.querySelector('[data-testid=viewer-note]')).toBeNull();
+    expect(calibrateLinks(el)).toBe(2);
   });
 });

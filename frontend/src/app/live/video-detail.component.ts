@@ -17,6 +17,7 @@ import { filter, interval } from 'rxjs';
 
 import { AIRFLOW_UI_URL, airflowRunUrl } from '../core/airflow';
 import { apiFailure } from '../core/api-error';
+import { AuthService } from '../core/auth.service';
 import {
   AnalyticsData,
   FrameStats,
@@ -138,6 +139,8 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
   private readonly ws = inject(WebsocketService);
   private readonly destroyRef = inject(DestroyRef);
   private readonly airflowBase = inject(AIRFLOW_UI_URL);
+  /** start, stop and calibrate: operator and admin; a viewer watches */
+  readonly canOperate = inject(AuthService).canOperate;
 
   private readonly canvasRef = viewChild<ElementRef<HTMLCanvasElement>>('frameCanvas');
 

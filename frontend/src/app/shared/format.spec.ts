@@ -1,4 +1,11 @@
-import { baseName, fixed, formatBytes, formatDuration, formatVideoTime } from './format';
+import {
+  baseName,
+  fixed,
+  formatBytes,
+  formatDateTime,
+  formatDuration,
+  formatVideoTime,
+} from './format';
 
 describe('format helpers', () => {
   it.each([
@@ -27,5 +34,18 @@ describe('format helpers', () => {
     expect(baseName('.hidden')).toBe('.hidden');
     expect(formatBytes(1536)).toBe('1.5 KB');
     expect(formatBytes(5 * 1024 * 1024)).toBe('5.0 MB');
+  });
+});
+
+describe('formatDateTime', () => {
+  it('writes an instant in local time, to the second', () => {
+    const at = new Date(2026, 4, 1, 14, 3, 7);
+    expect(formatDateTime(at.toISOString())).toBe('2026-05-01 14:03:07');
+  });
+
+  it('none or unreadable: a dash', () => {
+    expect(formatDateTime(null)).toBe('–');
+    expect(formatDateTime('')).toBe('–');
+    expect(formatDateTime('not a date')).toBe('–');
   });
 });

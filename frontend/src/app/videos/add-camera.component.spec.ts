@@ -2,7 +2,6 @@ import { provideHttpClient } from '@angular/common/http';
 import { HttpTestingController, provideHttpClientTesting } from '@angular/common/http/testing';
 import { ComponentFixture, TestBed } from '@angular/core/testing';
 
-import { ADMIN_TOKEN_KEY } from '../core/admin-token';
 import { Video } from '../core/models';
 import { VideoService } from '../core/video.service';
 import { AddCameraComponent } from './add-camera.component';
@@ -41,10 +40,9 @@ describe('AddCameraComponent', () => {
     input.dispatchEvent(new Event('input'));
   }
 
-  async function fill(token = 'tok-123'): Promise<void> {
+  async function fill(): Promise<void> {
     type('#camera-name', 'Main street');
     type('#camera-url', URL_WITH_CREDENTIALS);
-    type('#camera-token', token);
     fixture.detectChanges();
     await fixture.whenStable();
   }
@@ -62,7 +60,6 @@ describe('AddCameraComponent', () => {
   }
 
   beforeEach(() => {
-    sessionStorage.clear();
     logs.length = 0;
     for (const method of ['log', 'info', 'warn', 'error', 'debug'] as const) {
       vi.spyOn(console, method).mockImplementation((...args: unknown[]) => {
@@ -84,10 +81,11 @@ describe('AddCameraComponent', () => {
   afterEach(() => {
     http.verify();
     vi.restoreAllMocks();
-    sessionStorage.clear();
   });
 
-  it('tests and adds: progress while waiting, the token sent, the URL field emptied', async () => {
+  it('tests and adds: progress while waiting, no token asked nor sent, the URL field emptied', async () => {
+    expect(el.querySelector('#camera-token')).toBeNull();
+    expect(el.textContent).not.toContain('Admin token');
     expect(button().disabled).toBe(true);
     await fill();
     expect(button().disabled).toBe(false);
@@ -95,8 +93,8 @@ describe('AddCameraComponent', () => {
 
     const req = http.expectOne({ method: 'POST', url: '/api/cameras' });
     expect(req.request.body).toEqual({ name: 'Main street', url: URL_WITH_CREDENTIALS });
-    expect(req.request.headers.get('Authorization')).toBe('Bearer tok-123');
-    expect(sessionStorage.getItem(ADMIN_TOKEN_KEY)).toBe('tok-123');
+    // the session cookie goes by itself: no Authorization header from the page
+    expect(req.request.headers.has('Authorization')).toBe(false);
     // while the backend grabs a frame
     expect(el.querySelector('[data-testid=camera-progress]')?.textContent).toContain(
       'Testing the connection',
@@ -117,8 +115,6 @@ describe('AddCameraComponent', () => {
     );
     expect(el.querySelector<HTMLInputElement>('#camera-url')!.value).toBe('');
     expect(el.querySelector<HTMLInputElement>('#camera-name')!.value).toBe('');
-    // the token stays for the next camera (this tab only)
-    expect(el.querySelector<HTMLInputElement>('#camera-token')!.value).toBe('tok-123');
     expect(el.innerHTML).not.toContain('s3cret');
     expect(JSON.stringify(logs)).not.toContain('s3cret');
   });
@@ -149,86 +145,38 @@ describe('AddCameraComponent', () => {
     expect(JSON.stringify(logs)).not.toContain('s3cret');
   });
 
-  it('a 401 forgets the wrong token and marks the field', async () => {
-    await fill('wrong');
+  it('a 403 (a viewer) is shown as it is', async () => {
+    await fill();
     await submit();
-    http.expectOne('/api/cameras').flush(
-      {
-        error: {
-          code: 'unauthorized',
-          message: 'camera management needs Authorization: Bearer ADMIN_TOKEN',
-        },
-      },
-      { status: 401, statusText: 'Unauthorized' },
-    );
+    http
+      .expectOne('/api/cameras')
+      .flush(
+        { error: { code: 'forbidden', message: 'adding a camera needs the operator role' } },
+        { status: 403, statusText: 'Forbidden' },
+      );
     fixture.detectChanges();
     await fixture.whenStable();
     expect(el.querySelector('[data-testid=camera-error]')?.textContent).toContain(
-      'unauthorized: camera management needs Authorization: Bearer ADMIN_TOKEN',
+      'forbidden: adding a camera needs the operator role',
     );
-    expect(sessionStorage.getItem(ADMIN_TOKEN_KEY)).toBeNull();
-    const token = el.querySelector<HTMLInputElement>('#camera-token')!;
-    expect(token.value).toBe('');
-    expect(token.getAttribute('aria-invalid')).toBe('true');
+    expect(added).toEqual([]);
   });
 
-  it('sends the token to the camera routes only', async () => {
-    await fill('tok-abc');
-    await submit();
-    http.expectOne('/api/cameras').flush(CAMERA, { status: 201, statusText: 'Created' });
-
+  it('sends no Authorization header to any route: the camera routes use the session too', () => {
     const api = TestBed.inject(VideoService);
     api.list().subscribe();
-    api.get(7).subscribe();
-    api.startStream(7, true).subscribe();
-    api.stopStream(7).subscribe();
-    api.report(7).subscribe();
-    for (const url of [
-      '/api/videos',
-      '/api/videos/7',
-      '/api/videos/7/stream/start',
-      '/api/videos/7/stream/stop',
-      '/api/videos/7/report',
-    ]) {
-      const req = http.expectOne(url);
-      expect(req.request.headers.has('Authorization')).toBe(false);
-      req.flush({ videos: [] });
-    }
-
     api.listCameras().subscribe();
     api.updateCamera(7, { name: 'Renamed' }).subscribe();
     api.cameraSnapshot(7).subscribe();
     for (const [method, url] of [
+      ['GET', '/api/videos'],
       ['GET', '/api/cameras'],
       ['PUT', '/api/cameras/7'],
       ['POST', '/api/cameras/7/snapshot'],
     ]) {
       const req = http.expectOne({ method, url });
-      expect(req.request.headers.get('Authorization')).toBe('Bearer tok-abc');
+      expect(req.request.headers.has('Authorization')).toBe(false);
       req.flush({ videos: [] });
     }
-  });
-
-  it('prefills the token kept in this tab, and forgets it on demand', async () => {
-    TestBed.resetTestingModule();
-    sessionStorage.setItem(ADMIN_TOKEN_KEY, 'kept');
-    TestBed.configureTestingModule({
-      imports: [AddCameraComponent],
-      providers: [provideHttpClient(), provideHttpClientTesting()],
-    });
-    http = TestBed.inject(HttpTestingController);
-    fixture = TestBed.createComponent(AddCameraComponent);
-    el = fixture.nativeElement;
-    fixture.detectChanges();
-    await fixture.whenStable();
-    expect(el.querySelector<HTMLInputElement>('#camera-token')!.value).toBe('kept');
-    const forget = [...el.querySelectorAll<HTMLButtonElement>('button')].find(
-      (b) => b.textContent?.trim() === 'Forget the token',
-    )!;
-    forget.click();
-    fixture.detectChanges();
-    await fixture.whenStable();
-    expect(sessionStorage.getItem(ADMIN_TOKEN_KEY)).toBeNull();
-    expect(el.querySelector<HTMLInputElement>('#camera-token')!.value).toBe('');
   });
 });

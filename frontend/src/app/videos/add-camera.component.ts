@@ -9,14 +9,13 @@ import {
 } from '@angular/core';
 import { Subscription } from 'rxjs';
 
-import { AdminTokenStore } from '../core/admin-token';
 import { ApiFailure, apiFailure } from '../core/api-error';
 import { Video } from '../core/models';
 import { VideoService } from '../core/video.service';
 
 /**
- * Add a camera: name, URL and the admin token; "Test and add" lets the backend grab a frame
- * first (up to ~5 s) and shows its error as it is. The URL field is emptied as soon as it was
+ * Add a camera (the operator role: the session's cookie goes with the request): name and URL;
+ * "Test and add" lets the backend grab a frame first (up to ~5 s) and shows its error as it is. The URL field is emptied as soon as it was
  * sent: a URL with credentials is never shown again nor kept by the page.
  */
 @Component({
@@ -26,22 +25,19 @@ import { VideoService } from '../core/video.service';
 })
 export class AddCameraComponent {
   private readonly api = inject(VideoService);
-  private readonly tokens = inject(AdminTokenStore);
 
   /** the stored camera (its URL redacted by the backend) */
   readonly added = output<Video>();
 
   readonly name = signal('');
   readonly url = signal('');
-  readonly token = signal(this.tokens.get());
   readonly pending = signal(false);
   readonly failure = signal<ApiFailure | null>(null);
   readonly done = signal<string | null>(null);
 
   readonly canSubmit = computed(
-    () => !this.pending() && !!this.name().trim() && !!this.url().trim() && !!this.token().trim(),
+    () => !this.pending() && !!this.name().trim() && !!this.url().trim(),
   );
-  readonly tokenInvalid = computed(() => this.failure()?.status === 401);
 
   private sub: Subscription | null = null;
 
@@ -56,7 +52,6 @@ export class AddCameraComponent {
     }
     const name = this.name().trim();
     const url = this.url().trim();
-    this.tokens.set(this.token());
     this.url.set(''); // never kept nor shown again once sent
     this.failure.set(null);
     this.done.set(null);
@@ -70,18 +65,8 @@ export class AddCameraComponent {
       },
       error: (error) => {
         this.pending.set(false);
-        const failure = apiFailure(error);
-        if (failure.status === 401) {
-          this.tokens.clear(); // a wrong token is not sent again
-          this.token.set('');
-        }
-        this.failure.set(failure);
+        this.failure.set(apiFailure(error));
       },
     });
-  }
-
-  forgetToken(): void {
-    this.tokens.clear();
-    this.token.set('');
   }
 }

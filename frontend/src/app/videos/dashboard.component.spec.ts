@@ -4,7 +4,10 @@ import { HttpTestingController, provideHttpClientTesting } from '@angular/common
 import { ComponentFixture, TestBed } from '@angular/core/testing';
 import { provideRouter } from '@angular/router';
 
+import { Role } from '../core/auth-models';
+import { AuthService } from '../core/auth.service';
 import { CameraHealth, Video } from '../core/models';
+import { provideSession, sessionStub } from '../testing/session';
 import { DashboardComponent, REFRESH_MS } from './dashboard.component';
 
 function video(id: number, status: string, calibrated = true): Video {
@@ -77,7 +80,12 @@ describe('DashboardComponent', () => {
   beforeEach(() => {
     TestBed.configureTestingModule({
       imports: [DashboardComponent],
-      providers: [provideHttpClient(), provideHttpClientTesting(), provideRouter([])],
+      providers: [
+        provideHttpClient(),
+        provideHttpClientTesting(),
+        provideRouter([]),
+        provideSession('admin'),
+      ],
     });
     http = TestBed.inject(HttpTestingController);
   });
@@ -240,5 +248,50 @@ describe('DashboardComponent', () => {
     await fixture.whenStable();
     expect(el.querySelector('li[data-video-id="9"]')?.textContent).toContain('cam 9');
     expect(el.querySelector('app-add-camera')).not.toBeNull();
+  });
+
+  describe('what each role sees', () => {
+    function as(role: Role): void {
+      const session = TestBed.inject(AuthService) as unknown as ReturnType<typeof sessionStub>;
+      session.set({ id: 1, username: 'alice', role });
+    }
+    const q = (selector: string) => el.querySelectorAll(selector).length;
+    const links = (name: string) =>
+      [...el.querySelectorAll('li.video a')].filter((a) => a.textContent?.trim() === name).length;
+
+    it('a viewer: the list, live view and report; no upload, camera, calibrate nor delete', async () => {
+      as('viewer');
+      await start([video(2, 'completed'), video(1, 'uploaded', false)]);
+      expect(q('li.video')).toBe(2);
+      expect(q('[data-testid=upload-form]')).toBe(0);
+      expect(q('#video-file')).toBe(0);
+      expect(q('[data-testid=upload-submit]')).toBe(0);
+      expect(q('app-add-camera')).toBe(0);
+      expect(q('[data-testid=delete-video]')).toBe(0);
+      expect(links('Calibrate')).toBe(0);
+      expect(links('Live view')).toBe(2);
+      expect(links('Report')).toBe(2);
+    });
+
+    it('an operator: upload, add a camera and calibrate; no delete', async () => {
+      as('operator');
+      await start([video(2, 'completed')]);
+      expect(q('[data-testid=upload-form]')).toBe(1);
+      expect(q('[data-testid=upload-submit]')).toBe(1);
+      expect(q('app-add-camera')).toBe(1);
+      expect(links('Calibrate')).toBe(1);
+      expect(q('[data-testid=delete-video]')).toBe(0);
+      expect(q('[data-testid=confirm-delete]')).toBe(0);
+    });
+
+    it('an admin: everything, delete included', async () => {
+      await start([video(2, 'completed')]);
+      expect(q('[data-testid=upload-form]')).toBe(1);
+      expect(q('app-add-camera')).toBe(1);
+      expect(q('[data-testid=delete-video]')).toBe(1);
+      el.querySelector<HTMLButtonElement>('[data-testid=delete-video]')!.click();
+      await fixture.whenStable();
+      expect(q('[data-testid=confirm-delete]')).toBe(1);
+    });
   });
 });

@@ -14,6 +14,7 @@ import { RouterLink } from '@angular/router';
 import { Subscription, catchError, filter, forkJoin, interval, of } from 'rxjs';
 
 import { apiFailure } from '../core/api-error';
+import { AuthService } from '../core/auth.service';
 import { Video, VideoAnalytics, isCalibrated, isCamera, streamStatus } from '../core/models';
 import { VideoService } from '../core/video.service';
 import { baseName, fixed, formatBytes, formatDuration } from '../shared/format';
@@ -33,7 +34,10 @@ interface UploadState {
  */
 export const REFRESH_MS = 3000;
 
-/** The sources page: every video file and camera with its state and totals; upload, add, delete. */
+/**
+ * The sources page: every video file and camera with its state and totals; upload and add a
+ * camera (operator and admin), delete (admin). A viewer sees the list only.
+ */
 @Component({
   selector: 'app-dashboard',
   imports: [RouterLink, HealthBadgeComponent, AddCameraComponent],
@@ -43,6 +47,7 @@ export const REFRESH_MS = 3000;
 })
 export class DashboardComponent implements OnInit {
   private readonly api = inject(VideoService);
+  private readonly auth = inject(AuthService);
   private readonly destroyRef = inject(DestroyRef);
   private readonly fileInput = viewChild<ElementRef<HTMLInputElement>>('fileInput');
 
@@ -64,6 +69,11 @@ export class DashboardComponent implements OnInit {
   readonly confirmDelete = signal<number | null>(null);
   readonly deleting = signal<number | null>(null);
   readonly deleteError = signal<{ id: number; message: string } | null>(null);
+
+  /** upload, add a camera, calibrate */
+  readonly canOperate = this.auth.canOperate;
+  /** delete */
+  readonly canDelete = this.auth.isAdmin;
 
   readonly canUpload = computed(() => !!this.file() && !!this.name().trim() && !this.upload());
 
