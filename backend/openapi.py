@@ -35,6 +35,7 @@ from backend.schemas import (
     LoginIn,
     LoginOut,
     PassageListOut,
+    PasswordChangeIn,
     SessionUserOut,
     StreamStartIn,
     StreamStartOut,
@@ -396,6 +397,42 @@ OPERATIONS: tuple[Operation, ...] = (
         {204: Response("Logged out")},
     ),
     Operation("/api/auth/me", "get", "The caller", {200: Response("The logged-in user", SessionUserOut)}),
+    Operation(
+        "/api/auth/password",
+        "post",
+        "Change the caller's own password",
+        {
+            204: Response(
+                "Changed: every session of the user ended; with the session cookie, a fresh one",
+                headers=(
+                    (
+                        "Set-Cookie",
+                        "only when the request came with the session cookie: traffic_session of a "
+                        "new session (signed, HttpOnly, SameSite=Strict, Path=/; Secure on HTTPS)",
+                    ),
+                ),
+            ),
+            400: error(
+                "Malformed JSON or body: new_password 12 characters at least, not the current "
+                "password (invalid_json, invalid_body)"
+            ),
+            401: error(
+                "current_password is wrong (invalid_credentials); or no credentials, or a session or "
+                "API token that is not valid (unauthorized)"
+            ),
+            429: Response(
+                "Too many failed logins (or wrong current passwords) from this address within a "
+                "minute (too_many_attempts)",
+                ErrorResponse,
+                headers=(("Retry-After", "seconds until an attempt is accepted again"),),
+            ),
+        },
+        request=PasswordChangeIn,
+        description="Any logged-in user, with the session cookie or an API token. A wrong current "
+        "password counts as a failed login of the address (LOGIN_FAILURES_PER_MINUTE, then 429 until "
+        "the minute ends). The new password logs the user out everywhere (API tokens stay valid); a "
+        "request with the session cookie gets a new session in its place. Audited (password_change).",
+    ),
     Operation("/api/users", "get", "List users", {200: Response("Users", UserListOut)}),
     Operation(
         "/api/users",

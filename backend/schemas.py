@@ -596,6 +596,13 @@ class UserUpdateIn(Strict):
     disabled: StrictBool | None = None
 
 
+class PasswordChangeIn(Strict):
+    """``POST /api/auth/password``: the caller's own new password (any role, session or token)."""
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=12, max_length=1024)
+
+
 class TokenIn(Strict):
     """``POST /api/tokens``: a new API token of the caller (it acts with the caller's role)."""
 

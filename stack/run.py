@@ -698,7 +698,7 @@ def banner(
     if video_id:
         lines += [
             f'  Sample video  id {video_id}: curl -X POST -H "Authorization: Bearer $TOKEN" '
-            f"{base}/api/videos/{video_id}/stream/start   (a token: the Tokens page)",
+            f"{base}/api/videos/{video_id}/stream/start   (a token: the Account page)",
         ]
     if camera_id:
         lines += [

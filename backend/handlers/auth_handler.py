@@ -19,6 +19,7 @@ from backend.schemas import (
     AuditListOut,
     LoginIn,
     LoginOut,
+    PasswordChangeIn,
     SessionUserOut,
     TokenCreatedOut,
     TokenIn,
@@ -35,6 +36,7 @@ from backend.services.access import PUBLIC, SESSION_COOKIE
 
 M = TypeVar("M", bound=BaseModel)
 WRONG_LOGIN = "wrong username or password"
+WRONG_PASSWORD = "wrong password"
 
 
 def user_out(user: User) -> UserOut:
@@ -153,6 +155,56 @@ class LogoutHandler(AccountBase):
         self.finish()
 
 
+class PasswordHandler(AccountBase):
+    """``POST /api/auth/password``: the caller's own new password (``current_password``,
+    ``new_password``); 204. A wrong current password is 401 ``invalid_credentials`` and counts as
+    a failed login of the address (429 ``too_many_attempts`` over the limit). The new password
+    ends every session of the user; a caller that came with the session cookie gets a fresh one,
+    so that this page stays logged in."""
+
+    access = {"POST": "viewer"}
+
+    async def post(self) -> None:
+        app, ip, p = self.application, self.client_ip, self.principal
+        assert p is not None
+        wait = await app.login_limiter.retry_after(ip)
+        if wait:
+            await self.audit(
+                "password_change", p.username, outcome="refused", detail={"reason": "rate limited"}
+            )
+            # answered here, not raised: send_error clears the headers, Retry-After with them
+            self.set_header("Retry-After", str(wait))
+            message = f"too many failed logins from {ip}: try again in {wait} s"
+            self.send_json(error_body("too_many_attempts", message), 429)
+            return
+        body = self.body_of(PasswordChangeIn)
+        ttl = timedelta(hours=app.config.SESSION_TTL_H)
+        via_cookie = p.via == "session"
+
+        def change(session: Any) -> tuple[User, str | None] | None:
+            user = accounts.change_password(
+                session=session, user_id=p.user_id, current=body.current_password, new=body.new_password
+            )
+            if user is None:
+                return None
+            secret = accounts.open_session(session=session, user=user, ttl=ttl, ip=ip) if via_cookie else None
+            return user, secret
+
+        changed = await app.db.run(change)
+        if changed is None:
+            await app.login_limiter.failed(ip)
+            await self.audit(
+                "password_change", p.username, outcome="refused", detail={"reason": "wrong password"}
+            )
+            raise ApiError(401, "invalid_credentials", WRONG_PASSWORD)
+        _, secret = changed
+        if secret is not None:
+            self.set_session_cookie(secret)
+        await self.audit("password_change", p.username, detail={"via": p.via})
+        self.set_status(204)
+        self.finish()
+
+
 class MeHandler(AccountBase):
     """``GET /api/auth/me``: the caller (session or token); 401 when not logged in."""
 
@@ -267,6 +319,7 @@ routes: list[tuple[str, Any]] = [
     (r"/api/auth/login", LoginHandler),
     (r"/api/auth/logout", LogoutHandler),
     (r"/api/auth/me", MeHandler),
+    (r"/api/auth/password", PasswordHandler),
     (r"/api/users", UsersHandler),
     (r"/api/users/([^/]+)", UserHandler),
     (r"/api/tokens", TokensHandler),

@@ -133,6 +133,20 @@ def update_user(
     return user
 
 
+def change_password(*, session: Session, user_id: int, current: str, new: str) -> User | None:
+    """The user's own new password (``POST /api/auth/password``): None when ``current`` is not the
+    user's password; 400 when ``new`` is the same. Like every new password it ends all the user's
+    sessions (``update_user``): the caller opens a fresh one for itself."""
+    if new == current:
+        raise ServiceError(400, "invalid_body", "new_password: the same as the current password")
+    user = get_user(session=session, user_id=user_id)
+    try:
+        HASHER.verify(user.password_hash, current)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return None
+    return update_user(session=session, user_id=user_id, password=new)
+
+
 def delete_user(*, session: Session, user_id: int) -> User:
     user = get_user(session=session, user_id=user_id)
     session.delete(user)

@@ -16,6 +16,7 @@ ACTIONS = (
     "login",
     "login_failed",
     "logout",
+    "password_change",
     "upload",
     "calibrate",
     "start",

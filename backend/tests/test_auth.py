@@ -219,6 +219,118 @@ def test_a_password_reset_ends_sessions(api):
     assert request(api.port, "DELETE", f"/api/users/{uid}").status == 204
 
 
+# ---- one's own password ---------------------------------------------------------------------------
+
+
+def change_password(port: int, headers: dict[str, str], current: str, new: str) -> Response:
+    body = json.dumps({"current_password": current, "new_password": new}).encode()
+    return request(port, "POST", "/api/auth/password", body, {**JSON, **headers}, auth=False)
+
+
+def fresh_password() -> str:
+    return "my own new password " + uuid.uuid4().hex[:6]
+
+
+def test_a_user_changes_their_own_password_and_stays_logged_in_here_only(api, db_engine):
+    port = api.port
+    name, uid = new_user(port, "operator")
+    here, elsewhere = cookie_of(login(port, name)), cookie_of(login(port, name))  # two browsers
+    start = last_audit_id(db_engine)
+    new_password = fresh_password()
+    r = change_password(port, here, PASSWORD, new_password)
+    assert r.status == 204 and r.body == b"", r.body
+    attributes = [a.strip().lower() for a in r.headers["Set-Cookie"].split(";")]
+    assert attributes[0].startswith("traffic_session=") and "httponly" in attributes
+    assert "samesite=strict" in attributes and "path=/" in attributes
+    fresh = {"Cookie": r.headers["Set-Cookie"].split(";", 1)[0]}
+    assert fresh != here
+    assert me(port, elsewhere).status == 401  # logged out everywhere else
+    assert me(port, here).status == 401  # the old cookie of this client too: replaced
+    assert me(port, fresh).json()["username"] == name  # this client stays logged in
+    assert login(port, name).status == 401  # the old password is gone
+    assert me(port, cookie_of(login(port, name, new_password))).json()["username"] == name
+    rows = audit_rows(db_engine, start, "password_change")
+    assert [(row["username"], row["outcome"], row["target"]) for row in rows] == [(name, "ok", name)]
+    assert rows[0]["role"] == "operator" and rows[0]["detail"] == {"via": "session"}
+    assert new_password not in json.dumps([str(v) for v in rows[0].values()])
+    assert request(port, "DELETE", f"/api/users/{uid}").status == 204
+
+
+def test_a_wrong_current_password_is_refused_counted_and_audited(api, db_engine, sync_redis):
+    port = api.port
+    name, uid = new_user(port, "viewer")
+    cookie = cookie_of(login(port, name))
+    start = last_audit_id(db_engine)
+    r = change_password(port, cookie, "not my password", fresh_password())
+    assert r.status == 401 and r.json() == {
+        "error": {"code": "invalid_credentials", "message": "wrong password"}
+    }
+    assert "Set-Cookie" not in r.headers
+    assert sync_redis.get(LIMIT_KEY) == "1"  # a failed login of the address
+    assert me(port, cookie).json()["username"] == name  # nothing changed: still logged in
+    assert login(port, name).status == 200  # the password unchanged
+    rows = audit_rows(db_engine, start, "password_change")
+    assert [(row["username"], row["outcome"]) for row in rows] == [(name, "refused")]
+    assert rows[0]["detail"] == {"reason": "wrong password"} and rows[0]["ip"] == "127.0.0.1"
+    # the same as the current one: 400, not counted
+    same = change_password(port, cookie, PASSWORD, PASSWORD)
+    assert (same.status, same.error_code) == (400, "invalid_body")
+    assert sync_redis.get(LIMIT_KEY) == "1"
+    # over the limit: 429, the right password refused all the same
+    sync_redis.set(LIMIT_KEY, 10, ex=60)
+    limited = change_password(port, cookie, PASSWORD, fresh_password())
+    assert (limited.status, limited.error_code) == (429, "too_many_attempts")
+    assert 0 < int(limited.headers["Retry-After"]) <= 60 and "Set-Cookie" not in limited.headers
+    assert me(port, cookie).status == 200
+    sync_redis.delete(LIMIT_KEY)
+    assert login(port, name).status == 200
+    assert request(port, "DELETE", f"/api/users/{uid}").status == 204
+
+
+def test_a_token_changes_its_users_password(api):
+    port = api.port
+    name, uid = new_user(port, "operator")
+    cookie = cookie_of(login(port, name))
+    made = request(port, "POST", "/api/tokens", b'{"name": "script"}', {**cookie, **JSON}, auth=False)
+    token = bearer(made.json()["token"])
+    new_password = fresh_password()
+    r = change_password(port, token, PASSWORD, new_password)
+    assert r.status == 204 and "Set-Cookie" not in r.headers  # no session asked for, none opened
+    assert me(port, cookie).status == 401  # the user's sessions ended
+    assert me(port, token).json()["username"] == name  # its API tokens stay
+    assert login(port, name).status == 401
+    assert login(port, name, new_password).status == 200
+    assert request(port, "DELETE", f"/api/users/{uid}").status == 204
+
+
+def test_a_viewer_changes_their_password_and_a_short_one_is_refused(api):
+    port = api.port
+    name, uid = new_user(port, "viewer")
+    cookie = cookie_of(login(port, name))
+    short = change_password(port, cookie, PASSWORD, "too short")
+    assert (short.status, short.error_code) == (400, "invalid_body")
+    assert "new_password" in short.json()["error"]["message"]
+    missing = request(
+        port,
+        "POST",
+        "/api/auth/password",
+        b'{"new_password": "long enough, surely"}',
+        {**cookie, **JSON},
+        auth=False,
+    )
+    assert (missing.status, missing.error_code) == (400, "invalid_body")
+    assert login(port, name).status == 200  # unchanged
+    new_password = fresh_password()
+    r = change_password(port, cookie, PASSWORD, new_password)
+    assert r.status == 204
+    assert me(port, {"Cookie": r.headers["Set-Cookie"].split(";", 1)[0]}).json()["role"] == "viewer"
+    assert login(port, name, new_password).status == 200
+    # nobody's: 401 unauthorized, before the body is read
+    anonymous = change_password(port, {}, new_password, fresh_password())
+    assert (anonymous.status, anonymous.error_code) == (401, "unauthorized")
+    assert request(port, "DELETE", f"/api/users/{uid}").status == 204
+
+
 def test_the_last_enabled_admin_cannot_be_demoted_disabled_or_deleted(api, db_engine):
     users = request(api.port, "GET", "/api/users").json()["users"]
     admin_id = next(u["id"] for u in users if u["username"] == "test-admin")

@@ -613,6 +613,34 @@ def check_accounts(api, call, sync_redis, db_engine) -> None:
     assert call("delete", f"/api/users/{uid}", user).status == 204
     assert call("delete", f"/api/users/{uid}", user).status == 404
 
+    # one's own password: a user of its own (the test accounts keep theirs)
+    password = "/api/auth/password"
+    mine = {"username": f"openapi-pw-{uuid.uuid4().hex[:8]}", "password": PASSWORD, "role": "viewer"}
+    own_id = call("post", users, users, json.dumps(mine).encode(), headers=JSON).json()["id"]
+    credentials = {"username": mine["username"], "password": PASSWORD}
+    session = call("post", login, login, json.dumps(credentials).encode(), headers=JSON, auth=False)
+    own = {**JSON, "Cookie": session.headers["Set-Cookie"].split(";", 1)[0]}
+    new_password = "a new password " + uuid.uuid4().hex[:8]
+    sync_redis.delete(LIMIT_KEY)
+    try:
+        change = {"current_password": PASSWORD, "new_password": new_password}
+        same = {"current_password": PASSWORD, "new_password": PASSWORD}
+        assert (
+            call("post", password, password, json.dumps(same).encode(), headers=own, auth=False).status == 400
+        )
+        wrong = {**change, "current_password": "not the password"}
+        r = call("post", password, password, json.dumps(wrong).encode(), headers=own, auth=False)
+        assert (r.status, r.error_code) == (401, "invalid_credentials")
+        sync_redis.set(LIMIT_KEY, 10, ex=60)
+        limited = call("post", password, password, json.dumps(change).encode(), headers=own, auth=False)
+        assert limited.status == 429 and int(limited.headers["Retry-After"]) > 0
+        sync_redis.delete(LIMIT_KEY)
+        changed = call("post", password, password, json.dumps(change).encode(), headers=own, auth=False)
+        assert changed.status == 204 and "traffic_session=" in changed.headers["Set-Cookie"]
+    finally:
+        sync_redis.delete(LIMIT_KEY)
+    assert call("delete", f"/api/users/{own_id}", user).status == 204
+
     tokens, token = "/api/tokens", "/api/tokens/{token_id}"
     made = call("post", tokens, tokens, b'{"name": "openapi"}', headers=JSON)
     assert made.status == 201 and made.json()["token"].startswith("tms_")

@@ -43,7 +43,7 @@ export const routes: Routes = [
   },
   {
     path: 'tokens',
-    title: 'API tokens · Traffic monitoring',
+    title: 'Account · Traffic monitoring',
     canActivate: [authGuard],
     loadComponent: () => import('./tokens/tokens.component').then((m) => m.TokensComponent),
   },

@@ -42,17 +42,17 @@ describe('App header', () => {
     expect(el.querySelector('nav[aria-label=Main]')).toBeNull();
   });
 
-  it('a viewer: name, role, logout; Tokens but no Users nor Audit', () => {
+  it('a viewer: name, role, logout; Account but no Users nor Audit', () => {
     const { el } = open('viewer');
     expect(el.querySelector('[data-testid=session-user]')?.textContent?.trim()).toBe('alice');
     expect(el.querySelector('[data-testid=session-role]')?.textContent?.trim()).toBe('viewer');
     expect(el.querySelector('[data-testid=logout]')).not.toBeNull();
-    expect(links(el)).toEqual(['Videos', 'Tokens', 'API']);
+    expect(links(el)).toEqual(['Videos', 'Account', 'API']);
   });
 
   it('an admin: Users and Audit too', () => {
     const { el } = open('admin');
-    expect(links(el)).toEqual(['Videos', 'Tokens', 'Users', 'Audit', 'API']);
+    expect(links(el)).toEqual(['Videos', 'Account', 'Users', 'Audit', 'API']);
   });
 });
 

@@ -16,7 +16,7 @@ import { AuthService } from './core/auth.service';
           <a routerLink="/" routerLinkActive="active" [routerLinkActiveOptions]="{ exact: true }"
             >Videos</a
           >
-          <a routerLink="/tokens" routerLinkActive="active">Tokens</a>
+          <a routerLink="/tokens" routerLinkActive="active">Account</a>
           @if (auth.isAdmin()) {
             <a routerLink="/admin/users" routerLinkActive="active">Users</a>
             <a routerLink="/admin/audit" routerLinkActive="active">Audit</a>

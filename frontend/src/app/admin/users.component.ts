@@ -8,13 +8,10 @@ import {
 } from '@angular/core';
 
 import { apiFailure } from '../core/api-error';
-import { ROLES, Role, UserAccount, UserUpdateRequest } from '../core/auth-models';
+import { MIN_PASSWORD, ROLES, Role, UserAccount, UserUpdateRequest } from '../core/auth-models';
 import { AuthService } from '../core/auth.service';
 import { UsersService } from '../core/users.service';
 import { formatDateTime } from '../shared/format';
-
-/** The backend's rule (400 `invalid_body` otherwise), shown next to the password fields. */
-export const MIN_PASSWORD = 12;
 
 /**
  * The users page (admin): every account with its role; add one, change a role, disable or enable,

@@ -5,6 +5,9 @@ export type Role = 'viewer' | 'operator' | 'admin';
 
 export const ROLES: readonly Role[] = ['viewer', 'operator', 'admin'];
 
+/** The backend's rule for a new password (400 `invalid_body` otherwise), shown next to its fields. */
+export const MIN_PASSWORD = 12;
+
 /** `GET /api/auth/me`, and the `user` of `POST /api/auth/login`. */
 export interface SessionUser {
   id: number;
@@ -26,6 +29,12 @@ export interface UserCreateRequest {
   username: string;
   password: string;
   role: Role;
+}
+
+/** `POST /api/auth/password`: the caller's own new password. */
+export interface PasswordChangeRequest {
+  current_password: string;
+  new_password: string;
 }
 
 export interface UserUpdateRequest {

@@ -108,6 +108,23 @@ describe('AuthService', () => {
     expect(await auth.ready()).toBeNull();
     http.expectNone('/api/auth/me');
   });
+
+  it('changes the own password: POST /api/auth/password, the user kept', () => {
+    auth.login('alice', 'pw').subscribe();
+    http.expectOne('/api/auth/login').flush({ user: ALICE });
+    let done = false;
+    auth
+      .changePassword('old password here', 'a new password, long')
+      .subscribe({ complete: () => (done = true) });
+    const req = http.expectOne({ method: 'POST', url: '/api/auth/password' });
+    expect(req.request.body).toEqual({
+      current_password: 'old password here',
+      new_password: 'a new password, long',
+    });
+    req.flush(null, { status: 204, statusText: 'No Content' });
+    expect(done).toBe(true);
+    expect(auth.user()).toEqual(ALICE);
+  });
 });
 
 describe('hasRole (viewer < operator < admin)', () => {

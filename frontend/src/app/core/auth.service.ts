@@ -2,7 +2,7 @@ import { HttpClient, HttpErrorResponse } from '@angular/common/http';
 import { Injectable, computed, inject, signal } from '@angular/core';
 import { Observable, firstValueFrom, map, tap } from 'rxjs';
 
-import { SessionUser, hasRole } from './auth-models';
+import { PasswordChangeRequest, SessionUser, hasRole } from './auth-models';
 
 /**
  * The session of the page: who is logged in (the `traffic_session` cookie, HttpOnly: the page
@@ -67,6 +67,16 @@ export class AuthService {
   logout(): Observable<void> {
     this.clear();
     return this.http.post<void>(`${AuthService.base}/logout`, null);
+  }
+
+  /**
+   * `POST /api/auth/password` (204): the user's own new password. The backend ends every session
+   * of the user and sets a fresh cookie for this page, so the user stays logged in here (and only
+   * here). A wrong current password is a 401 of an auth route: it never ends the session here.
+   */
+  changePassword(current: string, next: string): Observable<void> {
+    const body: PasswordChangeRequest = { current_password: current, new_password: next };
+    return this.http.post<void>(`${AuthService.base}/password`, body);
   }
 
   /** The session ended (a 401 from the API, a logout): nobody is logged in. */

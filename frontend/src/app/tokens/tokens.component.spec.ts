@@ -49,6 +49,13 @@ describe('TokensComponent', () => {
 
   const rows = () => el.querySelectorAll('[data-testid=tokens-table] tbody tr');
 
+  it('is the account page: the own password first, then the tokens', async () => {
+    await open('viewer', []);
+    expect(el.querySelector('h1')?.textContent?.trim()).toBe('Account');
+    expect(el.querySelector('app-password-form [data-testid=password-current]')).not.toBeNull();
+    expect(el.querySelector('[data-testid=password-submit]')?.hasAttribute('disabled')).toBe(true);
+  });
+
   it('lists the own tokens by name and prefix, never a secret', async () => {
     await open('viewer', [token(1, 'nightly export')]);
     expect(rows().length).toBe(1);

@@ -12,13 +12,16 @@ import { ApiToken, CreatedToken } from '../core/auth-models';
 import { AuthService } from '../core/auth.service';
 import { TokensService } from '../core/tokens.service';
 import { formatDateTime } from '../shared/format';
+import { PasswordFormComponent } from './password-form.component';
 
 /**
- * The API tokens page: the user's own tokens (an admin's list has everyone's), a new one by name
+ * The account page (`/tokens`): the user's own password (`PasswordFormComponent`), then the API
+ * tokens: the user's own tokens (an admin's list has everyone's), a new one by name
  * (the token itself shown this once, to copy), revoke.
  */
 @Component({
   selector: 'app-tokens',
+  imports: [PasswordFormComponent],
   templateUrl: './tokens.component.html',
   changeDetection: ChangeDetectionStrategy.OnPush,
 })
