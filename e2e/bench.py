@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from e2e.browser_run import make_account
 from e2e.harness import REPO, Api, Viewer, format_idle, measure_idle, start_stack, stop_stack
 from stack.run import SAMPLE_CALIBRATION, SAMPLE_VIDEO
 
@@ -49,7 +50,7 @@ class BrowserPage:
     """The dashboard's live view of one video in headless Chromium (``page_fps.mjs``), open
     before the stream starts; ``finish()`` gives what the page received and drew."""
 
-    def __init__(self, base_url: str, video_id: int, timeout_s: float) -> None:
+    def __init__(self, base_url: str, video_id: int, timeout_s: float, account: dict[str, str]) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="bench-page-"))
         self.result = self.work / "page.json"
         (self.work / "config.json").write_text(
@@ -57,6 +58,7 @@ class BrowserPage:
                 {
                     "base_url": base_url,
                     "video_id": video_id,
+                    "viewer": account,  # the page logs in as this viewer
                     "result": str(self.result),
                     "timeout_s": timeout_s,
                 }
@@ -140,7 +142,8 @@ def stream_once(
         if reason:
             page_result = {"ok": False, "error": reason}
         else:
-            browser = BrowserPage(stack.infra.env["BACKEND_URL"], video_id, timeout_s).start()
+            account = make_account(api, "viewer")
+            browser = BrowserPage(stack.infra.env["BACKEND_URL"], video_id, timeout_s, account).start()
     deadline = time.monotonic() + 180
     while True:  # the previous run of this video may still be cleaning up (409)
         status, run = api.json("POST", f"/api/videos/{video_id}/stream/start", {"realtime": realtime})

@@ -9,12 +9,13 @@
 //
 //   node e2e/browser/page_fps.mjs CONFIG.json
 //
-// CONFIG.json: {"base_url", "video_id", "result": path of the JSON written, "timeout_s"}.
+// CONFIG.json: {"base_url", "video_id", "viewer": {"username", "password"} (the page logs in as
+// this viewer first), "result": path of the JSON written, "timeout_s"}.
 // PAGE_FPS_KEEP (environment, optional): a second path the result is written to (the bench
 // deletes its own copy once read).
 import fs from 'node:fs';
 
-import { launch, recorder, sleep } from './lib.mjs';
+import { launch, login, recorder, sleep } from './lib.mjs';
 
 const config = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const base = config.base_url.replace(/\/$/, '');
@@ -49,7 +50,7 @@ try {
     }),
   );
   page.on('pageerror', (e) => (out.page_error = String(e).slice(0, 500)));
-  await page.goto(`${base}/videos/${id}`);
+  await login(page, base, config.viewer, `/videos/${id}`);
   while (subscribed.size < wanted.size) {
     if (Date.now() > deadline) throw new Error('the page never subscribed');
     await sleep(100);
