@@ -20,17 +20,17 @@ import http.client as httpclient
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import redis as redis_lib
 
 from backend.app import all_routes
+from backend.tests.client import multipart  # fields first (the name before the file), as the page
+from e2e.browser_run import make_account
 from e2e.harness import Api, airflow_get, wait_dag_run
 from stack.run import REPO
 from testing.clips import declared_clip
@@ -97,13 +97,6 @@ def video_id(api, truth) -> int:
     return video["id"]
 
 
-def make_user(api: Api, role: str) -> tuple[str, str]:
-    name, password = f"{role}-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(16)
-    status, body = api.json("POST", "/api/users", {"username": name, "password": password, "role": role})
-    assert status == 201, body
-    return name, password
-
-
 def login(http: Http, name: str, password: str) -> str:
     """The session cookie (``traffic_session=...``) of a fresh login."""
     status, headers, body = http(
@@ -150,7 +143,8 @@ def test_every_route_and_the_websocket_need_a_login(http, video_id):
 
 
 def test_a_viewer_reads_but_gets_403_on_every_write(http, api, video_id):
-    name, password = make_user(api, "viewer")
+    account = make_account(api, "viewer")
+    name, password = account["username"], account["password"]
     cookie = login(http, name, password)
     headers = {"Cookie": cookie, "Content-Type": "application/json"}
     writes = [(m, p) for m, p, rule in rules() if rule in ("operator", "admin")]
@@ -167,7 +161,8 @@ def test_a_viewer_reads_but_gets_403_on_every_write(http, api, video_id):
 
 
 def test_cross_site_requests_and_foreign_hosts_are_refused(http, api, stack, video_id):
-    name, password = make_user(api, "operator")
+    account = make_account(api, "operator")
+    name, password = account["username"], account["password"]
     cookie = login(http, name, password)
     start = f"/api/videos/{video_id}/stream/start"
     form = {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}
@@ -274,26 +269,6 @@ def test_ingest_refuses_missing_wrong_and_example_tokens(http, stack):
         assert proc.returncode != 0 and "INTERNAL_TOKEN" in proc.stderr, proc.stderr[-500:]
 
 
-def multipart(fields: list[tuple[str, str, bytes | None]]) -> tuple[bytes, str]:
-    """(body, content type): (name, value, None) text fields and (name, filename, data) files,
-    in order."""
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, value, data in fields:
-        if data is None:
-            parts.append(
-                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-            )
-        else:
-            head = (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{value}"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n"
-            )
-            parts.append(head.encode() + data + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
 def storage_files(stack) -> set[str]:
     root = Path(stack.infra.env["VIDEO_STORAGE_PATH"])
     return {p.name for p in root.iterdir()} if root.exists() else set()
@@ -301,7 +276,7 @@ def storage_files(stack) -> set[str]:
 
 def test_huge_clips_and_long_names_are_refused_early_while_health_answers(http, api, stack, tmp_path):
     clip = declared_clip(tmp_path / "huge.mkv", 16000, 16000)  # its headers say 16000 x 16000
-    body, kind = multipart([("name", "huge", None), ("video", "huge.mkv", clip.read_bytes())])
+    body, kind = multipart({"name": "huge"}, {"video": ("huge.mkv", clip.read_bytes())})
     headers = {**bearer(api.token), "Content-Type": kind}
     health: list[float] = []
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -319,7 +294,7 @@ def test_huge_clips_and_long_names_are_refused_early_while_health_answers(http, 
     assert health and max(health) < 1.0, health
     # a 300-byte name: refused when the name part ends, before the video part is stored
     before = storage_files(stack)
-    long_body, kind = multipart([("name", "n" * 300, None), ("video", "clip.mp4", b"\0" * 4_000_000)])
+    long_body, kind = multipart({"name": "n" * 300}, {"video": ("clip.mp4", b"\0" * 4_000_000)})
     status, _, answer = http(
         "POST", "/api/videos/upload", long_body, {**bearer(api.token), "Content-Type": kind}
     )

@@ -143,10 +143,13 @@ class LogoutHandler(AccountBase):
         raw = self.get_signed_cookie(SESSION_COOKIE)
         if raw:
             secret = raw.decode()
-            principal = await self.application.db.run(
-                lambda s: accounts.session_principal(session=s, secret=secret)
-            )
-            await self.application.db.run(lambda s: accounts.close_session(session=s, secret=secret))
+
+            def close(session: Any) -> accounts.Principal | None:  # who it was, in one transaction
+                principal = accounts.session_principal(session=session, secret=secret)
+                accounts.close_session(session=session, secret=secret)
+                return principal
+
+            principal = await self.application.db.run(close)
             if principal is not None:
                 self.principal = principal
                 await self.audit("logout")
