@@ -21,7 +21,7 @@ BROWSER_E2E := e2e/browser
 RTSP_DEBS := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad
 
-.PHONY: rtsp-deps install install-airflow test test-fast test-frontend frontend browser-deps lint format bench bench-fanout bench-e2e bench-gpu backend demo demo-reset analyze-sample clean
+.PHONY: rtsp-deps proxy-deps install install-airflow test test-fast test-frontend frontend browser-deps lint format bench bench-fanout bench-e2e bench-gpu backend demo demo-cluster demo-reset analyze-sample clean
 
 install: $(VENV)/.installed $(FRONTEND)/node_modules/.installed $(BROWSER_E2E)/node_modules/.installed
 
@@ -67,11 +67,22 @@ rtsp-deps:
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(RTSP_DEBS); \
 	fi
 
+# Debian's nginx: the proxy in front of several backends (stack/proxy.py: make demo BACKENDS=2,
+# the scaled tests); run as this user, nothing starts as a service. Root or sudo, only if missing.
+proxy-deps:
+	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then \
+		echo "nginx: present"; \
+	else \
+		SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO="sudo"; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx; \
+	fi
+
 $(AIRFLOW_VENV)/.installed: $(wildcard requirements/airflow*.txt) airflow/install.sh
 	bash airflow/install.sh $(AIRFLOW_VENV)
 	touch $@
 
-test: install install-airflow frontend rtsp-deps
+test: install install-airflow frontend rtsp-deps proxy-deps
 	$(MAKE) test-frontend
 	$(PY) -m pytest
 
@@ -108,6 +119,15 @@ bench-load: install
 bench-e2e: install install-airflow frontend
 	$(PY) -m e2e.bench
 
+# N live streams of the urban clip at once on the stack (N = 1,2,4; 45 s a step): per N the latency
+# p50/p95, the detection rate per stream and the degraded share, then the streams one machine takes
+# within the latency budget at >= 5 Hz detection. BENCH_STREAMS_ARGS: e.g. --streams 1,2,4,8,
+# --seconds 45, --cluster 2 (Spark standalone with 2 workers)
+BENCH_STREAMS_ARGS ?=
+.PHONY: bench-streams
+bench-streams: install install-airflow
+	$(PY) -m e2e.bench_streams $(BENCH_STREAMS_ARGS)
+
 # One live camera through the real stack for 30 min (BENCH_CAMERA_MINUTES): latency per 5 min,
 # every service's RSS at the start and the end, reconnects, the streams' lengths (a soak, not a test)
 .PHONY: bench-camera
@@ -137,12 +157,21 @@ backend: install
 # DEMO_ARGS: e.g. --verbose (every log line on the console), --backend-port 8700, --no-sample.
 # HOST: the backend's address, 127.0.0.1 (this machine only) unless asked: `make demo HOST=0.0.0.0`
 # opens it to the network (the banner warns; set ALLOWED_HOSTS to the names users type).
+# CLUSTER=N: the Spark application on a standalone master with N workers (loopback);
+# BACKENDS=N: N backend instances behind a proxy (Debian's nginx) on the backend's port.
+# `make demo-cluster` is both with 2 (README, Growing past one machine).
 DEMO_ARGS ?=
 # (=, not ?=: an exported HOST, a shell's host name, is not an address)
 HOST = 127.0.0.1
+CLUSTER ?= 0
+BACKENDS ?= 1
 demo: install install-airflow frontend
 	@$(MAKE) --no-print-directory rtsp-deps || echo "make demo: no demo camera (GStreamer's RTSP server could not be installed)"
-	$(PY) -m stack.run --host $(HOST) $(DEMO_ARGS)
+	@if [ "$(BACKENDS)" -gt 1 ]; then $(MAKE) --no-print-directory proxy-deps; fi
+	$(PY) -m stack.run --host $(HOST) --spark-workers $(CLUSTER) --backends $(BACKENDS) $(DEMO_ARGS)
+
+demo-cluster:
+	$(MAKE) demo CLUSTER=2 BACKENDS=2
 
 # Forget the local run's data (.local: databases, uploaded videos, Spark checkpoint, logs).
 demo-reset:

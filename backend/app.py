@@ -13,6 +13,7 @@ import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.websocket import WebSocketHandler
+from traffic_processing import streams
 
 from backend.db.session import Database
 from backend.handlers import auth_handler, camera_handler, system_handler, video_handler, websocket_routing
@@ -20,6 +21,7 @@ from backend.handlers.frontend_handler import FrontendHandler
 from backend.services import accounts, metrics
 from backend.services.airflow_client import AirflowClient
 from backend.services.hub import Hub
+from backend.services.instances import InstanceRegistry
 from backend.services.login_limit import LoginLimiter
 from backend.services.subscriptions import SubscriptionCache
 from backend.settings import Settings
@@ -54,12 +56,17 @@ class TrafficApplication(tornado.web.Application):
         self.db = db
         self.redis = redis
         self.airflow = airflow
-        self.hub = hub or Hub(SubscriptionCache(redis, ttl_s=config.SUBSCRIPTION_TTL_S))
+        self.hub = hub or Hub(
+            SubscriptionCache(redis, ttl_s=config.SUBSCRIPTION_TTL_S, instance=config.instance_name)
+        )
+        # This instance in the registry the bridge routes by (issue 18), from start_background
+        self.registry = InstanceRegistry(redis, config.instance_name, config.ingest_url)
         metrics.bind_hub(self.hub)  # /metrics reads the hub's counters (as /api/websocket/status)
         self.login_limiter = LoginLimiter(redis, limit=config.LOGIN_FAILURES_PER_MINUTE)
         self._tasks: set[asyncio.Task] = set()
         self.websockets: set[WebSocketHandler] = set()  # open client and ingest connections
         self._refresher: PeriodicCallback | None = None
+        self._heartbeat: PeriodicCallback | None = None
         config.VIDEO_STORAGE_PATH.mkdir(parents=True, exist_ok=True)
         super().__init__(
             all_routes(),
@@ -86,15 +93,22 @@ class TrafficApplication(tornado.web.Application):
         task.add_done_callback(self._tasks.discard)
 
     def start_background(self) -> None:
-        """Refresh the subscription keys' TTL while anyone is subscribed."""
+        """Refresh the subscription keys' TTL while anyone is subscribed; register this instance
+        and keep its registration alive (the bridge delivers to registered instances)."""
         self._refresher = PeriodicCallback(
             lambda: self.spawn(self.hub.refresh()), self.config.SUBSCRIPTION_REFRESH_S * 1000
         )
         self._refresher.start()
+        self.spawn(self.registry.beat())
+        self._heartbeat = PeriodicCallback(
+            lambda: self.spawn(self.registry.beat()), streams.BACKEND_HEARTBEAT_S * 1000
+        )
+        self._heartbeat.start()
 
     def stop_background(self) -> None:
-        if self._refresher is not None:
-            self._refresher.stop()
+        for callback in (self._refresher, self._heartbeat):
+            if callback is not None:
+                callback.stop()
 
     def close_websockets(self, reason: str = "server shutting down") -> int:
         """Close every open WebSocket with 1001 (going away): browsers and the bridge learn at
@@ -165,7 +179,13 @@ async def serve(config: Settings) -> None:
     )
     server.listen(config.BACKEND_PORT, address=config.BACKEND_HOST)
     app.start_background()
-    log.info("backend listening on %s:%d", config.BACKEND_HOST, config.BACKEND_PORT)
+    log.info(
+        "backend listening on %s:%d (instance %s, ingest %s)",
+        config.BACKEND_HOST,
+        config.BACKEND_PORT,
+        config.instance_name,
+        config.ingest_url,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -174,6 +194,7 @@ async def serve(config: Settings) -> None:
     log.info("shutting down")
     server.stop()
     app.stop_background()
+    await app.registry.leave()  # the bridge stops routing here at once
     if app.close_websockets():
         await asyncio.sleep(0.2)  # let the close frames go out
     await server.close_all_connections()

@@ -7,6 +7,7 @@ SPEED_LIMIT_KMH) come from ``traffic_processing.settings.CommonSettings``.
 
 from __future__ import annotations
 
+import socket
 from functools import cached_property
 from pathlib import Path
 
@@ -72,6 +73,12 @@ class Settings(CommonSettings):
     WS_ANALYTICS_QUEUE: int = Field(default=10_000, ge=1)  # never dropped: over this, disconnect
     SUBSCRIPTION_TTL_S: int = Field(default=streams.SUBSCRIPTION_TTL_S, gt=0)
     SUBSCRIPTION_REFRESH_S: float = Field(default=60.0, gt=0)
+    # Several instances behind one address (issue 18): this instance's name in the Redis registry
+    # and in the subscription sets (empty: "{hostname}-{BACKEND_PORT}"), and the address the bridge
+    # reaches its ingest WebSockets on (empty: BACKEND_HOST, or this host's address when BACKEND_HOST
+    # is a wildcard such as 0.0.0.0, with BACKEND_PORT).
+    BACKEND_INSTANCE: str = ""
+    BACKEND_INGEST_URL: str = ""
 
     def cookie_secret(self) -> str:
         """``COOKIE_SECRET``, else the one generated once and kept in SECRETS_DIR."""
@@ -84,6 +91,25 @@ class Settings(CommonSettings):
     @cached_property
     def allowed_origins(self) -> list[str]:
         return [o.strip().rstrip("/") for o in self.ALLOWED_ORIGINS.split(",") if o.strip()]
+
+    @property
+    def instance_name(self) -> str:
+        return self.BACKEND_INSTANCE.strip() or f"{socket.gethostname()}-{self.BACKEND_PORT}"
+
+    @property
+    def ingest_url(self) -> str:
+        """Where the bridge reaches this instance (``BACKEND_INGEST_URL``, else derived)."""
+        if self.BACKEND_INGEST_URL.strip():
+            return self.BACKEND_INGEST_URL.strip().rstrip("/")
+        host = self.BACKEND_HOST.strip()
+        if host in ("", "0.0.0.0", "::", "[::]", "*"):  # every interface: this host's own address
+            try:
+                host = socket.gethostbyname(socket.gethostname())
+            except OSError:
+                host = "127.0.0.1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.BACKEND_PORT}"
 
     @property
     def frontend_dist(self) -> Path:

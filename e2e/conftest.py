@@ -53,13 +53,16 @@ def highway(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """e2e/test_demo.py starts `make demo`'s stack itself: its tests go first among the
-    end-to-end tests, before the session's ``stack`` fixture starts the other stack (it stays up
-    until the session ends), so that two stacks never share the CI's two cores."""
-    demo = [item for item in items if item.path.name == "test_demo.py"]
-    if not demo:
-        return
+    """e2e/test_demo.py starts `make demo`'s stack itself and e2e/scaled/ the scaled-out one: their
+    tests go first among the end-to-end tests (demo, then scaled), before the session's ``stack``
+    fixture starts the other stack (it stays up until the session ends), so that two stacks never
+    share the CI's two cores."""
     e2e = Path(__file__).resolve().parent
+    scaled = e2e / "scaled"
+    demo = [item for item in items if item.path.name == "test_demo.py"]
+    cluster = [item for item in items if scaled in item.path.resolve().parents]
+    if not demo and not cluster:
+        return
     first = next(i for i, item in enumerate(items) if e2e in item.path.resolve().parents)
-    rest = [item for item in items if item.path.name != "test_demo.py"]
-    items[:] = rest[:first] + demo + rest[first:]
+    rest = [item for item in items if item not in demo and item not in cluster]
+    items[:] = rest[:first] + demo + cluster + rest[first:]

@@ -20,24 +20,43 @@ from stack.run import (
     Stack,
     calibrate_video,
     processor_state,
-    read_procfile,
+    stack_commands,
     upload_video,
     wait_http,
 )
 
 
-def start_stack(data_dir: Path, names: list[str] | None = None, cores: int | None = None) -> Stack:
+def start_stack(
+    data_dir: Path,
+    names: list[str] | None = None,
+    cores: int | None = None,
+    *,
+    spark_workers: int = 0,
+    backends: int = 1,
+) -> Stack:
     """The stack on free ports, once the backend answers, Airflow has the DAG and the processor
     is warm. ``cores``: every service (PostgreSQL, Redis, the Procfile's processes and all their
     children) confined to the first ``cores`` CPUs (the affinity of the starting thread, which
-    the children inherit; this process gets its own back once they are started)."""
+    the children inherit; this process gets its own back once they are started).
+    ``spark_workers``: the application on a Spark standalone master with this many workers;
+    ``backends``: this many backend instances behind the proxy (``stack.run.Infra``)."""
     own = os.sched_getaffinity(0)
     if cores:
         os.sched_setaffinity(0, set(sorted(own)[:cores]) or own)
     try:
-        infra = Infra(data_dir, pg_port=0, redis_port=0, backend_port=0, airflow_port=0, rtsp_port=0).start()
+        infra = Infra(
+            data_dir,
+            pg_port=0,
+            redis_port=0,
+            backend_port=0,
+            airflow_port=0,
+            rtsp_port=0,
+            spark_master_port=0,
+            spark_workers=spark_workers,
+            backends=backends,
+        ).start()
         # make demo's own camera is not part of the tests' stack (they serve their own clips)
-        names = names or [n for n in read_procfile() if n != "rtsp-camera"]
+        names = names or [n for n in stack_commands(infra) if n != "rtsp-camera"]
         stack = Stack(infra, names).start_all()
     finally:
         os.sched_setaffinity(0, own)
@@ -104,7 +123,12 @@ class Api:
 class Viewer:
     """A WebSocket client subscribed to both channels of one video, recording every message
     with its arrival time, until the end of stream has come on both channels (they travel on
-    separate connections, so either may be first), or 5 s after it came on one, or ``stop()``."""
+    separate connections, so either may be first), or 5 s after it came on one, or ``stop()``.
+
+    ``reconnect`` (opt-in, as the page does): when the connection closes before that, connect
+    and subscribe again (every 0.2 s, for ``reconnect_timeout_s`` at most); ``disconnects`` has
+    the wall-clock time of each loss, ``reconnects`` the seconds from each loss to both channels
+    subscribed again. Without it a lost connection ends the viewer ("connection closed")."""
 
     ws_url: str
     video_id: int
@@ -116,6 +140,10 @@ class Viewer:
     errors: list[str] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
     ready: threading.Event = field(default_factory=threading.Event)
+    reconnect: bool = False
+    reconnect_timeout_s: float = 30.0
+    disconnects: list[float] = field(default_factory=list)
+    reconnects: list[float] = field(default_factory=list)
 
     def start(self) -> Viewer:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
@@ -123,49 +151,78 @@ class Viewer:
         assert self.ready.wait(30), f"viewer not subscribed: {self.errors}"
         return self
 
-    async def _run(self) -> None:
+    async def _connect(self):  # noqa: ANN202 - tornado's WebSocketClientConnection
         from tornado.httpclient import HTTPRequest
         from tornado.websocket import websocket_connect
 
+        conn = await websocket_connect(
+            HTTPRequest(
+                self.ws_url, headers={"Origin": self.origin, "Authorization": f"Bearer {self.token}"}
+            ),
+            max_message_size=64 * 1024 * 1024,
+        )
+        for channel in (f"processed_frame_{self.video_id}", f"analytics_metrics_{self.video_id}"):
+            await conn.write_message(json.dumps({"action": "subscribe", "channel": channel}))
+        return conn
+
+    async def _run(self) -> None:
+        eos: dict[str, float] = {}
+        lost: float | None = None  # when the connection was lost (reconnect)
         try:
-            conn = await websocket_connect(
-                HTTPRequest(
-                    self.ws_url, headers={"Origin": self.origin, "Authorization": f"Bearer {self.token}"}
-                ),
-                max_message_size=64 * 1024 * 1024,
-            )
-            for channel in (f"processed_frame_{self.video_id}", f"analytics_metrics_{self.video_id}"):
-                await conn.write_message(json.dumps({"action": "subscribe", "channel": channel}))
-            eos: dict[str, float] = {}
-            while not self.done.is_set():
-                if len(eos) == 2 or (eos and time.time() - min(eos.values()) > 5):
-                    break
+            while True:
                 try:
-                    raw = await asyncio.wait_for(conn.read_message(), 0.5)
-                except TimeoutError:
+                    conn = await self._connect()
+                except Exception:
+                    if lost is None or self.done.is_set() or time.time() - lost > self.reconnect_timeout_s:
+                        raise
+                    await asyncio.sleep(0.2)
                     continue
-                if raw is None:
-                    self.errors.append("connection closed")
+                finished = await self._read(conn, eos, lost)
+                conn.close()
+                if finished:
                     break
-                msg, now = json.loads(raw), time.time()
-                if msg["type"] == "subscription_ack":
-                    self.acks.append(msg)
-                    if len(self.acks) == 2:
-                        self.ready.set()
-                elif msg["type"] in ("frame", "analytics"):
-                    (self.frames if msg["type"] == "frame" else self.analytics).append(
-                        {**msg["data"], "_arrived": now}
-                    )
-                    if msg["data"].get("end_of_stream"):
-                        eos.setdefault(msg["type"], now)
-                else:
-                    self.errors.append(str(msg))
-            conn.close()
+                lost = time.time()
+                self.disconnects.append(lost)
             self.done.set()
         except Exception as exc:  # reported by the test
             self.errors.append(repr(exc))
             self.ready.set()
             self.done.set()
+
+    async def _read(self, conn, eos: dict[str, float], lost: float | None) -> bool:  # noqa: ANN001
+        """Record what arrives on ``conn``; True when the viewer is finished, False when the
+        connection was lost and ``reconnect`` is on."""
+        acks = 0
+        while not self.done.is_set():
+            if len(eos) == 2 or (eos and time.time() - min(eos.values()) > 5):
+                return True
+            try:
+                raw = await asyncio.wait_for(conn.read_message(), 0.5)
+            except TimeoutError:
+                continue
+            if raw is None:
+                if self.reconnect:
+                    return False
+                self.errors.append("connection closed")
+                return True
+            msg, now = json.loads(raw), time.time()
+            if msg["type"] == "subscription_ack":
+                self.acks.append(msg)
+                acks += 1
+                if acks == 2:
+                    if lost is None:
+                        self.ready.set()
+                    else:
+                        self.reconnects.append(now - lost)
+            elif msg["type"] in ("frame", "analytics"):
+                (self.frames if msg["type"] == "frame" else self.analytics).append(
+                    {**msg["data"], "_arrived": now}
+                )
+                if msg["data"].get("end_of_stream"):
+                    eos.setdefault(msg["type"], now)
+            else:
+                self.errors.append(str(msg))
+        return True
 
     def wait(self, timeout_s: float) -> bool:
         return self.done.wait(timeout_s)

@@ -108,6 +108,26 @@ def test_supervisord_config_and_stop_order(tmp_path):
     assert stop_order(["backend", "extra"]) == [["extra"], ["backend"]]
 
 
+def test_scaled_out_services_stop_after_what_uses_them(tmp_path):
+    """make demo CLUSTER=2 BACKENDS=2: the workers after the application that runs on them, the
+    master after its workers, the numbered backends with the first; a supervision by kind."""
+    from stack.run import Infra, stack_commands
+    from stack.supervise import SUPERVISION, supervision
+
+    infra = Infra(tmp_path, spark_workers=2, backends=1)
+    commands = stack_commands(infra)
+    assert commands["spark-master"].endswith("-m spark.streaming.standalone master")
+    assert 'SPARK_WORKER_DIR="$SPARK_WORKER_DIR_BASE/worker-2"' in commands["spark-worker-2"]
+    names = [*commands, "backend-2"]
+    steps = stop_order(names)
+    where = {name: i for i, step in enumerate(steps) for name in step}
+    assert where["spark"] < where["spark-worker-1"] == where["spark-worker-2"] < where["spark-master"]
+    assert where["redis-consumer"] < where["backend"] == where["backend-2"]
+    assert supervision("backend-2") == SUPERVISION["backend"]
+    assert supervision("backendx") != SUPERVISION["backend"]
+    assert stack_commands(Infra(tmp_path)).keys() == read_procfile().keys()  # not scaled: the Procfile
+
+
 def test_restart_lines_from_supervisords_log():
     ev = Events("/data/logs")
     say = [
@@ -181,6 +201,24 @@ def test_console_keeps_the_useful_lines(tmp_path):
         "backend | 2026-01-01 10:00:00,000 WARNING tornado.access 500 GET /api/videos (127.0.0.1) 1.2ms",
         "backend | 2026-01-01 10:00:00,000 INFO backend backend listening on 0.0.0.0:8686",
     ]
+
+
+def test_scaled_out_services_keep_only_their_useful_lines():
+    """The cluster's daemons and the proxy: that they are up, and what is serious; a numbered
+    instance (backend-2) filtered as its kind."""
+    from stack.console import console_filter
+
+    worker = console_filter("spark-worker-2")
+    assert worker("26/12/07 08:04:00 INFO Worker: Successfully registered with master spark://127.0.0.1:7077")
+    assert not worker("26/12/07 08:04:00 INFO ExecutorRunner: Launch command: java ...")
+    assert worker("26/12/07 08:04:00 ERROR Worker: Failed to launch executor")
+    assert console_filter("spark-master")("26/12/07 08:03:57 INFO Master: Starting Spark master at spark://x")
+    proxy = console_filter("proxy")
+    assert proxy("[proxy] nginx on 127.0.0.1:8686 -> backends on 127.0.0.1:1,2")
+    assert not proxy("2026/12/07 08:03:49 [error] 1#1: *1 connect() failed (111: Connection refused)")
+    assert proxy("2026/12/07 08:03:49 [emerg] 1#1: bind() to 127.0.0.1:8686 failed (98: Address in use)")
+    assert not console_filter("backend-2")("INFO tornado.access 200 GET /api/health (127.0.0.1) 1.2ms")
+    assert console_filter("something-new")("any line")
 
 
 def test_tail_follows_a_rotated_log(tmp_path):

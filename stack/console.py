@@ -114,12 +114,39 @@ def show_airflow(line: str) -> bool:
     return level_of(line) in ("ERROR", "CRITICAL")
 
 
+_CLUSTER_KEEP = re.compile(r"Starting Spark master at|Successfully registered with master|Registering worker")
+
+
+def show_cluster(line: str) -> bool:
+    """The standalone master and workers: that they are up and registered, and errors."""
+    return bool(_CLUSTER_KEEP.search(line)) or level_of(line) in ("ERROR", "CRITICAL")
+
+
+_NGINX_SERIOUS = re.compile(r"\[(emerg|alert|crit)\]")
+
+
+def show_proxy(line: str) -> bool:
+    """The proxy: its own lines and nginx's serious ones (a backend refusing a connection, at start
+    or when it died, is said by supervisord's events; nginx tries the next one)."""
+    return line.startswith("[proxy]") or bool(_NGINX_SERIOUS.search(line))
+
+
 FILTERS: dict[str, Callable[[str], bool]] = {
     "backend": show_backend,
     "redis-consumer": show_consumer,
     "spark": show_spark,
     "airflow": show_airflow,
+    "spark-master": show_cluster,
+    "spark-worker": show_cluster,
+    "proxy": show_proxy,
 }
+
+
+def console_filter(name: str) -> Callable[[str], bool]:
+    """The filter of a service; a numbered instance (``backend-2``, ``spark-worker-1``) has its
+    kind's; a service without one shows every line."""
+    kind = re.sub(r"-\d+$", "", name)
+    return FILTERS.get(name) or FILTERS.get(kind) or (lambda _line: True)
 
 
 class Console:
@@ -155,7 +182,7 @@ class Console:
             if said:
                 self.print(said)
         for name, tail in self.tails.items():
-            keep = FILTERS.get(name, lambda _line: True)
+            keep = console_filter(name)
             for line in tail.lines():
                 if not line.strip():
                     continue

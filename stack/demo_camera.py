@@ -44,8 +44,8 @@ def main() -> int:
         "/demo",
         "--user",
         os.environ["RTSP_DEMO_USER"],
-        "--password",
-        os.environ["RTSP_DEMO_PASSWORD"],
+        # one argument: a generated password may start with "-"
+        f"--password={os.environ['RTSP_DEMO_PASSWORD']}",
     ]
     sys.stdout.flush()
     os.execv(SYSTEM_PYTHON, argv)  # noqa: S606 - the server replaces this process

@@ -59,6 +59,19 @@ def read_procfile(path: Path = REPO / "Procfile") -> dict[str, str]:
     return procs
 
 
+def stack_commands(infra: Infra) -> dict[str, str]:
+    """The services of this run: the ``Procfile``'s, and when scaled out (``Infra.spark_workers``,
+    ``Infra.backends``) a Spark standalone master and its workers (``stack/spark_cluster.py``),
+    the backends after the first and the proxy in front of them (``stack/proxy.py``)."""
+    from stack.proxy import backend_commands
+    from stack.spark_cluster import cluster_commands
+
+    commands = read_procfile()
+    commands.update(cluster_commands(infra))
+    commands.update(backend_commands(infra))
+    return commands
+
+
 def processor_state(base_url: str) -> str:
     """``ready`` / ``not running`` (the backend's health reads the Spark heartbeat), ``unknown``."""
     try:
@@ -150,6 +163,14 @@ class Infra:
     airflow_worker_log_port: int = 8793
     airflow_trigger_log_port: int = 8794
     rtsp_port: int = 8554  # the demo camera (stack/demo_camera.py)
+    # Scaled out (make demo CLUSTER=2 BACKENDS=2, the cluster tests): a Spark standalone master
+    # and this many workers on loopback (0: Spark in local mode), and this many backend instances
+    # behind a proxy on backend_port (1: the backend itself on backend_port).
+    spark_workers: int = 0
+    backends: int = 1
+    spark_master_port: int = 7077
+    # the internal ports of the backend instances (backends > 1), picked on start
+    backend_ports: list[int] = field(default_factory=list)
     # True (make demo): PostgreSQL and Redis in sessions of their own, so that a Ctrl-C on the
     # terminal reaches stack.run only, which stops them after their clients.
     detach: bool = False
@@ -181,6 +202,15 @@ class Infra:
             setattr(self, attr, got)
             if wanted and got != wanted:
                 self.moved.append(f"port {wanted} is taken by another program; {service} on {got}")
+        if self.spark_workers:
+            self.spark_master_port = pick_port(self.spark_master_port, exclude=taken, host="127.0.0.1")
+            taken.add(self.spark_master_port)
+        # The backend instances behind the proxy: internal ports on loopback, any free ones
+        self.backend_ports = []
+        for _ in range(self.backends if self.backends > 1 else 0):
+            port = pick_port(0, exclude=taken, host="127.0.0.1")
+            taken.add(port)
+            self.backend_ports.append(port)
 
     def _backend_address(self) -> str:
         """Where the other services reach the backend: loopback unless it listens on one
@@ -268,6 +298,18 @@ class Infra:
             # Marks every process of this run (found and ended by stack.run if one outlives it).
             "TRAFFIC_STACK_INSTANCE": self.instance,
         }
+        if self.spark_workers:  # the application submitted to the standalone master
+            self.env["SPARK_MASTER"] = f"spark://127.0.0.1:{self.spark_master_port}"
+            self.env["SPARK_WORKERS"] = str(self.spark_workers)
+            self.env["SPARK_WORKER_DIR_BASE"] = str(self.data_dir / "spark-workers")
+            self.env["SPARK_DAEMON_CONF_DIR"] = str(spark_conf)
+            self.env["SPARK_DAEMON_HOST"] = "127.0.0.1"
+            # the per-video stateful stage spread over the workers: a partition per worker at least
+            self.env["SHUFFLE_PARTITIONS"] = os.environ.get("SHUFFLE_PARTITIONS", str(self.spark_workers))
+        if self.backend_ports:  # the first instance on its own port, the proxy on backend_port
+            self.env["BACKEND_PORT"] = str(self.backend_ports[0])
+            self.env["BACKEND_INSTANCE"] = "backend"
+            self.env["STACK_BACKEND_PORTS"] = ",".join(map(str, self.backend_ports))
         return self
 
     def stop(self) -> None:
@@ -295,7 +337,7 @@ class Stack:
 
     def __init__(self, infra: Infra, names: list[str] | None = None) -> None:
         self.infra = infra
-        self.commands = read_procfile()
+        self.commands = stack_commands(infra)
         self.names = names or list(self.commands)
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs = infra.data_dir / "logs"
@@ -332,12 +374,12 @@ class Stack:
         """As ``make demo`` stops: workers first (stack.supervise.STOP_ORDER), each service
         signalled as supervisord would (its process or its group), what is left of its group
         killed after its timeout or a short grace."""
-        from stack.supervise import DEFAULT_SUPERVISION, GROUP_GRACE_S, SUPERVISION, group_alive, stop_order
+        from stack.supervise import GROUP_GRACE_S, group_alive, stop_order, supervision
 
         for step in stop_order([n for n in self.procs if self.procs[n].poll() is None]):
             deadlines = {}
             for name in step:
-                how = SUPERVISION.get(name, DEFAULT_SUPERVISION)
+                how = supervision(name)
                 sig = getattr(signal, f"SIG{how.stopsignal}")
                 pid = self.procs[name].pid
                 try:
@@ -670,6 +712,23 @@ def login_line(infra: Infra) -> str:
     return f"your accounts (admin's password forgotten? {reset})"
 
 
+def scale_lines(infra: Infra) -> list[str]:
+    """The banner's lines of a scaled-out run (README, Growing past one machine)."""
+    lines = []
+    if infra.spark_workers:
+        lines.append(
+            f"  Spark cluster {infra.env['SPARK_MASTER']}, {infra.spark_workers} workers "
+            f"(shuffle partitions {infra.env['SHUFFLE_PARTITIONS']}; executors' logs in "
+            f"{infra.env['SPARK_WORKER_DIR_BASE']})"
+        )
+    if infra.backend_ports:
+        ports = ", ".join(str(p) for p in infra.backend_ports)
+        lines.append(
+            f"  Backends      {len(infra.backend_ports)} behind the proxy (nginx), on 127.0.0.1 ports {ports}"
+        )
+    return lines
+
+
 def banner(
     infra: Infra, video_id: int | None, data: str, started: float, camera_id: int | None = None
 ) -> str:
@@ -689,6 +748,7 @@ def banner(
         f"  Airflow UI    {env['AIRFLOW_API_URL']}/   user {env['AIRFLOW_USERNAME']}, "
         f"password {env['AIRFLOW_PASSWORD']}   (generated, kept in {data}/secrets/)",
         f"  Spark UI      http://127.0.0.1:{infra.spark_ui_port}/   (while the processor runs)",
+        *scale_lines(infra),
         f"  PostgreSQL    postgresql://postgres@127.0.0.1:{infra.pg_port}/traffic    "
         f"Redis  redis://127.0.0.1:{infra.redis_port}   (passwords: {data}/stack.env)",
         f"  Logs          {data}/logs/<service>.log  (backend, redis-consumer, spark, airflow, supervisord),",
@@ -857,6 +917,21 @@ def main(argv: list[str] | None = None) -> int:
         ports.add_argument(
             f"--{name}-port", type=int, default=default, metavar="PORT", help=f"default {default}"
         )
+    scale = parser.add_argument_group("scaled out on this machine (README, Growing past one machine)")
+    scale.add_argument(
+        "--spark-workers",
+        type=int,
+        default=int(os.environ.get("CLUSTER") or 0),
+        metavar="N",
+        help="a Spark standalone master and N workers on loopback (default 0: Spark in local mode)",
+    )
+    scale.add_argument(
+        "--backends",
+        type=int,
+        default=int(os.environ.get("BACKENDS") or 1),
+        metavar="N",
+        help="N backend instances behind a proxy on the backend's port (default 1)",
+    )
     args = parser.parse_args(argv)
 
     from stack.console import Console, display
@@ -893,6 +968,8 @@ def main(argv: list[str] | None = None) -> int:
         airflow_trigger_log_port=args.airflow_trigger_logs_port,
         detach=True,
         instance=instance,
+        spark_workers=max(0, args.spark_workers),
+        backends=max(1, args.backends),
     )
     try:
         infra.start()
@@ -921,7 +998,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[stack] !!! WARNING: {moved} !!!", flush=True)
     infra.write_env(data_dir / "stack.env")
 
-    commands = read_procfile()
+    commands = stack_commands(infra)
     events = Events(shown_logs)
     console = Console(logs, list(commands), events.translate, verbose=args.verbose)
     supervisor = Supervisord(data_dir, commands, {**os.environ, **infra.env}, REPO)

@@ -57,12 +57,35 @@ SUPERVISION: dict[str, Supervision] = {
     "airflow": Supervision(priority=40, startsecs=10, stopwaitsecs=30, stopasgroup=False),
     # the demo camera's RTSP server (the transcode of its clip on the first start takes a few s)
     "rtsp-camera": Supervision(priority=5, startsecs=2),
+    # several backends (stack/proxy.py): nginx in front of them; TERM is its fast shutdown (QUIT
+    # would wait for every WebSocket to end)
+    "proxy": Supervision(priority=15, startsecs=1, stopwaitsecs=5),
 }
 DEFAULT_SUPERVISION = Supervision(priority=50, startsecs=5)
 
 # Workers first (each step waits for its services to be gone), the backend last; Redis and
 # PostgreSQL after all of them (stack.run).
-STOP_ORDER: list[list[str]] = [["airflow", "spark"], ["redis-consumer"], ["backend"], ["rtsp-camera"]]
+# A name stands for itself and its numbered instances ("backend-2", "spark-worker-1").
+STOP_ORDER: list[list[str]] = [
+    ["airflow", "spark"],
+    ["redis-consumer", "spark-worker"],
+    ["spark-master", "proxy"],
+    ["backend"],
+    ["rtsp-camera"],
+]
+
+
+def _listed(name: str, entry: str) -> bool:
+    return name == entry or (name.startswith(entry + "-") and name[len(entry) + 1 :].isdigit())
+
+
+def supervision(name: str) -> Supervision:
+    """The service's supervision (a numbered instance has its kind's)."""
+    for entry, how in SUPERVISION.items():
+        if _listed(name, entry):
+            return how
+    return DEFAULT_SUPERVISION
+
 
 # A service that gave up (FATAL: failed at start too often in a row) is tried again this often.
 FATAL_RETRY_S = 60.0
@@ -73,8 +96,13 @@ GROUP_GRACE_S = 10.0
 
 def stop_order(names: list[str]) -> list[list[str]]:
     """``STOP_ORDER`` restricted to ``names``; services it does not list go first."""
-    listed = {n for step in STOP_ORDER for n in step}
-    steps = [[n for n in names if n not in listed]] + [[n for n in step if n in names] for step in STOP_ORDER]
+
+    def listed(name: str) -> bool:
+        return any(_listed(name, entry) for step in STOP_ORDER for entry in step)
+
+    steps = [[n for n in names if not listed(n)]] + [
+        [n for entry in step for n in names if _listed(n, entry)] for step in STOP_ORDER
+    ]
     return [step for step in steps if step]
 
 
@@ -123,7 +151,7 @@ def write_config(data_dir: Path, commands: dict[str, str], cwd: Path) -> Path:
         "",
     ]
     for name, command in commands.items():
-        s = SUPERVISION.get(name, DEFAULT_SUPERVISION)
+        s = supervision(name)
         lines += [
             f"[program:{name}]",
             f"command={_ini(bash)} -c {_ini(shlex.quote('exec ' + command))}",

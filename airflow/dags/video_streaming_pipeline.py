@@ -19,6 +19,10 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+# traffic_pipeline.capacity.STREAM_POOL (created by the Airflow service before its scheduler
+# starts; a task of a pool that does not exist is never scheduled)
+STREAM_POOL = "stream_producers"
+
 
 def _conf() -> tuple[int, bool, str, object]:
     """(video_id, realtime, run_id, task logger) of the running task."""
@@ -42,10 +46,13 @@ def _conf() -> tuple[int, bool, str, object]:
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    # several videos and cameras stream at once; each run holds 2 task slots for as long as it
-    # streams (a camera's: until stopped), within Airflow's core.parallelism (32 by default)
-    max_active_runs=16,
-    max_active_tasks=32,
+    # Many videos and cameras stream at once (docs/scaling-streams.md). max_active_runs is left
+    # to [core] max_active_runs_per_dag, = MAX_STREAMS (traffic_pipeline.capacity, set by the
+    # Airflow service): a stream beyond waits as a queued run. Each run holds produce_frames and
+    # process_frames for as long as it streams (a camera's: until stopped), both in the pool
+    # STREAM_POOL (2 x MAX_STREAMS slots), so that they never take the executor slots the
+    # clean-ups need. max_active_tasks counts per run in Airflow 3: a run has four tasks.
+    max_active_tasks=4,
     params={
         "video_id": Param(None, type=["null", "integer"], description="videos.id to stream"),
         "realtime": Param(True, type="boolean", description="pace at the video's fps (false: all frames)"),
@@ -55,7 +62,7 @@ def _conf() -> tuple[int, bool, str, object]:
 )
 def video_streaming_pipeline():
     # produce/process are not retried: a retry would stream the video a second time.
-    @task(retries=0)
+    @task(retries=0, pool=STREAM_POOL)
     def produce_frames() -> dict:
         from traffic_pipeline.config import PipelineSettings
         from traffic_pipeline.producer import produce_frames as produce
@@ -66,7 +73,7 @@ def video_streaming_pipeline():
             video_id, redis=settings.redis(), settings=settings, realtime=realtime, run_id=run_id, log=log
         )
 
-    @task(retries=0)
+    @task(retries=0, pool=STREAM_POOL)
     def process_frames() -> dict:
         from traffic_pipeline.config import PipelineSettings
         from traffic_pipeline.db import load_video

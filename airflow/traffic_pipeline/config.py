@@ -37,6 +37,10 @@ class PipelineSettings(CommonSettings):
     CAMERA_BUFFER_FRAMES: int = Field(default=4, ge=1)
     # process_frames: how often the passages and violations are stored while the stream runs
     RESULTS_DRAIN_S: float = Field(default=1.0, gt=0)
+    # streams Airflow runs at once (more wait as queued runs): sizes its parallelism, the DAG's
+    # max_active_runs and the pool of the stream tasks (traffic_pipeline.capacity, applied by the
+    # Airflow service at its start)
+    MAX_STREAMS: int = Field(default=8, ge=1)
 
     def redis(self) -> Any:
         """A binary-safe client (no response decoding: frames are raw JPEG)."""

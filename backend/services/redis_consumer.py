@@ -8,15 +8,23 @@ one kept in ``SECRETS_DIR/internal_token``, as the backend reads it), and option
 For each entry of the ``processed-frames`` stream, read through the consumer group
 ``redis-consumer-group`` in stream order:
 
-- the subscription cache keys of the videos in the batch are read with one MGET
-  (``[SUBSCRIPTION-CHECK]``);
+- the live backend instances (the registry every backend keeps with a heartbeat:
+  ``backend.services.instances``) and the subscription sets of the videos in the batch (which
+  instances have a viewer of each channel) are read in one pipeline (``[SUBSCRIPTION-CHECK]``);
 - where someone watches ``processed_frame_{id}`` the frame goes to ``/ws/backend/processed``;
   where someone watches ``analytics_metrics_{id}`` the stats and the speeding vehicles (those
   the processor flagged: ``speeding`` true, never an instantaneous speed against a limit) go to
-  ``/ws/backend/analytics``; nothing is sent for nobody, end of stream included;
+  ``/ws/backend/analytics``, of every live instance that has such a subscriber, at that instance's
+  own address (one pair of ingest connections per instance, written concurrently; issue 18:
+  several backends behind one address); nothing is sent for nobody, end of stream included. With
+  no instance registered (a backend of before the registry, or all of them restarting) the
+  bridge falls back to ``BACKEND_URL`` where any subscription is left;
 - the entry is XACKed once every write it needed has completed. A malformed entry is logged and
-  ACKed (it never blocks the stream). While the backend is unreachable the bridge retries the
-  same entry with backoff and ACKs nothing, so a backend restart loses nothing.
+  ACKed (it never blocks the stream). While an instance is unreachable the bridge retries the
+  same entry with backoff and ACKs nothing, reading the registry and the subscriptions again
+  before each try: a backend that restarts loses nothing, and one that died drops out once its
+  registration lapses (``streams.BACKEND_INSTANCE_TTL_S``), the entries from there on going to
+  the instances its viewers reconnected to.
 
 After a crash (kill -9) the entries the dead consumer had read but not ACKed stay in the group's
 pending list; on start (and every ``claim_interval_s``) the bridge claims those idle for
@@ -56,6 +64,7 @@ from traffic_processing.schemas import ProcessedFrame
 from traffic_processing.settings import CommonSettings, resolve_token
 
 from backend.schemas import AnalyticsIngest, ProcessedFrameIngest
+from backend.services.instances import parse_live
 
 log = logging.getLogger("backend.redis_consumer")
 
@@ -116,6 +125,7 @@ class IngestLink:
         self.name = name
         self.conn: WebSocketClientConnection | None = None
         self.connects = 0
+        self.down_since: float | None = None  # failing since (monotonic), None while it works
 
     async def connect(self) -> None:
         request = HTTPRequest(
@@ -161,6 +171,51 @@ class IngestLink:
 
 
 DELIVERY_ERRORS = (WebSocketClosedError, StreamClosedError, HTTPClientError, OSError, TimeoutError)
+# A write not done by then counts as failed (an instance gone without a reset: its host vanished).
+WRITE_TIMEOUT_S = 10.0
+# The target of the fallback (no instance registered): BACKEND_URL.
+FALLBACK = ""
+
+
+@dataclass
+class Target:
+    """One backend instance the bridge delivers to: its two ingest connections."""
+
+    name: str
+    base: str  # ws://host:port
+    frames: IngestLink
+    analytics: IngestLink
+
+    @classmethod
+    def of(cls, name: str, base: str, token: str) -> Target:
+        base = base.rstrip("/")
+        return cls(
+            name,
+            base,
+            IngestLink(f"{base}/ws/backend/processed", token, "processed_frame"),
+            IngestLink(f"{base}/ws/backend/analytics", token, "analytics_update"),
+        )
+
+    def link(self, kind: str) -> IngestLink:
+        return self.frames if kind == "frames" else self.analytics
+
+    def drop(self) -> None:
+        self.frames.drop()
+        self.analytics.drop()
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one video's entries go: the instances (names; ``FALLBACK`` for BACKEND_URL) that
+    get its frames and those that get its analytics."""
+
+    frames: frozenset[str] = frozenset()
+    analytics: frozenset[str] = frozenset()
+
+    def writes(self) -> list[tuple[str, str]]:
+        return sorted({(n, "frames") for n in self.frames} | {(n, "analytics") for n in self.analytics})
+
+
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
@@ -172,7 +227,7 @@ class Counters:
     malformed: int = 0
     acked: int = 0
     reclaimed: int = 0
-    by_video: dict[int, tuple[bool, bool]] = field(default_factory=dict)  # last subscription state
+    by_video: dict[int, Route] = field(default_factory=dict)  # last subscription state
 
 
 class RedisConsumer:
@@ -193,6 +248,8 @@ class RedisConsumer:
         group: str = streams.REDIS_CONSUMER_GROUP,
         max_backoff_s: float = 5.0,
         retention_s: float = 120.0,
+        instances_key: str = streams.BACKEND_INSTANCES_KEY,
+        instance_urls_key: str = streams.BACKEND_INSTANCE_URL_KEY,
     ) -> None:
         self.redis = redis
         self.retention_ms = int(retention_s * 1000)
@@ -205,9 +262,14 @@ class RedisConsumer:
         self.stream = stream
         self.group = group
         self.max_backoff_s = max_backoff_s
-        base = backend_ws.rstrip("/")
-        self.frames = IngestLink(f"{base}/ws/backend/processed", token, "processed_frame")
-        self.analytics = IngestLink(f"{base}/ws/backend/analytics", token, "analytics_update")
+        self.token = token
+        # BACKEND_URL: the fallback while no instance is registered (its links kept as
+        # ``frames`` / ``analytics``); the registered instances by name
+        self.fallback = Target.of(FALLBACK, backend_ws, token)
+        self.frames, self.analytics = self.fallback.frames, self.fallback.analytics
+        self.targets: dict[str, Target] = {}
+        self.instances_key = instances_key
+        self.instance_urls_key = instance_urls_key
         self.counters = Counters()
         self._stopping = asyncio.Event()
         self._delivered_unacked: set[bytes] = set()  # delivered, XACK failed (Redis went away)
@@ -248,8 +310,9 @@ class RedisConsumer:
         except Stopping:
             pass
         finally:
-            self.frames.drop()
-            self.analytics.drop()
+            self.fallback.drop()
+            for target in self.targets.values():
+                target.drop()
             c = self.counters
             log.info(
                 "%s stopped: %d frames and %d analytics sent, %d entries acked (%d not subscribed, "
@@ -450,30 +513,62 @@ class RedisConsumer:
                 await self.redis.xgroup_delconsumer(self.stream, self.group, name)
                 log.info("%s removed idle consumer %s (nothing pending)", TAG, streams.text(name))
 
-    async def subscriptions(self, video_ids: list[int]) -> dict[int, tuple[bool, bool]]:
-        """``{video_id: (frames watched, analytics watched)}`` with one MGET."""
-        if not video_ids:
-            return {}
-        keys = [
-            k
-            for v in video_ids
-            for k in (streams.frame_subscription_key(v), streams.analytics_subscription_key(v))
-        ]
-        values = await self.redis.mget(keys)
+    async def routes(self, video_ids: list[int]) -> dict[int, Route]:
+        """Per video, the instances to deliver its frames and its analytics to: the live ones
+        (registered, not lapsed) in the channel's subscription set; with no instance registered,
+        ``FALLBACK`` where the set has anyone. One pipeline: the registry and every set."""
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(self.instances_key, now, "+inf")
+            pipe.hgetall(self.instance_urls_key)
+            for v in video_ids:
+                pipe.zrangebyscore(streams.frame_subscription_key(v), now, "+inf")
+                pipe.zrangebyscore(streams.analytics_subscription_key(v), now, "+inf")
+            replies = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, REDIS_DOWN):
+                raise reply
+        live = self._update_targets(replies[0], replies[1])
+
+        def members(reply: Any) -> frozenset[str]:
+            if isinstance(reply, ResponseError):  # a key of the older format ("true"): someone
+                return frozenset(live) if live else frozenset({FALLBACK})
+            names = {streams.text(n) for n in reply or []}
+            if not live:
+                return frozenset({FALLBACK}) if names else frozenset()
+            return frozenset(names & live)
+
         result = {}
         for i, video_id in enumerate(video_ids):
-            state = (values[2 * i] is not None, values[2 * i + 1] is not None)
-            result[video_id] = state
-            if self.counters.by_video.get(video_id) != state:
-                self.counters.by_video[video_id] = state
+            route = Route(members(replies[2 + 2 * i]), members(replies[3 + 2 * i]))
+            result[video_id] = route
+            if self.counters.by_video.get(video_id) != route:
+                self.counters.by_video[video_id] = route
+                where = sorted(route.frames | route.analytics)
                 log.info(
-                    "%s video %d: frames %s, analytics %s",
+                    "%s video %d: frames %s, analytics %s%s",
                     CHECK,
                     video_id,
-                    "subscribed" if state[0] else "not subscribed",
-                    "subscribed" if state[1] else "not subscribed",
+                    "subscribed" if route.frames else "not subscribed",
+                    "subscribed" if route.analytics else "not subscribed",
+                    f" (instances {', '.join(where)})" if where and where != [FALLBACK] else "",
                 )
         return result
+
+    def _update_targets(self, names: Any, urls: Any) -> set[str]:
+        """Keep one ``Target`` per live instance (new ones made, gone or moved ones dropped)."""
+        live = parse_live(names, urls)
+        for name in list(self.targets):
+            target = self.targets[name]
+            if live.get(name) is None or ws_base(live[name]) != target.base:
+                target.drop()
+                del self.targets[name]
+                log.info("%s backend instance %s left (%s)", TAG, name, target.base)
+        for name, url in live.items():
+            if name not in self.targets:
+                self.targets[name] = Target.of(name, ws_base(url), self.token)
+                log.info("%s backend instance %s at %s", TAG, name, self.targets[name].base)
+        return set(live)
 
     # ---- delivery ----------------------------------------------------------------------------
 
@@ -496,62 +591,86 @@ class RedisConsumer:
                 self.counters.malformed += 1
                 frame = None
             parsed.append((entry_id, frame))
-        watched = await self.subscriptions(sorted({f.video_id for _, f in parsed if f is not None}))
+        routes = await self.routes(sorted({f.video_id for _, f in parsed if f is not None}))
         for entry_id, frame in parsed:
             if frame is not None and entry_id not in self._delivered_unacked:
-                await self.deliver(entry_id, frame, watched[frame.video_id])
+                await self.deliver(entry_id, frame, routes[frame.video_id])
             self._delivered_unacked.add(entry_id)
             await self.redis.xack(self.stream, self.group, entry_id)
             self._delivered_unacked.discard(entry_id)
             self.counters.acked += 1
 
-    async def deliver(self, entry_id: bytes, frame: ProcessedFrame, watched: tuple[bool, bool]) -> None:
-        frames_watched, analytics_watched = watched
-        if not frames_watched and not analytics_watched:
+    async def deliver(self, entry_id: bytes, frame: ProcessedFrame, route: Route) -> None:
+        """Write the entry to every instance of its route, concurrently. Writes that fail are
+        tried again with backoff (the entry stays in hand, un-ACKed), the route read again before
+        each try: an instance that died drops out once its registration lapses, one its viewers
+        moved to comes in."""
+        if not route.writes():
             self.counters.not_subscribed += 1
             log.debug("%s video %d frame %d: nobody subscribed", CHECK, frame.video_id, frame.frame_number)
             return
-        if frames_watched:
-            text = ProcessedFrameIngest.from_processed(frame).model_dump_json()
-            await self._send(self.frames, text, entry_id)
+        texts: dict[str, str] = {}
+
+        def text_of(kind: str) -> str:
+            if kind not in texts:
+                ingest = ProcessedFrameIngest if kind == "frames" else AnalyticsIngest
+                texts[kind] = ingest.from_processed(frame).model_dump_json()
+            return texts[kind]
+
+        done: set[tuple[str, str]] = set()
+        backoff = 0.1
+        last_touch = time.monotonic()
+        while True:
+            if self.stopping:
+                raise Stopping  # leave the entry pending: the next start delivers it
+            # (an instance that left since the route was read gets nothing more)
+            todo = [w for w in route.writes() if w not in done and (w[0] == FALLBACK or w[0] in self.targets)]
+            results = await asyncio.gather(
+                *(self._write(name, kind, text_of(kind)) for name, kind in todo), return_exceptions=True
+            )
+            failed = False
+            for write, result in zip(todo, results, strict=True):
+                if result is None:
+                    done.add(write)
+                elif isinstance(result, DELIVERY_ERRORS):
+                    failed = True
+                elif isinstance(result, BaseException):
+                    raise result
+            if not failed:
+                break
+            await self._sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff_s)
+            if time.monotonic() - last_touch > self.claim_min_idle_ms / 2000:
+                # Still ours: reset the idle time so that no other consumer claims it.
+                await self.redis.xclaim(self.stream, self.group, self.consumer, 0, [entry_id], justid=True)
+                last_touch = time.monotonic()
+            route = (await self.routes([frame.video_id]))[frame.video_id]
+        if any(kind == "frames" for _, kind in done):
             self.counters.frames_sent += 1
-        if analytics_watched:
-            text = AnalyticsIngest.from_processed(frame).model_dump_json()
-            await self._send(self.analytics, text, entry_id)
+        if any(kind == "analytics" for _, kind in done):
             self.counters.analytics_sent += 1
         if frame.end_of_stream:
             log.info(
                 "%s video %d: end of stream forwarded (frame %d)", TAG, frame.video_id, frame.frame_number
             )
 
-    async def _send(self, link: IngestLink, text: str, entry_id: bytes) -> None:
-        """Write ``text`` on ``link``; while the backend is down, reconnect with backoff."""
-        backoff = 0.1
-        down_since: float | None = None
-        last_touch = time.monotonic()
-        while True:
-            if self.stopping:
-                raise Stopping  # leave the entry pending: the next start delivers it
-            try:
-                await link.send(text)
-            except DELIVERY_ERRORS as exc:
-                link.drop()
-                if down_since is None:
-                    down_since = time.monotonic()
-                    hint = " (check INTERNAL_TOKEN)" if getattr(exc, "code", None) in (401, 403) else ""
-                    log.warning("%s backend %s unavailable: %s%s; retrying", TAG, link.url, _short(exc), hint)
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
-                if time.monotonic() - last_touch > self.claim_min_idle_ms / 2000:
-                    # Still ours: reset the idle time so that no other consumer claims it.
-                    await self.redis.xclaim(
-                        self.stream, self.group, self.consumer, 0, [entry_id], justid=True
-                    )
-                    last_touch = time.monotonic()
-                continue
-            if down_since is not None:
-                log.info("%s backend %s back after %.1f s", TAG, link.url, time.monotonic() - down_since)
-            return
+    async def _write(self, name: str, kind: str, text: str) -> None:
+        """One write to one instance's ingest link; raises (a ``DELIVERY_ERRORS``) on failure,
+        the link dropped for the next try to reconnect. Logs the link going down and coming back."""
+        target = self.fallback if name == FALLBACK else self.targets[name]
+        link = target.link(kind)
+        try:
+            await asyncio.wait_for(link.send(text), WRITE_TIMEOUT_S)
+        except DELIVERY_ERRORS as exc:
+            link.drop()
+            if link.down_since is None:
+                link.down_since = time.monotonic()
+                hint = " (check INTERNAL_TOKEN)" if getattr(exc, "code", None) in (401, 403) else ""
+                log.warning("%s backend %s unavailable: %s%s; retrying", TAG, link.url, _short(exc), hint)
+            raise
+        if link.down_since is not None:
+            log.info("%s backend %s back after %.1f s", TAG, link.url, time.monotonic() - link.down_since)
+            link.down_since = None
 
 
 def _bytes(value: Any) -> bytes:

@@ -1,19 +1,24 @@
 """Redis subscription cache read by the bridge (DESIGN.md, Redis keys).
 
 ``websocket:subscription:video:{id}`` (someone watches frames) and
-``websocket:analytics:video:{id}`` (someone watches analytics) hold "true" with a TTL of
-300 s, refreshed while anyone is subscribed and deleted when the last subscriber leaves.
-The names and the TTL are the shared ones of ``traffic_processing.streams``.
+``websocket:analytics:video:{id}`` (someone watches analytics) are sets (ZSET) of the backend
+instances that have such a subscriber: member = the instance name (``BACKEND_INSTANCE``), score =
+the unix time it lapses, 300 s ahead, refreshed while the instance has subscribers (the key
+expires too). An instance removes itself when its last subscriber of the channel leaves, so that
+with several instances behind one address (issue 18) one instance's last viewer leaving never
+hides another's. The names and the TTL are the shared ones of ``traffic_processing.streams``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError, ResponseError
 from traffic_processing import streams
 
 from backend.schemas import ANALYTICS_CHANNEL, FRAME_CHANNEL
@@ -32,32 +37,52 @@ def subscription_key(kind: str, video_id: int) -> str:
 
 
 class SubscriptionCache:
-    def __init__(self, redis: aioredis.Redis, *, ttl_s: int = streams.SUBSCRIPTION_TTL_S) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, ttl_s: int = streams.SUBSCRIPTION_TTL_S, instance: str = "backend"
+    ) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
+        self.instance = instance
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
+    def _mark(self, pipe: Pipeline, key: str, now: float) -> None:
+        """This instance in ``key`` until ``now`` + TTL; members lapsed long ago removed."""
+        pipe.zadd(key, {self.instance: now + self.ttl_s})
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.expire(key, self.ttl_s)
+
+    async def _write(self, keys: list[str]) -> None:
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                self._mark(pipe, key, now)
+            replies = await pipe.execute(raise_on_error=False)
+        stale = {keys[i // 3] for i, r in enumerate(replies) if isinstance(r, ResponseError)}
+        if stale:  # a key of the older format ("true"): replaced by the set
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in stale:
+                    pipe.delete(key)
+                    self._mark(pipe, key, now)
+                await pipe.execute()
+
     async def sync(self, kind: str, video_id: int, active: bool) -> None:
-        """Make the key match ``active`` (set with TTL, or deleted); serialised per key."""
+        """Make this instance's membership of the key match ``active``; serialised per key."""
         key = subscription_key(kind, video_id)
         async with self._locks[key]:
             try:
                 if active:
-                    await self.redis.set(key, "true", ex=self.ttl_s)
+                    await self._write([key])
                 else:
-                    await self.redis.delete(key)
-                log.info("[SUBSCRIPTION-CHECK] %s %s", "set" if active else "deleted", key)
+                    await self.redis.zrem(key, self.instance)
+                log.info("[SUBSCRIPTION-CHECK] %s %s %s", "set" if active else "removed", self.instance, key)
             except RedisError as exc:  # the hub keeps serving; the bridge just sees no key
                 log.warning("[SUBSCRIPTION-CHECK] redis error on %s: %s", key, exc)
 
     async def refresh(self, active: list[tuple[str, int]]) -> None:
-        """Re-arm the TTL of every key that still has subscribers."""
+        """Re-arm this instance's membership (and the key's TTL) of every key it has subscribers of."""
         if not active:
             return
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for kind, video_id in active:
-                    pipe.set(subscription_key(kind, video_id), "true", ex=self.ttl_s)
-                await pipe.execute()
+            await self._write([subscription_key(kind, video_id) for kind, video_id in active])
         except RedisError as exc:
             log.warning("[SUBSCRIPTION-CHECK] refresh failed: %s", exc)

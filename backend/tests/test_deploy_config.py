@@ -6,6 +6,8 @@ page's security headers; the built dashboard runs under that Content-Security-Po
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -66,7 +68,8 @@ def test_redis_and_postgres_ask_for_passwords():
 
 def _locations(conf: str) -> dict[str, str]:
     """``location`` argument -> its body (nginx.conf's locations are not nested)."""
-    return {m.group(1).strip(): m.group(2) for m in re.finditer(r"location\s+([^{]+)\{([^}]*)\}", conf)}
+    found = re.finditer(r'location\s+((?:"[^"]*"|[^{"])+)\{([^}]*)\}', conf)
+    return {m.group(1).strip(): m.group(2) for m in found}
 
 
 def test_nginx_keeps_the_ingest_sockets_and_metrics_off_the_public_port():
@@ -114,3 +117,108 @@ def test_the_built_dashboard_needs_no_inline_script():
     html = index.read_text()
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "inline <script> in index.html"
     assert not re.search(r"\son[a-z]+=", html), "inline event handler in index.html"
+
+
+def test_nginx_reaches_every_backend_replica():
+    """``--scale backend=2``: nginx resolves the service name at request time through Docker's
+    DNS (every replica), skips a replica that refuses or times out, and passes the Host with its
+    port (the backend's own-origin check)."""
+    assert re.search(r"(?m)^\s*resolver 127\.0\.0\.11\b", NGINX)
+    assert "set $backend http://backend:8686;" in NGINX
+    assert "proxy_next_upstream error timeout;" in NGINX
+    locations = _locations(NGINX)
+    for arg in ("/api/", "/ws/"):
+        assert "proxy_pass $backend;" in locations[arg], arg
+        assert "proxy_set_header Host $http_host;" in locations[arg], arg
+    assert "proxy_request_buffering off;" in locations["/api/"]
+    assert 'proxy_set_header Connection "upgrade";' in locations["/ws/"]
+    backend = SERVICES["backend"]
+    assert "container_name" not in backend and not backend.get("ports")  # scalable
+    env = {**COMPOSE["x-app-env"], **backend["environment"]}
+    # each replica registers its own name and address (the defaults: hostname, container IP)
+    assert "BACKEND_INSTANCE" not in env and "BACKEND_INGEST_URL" not in env
+    assert env["BACKEND_HOST"] == "0.0.0.0"
+
+
+def test_the_local_proxy_mirrors_compose():
+    """stack/proxy.py's nginx (the local run with several backends) proxies as compose's does."""
+    from stack.proxy import nginx_config
+
+    local = re.sub(r"#[^\n]*", "", nginx_config(Path("/tmp/p"), [9001, 9002], "127.0.0.1", 9000))
+    mine = _locations(local)
+    assert "return 404;" in mine["/ws/backend/"]
+    assert local.index("location /ws/backend/") < local.index("location /ws/ ")
+    assert "proxy_next_upstream error timeout;" in local
+    assert "server 127.0.0.1:9001" in local and "server 127.0.0.1:9002" in local
+    assert "listen 127.0.0.1:9000;" in local
+    body = re.search(r"client_max_body_size (\d+)m;", NGINX)
+    assert body and f"client_max_body_size {body.group(1)}m;" in local  # MAX_UPLOAD_MB 500 both
+    for arg in ("/ws/", "/"):
+        for line in (
+            "proxy_set_header Host $http_host;",
+            "proxy_set_header X-Forwarded-For $remote_addr;",
+            "proxy_set_header X-Forwarded-Proto $scheme;",
+            "proxy_http_version 1.1;",
+        ):
+            assert line in mine[arg], (arg, line)
+    assert "proxy_request_buffering off;" in mine["/"]
+    assert "proxy_set_header Upgrade $http_upgrade;" in mine["/ws/"]
+
+
+def test_the_local_run_starts_every_instance_and_the_proxy(tmp_path, monkeypatch, capsys):
+    """``stack.proxy.backend_commands``: with two backends, ``backend`` and ``backend-2`` on their
+    loopback ports, registered under their names at their own address, and ``proxy`` on the
+    public address; one backend: nothing (the Procfile's). Without nginx: a clear error."""
+    from types import SimpleNamespace
+
+    from stack import proxy
+
+    infra = SimpleNamespace(
+        backends=2, backend_ports=[9101, 9102], backend_host="127.0.0.1", backend_port=9100, data_dir=tmp_path
+    )
+    monkeypatch.setattr(proxy, "find_nginx", lambda: "/usr/sbin/nginx")
+    commands = proxy.backend_commands(infra)  # type: ignore[arg-type]
+    assert list(commands) == ["backend", "backend-2", "proxy"]
+    for name, port in (("backend", 9101), ("backend-2", 9102)):
+        command = commands[name]
+        assert command.endswith(".venv/bin/python -m backend.app")
+        for setting in (
+            f"BACKEND_PORT={port}",
+            f"BACKEND_INSTANCE={name}",
+            f"BACKEND_INGEST_URL=http://127.0.0.1:{port}",
+            "BACKEND_HOST=127.0.0.1",
+        ):
+            assert setting in command.split(), (name, setting)
+    assert (
+        "STACK_PROXY_PORT=9100" in commands["proxy"] and "STACK_BACKEND_PORTS=9101,9102" in commands["proxy"]
+    )
+    assert proxy.backend_commands(SimpleNamespace(backends=1, backend_ports=[])) == {}  # type: ignore[arg-type]
+
+    monkeypatch.setattr(proxy, "find_nginx", lambda: None)
+    assert proxy.main() == 2
+    assert "apt-get install -y nginx" in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match="apt-get install -y nginx"):
+        proxy.backend_commands(infra)  # type: ignore[arg-type]
+
+
+def test_compose_nginx_config_passes_nginx_t(tmp_path):
+    """The compose page server's configuration as nginx itself reads it (``nginx -t``), with the
+    image's paths pointed at the repository's files."""
+    server = NGINX.replace(
+        "/etc/nginx/security-headers.conf", str(REPO / "frontend" / "security-headers.conf")
+    )
+    server = server.replace("/usr/share/nginx/html", str(tmp_path))
+    (tmp_path / "server.conf").write_text(server)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
+        f"http {{\n access_log off;\n client_body_temp_path {tmp_path}/body;\n"
+        f" include {tmp_path}/server.conf;\n}}\n"
+    )
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"  # make proxy-deps (make test) installs it
+    result = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr

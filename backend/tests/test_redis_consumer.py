@@ -214,6 +214,12 @@ def xadd(r: redis.Redis, stream: str, frame: ProcessedFrame) -> bytes:
     return r.xadd(stream, frame.to_fields())
 
 
+def mark_subscribed(r: redis.Redis, key: str, instance: str = "backend", ttl_s: float = 60) -> None:
+    """As a backend instance with a subscriber of the channel does (``SubscriptionCache``)."""
+    r.zadd(key, {instance: time.time() + ttl_s})
+    r.expire(key, int(ttl_s))
+
+
 # ---- tests -------------------------------------------------------------------------------------
 
 
@@ -484,8 +490,8 @@ def test_backend_restart_loses_nothing(postgres, redis_server, raw_redis, sync_r
         assert b.consumer.frames.conn is None or wait_until(lambda: b.consumer.frames.conn is None)
 
         # Backend down; a viewer is (still) subscribed as far as Redis knows.
-        sync_redis.set(streams.frame_subscription_key(vid), "true", ex=60)
-        sync_redis.set(streams.analytics_subscription_key(vid), "true", ex=60)
+        mark_subscribed(sync_redis, streams.frame_subscription_key(vid))
+        mark_subscribed(sync_redis, streams.analytics_subscription_key(vid))
         for n in range(3, 7):
             xadd(raw_redis, stream, processed(vid, n))
         assert wait_until(lambda: pending(raw_redis, stream) >= 1)  # read, in hand, not deliverable
@@ -526,8 +532,8 @@ def test_redis_going_away_and_coming_back(api, videos, workdir, caplog):
     stream = "processed-frames-restart"
 
     def watched() -> None:
-        r.set(streams.frame_subscription_key(vid), "true", ex=60)
-        r.set(streams.analytics_subscription_key(vid), "true", ex=60)
+        mark_subscribed(r, streams.frame_subscription_key(vid))
+        mark_subscribed(r, streams.analytics_subscription_key(vid))
 
     b = Bridge(server.port, api.port, stream)
     try:
@@ -559,7 +565,7 @@ def test_redis_going_away_and_coming_back(api, videos, workdir, caplog):
 
 def test_stop_while_backend_is_down_leaves_the_entry_pending(redis_server, raw_redis, stream, sync_redis):
     port = free_port()  # nothing listens there
-    sync_redis.set(streams.frame_subscription_key(424242), "true", ex=60)
+    mark_subscribed(sync_redis, streams.frame_subscription_key(424242))
     b = Bridge(redis_server.port, port, stream)
     try:
         xadd(raw_redis, stream, processed(424242, 0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 
 import pytest
 
@@ -89,8 +90,16 @@ def test_bad_messages_get_errors_and_connection_stays(api, video_id):
 
 
 def test_subscription_keys_follow_subscribers(api, video_id, sync_redis):
+    """The keys are sets of the instances with subscribers (this one: its BACKEND_INSTANCE),
+    scored by when they lapse; another instance's membership is left alone (issue 18)."""
     frame_key = f"websocket:subscription:video:{video_id}"
     analytics_key = f"websocket:analytics:video:{video_id}"
+    me = api.app.hub.subscriptions.instance
+    assert me == api.app.config.instance_name
+
+    def lapse_in(key: str) -> float:
+        score = sync_redis.zscore(key, me)
+        return -1.0 if score is None else score - time.time()
 
     async def scenario():
         a = await connect(f"{api.ws_url}/ws/client/stream")
@@ -98,23 +107,29 @@ def test_subscription_keys_follow_subscribers(api, video_id, sync_redis):
         assert (await subscribe(a, f"processed_frame_{video_id}"))["status"] == "subscribed"
         assert (await subscribe(b, f"processed_frame_{video_id}"))["status"] == "subscribed"
         assert (await subscribe(a, f"analytics_metrics_{video_id}"))["status"] == "subscribed"
-        assert sync_redis.get(frame_key) == "true"
-        assert sync_redis.get(analytics_key) == "true"
+        assert 290 < lapse_in(frame_key) <= 300
+        assert 290 < lapse_in(analytics_key) <= 300
         assert 290 < sync_redis.ttl(frame_key) <= 300
+        # another instance watches the analytics too
+        sync_redis.zadd(analytics_key, {"other-instance": time.time() + 300})
+        sync_redis.zadd(frame_key, {me: time.time() + 10})
         sync_redis.expire(frame_key, 10)
         await api_refresh(api)
         assert sync_redis.ttl(frame_key) > 290  # refreshed while subscribed
+        assert lapse_in(frame_key) > 290
         await a.write_message(
             json.dumps({"action": "unsubscribe", "channel": f"analytics_metrics_{video_id}"})
         )
         assert (await recv(a))["status"] == "unsubscribed"
-        assert sync_redis.get(analytics_key) is None  # last analytics subscriber left
+        # this instance's last analytics subscriber left: the other instance stays
+        assert sync_redis.zrange(analytics_key, 0, -1) == ["other-instance"]
+        sync_redis.delete(analytics_key)
         a.close()  # b still watches frames
         await asyncio.sleep(0)
         status = request(api.port, "GET", "/api/websocket/status").json()
-        assert wait_until(lambda: sync_redis.get(frame_key) == "true")
+        assert wait_until(lambda: lapse_in(frame_key) > 0)
         b.close()
-        assert await asyncio.to_thread(wait_until, lambda: sync_redis.get(frame_key) is None)
+        assert await asyncio.to_thread(wait_until, lambda: not sync_redis.exists(frame_key))
         return status
 
     status = asyncio.run(scenario())

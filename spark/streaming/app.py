@@ -131,7 +131,38 @@ def build_session(settings: SparkSettings, app_name: str = "traffic-streaming"):
         # jobs and stages are off (make demo also binds it on loopback: SPARK_LOCAL_IP)
         .config("spark.ui.killEnabled", "false")
     )
+    if settings.cluster:
+        builder = cluster_config(builder, settings)
     return builder.getOrCreate()
+
+
+def cluster_config(builder, settings: SparkSettings):  # noqa: ANN001, ANN201 - SparkSession.Builder
+    """A standalone master: one executor per worker, and the first job only once every worker's
+    executor has registered (``minRegisteredResourcesRatio`` of ``spark.cores.max``), so that
+    the warm-up loads the models on all of them. A task lost with its executor (a worker gone)
+    is retried on another one (``spark.task.maxFailures``), its state store loaded from the
+    checkpoint."""
+    from traffic_processing.settings import resolve_token
+
+    secret = resolve_token("SPARK_AUTH_SECRET", settings.SPARK_AUTH_SECRET, settings.SECRETS_DIR)
+    builder = (
+        builder.config("spark.authenticate", "true")
+        .config("spark.authenticate.secret", secret)
+        .config("spark.executor.memory", settings.SPARK_EXECUTOR_MEMORY)
+        .config("spark.executor.cores", str(settings.SPARK_WORKER_CORES))
+        .config("spark.task.maxFailures", "8")
+    )
+    if settings.SPARK_WORKERS:
+        builder = (
+            builder.config("spark.cores.max", str(settings.SPARK_WORKERS * settings.SPARK_WORKER_CORES))
+            .config("spark.scheduler.minRegisteredResourcesRatio", "1.0")
+            .config("spark.scheduler.maxRegisteredResourcesWaitingTime", "120s")
+        )
+    if settings.SPARK_ARCHIVES:
+        builder = builder.config("spark.archives", settings.SPARK_ARCHIVES)
+    if settings.SPARK_EXECUTOR_PYTHON:
+        builder = builder.config("spark.pyspark.python", settings.SPARK_EXECUTOR_PYTHON)
+    return builder
 
 
 def build_query(spark, settings: SparkSettings, options: dict[str, str], checkpoint_dir: str, on_batch=None):  # noqa: ANN001, ANN201
@@ -170,6 +201,8 @@ def warm_up(spark, settings: SparkSettings, workers: int) -> None:  # noqa: ANN0
     # which may run the detection next time: warm two per source partition, as far as the task
     # slots let them run at once.
     n = max(1, min(2 * workers, spark.sparkContext.defaultParallelism))
+    if settings.cluster:  # a task per executor core at least: every executor loads the models
+        n = max(n, spark.sparkContext.defaultParallelism)
     spark.range(n, numPartitions=n).mapInPandas(partial(warm_partitions, settings), "ok int").collect()
 
 
@@ -333,6 +366,10 @@ def main() -> int:
 
     spark = build_session(settings)
     spark.sparkContext.setLogLevel("WARN")
+    if settings.ship_model:
+        from spark.streaming.shipping import ship_model
+
+        settings = ship_model(spark.sparkContext, settings)
     if settings.LOG_PROGRESS:
         add_progress_logger(spark)
     if settings.WARM_UP:

@@ -13,6 +13,21 @@ class SparkSettings(CommonSettings):
     SPARK_CHECKPOINT_DIR: str = ""  # empty: .local/spark-checkpoint under the repository
     SPARK_UI: bool = True
     SPARK_DRIVER_MEMORY: str = "2g"
+    # A standalone cluster (SPARK_MASTER=spark://...): the workers the application waits for
+    # before its first job (0: do not wait), the executor's JVM heap (the models live in its
+    # Python workers, outside it), and what reaches the executors the way Spark ships it:
+    # SPARK_ARCHIVES (spark.archives, e.g. a venv-pack archive "env.tar.gz#env" with
+    # SPARK_EXECUTOR_PYTHON=./env/bin/python) and SHIP_MODEL (the model through SparkContext.addFile,
+    # read on each executor with SparkFiles.get: no shared model folder needed).
+    SPARK_WORKERS: int = Field(default=0, ge=0)
+    SPARK_WORKER_CORES: int = Field(default=1, ge=1)
+    SPARK_EXECUTOR_MEMORY: str = "1g"
+    SPARK_ARCHIVES: str = ""
+    SPARK_EXECUTOR_PYTHON: str = ""
+    SHIP_MODEL: bool | None = None  # None: on with a spark:// master
+    # The secret every connection of the cluster is authenticated with (the daemons',
+    # spark.streaming.standalone): empty, the one kept in SECRETS_DIR/spark_auth_secret
+    SPARK_AUTH_SECRET: str = ""
     TRIGGER_MS: int = Field(default=150, ge=1)
     MAX_ENTRIES_PER_BATCH: int = Field(default=128, ge=1)
     # 1: the source is read on the driver; more: id ranges read by executor tasks (a cluster)
@@ -55,6 +70,14 @@ class SparkSettings(CommonSettings):
     LOG_PERFORMANCE: bool = False
     LOG_PROGRESS: bool = False
     LOG_TIMING: bool = False
+
+    @property
+    def cluster(self) -> bool:
+        return self.SPARK_MASTER.startswith("spark://")
+
+    @property
+    def ship_model(self) -> bool:
+        return self.cluster if self.SHIP_MODEL is None else self.SHIP_MODEL
 
     @property
     def batched_detect(self) -> bool:

@@ -112,7 +112,10 @@ def get_detector(settings: SparkSettings) -> Any:
 
         os.environ.setdefault("YOLO_OFFLINE", "1")
         try:
-            _DETECTOR = VehicleDetector(settings.MODEL_PATH or None, detector_config(settings))
+            from spark.streaming.shipping import local_model_path
+
+            model = local_model_path(settings.MODEL_PATH) if settings.MODEL_PATH else None
+            _DETECTOR = VehicleDetector(model, detector_config(settings))
         except Exception as exc:
             _DETECTOR_ERROR = f"detector cannot load: {exc}"
             log.error("[SPARK-APP] %s", _DETECTOR_ERROR)
@@ -560,6 +563,9 @@ def process_video_rows(
     return out, dumps(state)
 
 
+_VIDEOS_HERE: set[int] = set()  # the videos this Python worker has processed
+
+
 def make_state_processor(settings: SparkSettings) -> Any:
     """The ``StatefulProcessor`` (built lazily so this module imports without pyspark); it
     carries the settings to the Python workers."""
@@ -569,7 +575,10 @@ def make_state_processor(settings: SparkSettings) -> Any:
         def init(self, handle: Any) -> None:
             configure_worker_logging(settings)
             self.state = handle.getValueState("video", STATE_SCHEMA)
-            warm_models(settings)  # this worker's first task (the warm-up query's) pays it
+            from spark.streaming.shipping import model_here
+
+            if model_here(settings.MODEL_PATH):
+                warm_models(settings)  # this worker's first task (the warm-up query's) pays it
 
         def handleInputRows(
             self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any
@@ -583,6 +592,14 @@ def make_state_processor(settings: SparkSettings) -> Any:
             if self.state.exists():
                 value = self.state.get()
                 blob = bytes(value[0]) if value and value[0] is not None else None
+            if video_id not in _VIDEOS_HERE:  # where each video runs (a cluster moves them)
+                _VIDEOS_HERE.add(video_id)
+                log.info(
+                    "[SPARK-APP] video %s is processed in pid %s (%s state)",
+                    video_id,
+                    os.getpid(),
+                    "checkpointed" if blob else "new",
+                )
             started = time.perf_counter()
             publisher = get_publisher(settings.REDIS_HOST, settings.REDIS_PORT, settings.REDIS_PASSWORD)
             out, new_blob = process_video_rows(video_id, pdf, blob, settings=settings, publisher=publisher)

@@ -16,6 +16,16 @@ FRAME_PROCESSOR_GROUP = "frame-processor-group"
 REDIS_CONSUMER_GROUP = "redis-consumer-group"
 
 SUBSCRIPTION_TTL_S = 300
+
+# Several backend instances behind one address (issue 18). Each backend registers here: ZSET
+# member = its instance name (BACKEND_INSTANCE), score = the unix time its registration lapses
+# (refreshed every BACKEND_HEARTBEAT_S, BACKEND_INSTANCE_TTL_S ahead), and its ingest address
+# (BACKEND_INGEST_URL) in the hash; a clean stop removes both. The bridge delivers to the live
+# instances (score > now) that have subscribers, at their own address.
+BACKEND_INSTANCES_KEY = "backend:instances"
+BACKEND_INSTANCE_URL_KEY = "backend:instance-url"
+BACKEND_HEARTBEAT_S = 1.0
+BACKEND_INSTANCE_TTL_S = 5.0
 ANALYTICS_TTL_S = 3600
 PROGRESS_TTL_S = 24 * 3600
 
@@ -61,12 +71,15 @@ def parse_stream_id(stream_id: Any) -> tuple[int, int]:
 
 
 def frame_subscription_key(video_id: int) -> str:
-    """ "true" while someone watches ``processed_frame_{id}`` (TTL SUBSCRIPTION_TTL_S)."""
+    """ZSET of the backend instances where someone watches ``processed_frame_{id}``: member = the
+    instance name, score = the unix time it lapses (SUBSCRIPTION_TTL_S ahead, refreshed while
+    subscribed; the key itself expires as well). One instance's last viewer leaving removes that
+    instance only."""
     return f"websocket:subscription:video:{video_id}"
 
 
 def analytics_subscription_key(video_id: int) -> str:
-    """ "true" while someone watches ``analytics_metrics_{id}`` (TTL SUBSCRIPTION_TTL_S)."""
+    """As ``frame_subscription_key``, for ``analytics_metrics_{id}``."""
     return f"websocket:analytics:video:{video_id}"
 
 
