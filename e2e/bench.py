@@ -151,7 +151,7 @@ def stream_once(
             break
         time.sleep(2)
     try:
-        assert status in (200, 201, 202), run
+        assert status == 201, run  # the contract: 201 with the Airflow run
         if not viewer.wait(timeout_s):
             raise TimeoutError(f"no end of stream within {timeout_s} s ({len(viewer.frames)} frames)")
     finally:
@@ -205,7 +205,7 @@ def warm_stream(stack, api: Api, video_id: int, seconds: float = 10.0, timeout_s
         stack.infra.env["TRAFFIC_API_TOKEN"],
     ).start()
     status, run = api.json("POST", f"/api/videos/{video_id}/stream/start", {"realtime": True})
-    assert status in (200, 201, 202), run
+    assert status == 201, run  # the contract: 201 with the Airflow run
     deadline = time.monotonic() + timeout_s
     first: float | None = None
     while time.monotonic() < deadline and not viewer.done.is_set():

@@ -52,10 +52,14 @@ def example_variables() -> dict[str, str]:
     return names
 
 
-def settings_class(module: str, name: str) -> type[BaseSettings] | None:
-    """The class when it is a pydantic-settings class, else None (being converted)."""
+def settings_class(module: str, name: str) -> type[BaseSettings]:
+    """The settings class; a missing one, or one that is not pydantic-settings, fails the test
+    (its variables could not be checked)."""
     cls = getattr(importlib.import_module(module), name, None)
-    return cls if isinstance(cls, type) and issubclass(cls, BaseSettings) else None
+    assert isinstance(cls, type) and issubclass(cls, BaseSettings), (
+        f"{module}.{name} is missing or not a pydantic-settings class: its variables cannot be checked"
+    )
+    return cls
 
 
 def env_names(cls: type[BaseSettings]) -> set[str]:
@@ -76,18 +80,13 @@ def env_names(cls: type[BaseSettings]) -> set[str]:
 @pytest.mark.parametrize(("module", "name"), SETTINGS_CLASSES)
 def test_every_setting_is_in_env_example(module, name):
     cls = settings_class(module, name)
-    if cls is None:
-        pytest.skip(f"{module}.{name} is not a pydantic-settings class yet: its variables are not checked")
     missing = sorted(env_names(cls) - set(example_variables()))
     assert not missing, f".env.example lacks {missing}, read by {module}.{name}"
 
 
 def test_every_env_example_variable_is_read():
-    classes = {f"{m}.{n}": settings_class(m, n) for m, n in SETTINGS_CLASSES}
-    unavailable = [name for name, cls in classes.items() if cls is None]
-    if unavailable:
-        pytest.skip(f"not pydantic-settings classes yet, so what they read is unknown: {unavailable}")
-    read = set().union(*(env_names(cls) for cls in classes.values() if cls is not None))
+    classes = [settings_class(m, n) for m, n in SETTINGS_CLASSES]
+    read = set().union(*(env_names(cls) for cls in classes))
     unread = sorted(
         name
         for name in example_variables()
@@ -101,3 +100,10 @@ def test_variables_read_elsewhere_are_read_there(name, path):
     assert name in example_variables()
     source = (REPO_ROOT / path).read_text()
     assert re.search(rf"\$\{{?{name}\b", source), f"{path} does not read ${name}"
+
+
+def test_a_missing_settings_class_fails_rather_than_skips():
+    with pytest.raises(AssertionError, match="missing or not a pydantic-settings class"):
+        settings_class("backend.settings", "NoSuchSettings")
+    with pytest.raises(AssertionError, match="not a pydantic-settings class"):
+        settings_class("backend.settings", "Path")  # a class, not settings
