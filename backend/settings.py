@@ -44,7 +44,7 @@ class Settings(CommonSettings):
     # Never an example value (admin, change-me, ...). Empty: the one airflow/run_standalone.sh
     # generates into SECRETS_DIR/airflow_password (whichever of the two starts first makes it)
     AIRFLOW_PASSWORD: str = ""
-    AIRFLOW_DAG_ID: str = "video_streaming_pipeline"
+    AIRFLOW_DAG_ID: str = streams.DAG_ID
     AIRFLOW_TIMEOUT_S: float = Field(default=10.0, gt=0)
     AIRFLOW_RETRIES: int = Field(default=3, ge=1)
     AIRFLOW_RETRY_BACKOFF_S: float = Field(default=0.5, ge=0)

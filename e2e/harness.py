@@ -14,6 +14,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from traffic_processing import streams
+
 from stack.run import (
     REPO,
     Infra,
@@ -270,7 +272,7 @@ def wait_processor(stack: Stack, timeout_s: float) -> None:
     raise TimeoutError(f"the Spark application was not ready within {timeout_s} s")
 
 
-def wait_airflow_dag(stack: Stack, timeout_s: float, dag_id: str = "video_streaming_pipeline") -> None:
+def wait_airflow_dag(stack: Stack, timeout_s: float, dag_id: str = streams.DAG_ID) -> None:
     """Until Airflow answers and has parsed the DAG (triggering before that is refused)."""
     deadline = time.monotonic() + timeout_s
     last = None
@@ -286,9 +288,7 @@ def wait_airflow_dag(stack: Stack, timeout_s: float, dag_id: str = "video_stream
     raise TimeoutError(f"Airflow has not parsed {dag_id} within {timeout_s} s: {last}")
 
 
-def wait_dag_run(
-    stack: Stack, dag_run_id: str, timeout_s: float, dag_id: str = "video_streaming_pipeline"
-) -> str:
+def wait_dag_run(stack: Stack, dag_run_id: str, timeout_s: float, dag_id: str = streams.DAG_ID) -> str:
     deadline = time.monotonic() + timeout_s
     state = None
     while time.monotonic() < deadline:

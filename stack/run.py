@@ -42,6 +42,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from traffic_processing import streams
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "assets"
 SAMPLE_VIDEO = SHARED / "videos" / "urban_cctv_640x360_25fps.mp4"
@@ -522,7 +524,7 @@ def register_demo_camera(env: dict[str, str], timeout_s: float = 60.0) -> int | 
     return camera_id
 
 
-DAG_ID = "video_streaming_pipeline"
+DAG_ID = streams.DAG_ID
 
 # Idle cost of make demo's own watching (README, Benchmarks): once ready, the processor's
 # heartbeat (a key with a 30 s TTL) is asked for every 5 s (a health request to the backend,

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from traffic_processing import streams
 
 AIRFLOW_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = AIRFLOW_DIR.parent
@@ -73,7 +74,7 @@ def dagbag(tmp_path_factory) -> dict:
 @pytest.mark.slow
 def test_no_import_errors(dagbag):
     assert dagbag["import_errors"] == {}
-    assert list(dagbag["dags"]) == ["video_streaming_pipeline"]
+    assert list(dagbag["dags"]) == [streams.DAG_ID]  # the id every other service uses
 
 
 @pytest.mark.slow

@@ -79,6 +79,8 @@ def test_raises_on_the_processors_fatal_error_and_stops_the_producer(r):
     with pytest.raises(ProcessingError, match="no model"):
         run.result(5)
     assert r.get(streams.stop_key(VID)) == b"1"
+    # the same lifetime as the backend's stop (one constant: streams.STOP_FLAG_TTL_S)
+    assert streams.STOP_FLAG_TTL_S - 5 < r.ttl(streams.stop_key(VID)) <= streams.STOP_FLAG_TTL_S
     assert "no model" in (StreamProgress.from_hash(r.hgetall(key)).monitor_error or "")
 
 

@@ -82,7 +82,7 @@ def watch_processing(
                 ),
             )
             if stop_producer_on_failure:
-                redis.set(streams.stop_key(video_id), "1", ex=streams.PROGRESS_TTL_S)
+                redis.set(streams.stop_key(video_id), "1", ex=streams.STOP_FLAG_TTL_S)
         except Exception:  # noqa: BLE001 - the original error matters more
             log.exception("video %d: could not record the failure in Redis", video_id)
         return exc

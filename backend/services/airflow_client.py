@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
+from traffic_processing import streams
 
 log = logging.getLogger("backend.airflow")
 
@@ -43,7 +44,7 @@ class AirflowClient:
         *,
         username: str,
         password: str,
-        dag_id: str = "video_streaming_pipeline",
+        dag_id: str = streams.DAG_ID,
         timeout_s: float = 10.0,
         retries: int = 3,
         backoff_s: float = 0.5,

@@ -38,7 +38,6 @@ from backend.services.storage import remove_snapshots
 
 log = logging.getLogger("backend.streaming")
 
-STOP_FLAG_TTL_S = 3600
 # How long a start lock outlives a backend that died holding it; a start releases it at once
 # (it takes at most Airflow's timeout x retries for each of its two requests)
 START_LOCK_TTL_S = 120
@@ -140,7 +139,7 @@ async def stop(
     runs = await active_runs(airflow=airflow, video_id=video.id)
     if not runs:
         raise ServiceError(409, "not_streaming", f"video {video.id} is not being streamed")
-    await redis.set(streams.stop_key(video.id), "1", ex=STOP_FLAG_TTL_S)
+    await redis.set(streams.stop_key(video.id), "1", ex=streams.STOP_FLAG_TTL_S)
     await db.run(lambda s: crud.set_status(session=s, video_id=video.id, status=VideoStatus.STOPPING))
     return [r.get("dag_run_id") for r in runs]
 

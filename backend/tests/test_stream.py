@@ -45,6 +45,8 @@ def test_start_then_start_again_then_stop(api, video, sync_redis):
     assert r.status == 202, r.body
     assert r.json()["dag_run_ids"] == [run["dag_run_id"]]
     assert sync_redis.get(f"stream:video:{vid}:stop") == "1"
+    # the same lifetime as the monitor's stop of a failed run (streams.STOP_FLAG_TTL_S)
+    assert streams.STOP_FLAG_TTL_S - 5 < sync_redis.ttl(f"stream:video:{vid}:stop") <= streams.STOP_FLAG_TTL_S
     assert status_of(api, vid) == "stopping"
 
 

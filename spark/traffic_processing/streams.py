@@ -28,6 +28,13 @@ BACKEND_HEARTBEAT_S = 1.0
 BACKEND_INSTANCE_TTL_S = 5.0
 ANALYTICS_TTL_S = 3600
 PROGRESS_TTL_S = 24 * 3600
+# The Airflow DAG that runs one stream (its definition: airflow/dags/video_streaming_pipeline.py,
+# kept free of imports beyond Airflow; airflow/tests/test_dag.py checks that the two agree).
+DAG_ID = "video_streaming_pipeline"
+# The stop flag (``stop_key``), raised by the backend (a stop) and by the monitor (a failed run):
+# the producer sees it at its next frame and ``cleanup`` deletes it; the TTL only bounds a flag
+# that no clean-up removed (a start clears it anyway).
+STOP_FLAG_TTL_S = 3600
 
 # Default of a knob; the Airflow tasks' ``PipelineSettings`` read the environment and override it.
 # realtime=false: the producer waits while this many frames of its video are unprocessed (two
