@@ -163,8 +163,9 @@ backend: install
 DEMO_ARGS ?=
 # (=, not ?=: an exported HOST, a shell's host name, is not an address)
 HOST = 127.0.0.1
-CLUSTER ?= 0
-BACKENDS ?= 1
+# (=, not ?=: CLUSTER and BACKENDS are common names in a shell's environment)
+CLUSTER = 0
+BACKENDS = 1
 demo: install install-airflow frontend
 	@$(MAKE) --no-print-directory rtsp-deps || echo "make demo: no demo camera (GStreamer's RTSP server could not be installed)"
 	@if [ "$(BACKENDS)" -gt 1 ]; then $(MAKE) --no-print-directory proxy-deps; fi

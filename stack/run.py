@@ -923,14 +923,14 @@ def main(argv: list[str] | None = None) -> int:
     scale.add_argument(
         "--spark-workers",
         type=int,
-        default=int(os.environ.get("CLUSTER") or 0),
+        default=0,
         metavar="N",
         help="a Spark standalone master and N workers on loopback (default 0: Spark in local mode)",
     )
     scale.add_argument(
         "--backends",
         type=int,
-        default=int(os.environ.get("BACKENDS") or 1),
+        default=1,
         metavar="N",
         help="N backend instances behind a proxy on the backend's port (default 1)",
     )
