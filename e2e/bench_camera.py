@@ -27,7 +27,7 @@ import numpy as np
 from traffic_processing import streams
 from traffic_processing.schemas import StreamProgress
 
-from e2e.harness import Api, proc_table, service_roots, start_stack, stop_stack, tree
+from e2e.harness import Api, connect_viewer, proc_table, service_roots, start_stack, stop_stack, tree
 from stack.run import SAMPLE_CALIBRATION, SAMPLE_VIDEO
 
 
@@ -49,19 +49,9 @@ class TimingViewer:
         return self
 
     async def _run(self) -> None:
-        from tornado.httpclient import HTTPRequest
-        from tornado.websocket import websocket_connect
-
         while not self.stop_event.is_set():
             try:
-                conn = await websocket_connect(
-                    HTTPRequest(
-                        self.ws_url, headers={"Origin": self.origin, "Authorization": f"Bearer {self.token}"}
-                    ),
-                    max_message_size=64 * 1024 * 1024,
-                )
-                for channel in (f"processed_frame_{self.video_id}", f"analytics_metrics_{self.video_id}"):
-                    await conn.write_message(json.dumps({"action": "subscribe", "channel": channel}))
+                conn = await connect_viewer(self.ws_url, self.origin, self.token, self.video_id)
                 self.ready.set()
                 while not self.stop_event.is_set():
                     try:

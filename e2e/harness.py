@@ -154,18 +154,7 @@ class Viewer:
         return self
 
     async def _connect(self):  # noqa: ANN202 - tornado's WebSocketClientConnection
-        from tornado.httpclient import HTTPRequest
-        from tornado.websocket import websocket_connect
-
-        conn = await websocket_connect(
-            HTTPRequest(
-                self.ws_url, headers={"Origin": self.origin, "Authorization": f"Bearer {self.token}"}
-            ),
-            max_message_size=64 * 1024 * 1024,
-        )
-        for channel in (f"processed_frame_{self.video_id}", f"analytics_metrics_{self.video_id}"):
-            await conn.write_message(json.dumps({"action": "subscribe", "channel": channel}))
-        return conn
+        return await connect_viewer(self.ws_url, self.origin, self.token, self.video_id)
 
     async def _run(self) -> None:
         eos: dict[str, float] = {}
@@ -231,6 +220,21 @@ class Viewer:
 
     def stop(self) -> None:
         self.done.set()
+
+
+async def connect_viewer(ws_url: str, origin: str, token: str, video_id: int):  # noqa: ANN201
+    """A client WebSocket (tornado's) subscribed to the video's frame and analytics channels, as
+    the page opens it (its Origin, a bearer token)."""
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    conn = await websocket_connect(
+        HTTPRequest(ws_url, headers={"Origin": origin, "Authorization": f"Bearer {token}"}),
+        max_message_size=64 * 1024 * 1024,
+    )
+    for channel in (f"processed_frame_{video_id}", f"analytics_metrics_{video_id}"):
+        await conn.write_message(json.dumps({"action": "subscribe", "channel": channel}))
+    return conn
 
 
 def decode_data_url(url: str) -> bytes:
