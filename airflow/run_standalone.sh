@@ -42,7 +42,7 @@ USERNAME="${AIRFLOW_USERNAME:-admin}"
 # The password: the one given (no example value), else the generated one kept in SECRETS_DIR.
 PASSWORD="$("$VENV/bin/python" - "${AIRFLOW_PASSWORD:-}" "${SECRETS_DIR:-.local/secrets}" <<'PY'
 import sys
-from traffic_processing.settings import ensure_secret, weak_secret
+from contracts.settings import ensure_secret, weak_secret
 given, secrets_dir = sys.argv[1].strip(), sys.argv[2]
 if given and (problem := weak_secret(given)):
     sys.exit(f"AIRFLOW_PASSWORD {problem}: set a long random value, or unset it to have one generated")

@@ -13,7 +13,6 @@ import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.websocket import WebSocketHandler
-from traffic_processing import streams
 
 from backend.db.session import Database
 from backend.handlers import auth_handler, camera_handler, system_handler, video_handler, websocket_routing
@@ -25,6 +24,7 @@ from backend.services.instances import InstanceRegistry
 from backend.services.login_limit import LoginLimiter
 from backend.services.subscriptions import SubscriptionCache
 from backend.settings import Settings
+from contracts import streams
 
 log = logging.getLogger("backend")
 

@@ -21,7 +21,6 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
-from traffic_processing.schemas import Passage
 
 from backend.schemas import (
     AnalyticsOut,
@@ -57,6 +56,7 @@ from backend.schemas import (
 )
 from backend.services.access import PUBLIC, SESSION_COOKIE
 from backend.services.report import INTERVALS, WINDOW_CSV_HEAD, WINDOW_CSV_TAIL
+from contracts.messages import Passage
 
 REF = "#/components/schemas/{model}"
 

@@ -18,10 +18,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from traffic_processing.settings import ensure_secret
-
 from backend.db.migrate import migrate
 from backend.embedded import EmbeddedPostgres, EmbeddedRedis, pick_port
+from contracts.settings import ensure_secret
 
 BACKEND_DIR = Path(__file__).resolve().parent
 

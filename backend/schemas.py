@@ -1,6 +1,6 @@
 """WebSocket and REST message shapes of the backend (DESIGN.md, WebSocket and REST).
 
-Stream entries (``video-frames``, ``processed-frames``) live in ``traffic_processing.schemas``;
+Stream entries (``video-frames``, ``processed-frames``) live in ``contracts.messages``;
 the models here are the ones that only the backend, the bridge and the browser exchange. The
 bridge builds ``ProcessedFrameIngest`` / ``AnalyticsIngest`` from a ``ProcessedFrame`` with
 ``from_processed``; the hub re-sends their ``data`` unchanged to subscribers in a ``FrameMessage``
@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, field_validator
-from traffic_processing.schemas import (
+
+from contracts.messages import (
     JPEG_DATA_URL_PREFIX,
     BBox,
     Passage,

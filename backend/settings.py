@@ -2,7 +2,7 @@
 
 Read once at start-up (``backend.app.main``) and passed down; the names every service shares
 (DATABASE_URL, REDIS_*, BACKEND_URL, INTERNAL_TOKEN, VIDEO_STORAGE_PATH, MODEL_PATH,
-SPEED_LIMIT_KMH) come from ``traffic_processing.settings.CommonSettings``.
+SPEED_LIMIT_KMH) come from ``contracts.settings.CommonSettings``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field, model_validator
-from traffic_processing import streams
-from traffic_processing.settings import CommonSettings, ensure_secret, resolve_token, weak_secret
+
+from contracts import streams
+from contracts.settings import CommonSettings, ensure_secret, resolve_token, weak_secret
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

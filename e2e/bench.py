@@ -347,12 +347,13 @@ def offline_fps(frames_limit: int, cores: int | None = None) -> float:
     """The offline processor's frames/s in this process (on the first ``cores`` CPUs if given)."""
     if cores:
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
-    from traffic_processing.bench import bench_processor, load_frames
     from traffic_processing.cli import settings_from_calibration
     from traffic_processing.config import CalibrationFile
     from traffic_processing.detector import VehicleDetector
     from traffic_processing.processor import FrameProcessor
     from traffic_processing.visualize import encode_jpeg
+
+    from benchmarks.processor import bench_processor, load_frames
 
     settings = settings_from_calibration(CalibrationFile.load(SAMPLE_CALIBRATION), 25.0)
     detector = VehicleDetector()

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from traffic_processing import streams
-from traffic_processing.schemas import StreamProgress
 
+from contracts import streams
+from contracts.messages import StreamProgress
 from e2e.harness import Api, connect_viewer, proc_table, service_roots, start_stack, stop_stack, tree
 from stack.run import SAMPLE_CALIBRATION, SAMPLE_VIDEO
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from traffic_processing.schemas import STREAMING_VIDEO_STATUSES as STREAMING
 
+from contracts.messages import STREAMING_VIDEO_STATUSES as STREAMING
 from e2e.bench import stream_once, warm_stream
 from e2e.harness import Api, start_stack, stop_stack
 from stack.run import SAMPLE_CALIBRATION, SAMPLE_VIDEO

@@ -29,7 +29,7 @@ def dashboard_built():
 @pytest.fixture(scope="session")
 def truth(tmp_path_factory):
     """The standard ground-truth clip (8 vehicles, 30-120 km/h), rendered once."""
-    from traffic_processing.synthetic import render, speeds_scenario
+    from testing.synthetic import render, speeds_scenario
 
     out = tmp_path_factory.mktemp("truth")
     data = render(speeds_scenario(), out, "speeds")
@@ -44,7 +44,7 @@ def highway(tmp_path_factory):
     once: (clip, calibration, truth dict, the Scenario)."""
     import json
 
-    from traffic_processing.synthetic import highway_scenario, render
+    from testing.synthetic import highway_scenario, render
 
     out = tmp_path_factory.mktemp("highway")
     scenario = highway_scenario()

@@ -14,8 +14,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from traffic_processing import streams
-
+from contracts import streams
 from stack.run import (
     REPO,
     Infra,

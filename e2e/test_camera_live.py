@@ -105,7 +105,7 @@ def loops(passages: list[dict], truth: dict) -> dict[int, list[dict]]:
 
 def check_loop(passages: list[dict], truth: dict) -> dict:
     """One loop's passages against the truth: every vehicle once, its class, the speeders, speeds."""
-    from traffic_processing.synthetic import score
+    from testing.synthetic import score
 
     s = score(passages, truth)
     classes = Counter(p["class_name"] for p in passages)
@@ -302,7 +302,7 @@ def test_kill_9_while_a_camera_streams_neither_loses_nor_duplicates_passages(
             for f in range(data["frames"])
         )
         for k, ps in by_loop.items():
-            from traffic_processing.synthetic import match_passages
+            from testing.synthetic import match_passages
 
             matched = sum(p is not None for p in match_passages(ps, data, MATCH_FRAMES).values())
             seen = "\n".join(

@@ -45,7 +45,7 @@ MAX_REPROJECTION_M = 0.2  # clicks land within a fraction of a pixel of the trut
 @pytest.fixture(scope="module")
 def long_truth(tmp_path_factory):
     """(clip, calibration, truth): the highway truth clip with an empty road up to CLIP_S."""
-    from traffic_processing.synthetic import highway_scenario, render
+    from testing.synthetic import highway_scenario, render
 
     out = tmp_path_factory.mktemp("dashboard-truth")
     data = render(replace(highway_scenario(), duration_s=CLIP_S), out, "highway_long")

@@ -38,7 +38,7 @@ MIN_BOX_IOU = 0.3
 def identify(scenario, observations: list[tuple[int, int, dict]]) -> dict[int, int | None]:
     """track id -> index of the truth vehicle whose rendered box its boxes cover (the majority
     over its (frame_number, track_id, bbox) observations), None when no box matches."""
-    from traffic_processing.synthetic import box_iou, load_sprite, vehicle_boxes
+    from testing.synthetic import box_iou, load_sprite, vehicle_boxes
 
     sprites = {name: load_sprite(name) for name in {v.sprite for v in scenario.vehicles}}
     truth_boxes: dict[int, list] = {}

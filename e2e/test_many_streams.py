@@ -24,10 +24,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from traffic_processing.synthetic import Scenario, VehicleSpec, meets_truth, render, score, summary_line
 
 from e2e.harness import airflow_get, wait_dag_run
 from e2e.test_pipeline import RUN_TIMEOUT_S, assert_complete_stream, run_id, setup_video, watch_and_start
+from testing.synthetic import Scenario, VehicleSpec, meets_truth, render, score, summary_line
 
 pytestmark = pytest.mark.slow
 STREAMS = 8

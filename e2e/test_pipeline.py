@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import psycopg
 import pytest
-from traffic_processing.schemas import VideoStatus
 
+from contracts.messages import VideoStatus
 from e2e.harness import Api, Viewer, decode_data_url, wait_dag_run
 
 pytestmark = pytest.mark.slow

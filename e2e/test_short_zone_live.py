@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 
 import pytest
-from traffic_processing.synthetic import PRESETS, identify_tracks, meets_truth, render, score, summary_line
 
 from e2e.harness import wait_dag_run
 from e2e.test_pipeline import RUN_TIMEOUT_S, run_id, setup_video, watch_and_start
+from testing.synthetic import PRESETS, identify_tracks, meets_truth, render, score, summary_line
 
 pytestmark = pytest.mark.slow
 CLIPS = ("shortzone", "oblique")

@@ -42,11 +42,10 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from traffic_processing import streams
+from contracts import streams
+from contracts.assets import REPO_ROOT as REPO
+from contracts.assets import SAMPLE_VIDEO
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "assets"
-SAMPLE_VIDEO = SHARED / "videos" / "urban_cctv_640x360_25fps.mp4"
 SAMPLE_CALIBRATION = REPO / "calibrations" / "urban_cctv_640x360_25fps.json"
 
 
@@ -110,7 +109,7 @@ def create_database(port: int, name: str, password: str | None = None) -> None:
 
 
 # The secrets of the local run: the environment's value when set, else generated once and kept
-# in DATA_DIR/secrets/<file> (0600, the folder 0700; traffic_processing.settings.ensure_secret),
+# in DATA_DIR/secrets/<file> (0600, the folder 0700; contracts.settings.ensure_secret),
 # the same at every start. The PostgreSQL password is always the kept one: the cluster has it.
 SECRETS = {
     "INTERNAL_TOKEN": "internal_token",
@@ -124,7 +123,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def stack_secrets(secrets_dir: Path) -> dict[str, str]:
     """name -> value of SECRETS (and ``POSTGRES_PASSWORD``); an example value or a short
     INTERNAL_TOKEN in the environment is refused (ValueError), as the services would."""
-    from traffic_processing.settings import ensure_secret, resolve_token, weak_secret
+    from contracts.settings import ensure_secret, resolve_token, weak_secret
 
     values = {"POSTGRES_PASSWORD": ensure_secret(secrets_dir, "postgres_password")}
     for name, file in SECRETS.items():

@@ -79,7 +79,8 @@ def video_streaming_pipeline():
         from traffic_pipeline.db import load_video
         from traffic_pipeline.monitor import watch_processing
         from traffic_pipeline.results import Drainer
-        from traffic_processing import streams
+
+        from contracts import streams
 
         video_id, _, run_id, log = _conf()
         settings = PipelineSettings()

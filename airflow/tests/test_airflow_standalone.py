@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 import redis as redis_lib
 from sqlalchemy import text
-from traffic_processing import streams
-from traffic_processing.schemas import (
+
+from backend.embedded import free_port
+from contracts import streams
+from contracts.messages import (
     ProcessedFrame,
     ProgressWriter,
     StreamProgress,
@@ -31,8 +33,6 @@ from traffic_processing.schemas import (
     VideoStatus,
     Violation,
 )
-
-from backend.embedded import free_port
 
 AIRFLOW_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = AIRFLOW_DIR.parent

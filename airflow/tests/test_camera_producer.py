@@ -14,12 +14,15 @@ import pytest
 from sqlalchemy import text
 from traffic_pipeline.camera_producer import _Numbering
 from traffic_pipeline.producer import produce_frames
-from traffic_processing import camera, streams
-from traffic_processing.schemas import CameraState, StreamProgress, VideoFrame
+from traffic_processing import camera
 
-from .conftest import HOMOGRAPHY, REPO_ROOT, ROI, Background, wait_until
+from contracts import streams
+from contracts.assets import SAMPLE_VIDEO
+from contracts.messages import CameraState, StreamProgress, VideoFrame
 
-CLIP = REPO_ROOT.parent / "shared" / "assets" / "videos" / "urban_cctv_640x360_25fps.mp4"
+from .conftest import HOMOGRAPHY, ROI, Background, wait_until
+
+CLIP = SAMPLE_VIDEO
 USER, PASSWORD = "operator7", "pw-" + secrets.token_hex(4)
 
 

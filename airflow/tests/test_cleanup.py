@@ -9,8 +9,9 @@ from datetime import UTC
 import pytest
 from sqlalchemy import text
 from traffic_pipeline.cleanup import cleanup, final_status
-from traffic_processing import streams
-from traffic_processing.schemas import (
+
+from contracts import streams
+from contracts.messages import (
     Passage,
     ProcessedFrame,
     StreamProgress,

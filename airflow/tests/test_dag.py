@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from traffic_processing import streams
+
+from contracts import streams
 
 AIRFLOW_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = AIRFLOW_DIR.parent

@@ -7,8 +7,9 @@ import time
 
 import pytest
 from traffic_pipeline.monitor import ProcessingError, ProcessingStalled, watch_processing
-from traffic_processing import streams
-from traffic_processing.schemas import ProgressWriter, StreamProgress, StreamState, Summary
+
+from contracts import streams
+from contracts.messages import ProgressWriter, StreamProgress, StreamState, Summary
 
 from .conftest import Background
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from traffic_pipeline.config import PipelineSettings
 from traffic_pipeline.producer import BackpressureTimeout, produce_frames, resolve_video_path
-from traffic_processing import streams
-from traffic_processing.schemas import StreamProgress, StreamState, VideoFrame
 from traffic_processing.video import VideoError
+
+from contracts import streams
+from contracts.messages import StreamProgress, StreamState, VideoFrame
 
 from .conftest import HOMOGRAPHY, ROI, Background, wait_until
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 
-from traffic_processing import streams
-from traffic_processing.schemas import ProgressWriter, StreamProgress, StreamState, Summary, VideoStatus
+from contracts import streams
+from contracts.messages import ProgressWriter, StreamProgress, StreamState, Summary, VideoStatus
 
 VID = 21
 SUMMARY = Summary(

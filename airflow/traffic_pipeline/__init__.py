@@ -7,7 +7,7 @@ only wires them:
 - ``monitor.watch_processing``: follows the Spark application's progress for one video.
 - ``cleanup.cleanup``: analytics and violations into PostgreSQL, stream entries and keys out of Redis.
 
-The per-video progress hash they write and read is ``traffic_processing.schemas.StreamProgress``
+The per-video progress hash they write and read is ``contracts.messages.StreamProgress``
 (its fields, their writers, the encoding); settings are ``config.PipelineSettings``.
 """
 

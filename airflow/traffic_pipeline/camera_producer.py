@@ -29,8 +29,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from traffic_processing import camera, streams
-from traffic_processing.schemas import CameraState, StreamState
+from traffic_processing import camera
+
+from contracts import streams
+from contracts.messages import CameraState, StreamState
 
 from .config import PipelineSettings
 

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from traffic_processing.schemas import ProgressWriter, StreamProgress, StreamState, VideoStatus, field_text
-from traffic_processing.streams import parse_stream_id, text
+from contracts.messages import ProgressWriter, StreamProgress, StreamState, VideoStatus, field_text
+from contracts.streams import parse_stream_id, text
 
 from .config import default_log
 from .results import SnapshotWriter
@@ -64,8 +64,8 @@ def cleanup(
     """``video_storage_path``: where the uploaded videos are (``VIDEO_STORAGE_PATH``; snapshots
     go in its ``snapshots`` directory). ``db_url`` (``DATABASE_URL``) or ``engine``: the
     database. ``now``: wall clock of violations without one."""
-    from traffic_processing import streams
-    from traffic_processing.schemas import Summary
+    from contracts import streams
+    from contracts.messages import Summary
 
     from .db import session_scope, set_status, upsert_analytics
     from .results import drain_results, session_factory

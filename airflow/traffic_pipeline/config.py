@@ -9,8 +9,9 @@ import logging
 from typing import Any
 
 from pydantic import Field
-from traffic_processing import streams
-from traffic_processing.settings import CommonSettings
+
+from contracts import streams
+from contracts.settings import CommonSettings
 
 
 class PipelineSettings(CommonSettings):

@@ -14,7 +14,8 @@ from .config import sqlalchemy_url
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
-    from traffic_processing.schemas import Passage, Summary, VideoStatus, Violation
+
+    from contracts.messages import Passage, Summary, VideoStatus, Violation
 
 _ENGINES: dict[str, Engine] = {}
 

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from traffic_processing import streams
-from traffic_processing.schemas import ProgressWriter, StreamProgress, StreamState
+from contracts import streams
+from contracts.messages import ProgressWriter, StreamProgress, StreamState
 
 from .config import default_log
 

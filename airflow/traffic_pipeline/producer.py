@@ -26,8 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from traffic_processing import streams
-from traffic_processing.schemas import ProgressWriter, StreamProgress, StreamState
+from contracts import streams
+from contracts.messages import ProgressWriter, StreamProgress, StreamState
 
 from .config import PipelineSettings, default_log
 
@@ -73,9 +73,10 @@ def produce_frames(
     ``settings``: the database (``engine`` instead, when given), VIDEO_STORAGE_PATH, the
     default speed limit, PIPELINE_JPEG_QUALITY and MAX_BACKLOG_FRAMES; ``speed_limit_kmh`` wins
     over the video's own limit and the default."""
-    from traffic_processing.schemas import FrameConfig, VideoFrame
     from traffic_processing.video import iter_frames, probe_video
     from traffic_processing.visualize import encode_jpeg
+
+    from contracts.messages import FrameConfig, VideoFrame
 
     from .db import load_video
 

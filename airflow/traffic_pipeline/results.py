@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from traffic_processing import streams
-from traffic_processing.schemas import Passage, Violation
+from contracts import streams
+from contracts.messages import Passage, Violation
 
 
 @dataclass

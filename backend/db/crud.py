@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
-from traffic_processing.schemas import VideoStatus
 
 from backend.db.models import SpeedingViolation, VehiclePassage, Video, VideoAnalytics
+from contracts.messages import VideoStatus
 
 
 def create_video(*, session: Session, name: str, file_path: str, **probe: Any) -> Video:

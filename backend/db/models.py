@@ -22,9 +22,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from traffic_processing.schemas import VideoStatus
 
 from backend.services.redact import redact
+from contracts.messages import VideoStatus
 
 
 class Base(DeclarativeBase):
@@ -121,7 +121,7 @@ class VideoAnalytics(Base):
 
 
 class SpeedingViolation(Base):
-    """A stored ``traffic_processing.schemas.Violation``: the same names, column for field."""
+    """A stored ``contracts.messages.Violation``: the same names, column for field."""
 
     __tablename__ = "speeding_violations"
 

@@ -13,7 +13,6 @@ from typing import Any
 from pydantic import ValidationError
 from tornado.http1connection import HTTP1Connection
 from tornado.web import stream_request_body
-from traffic_processing.schemas import VideoStatus
 
 from backend.db.models import SpeedingViolation, VehiclePassage, Video
 from backend.handlers.base import ApiError, BaseHandler, parse_id, parse_video_id
@@ -31,6 +30,7 @@ from backend.schemas import (
 from backend.services import camera_health, metrics, report, results, streaming, videos
 from backend.services.probe import VideoLimits
 from backend.services.uploads import MultipartUpload, UploadRejected, check_free_space, store_upload
+from contracts.messages import VideoStatus
 
 log = logging.getLogger("backend.videos")
 

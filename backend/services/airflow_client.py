@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
-from traffic_processing import streams
+
+from contracts import streams
 
 log = logging.getLogger("backend.airflow")
 

@@ -24,13 +24,6 @@ from collections.abc import Iterable, Sequence
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
-from traffic_processing import streams
-from traffic_processing.schemas import (
-    STREAMING_VIDEO_STATUSES,
-    CameraState,
-    StreamProgress,
-    StreamState,
-)
 
 from backend.db import crud
 from backend.db.models import Video, utc_iso
@@ -38,6 +31,13 @@ from backend.db.session import Database
 from backend.schemas import CameraHealth
 from backend.services.metrics import CameraSample
 from backend.services.redact import redact_text, url_secrets
+from contracts import streams
+from contracts.messages import (
+    STREAMING_VIDEO_STATUSES,
+    CameraState,
+    StreamProgress,
+    StreamState,
+)
 
 log = logging.getLogger("backend.camera_health")
 

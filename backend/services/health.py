@@ -7,10 +7,10 @@ import asyncio
 import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.orm import Session
-from traffic_processing import streams
 
 from backend.db.session import Database
 from backend.schemas import HealthOut
+from contracts import streams
 
 TIMEOUT_S = 5.0
 

@@ -15,7 +15,8 @@ import time
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from traffic_processing import streams
+
+from contracts import streams
 
 log = logging.getLogger("backend.instances")
 

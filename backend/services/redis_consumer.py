@@ -59,12 +59,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
-from traffic_processing import streams
-from traffic_processing.schemas import ProcessedFrame
-from traffic_processing.settings import CommonSettings, resolve_token
 
 from backend.schemas import AnalyticsIngest, ProcessedFrameIngest
 from backend.services.instances import parse_live
+from contracts import streams
+from contracts.messages import ProcessedFrame
+from contracts.settings import CommonSettings, resolve_token
 
 log = logging.getLogger("backend.redis_consumer")
 

@@ -9,8 +9,6 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
-from traffic_processing import streams
-from traffic_processing.schemas import Passage, Violation
 
 from backend.db import crud
 from backend.db.models import Video, utc_iso
@@ -25,6 +23,8 @@ from backend.schemas import (
 )
 from backend.services.errors import not_found
 from backend.services.report import Window, traffic_report, window_report
+from contracts import streams
+from contracts.messages import Passage, Violation
 
 log = logging.getLogger("backend.results")
 

@@ -26,8 +26,6 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from sqlalchemy.orm import Session
-from traffic_processing import streams
-from traffic_processing.schemas import STREAMING_VIDEO_STATUSES, VideoStatus
 
 from backend.db import crud
 from backend.db.models import Video
@@ -35,6 +33,8 @@ from backend.db.session import Database
 from backend.services.airflow_client import AirflowClient, AirflowError, AirflowUnavailable
 from backend.services.errors import ServiceError, airflow_failure
 from backend.services.storage import remove_snapshots
+from contracts import streams
+from contracts.messages import STREAMING_VIDEO_STATUSES, VideoStatus
 
 log = logging.getLogger("backend.streaming")
 

@@ -6,7 +6,7 @@ instances that have such a subscriber: member = the instance name (``BACKEND_INS
 the unix time it lapses, 300 s ahead, refreshed while the instance has subscribers (the key
 expires too). An instance removes itself when its last subscriber of the channel leaves, so that
 with several instances behind one address (issue 18) one instance's last viewer leaving never
-hides another's. The names and the TTL are the shared ones of ``traffic_processing.streams``.
+hides another's. The names and the TTL are the shared ones of ``contracts.streams``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from collections import defaultdict
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
-from traffic_processing import streams
 
 from backend.schemas import ANALYTICS_CHANNEL, FRAME_CHANNEL
+from contracts import streams
 
 log = logging.getLogger("backend.subscriptions")
 

@@ -30,13 +30,12 @@ from backend.services import accounts
 from backend.services.airflow_client import AirflowClient
 from backend.settings import Settings
 from backend.tests import client, fake_airflow
+from contracts.assets import SAMPLE_VIDEO as SHARED_VIDEO
 from testing import fixtures
 
 # The session's PostgreSQL, Redis and scratch directory: the fixtures shared with airflow/tests.
 workdir, postgres, redis_server = fixtures.workdir, fixtures.postgres, fixtures.redis_server
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_VIDEO = REPO_ROOT.parent / "shared" / "assets" / "videos" / "urban_cctv_640x360_25fps.mp4"
 # A long random ingest token: short ones and example values are refused (backend.settings)
 TOKEN = "test-internal-" + uuid.uuid4().hex
 ORIGIN = "http://localhost:4200"

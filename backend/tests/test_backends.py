@@ -18,7 +18,6 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from tornado.httpserver import HTTPServer
-from traffic_processing import streams
 
 from backend.app import TrafficApplication
 from backend.db.session import Database
@@ -31,6 +30,7 @@ from backend.services.subscriptions import SubscriptionCache
 from backend.tests import test_redis_consumer as bridge_tests
 from backend.tests.conftest import LoopThread, wait_until
 from backend.tests.test_redis_consumer import Bridge, Watcher, frame_numbers, pending, processed, xadd
+from contracts import streams
 
 # the bridge tests' fixtures: a stream of its own per test, a bytes client, two videos
 stream, raw_redis, videos = bridge_tests.stream, bridge_tests.raw_redis, bridge_tests.videos

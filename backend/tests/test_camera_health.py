@@ -18,13 +18,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from sqlalchemy import text
-from traffic_processing import streams
-from traffic_processing.schemas import CameraState, ProgressWriter, StreamProgress, StreamState
 
 from backend.db.models import Video
 from backend.embedded import free_port
 from backend.services import camera_health
 from backend.tests.client import request, upload
+from contracts import streams
+from contracts.messages import CameraState, ProgressWriter, StreamProgress, StreamState
 
 USER = "watchman"
 PASSWORD = "s3cr3t:pa55/" + "x7q"

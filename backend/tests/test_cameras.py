@@ -16,12 +16,12 @@ import cv2
 import numpy as np
 import pytest
 from sqlalchemy import text
-from traffic_processing import streams
 
 from backend.embedded import free_port
 from backend.services.redact import redact, redact_text
 from backend.tests.client import post_json, put_json, request, upload
 from backend.tests.conftest import CAMERA_PASSWORD, CAMERA_USER, count_videos
+from contracts import streams
 
 
 def secrets_in(text: str | bytes) -> list[str]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
-from backend.bench_fanout import run_fanout
 from backend.tests.client import request, upload
 from backend.tests.conftest import ORIGIN, TOKEN
 from backend.tests.ws import NeverReadingClient
+from benchmarks.fanout import run_fanout
 
 FPS = 25.0
 FRAMES = 75  # 3 s of video

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
-from traffic_processing import streams
-from traffic_processing.schemas import Violation
 
 from backend.tests.client import request, upload
+from contracts import streams
+from contracts.messages import Violation
 
 
 @pytest.fixture

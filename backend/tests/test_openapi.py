@@ -23,8 +23,6 @@ from openapi_spec_validator import validate as validate_openapi
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from sqlalchemy import text
-from traffic_processing import streams
-from traffic_processing.schemas import CameraState, ProgressWriter, StreamProgress, StreamState, Violation
 
 from backend.app import all_routes
 from backend.embedded import free_port
@@ -35,6 +33,8 @@ from backend.services.airflow_client import AirflowClient
 from backend.tests.client import Response, multipart, put_json, request, upload
 from backend.tests.conftest import ORIGIN, PASSWORD, TOKEN, sole_admin
 from backend.tests.ws import connect_status
+from contracts import streams
+from contracts.messages import CameraState, ProgressWriter, StreamProgress, StreamState, Violation
 from testing.clips import declared_clip
 
 CALIBRATION = {

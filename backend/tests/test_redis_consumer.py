@@ -28,8 +28,6 @@ import redis
 import redis.asyncio as aioredis
 from tornado.httpserver import HTTPServer
 from tornado.websocket import WebSocketClientConnection
-from traffic_processing import streams
-from traffic_processing.schemas import BBox, ProcessedFrame, Stats, Summary, Vehicle
 
 from backend.app import TrafficApplication
 from backend.db.session import Database
@@ -37,8 +35,11 @@ from backend.embedded import EmbeddedRedis, free_port
 from backend.services.airflow_client import AirflowClient
 from backend.services.redis_consumer import RedisConsumer, redis_client, ws_base
 from backend.tests.client import upload
-from backend.tests.conftest import REPO_ROOT, TOKEN, LoopThread, wait_until
+from backend.tests.conftest import TOKEN, LoopThread, wait_until
 from backend.tests.ws import connect, recv, subscribe
+from contracts import streams
+from contracts.assets import REPO_ROOT
+from contracts.messages import BBox, ProcessedFrame, Stats, Summary, Vehicle
 
 GROUP = streams.REDIS_CONSUMER_GROUP
 RUN = f"run-{uuid.uuid4().hex[:8]}"  # the stream run of the entries (VideoFrame.run_id)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from traffic_processing import streams
-from traffic_processing.schemas import StreamProgress, StreamState
 
 from backend.embedded import free_port
 from backend.tests.client import put_json, request, upload
+from contracts import streams
+from contracts.messages import StreamProgress, StreamState
 
 CALIBRATION = {
     "roi_polygon": [[5, 5], [90, 5], [90, 60], [5, 60]],

@@ -17,11 +17,11 @@ import psycopg
 import pytest
 import redis
 from pydantic import ValidationError
-from traffic_processing.settings import MIN_TOKEN_LENGTH, ensure_secret, resolve_token, weak_secret
 
 from backend.embedded import EmbeddedPostgres, EmbeddedRedis
 from backend.services.redis_consumer import ConsumerSettings, redis_client
 from backend.settings import Settings
+from contracts.settings import MIN_TOKEN_LENGTH, ensure_secret, resolve_token, weak_secret
 
 LONG = "t-" + secrets.token_urlsafe(32)
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import redis
 from sqlalchemy import text
-from traffic_processing import streams
-from traffic_processing.schemas import Violation
 
 from backend.tests.client import request, upload
+from contracts import streams
+from contracts.messages import Violation
 
 AIRFLOW_DIR = Path(__file__).resolve().parents[2] / "airflow"
 if str(AIRFLOW_DIR) not in sys.path:  # traffic_pipeline without `pip install -e airflow`

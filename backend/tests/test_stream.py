@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from traffic_processing import streams
-from traffic_processing.schemas import StreamProgress, StreamState
 
 from backend.embedded import free_port
 from backend.services.airflow_client import AirflowClient, AirflowError, AirflowUnavailable
 from backend.services.errors import airflow_failure
 from backend.tests.client import request, upload
+from contracts import streams
+from contracts.messages import StreamProgress, StreamState
 
 JSON = {"Content-Type": "application/json"}
 

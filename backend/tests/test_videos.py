@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
-from traffic_processing import streams
 
 from backend.tests.client import put_json, request, upload
+from contracts import streams
 
 CALIBRATION = {
     "roi_polygon": [[5, 5], [90, 5], [90, 60], [5, 60]],

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from traffic_processing import streams
-from traffic_processing.schemas import ProcessedFrame
 
+from contracts import streams
+from contracts.messages import ProcessedFrame
 from e2e.harness import Api, wait_dag_run
 from e2e.test_pipeline import RUN_TIMEOUT_S, analytics_row, run_id
 

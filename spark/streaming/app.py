@@ -142,7 +142,7 @@ def cluster_config(builder, settings: SparkSettings):  # noqa: ANN001, ANN201 - 
     the warm-up loads the models on all of them. A task lost with its executor (a worker gone)
     is retried on another one (``spark.task.maxFailures``), its state store loaded from the
     checkpoint."""
-    from traffic_processing.settings import resolve_token
+    from contracts.settings import resolve_token
 
     secret = resolve_token("SPARK_AUTH_SECRET", settings.SPARK_AUTH_SECRET, settings.SECRETS_DIR)
     builder = (
@@ -237,9 +237,9 @@ def warm_query(options: dict[str, str], timeout_s: float = 180.0) -> bool:
     video 0, then its keys are removed. True when it went through within ``timeout_s``."""
     import cv2
     import numpy as np
-    from traffic_processing import streams
-    from traffic_processing.schemas import FrameConfig, StreamProgress, VideoFrame
 
+    from contracts import streams
+    from contracts.messages import FrameConfig, StreamProgress, VideoFrame
     from spark.streaming.redis_source import redis_client
 
     try:
@@ -281,8 +281,7 @@ def warm_query(options: dict[str, str], timeout_s: float = 180.0) -> bool:
 def start_heartbeat(options: dict, query: Any) -> threading.Thread:
     """Keep ``PROCESSOR_HEARTBEAT_KEY`` set while the query is active (a daemon thread); a Redis
     outage only delays it."""
-    from traffic_processing import streams
-
+    from contracts import streams
     from spark.streaming.redis_source import redis_client
 
     def beat() -> None:

@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from traffic_processing.schemas import ProcessedFrame
-from traffic_processing.streams import (
+from contracts.messages import ProcessedFrame
+from contracts.streams import (
     PROCESSED_FRAMES,
     PULLED_KEY,
     READ_LIMIT_FRESH_S,
@@ -200,7 +200,7 @@ def read_limit(client: Any, default: int, now: float | None = None, fresh_s: flo
 def strip_pulled(client: Any, rows: list[tuple]) -> list[tuple]:
     """Source rows (``redis_source.SCHEMA`` tuples) with the JPEG left out of the entries the
     stage already read ahead (``streams.PULLED_KEY``; never an end of stream)."""
-    from traffic_processing.streams import parse_stream_id
+    from contracts.streams import parse_stream_id
 
     try:
         marks = {int(text(k)): parse_stream_id(v) for k, v in client.hgetall(PULLED_KEY).items()}

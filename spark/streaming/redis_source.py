@@ -36,9 +36,9 @@ from pyspark.sql.datasource import (
     SimpleDataSourceStreamReader,
 )
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows
-from traffic_processing.schemas import VideoFrame
-from traffic_processing.streams import VIDEO_FRAMES, parse_stream_id, text
 
+from contracts.messages import VideoFrame
+from contracts.streams import VIDEO_FRAMES, parse_stream_id, text
 from spark.streaming.publisher import read_limit, strip_pulled
 
 log = logging.getLogger("traffic_streaming.source")

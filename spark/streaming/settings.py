@@ -5,7 +5,8 @@ workers, pickled with them). Shared names come from ``CommonSettings``."""
 from __future__ import annotations
 
 from pydantic import Field
-from traffic_processing.settings import CommonSettings
+
+from contracts.settings import CommonSettings
 
 
 class SparkSettings(CommonSettings):

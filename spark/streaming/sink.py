@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from traffic_processing.schemas import ProcessedFrame, ProgressWriter, StreamProgress, Summary
-from traffic_processing.streams import (
+from contracts.messages import ProcessedFrame, ProgressWriter, StreamProgress, Summary
+from contracts.streams import (
     ANALYTICS_TTL_S,
     PROCESSED_FRAMES,
     PROGRESS_TTL_S,

@@ -45,9 +45,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
-from traffic_processing.schemas import FrameConfig, Passage, ProcessedFrame, Stats, Summary
-from traffic_processing.streams import parse_stream_id
 
+from contracts.messages import FrameConfig, Passage, ProcessedFrame, Stats, Summary
+from contracts.streams import parse_stream_id
 from spark.streaming.publisher import Publisher, get_publisher
 from spark.streaming.settings import SparkSettings
 from spark.streaming.state import LiveTuning, VideoState, dumps, loads

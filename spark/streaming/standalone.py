@@ -36,7 +36,7 @@ def spark_home() -> Path:
 
 
 def auth_secret(env: dict[str, str]) -> str:
-    from traffic_processing.settings import resolve_token
+    from contracts.settings import resolve_token
 
     return resolve_token(
         "SPARK_AUTH_SECRET", env.get("SPARK_AUTH_SECRET", ""), env.get("SECRETS_DIR", ".local/secrets")

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from traffic_processing.processor import ProcessorState
-from traffic_processing.schemas import FrameConfig
 
+from contracts.messages import FrameConfig
 from spark.streaming.settings import SparkSettings
 
 MAGIC = b"TRAFFIC-VIDEO-STATE"

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from contracts import assets
+
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-REPO = Path(__file__).resolve().parents[2]
-ASSETS = REPO.parent / "shared" / "assets"
-URBAN = ASSETS / "videos" / "urban_cctv_640x360_25fps.mp4"
+REPO = assets.REPO_ROOT
+ASSETS = assets.SHARED_ASSETS
+URBAN = assets.SAMPLE_VIDEO
 HIGHWAY = ASSETS / "videos" / "highway_320x240_60fps.avi"
 CALIBRATIONS = REPO / "calibrations"
 BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
@@ -29,7 +31,7 @@ def detector():
 @pytest.fixture(scope="session")
 def truth_clip(tmp_path_factory):
     """The standard ground-truth scenario rendered once per session: (dir, truth dict)."""
-    from traffic_processing.synthetic import render, speeds_scenario
+    from testing.synthetic import render, speeds_scenario
 
     out = tmp_path_factory.mktemp("truth")
     truth = render(speeds_scenario(), out, "speeds")
@@ -39,7 +41,7 @@ def truth_clip(tmp_path_factory):
 @pytest.fixture(scope="session")
 def highway_clip(tmp_path_factory):
     """The 720p highway scenario (12 vehicles, 40-130 km/h) rendered once per session: (dir, truth)."""
-    from traffic_processing.synthetic import highway_scenario, render
+    from testing.synthetic import highway_scenario, render
 
     out = tmp_path_factory.mktemp("highway")
     truth = render(highway_scenario(), out, "highway")

@@ -79,7 +79,7 @@ def test_finalize_summary_shape():
 
 def test_passages_are_the_per_vehicle_records_by_first_frame():
     """What results.json lists under ``vehicles`` and the summary carries to ``vehicle_passages``."""
-    from traffic_processing.schemas import Passage
+    from contracts.messages import Passage
 
     a = VehicleAnalyticsTracker(AnalyticsConfig(speed_limit_kmh=60, min_evidence_s=0.5))
     for n in range(0, 30):

@@ -1,9 +1,10 @@
-"""traffic-bench's measurement plan and statistics (no model: the variants are stand-ins)."""
+"""python -m benchmarks.processor's measurement plan and statistics (no model: the variants are stand-ins)."""
 
 from __future__ import annotations
 
 import pytest
-from traffic_processing.bench import Spread, interleave, ratios
+
+from benchmarks.processor import Spread, interleave, ratios
 
 
 def test_interleave_runs_abba_and_keeps_values_per_variant():
@@ -39,8 +40,9 @@ def test_spread_median_range_iqr():
 
 def test_box_recall_counts_reference_boxes_matched_at_iou():
     import numpy as np
-    from traffic_processing.bench import box_recall
     from traffic_processing.detections import FrameDetections
+
+    from benchmarks.processor import box_recall
 
     def dets(*boxes):
         return FrameDetections(
@@ -56,8 +58,9 @@ def test_box_recall_counts_reference_boxes_matched_at_iou():
 
 
 def test_baseline_config_is_the_old_detector_and_embedder_only():
-    from traffic_processing.bench import baseline_config
     from traffic_processing.config import ProcessorConfig
+
+    from benchmarks.processor import baseline_config
 
     config = ProcessorConfig()
     config.detector.confidence = 0.4

@@ -54,7 +54,7 @@ coords = st.floats(min_value=-50, max_value=50, allow_nan=False)
 @settings(max_examples=60, deadline=None)
 @given(x=coords, y=st.floats(min_value=0, max_value=60), tilt=st.floats(min_value=10, max_value=60))
 def test_world_to_image_and_back_returns(x, y, tilt):
-    from traffic_processing.synthetic import Camera
+    from testing.synthetic import Camera
 
     cam = Camera(tilt_deg=tilt)
     world = np.array([[-5, 5], [5, 5], [5, 40], [-5, 40], [0, 20]], float)

@@ -100,7 +100,7 @@ def test_shipped_ir_runs_directly_at_the_frames_aspect_ratio(detector, rect_dete
 def test_direct_decode_equals_ultralytics_at_the_same_input(detector, ultralytics_detector):
     """At ultralytics' own 640x640 letterbox the direct run finds the same boxes: the cut head,
     the decode and the NMS are ultralytics' rules."""
-    from traffic_processing.bench import box_recall
+    from benchmarks.processor import box_recall
 
     frames = _urban_frames(step=100)
     assert detector.openvino.letterbox_shape(360, 640)[3:] == (640, 640)
@@ -115,7 +115,7 @@ def test_direct_decode_equals_ultralytics_at_the_same_input(detector, ultralytic
 
 
 def test_aspect_ratio_input_keeps_the_shipped_models_vehicles(rect_detector, ultralytics_detector):
-    from traffic_processing.bench import box_recall
+    from benchmarks.processor import box_recall
 
     frames = _urban_frames(step=20)
     matched, total = box_recall(ultralytics_detector.detect(frames), rect_detector.detect(frames))

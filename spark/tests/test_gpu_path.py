@@ -10,15 +10,16 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ASSETS, BIN, CALIBRATIONS, URBAN, read_json
+from conftest import ASSETS, BIN, CALIBRATIONS, REPO, URBAN, read_json
 from traffic_processing import device as device_mod
 from traffic_processing.calibration import fit_homography
 from traffic_processing.detections import FrameDetections
 from traffic_processing.detector import DetectorConfig, ModelLoadError, VehicleDetector, export_engine_main
 from traffic_processing.device import DeviceError, resolve_device
 from traffic_processing.processor import FrameProcessor
-from traffic_processing.schemas import FrameConfig, ProcessedFrame
 from traffic_processing.tracker import embedder_device, get_embedder
+
+from contracts.messages import FrameConfig, ProcessedFrame
 
 PT_MODEL = ASSETS / "models" / "yolov8n_rebuilt_from_int8.pt"
 
@@ -112,7 +113,7 @@ def test_export_engine_refuses_non_pt_weights(capsys):
 
 
 def test_bench_gpu_without_cuda_says_so_and_exits_0(no_cuda, capsys):
-    from traffic_processing.gpu_bench import main
+    from benchmarks.gpu import main
 
     assert main([]) == 0
     assert "no CUDA device here" in capsys.readouterr().out
@@ -289,7 +290,9 @@ def test_bench_gpu_runs_its_sections_on_the_cpu():
     """``make bench-gpu``'s code path end to end (tiny sizes, on the CPU)."""
     proc = subprocess.run(
         [
-            str(BIN / "traffic-bench-gpu"),
+            str(BIN / "python"),
+            "-m",
+            "benchmarks.gpu",
             "--device",
             "cpu",
             "--frames",
@@ -308,6 +311,7 @@ def test_bench_gpu_runs_its_sections_on_the_cpu():
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout

@@ -10,7 +10,7 @@ from conftest import analyze, match
 
 @pytest.fixture(scope="module")
 def scenario():
-    from traffic_processing.synthetic import highway_scenario
+    from testing.synthetic import highway_scenario
 
     return highway_scenario()
 
@@ -31,7 +31,7 @@ def test_scenario_layout_no_occlusion_and_every_vehicle_crosses_the_roi(scenario
     """Drawn as the renderer draws them (far to near), no vehicle's box touches another of its
     lane, no vehicle is more than 10 % hidden while in the ROI, the fastest stays >= 1.3 s in the
     ROI, and each one enters the ROI after the clip starts and leaves it before the clip ends."""
-    from traffic_processing.synthetic import load_sprite, vehicle_boxes
+    from testing.synthetic import load_sprite, vehicle_boxes
 
     sprites = {name: load_sprite(name) for name in {v.sprite for v in scenario.vehicles}}
     cam = scenario.camera

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 from traffic_processing.detections import FrameDetections
-from traffic_processing.schemas import (
+
+from contracts.messages import (
     BBox,
     FrameConfig,
     Passage,
@@ -17,7 +18,7 @@ from traffic_processing.schemas import (
     VideoStatus,
     Violation,
 )
-from traffic_processing.streams import parse_stream_id, text
+from contracts.streams import parse_stream_id, text
 
 
 def test_detections_validate_lengths_and_index():

@@ -10,10 +10,11 @@ from traffic_processing.cli import settings_from_calibration
 from traffic_processing.config import CalibrationFile, ConfigError, ProcessorConfig
 from traffic_processing.detections import FrameDetections
 from traffic_processing.processor import STAGES, FrameProcessor
-from traffic_processing.schemas import ProcessedFrame
 from traffic_processing.tracker import VehicleTracker
 from traffic_processing.video import iter_frames
 from traffic_processing.visualize import decode_jpeg, encode_jpeg
+
+from contracts.messages import ProcessedFrame
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 import pytest
 from conftest import analyze
-from traffic_processing.synthetic import (
+
+from testing.synthetic import (
     PRESETS,
     _position,
     identify_tracks,

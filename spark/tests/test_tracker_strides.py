@@ -14,9 +14,10 @@ import pytest
 from conftest import read_json
 from traffic_processing.calibration import fit_homography, project_points
 from traffic_processing.processor import FrameProcessor
-from traffic_processing.schemas import FrameConfig
-from traffic_processing.synthetic import _position, highway_scenario, speeds_scenario
 from traffic_processing.tracker import TrackerConfig, VehicleTracker
+
+from contracts.messages import FrameConfig
+from testing.synthetic import _position, highway_scenario, speeds_scenario
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from contracts.messages import DEFAULT_SPEED_LIMIT_KMH
+
 from .detections import VEHICLE_CLASSES, FrameDetections
-from .schemas import DEFAULT_SPEED_LIMIT_KMH
 
 
 @dataclass

@@ -20,12 +20,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from contracts.messages import FrameConfig, ProcessedFrame
+
 from .calibration import CalibrationError, fit_homography
 from .config import CalibrationFile, ConfigError, ProcessorConfig
 from .detector import DetectorConfig, ModelLoadError, VehicleDetector
 from .processor import FrameProcessor
 from .roi import RoiError, parse_polygon
-from .schemas import FrameConfig, ProcessedFrame
 from .video import VideoError, iter_frames, probe_video
 
 TRACK_COLUMNS = [

@@ -9,9 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from contracts.messages import DEFAULT_SPEED_LIMIT_KMH
+
 from .analytics import AnalyticsConfig
 from .detector import DetectorConfig
-from .schemas import DEFAULT_SPEED_LIMIT_KMH
 from .speed import SpeedConfig
 from .tracker import TrackerConfig
 

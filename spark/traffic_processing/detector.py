@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from contracts.assets import SHARED_MODEL
+
 from .detections import VEHICLE_CLASSES, FrameDetections
 from .device import DeviceError, resolve_device, ultralytics_device
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_MODEL = REPO_ROOT.parent / "shared" / "assets" / "models" / "yolov8n_int8_openvino_model"
 FALLBACK_MODEL = "yolov8n.pt"
 MODEL_SUFFIXES = {".pt", ".onnx", ".tflite", ".engine"}
 
@@ -77,7 +77,7 @@ class DetectorConfig:
     # "auto": an OpenVINO model on the CPU is run by OpenVINO directly (``OpenVINODetector``:
     # input at the frame's aspect ratio, e.g. 640x384 for 16:9, letterbox and decode of our
     # own); anything else through ultralytics. "ultralytics": always ultralytics (the shipped
-    # fixed-shape IR then sees a 640x640 letterbox), e.g. the ``traffic-bench --baseline``.
+    # fixed-shape IR then sees a 640x640 letterbox), e.g. the ``python -m benchmarks.processor --baseline``.
     backend: str = "auto"
     threads: int = 0  # OpenVINO inference threads for one frame (0: every core)
     # OpenVINO run directly: input at the frame's aspect ratio (640x384 for 16:9: ~30 % less

@@ -16,13 +16,14 @@ from functools import partial
 
 import numpy as np
 
+from contracts.messages import BBox, FrameConfig, Passage, ProcessedFrame, Stats, Summary, Vehicle, Violation
+
 from .analytics import VehicleAnalyticsTracker
 from .calibration import project_points
 from .config import ProcessorConfig
 from .detections import FrameDetections
 from .detector import VehicleDetector
 from .roi import RoiFilter, TrackingZone, points_in_polygon
-from .schemas import BBox, FrameConfig, Passage, ProcessedFrame, Stats, Summary, Vehicle, Violation
 from .speed import SpeedEstimator
 from .tracker import TrackerConfig, VehicleTracker, embed_many
 from .visualize import Visualizer, VisualizerConfig, decode_jpeg, encode_jpeg

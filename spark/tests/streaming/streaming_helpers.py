@@ -25,7 +25,7 @@ def start_redis(tmp: Path):
 
 def short_scenario():
     """Three cars in 4 s at 20 fps (80 frames): 110 and 90 km/h (speeding) and 45 km/h."""
-    from traffic_processing.synthetic import Scenario, VehicleSpec
+    from testing.synthetic import Scenario, VehicleSpec
 
     lanes = (-3.5, 0.0, 3.5)
     return Scenario(

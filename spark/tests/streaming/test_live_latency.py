@@ -15,15 +15,16 @@ import numpy as np
 import pytest
 import redis
 from streaming_helpers import REPO, SparkApp, start_redis
-from traffic_processing import streams
-from traffic_processing.schemas import StreamProgress
-from traffic_processing.streams import parse_stream_id, progress_key
 
-from spark.streaming.feed import clip_jpegs, feed, frame_config, read_processed, wait_for_eos
+from contracts import streams
+from contracts.assets import SAMPLE_VIDEO
+from contracts.messages import StreamProgress
+from contracts.streams import parse_stream_id, progress_key
+from testing.feed import clip_jpegs, feed, frame_config, read_processed, wait_for_eos
 
 pytestmark = pytest.mark.slow
 
-CLIP = REPO.parent / "shared" / "assets" / "videos" / "urban_cctv_640x360_25fps.mp4"
+CLIP = SAMPLE_VIDEO
 CALIB = REPO / "calibrations" / "urban_cctv_640x360_25fps.json"
 FRAMES = 750  # 30 s at 25 fps
 

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from streaming_helpers import short_scenario
-from traffic_processing.schemas import ProcessedFrame
 
+from contracts.messages import ProcessedFrame
 from spark.streaming import stages
-from spark.streaming.feed import clip_jpegs, frame_config
 from spark.streaming.state import MAGIC, STATE_VERSION, StateVersionError, VideoState, dumps, loads
+from testing.feed import clip_jpegs, frame_config
 
 V1_BLOB = Path(__file__).resolve().parents[1] / "data" / "video_state_v1.bin"
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, detector):
-    from traffic_processing.synthetic import render
+    from testing.synthetic import render
 
     tmp = tmp_path_factory.mktemp("short")
     truth = render(short_scenario(), tmp, "short")

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import redis
 from streaming_helpers import SparkApp, short_scenario, start_redis
-from traffic_processing.schemas import StreamProgress, Summary, Violation
-from traffic_processing.streams import analytics_key, progress_key, violations_key
 
-from spark.streaming.feed import clip_jpegs, feed, frame_config, read_processed, wait_for_eos
+from contracts.messages import StreamProgress, Summary, Violation
+from contracts.streams import analytics_key, progress_key, violations_key
+from testing.feed import clip_jpegs, feed, frame_config, read_processed, wait_for_eos
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ STARTUP_AND_RUN_S = 300
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from traffic_processing.synthetic import render
+    from testing.synthetic import render
 
     tmp = tmp_path_factory.mktemp("streaming-app")
     server = start_redis(tmp)

@@ -10,14 +10,14 @@ import redis
 from streaming_helpers import SparkApp, short_scenario, start_redis
 from test_streaming_app import STARTUP_AND_RUN_S, check_video
 
-from spark.streaming.feed import clip_jpegs, feed, frame_config, wait_for_eos
+from testing.feed import clip_jpegs, feed, frame_config, wait_for_eos
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from traffic_processing.synthetic import render
+    from testing.synthetic import render
 
     tmp = tmp_path_factory.mktemp("streaming-batched")
     server = start_redis(tmp)

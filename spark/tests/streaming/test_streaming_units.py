@@ -14,7 +14,8 @@ import pytest
 import redis
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 from streaming_helpers import start_redis
-from traffic_processing.schemas import (
+
+from contracts.messages import (
     FrameConfig,
     Passage,
     ProcessedFrame,
@@ -23,7 +24,7 @@ from traffic_processing.schemas import (
     VideoFrame,
     Violation,
 )
-from traffic_processing.streams import (
+from contracts.streams import (
     PROCESSED_FRAMES,
     SINK_LAST_BATCH_KEY,
     VIDEO_FRAMES,
@@ -32,7 +33,6 @@ from traffic_processing.streams import (
     progress_key,
     violations_key,
 )
-
 from spark.streaming import stages
 from spark.streaming import state as video_state
 from spark.streaming.redis_source import RedisStreamReader
@@ -365,7 +365,8 @@ def test_late_frames_are_still_detected_now_and_then_and_their_flags_reach_the_v
     # 4th (LIVE_LATE_DETECT_HZ=5 at 20 fps) is detected for the tracks, without a drawing; a
     # vehicle flagged on one of them goes out with the next frame delivered.
     from traffic_processing.processor import FrameProcessor
-    from traffic_processing.schemas import Violation
+
+    from contracts.messages import Violation
 
     settings = SparkSettings(LIVE_LATE_DETECT_HZ=5)
     monkeypatch.setattr(video_state, "_COST_PRIOR", {})
@@ -615,8 +616,7 @@ def test_reading_ahead_keeps_the_read_mark_fresh_for_a_cameras_producer(client):
     """A camera's producer holds back while its unread frames pile up; while the stage reads
     ahead (a micro-batch may last seconds), ``PULLED_KEY`` says how far it read, every
     ``PULLED_MARK_S``, not only once the batch ends."""
-    from traffic_processing.streams import PULLED_KEY
-
+    from contracts.streams import PULLED_KEY
     from spark.streaming import publisher as pubmod
 
     port = client.connection_pool.connection_kwargs["port"]

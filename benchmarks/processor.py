@@ -1,4 +1,4 @@
-"""``traffic-bench``: per-stage timings and frames/s of the whole processor against the bare
+"""``python -m benchmarks.processor``: per-stage timings and frames/s of the whole processor against the bare
 detector, on the same frames in the same run.
 
 The processor is fed JPEG bytes (as the Spark job is), so its figure includes decode,
@@ -35,15 +35,14 @@ from functools import partial
 
 import cv2
 import numpy as np
-
-from . import processor as processor_module
-from .cli import settings_from_calibration
-from .config import CalibrationFile, ProcessorConfig
-from .detections import FrameDetections
-from .detector import VehicleDetector
-from .processor import STAGES, FrameProcessor
-from .video import iter_frames, probe_video
-from .visualize import encode_jpeg
+from traffic_processing import processor as processor_module
+from traffic_processing.cli import settings_from_calibration
+from traffic_processing.config import CalibrationFile, ProcessorConfig
+from traffic_processing.detections import FrameDetections
+from traffic_processing.detector import VehicleDetector
+from traffic_processing.processor import STAGES, FrameProcessor
+from traffic_processing.video import iter_frames, probe_video
+from traffic_processing.visualize import encode_jpeg
 
 NOISY_SPREAD = 0.15  # (max - min) / median above this: flagged as noisy
 
@@ -219,7 +218,7 @@ def ratios(numerators: list[float], denominators: list[float]) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="traffic-bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.processor", description=__doc__.split("\n\n")[0])
     p.add_argument("--video", required=True)
     p.add_argument("--calibration", required=True)
     p.add_argument(
@@ -304,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     n_timed = len(timed_frames)
 
     print(
-        f"traffic-bench: {args.video} ({info.width}x{info.height} @ {info.fps:g} fps), "
+        f"python -m benchmarks.processor: {args.video} ({info.width}x{info.height} @ {info.fps:g} fps), "
         f"{n_timed} frames x {args.reps} repetitions per variant (interleaved ABBA, after a "
         f"{min(args.warmup, len(frames))}-frame warm-up), model {detector.model_path}, device {args.device}, "
         f"{cv2.getNumberOfCPUs()} CPUs, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after"
@@ -334,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.baseline:
         report_baseline(args, detector, old_detector, values, splits, frames, timed_frames)
-    print(f"traffic-bench took {time.perf_counter() - started:.0f} s")
+    print(f"python -m benchmarks.processor took {time.perf_counter() - started:.0f} s")
     return 0
 
 

@@ -7,7 +7,7 @@ video's frame and analytics channels, the bridge's two ingest sockets push ``--f
 client counts what it receives. Prints frames/s per client for 1 and for 100 clients and the
 ratio (100-client rate / 1-client rate; 1.0 means fan-out costs a client nothing).
 
-    python -m backend.bench_fanout [--frame-kb 40] [--clients 1 100] [--fps 25]
+    python -m benchmarks.fanout [--frame-kb 40] [--clients 1 100] [--fps 25]
 
 Two modes: paced at a live video's rate (does every client keep up with the ingest rate?) and
 unpaced (how many frames/s the hub can deliver to each client when frames arrive faster than

@@ -1,5 +1,5 @@
 """A minimal producer and reader for tests and measurements of the Spark application (the real
-producer is the Airflow task). ``python -m spark.streaming.feed CLIP CALIB.json`` streams a clip
+producer is the Airflow task). ``python -m testing.feed CLIP CALIB.json`` streams a clip
 into ``video-frames`` (paced at its fps unless ``--fast``), waits for its end of stream in
 ``processed-frames`` and prints throughput and latency (produced_at -> XADD to
 processed-frames, from the entry id's time).
@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from traffic_processing.schemas import FrameConfig, ProcessedFrame, StreamProgress, VideoFrame
-from traffic_processing.settings import CommonSettings
-from traffic_processing.streams import PROCESSED_FRAMES, VIDEO_FRAMES, parse_stream_id, progress_key, text
+
+from contracts.messages import FrameConfig, ProcessedFrame, StreamProgress, VideoFrame
+from contracts.settings import CommonSettings
+from contracts.streams import PROCESSED_FRAMES, VIDEO_FRAMES, parse_stream_id, progress_key, text
 
 
 def clip_jpegs(video: str | Path, quality: int = 90) -> list[bytes]:
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     from traffic_processing.cli import settings_from_calibration
     from traffic_processing.config import CalibrationFile
 
-    p = argparse.ArgumentParser(prog="python -m spark.streaming.feed", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m testing.feed", description=__doc__.split("\n\n")[0])
     p.add_argument("video")
     p.add_argument("calibration")
     p.add_argument("--video-id", type=int, default=int(time.time()) % 100000)

@@ -6,7 +6,7 @@ pasted as upright billboards whose bottom-centre sits on the vehicle's road posi
 with distance, moving along lanes at known constant speeds. Writes the video, the matching
 CALIB.json and a truth file.
 
-``traffic-synth OUT_DIR [--preset speeds|highway|shortzone|oblique]`` renders the standard
+``python -m testing.synthetic OUT_DIR [--preset speeds|highway|shortzone|oblique]`` renders the standard
 scenario (``speeds``), the 720p highway one, or a short counting zone with fast traffic seen in
 perspective (``shortzone``) or obliquely (``oblique``).
 """
@@ -22,12 +22,9 @@ from typing import Any
 
 import cv2
 import numpy as np
+from traffic_processing.calibration import project_points
 
-from .calibration import project_points
-from .detector import REPO_ROOT
-
-SHARED_VIDEOS = REPO_ROOT.parent / "shared" / "assets" / "videos"
-URBAN_CLIP = SHARED_VIDEOS / "urban_cctv_640x360_25fps.mp4"
+from contracts.assets import SAMPLE_VIDEO as URBAN_CLIP
 
 # Vehicle images: (source, frame number, box x1 y1 x2 y2, class, real width in metres).
 # Boxes were picked from confident detections (>= 0.8) of the real clips.
@@ -430,7 +427,7 @@ def render(scn: Scenario, out_dir: str | Path, name: str = "synthetic") -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-synth", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m testing.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir")
     parser.add_argument(
         "--preset",

@@ -1,4 +1,4 @@
-"""``traffic-bench-gpu`` (``make bench-gpu``): what one GPU carries.
+"""``python -m benchmarks.gpu`` (``make bench-gpu``): what one GPU carries.
 
 1. The bare network through ultralytics (letterbox, forward, NMS: ``VehicleDetector.detect``)
    at batch 1/8/32/64, fp32 and fp16 (and a TensorRT ``--engine`` when given), plus the network
@@ -29,26 +29,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
-from pathlib import Path
 
 import cv2
 import numpy as np
+from traffic_processing.cli import settings_from_calibration
+from traffic_processing.config import CalibrationFile, ProcessorConfig
+from traffic_processing.detector import DetectorConfig, ModelLoadError, VehicleDetector
+from traffic_processing.device import DeviceError, cuda_available, resolve_device
+from traffic_processing.processor import FrameProcessor, embed_detections
+from traffic_processing.roi import RoiFilter
+from traffic_processing.tracker import TrackerConfig
+from traffic_processing.video import probe_video
+from traffic_processing.visualize import decode_jpeg, encode_jpeg
 
-from .cli import settings_from_calibration
-from .config import CalibrationFile, ProcessorConfig
-from .detector import DetectorConfig, ModelLoadError, VehicleDetector
-from .device import DeviceError, cuda_available, resolve_device
-from .processor import FrameProcessor, embed_detections
-from .roi import RoiFilter
-from .schemas import FrameConfig
-from .tracker import TrackerConfig
-from .video import probe_video
-from .visualize import decode_jpeg, encode_jpeg
+from contracts.assets import REPO_ROOT as REPO
+from contracts.assets import SAMPLE_VIDEO, SHARED_MODELS
+from contracts.messages import FrameConfig
 
-REPO = Path(__file__).resolve().parents[2]
-ASSETS = REPO.parent / "shared" / "assets"
-DEFAULT_VIDEO = ASSETS / "videos" / "urban_cctv_640x360_25fps.mp4"
-DEFAULT_MODEL = ASSETS / "models" / "yolov8n_rebuilt_from_int8.pt"
+DEFAULT_VIDEO = SAMPLE_VIDEO
+DEFAULT_MODEL = SHARED_MODELS / "yolov8n_rebuilt_from_int8.pt"
 DEFAULT_CALIBRATION = REPO / "calibrations" / "urban_cctv_640x360_25fps.json"
 
 
@@ -161,7 +160,7 @@ _SETTINGS: FrameConfig | None = None
 
 def _stream_worker(conn: Connection, annotate: bool) -> None:
     """Tracks the streams it is sent: [(stream, frame_number, jpeg index, detections bytes)]."""
-    from .detections import FrameDetections
+    from traffic_processing.detections import FrameDetections
 
     processors: dict[int, FrameProcessor] = {}
     while True:
@@ -286,7 +285,7 @@ def _ints(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="traffic-bench-gpu", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.split("\n\n")[0])
     p.add_argument("--video", default=str(DEFAULT_VIDEO))
     p.add_argument("--calibration", default=str(DEFAULT_CALIBRATION))
     p.add_argument("--model", default=os.environ.get("MODEL_PATH_GPU") or str(DEFAULT_MODEL), help=".pt")
@@ -305,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.device != "cpu" and not cuda_available():
         print(
-            "traffic-bench-gpu: no CUDA device here (torch.cuda.is_available() is False): nothing to "
+            "python -m benchmarks.gpu: no CUDA device here (torch.cuda.is_available() is False): nothing to "
             "measure. Run `make bench-gpu` on a machine with an NVIDIA GPU (or --device cpu to try "
             "the code on the CPU)."
         )
@@ -333,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
 
         name = torch.cuda.get_device_name(args.device)
     print(
-        f"traffic-bench-gpu: {name} ({args.device}), {args.video} ({info.width}x{info.height} @ "
+        f"python -m benchmarks.gpu: {name} ({args.device}), {args.video} ({info.width}x{info.height} @ "
         f"{info.fps:g} fps, {len(frames)} frames), model {args.model}, {os.cpu_count()} CPUs"
     )
     sections = set(args.sections.split(","))

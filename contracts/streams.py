@@ -3,7 +3,7 @@ groups, keys and their TTLs, and the two decoding helpers of Redis replies (``te
 ``parse_stream_id``). Names only: no Redis import here.
 
 The per-video progress hash (``progress_key``) is typed once, with its writers, as
-``traffic_processing.schemas.StreamProgress``.
+``contracts.messages.StreamProgress``.
 """
 
 from __future__ import annotations

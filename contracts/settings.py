@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .schemas import DEFAULT_SPEED_LIMIT_KMH
+from .messages import DEFAULT_SPEED_LIMIT_KMH
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/traffic"
 

@@ -1,0 +1,1 @@
+"""Benchmarks (make bench, bench-gpu, bench-fanout): tooling, not shipped in the product packages."""
