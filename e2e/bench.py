@@ -40,7 +40,7 @@ import numpy as np
 
 from e2e.browser_run import make_account
 from e2e.harness import REPO, Api, Viewer, format_idle, measure_idle, start_stack, stop_stack
-from stack.run import SAMPLE_CALIBRATION, SAMPLE_VIDEO
+from stack.sample import SAMPLE_CALIBRATION, SAMPLE_VIDEO
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 PAGE_SCRIPT = REPO / "e2e" / "browser" / "page_fps.mjs"

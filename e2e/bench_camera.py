@@ -28,7 +28,7 @@ import numpy as np
 from contracts import streams
 from contracts.messages import StreamProgress
 from e2e.harness import Api, connect_viewer, proc_table, service_roots, start_stack, stop_stack, tree
-from stack.run import SAMPLE_CALIBRATION, SAMPLE_VIDEO
+from stack.sample import SAMPLE_CALIBRATION, SAMPLE_VIDEO
 
 
 class TimingViewer:

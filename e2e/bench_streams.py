@@ -30,7 +30,7 @@ import numpy as np
 from contracts.messages import STREAMING_VIDEO_STATUSES as STREAMING
 from e2e.bench import stream_once, warm_stream
 from e2e.harness import Api, start_stack, stop_stack
-from stack.run import SAMPLE_CALIBRATION, SAMPLE_VIDEO
+from stack.sample import SAMPLE_CALIBRATION, SAMPLE_VIDEO
 
 
 @dataclass(frozen=True)

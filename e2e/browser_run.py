@@ -50,7 +50,7 @@ def get(base: str, path: str, token: str) -> bytes:
         return r.read()
 
 
-def make_account(api, role: str) -> dict[str, str]:  # noqa: ANN001  (an e2e.harness.Api)
+def make_account(api, role: str) -> dict[str, str]:  # noqa: ANN001  (a stack.rest_client.Api)
     """A new account of ``role`` with a generated password, made through ``POST /api/users``."""
     name, password = f"{role}-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(16)
     status, body = api.json("POST", "/api/users", {"username": name, "password": password, "role": role})

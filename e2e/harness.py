@@ -1,5 +1,6 @@
-"""Helpers of the end-to-end tests and ``make bench-e2e``: the real stack on free ports, a REST
-client, and a WebSocket viewer that records what a browser would receive."""
+"""Helpers of the end-to-end tests and ``make bench-e2e``: the real stack on free ports, the
+stack's REST and Airflow clients (``stack.rest_client``, ``stack.airflow_api``) on it, and a
+WebSocket viewer that records what a browser would receive."""
 
 from __future__ import annotations
 
@@ -9,22 +10,16 @@ import json
 import os
 import threading
 import time
-import urllib.request
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from contracts import streams
-from stack.run import (
-    REPO,
-    Infra,
-    Stack,
-    calibrate_video,
-    processor_state,
-    stack_commands,
-    upload_video,
-    wait_http,
-)
+from contracts.assets import REPO_ROOT as REPO
+from stack import airflow_api
+from stack.infra import Infra
+from stack.processes import Stack, stack_commands
+from stack.rest_client import Api, processor_state, wait_http
 
 
 def start_stack(
@@ -40,7 +35,7 @@ def start_stack(
     children) confined to the first ``cores`` CPUs (the affinity of the starting thread, which
     the children inherit; this process gets its own back once they are started).
     ``spark_workers``: the application on a Spark standalone master with this many workers;
-    ``backends``: this many backend instances behind the proxy (``stack.run.Infra``)."""
+    ``backends``: this many backend instances behind the proxy (``stack.infra.Infra``)."""
     own = os.sched_getaffinity(0)
     if cores:
         os.sched_setaffinity(0, set(sorted(own)[:cores]) or own)
@@ -79,45 +74,6 @@ def start_stack(
 def stop_stack(stack: Stack) -> None:
     stack.stop_all()
     stack.infra.stop()
-
-
-class Api:
-    """The backend's REST API, as the dashboard uses it, with an API token (issue 17)."""
-
-    def __init__(self, base_url: str, token: str) -> None:
-        self.base = base_url
-        self.token = token
-
-    @classmethod
-    def of(cls, stack: Stack) -> Api:
-        """The stack's API with the admin token ``stack.run`` made for its own calls."""
-        return cls(stack.infra.env["BACKEND_URL"], stack.infra.env["TRAFFIC_API_TOKEN"])
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict | None = None,
-        timeout: float = 60,
-    ) -> tuple[int, dict]:
-        sent = {"Authorization": f"Bearer {self.token}", **(headers or {})}
-        req = urllib.request.Request(self.base + path, data=body, method=method, headers=sent)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, json.loads(r.read() or b"{}")
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"{}")
-
-    def json(self, method: str, path: str, payload: dict | None = None) -> tuple[int, dict]:
-        body = None if payload is None else json.dumps(payload).encode()
-        return self.call(method, path, body, {"Content-Type": "application/json"})
-
-    def upload(self, path: Path, name: str) -> dict:
-        return upload_video(self.base, path, name, self.token)
-
-    def calibrate(self, video_id: int, calib: dict) -> dict:
-        return calibrate_video(self.base, video_id, calib, self.token)
 
 
 @dataclass
@@ -242,25 +198,9 @@ def decode_data_url(url: str) -> bytes:
     return base64.b64decode(url[len(prefix) :])
 
 
-def airflow_token(stack: Stack) -> str:
-    env = stack.infra.env
-    req = urllib.request.Request(
-        f"{env['AIRFLOW_API_URL']}/auth/token",
-        method="POST",
-        data=json.dumps({"username": env["AIRFLOW_USERNAME"], "password": env["AIRFLOW_PASSWORD"]}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.load(r)["access_token"]
-
-
 def airflow_get(stack: Stack, path: str) -> dict:
-    req = urllib.request.Request(
-        f"{stack.infra.env['AIRFLOW_API_URL']}{path}",
-        headers={"Authorization": f"Bearer {airflow_token(stack)}"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.load(r)
+    """GET on the stack's Airflow REST API (``stack.airflow_api``, the stack's own client)."""
+    return airflow_api.airflow_get(stack.infra.env, path, timeout=10)
 
 
 def wait_processor(stack: Stack, timeout_s: float) -> None:
@@ -295,7 +235,7 @@ def wait_dag_run(stack: Stack, dag_run_id: str, timeout_s: float, dag_id: str = 
     deadline = time.monotonic() + timeout_s
     state = None
     while time.monotonic() < deadline:
-        state = airflow_get(stack, f"/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}")["state"]
+        state = airflow_api.dag_run_state(stack.infra.env, dag_run_id, dag_id, timeout=10)
         if state in ("success", "failed"):
             return state
         time.sleep(2)

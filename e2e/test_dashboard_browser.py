@@ -33,7 +33,7 @@ import pytest
 
 from e2e.browser_run import audit_entries, get, make_account, run_spec
 from e2e.harness import REPO, Api
-from stack.run import wait_http
+from stack.rest_client import wait_http
 
 pytestmark = pytest.mark.slow
 

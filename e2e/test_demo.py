@@ -36,7 +36,7 @@ import pytest
 
 from backend.embedded import port_is_free
 from e2e.harness import REPO, Api, Viewer
-from stack.run import DEFAULT_PORTS
+from stack.infra import DEFAULT_PORTS
 from stack.supervise import service_pids
 
 pytestmark = pytest.mark.slow
@@ -167,7 +167,7 @@ def descendants(pid: int) -> list[int]:
 
 def stack_pids(record: dict) -> list[int]:
     """The processes of a run (``stack.pid``: its mark and its sessions) still alive."""
-    from stack.run import leftover_processes
+    from stack.pidfiles import leftover_processes
 
     return leftover_processes(record["instance"], record["sessions"])
 

@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from backend.embedded import free_port, pick_port, port_is_free
+from stack.banner import banner
 from stack.console import Console, Tail
-from stack.run import SECRETS, Infra, banner, leftover_processes, read_procfile, stack_secrets
+from stack.infra import SECRETS, Infra, stack_secrets
+from stack.pidfiles import leftover_processes
+from stack.processes import read_procfile
 from stack.supervise import Events, stop_order, write_config
 
 
@@ -111,7 +114,7 @@ def test_supervisord_config_and_stop_order(tmp_path):
 def test_scaled_out_services_stop_after_what_uses_them(tmp_path):
     """make demo CLUSTER=2 BACKENDS=2: the workers after the application that runs on them, the
     master after its workers, the numbered backends with the first; a supervision by kind."""
-    from stack.run import Infra, stack_commands
+    from stack.processes import stack_commands
     from stack.supervise import SUPERVISION, supervision
 
     infra = Infra(tmp_path, spark_workers=2, backends=1)
@@ -247,7 +250,7 @@ def test_a_previous_run_is_refused_while_up_and_cleared_once_dead(tmp_path):
     import sys
     import uuid
 
-    from stack.run import clear_previous_run
+    from stack.pidfiles import clear_previous_run
 
     instance = uuid.uuid4().hex
     env = {**os.environ, "TRAFFIC_STACK_INSTANCE": instance}

@@ -30,9 +30,9 @@ import redis as redis_lib
 
 from backend.app import all_routes
 from backend.tests.client import multipart  # fields first (the name before the file), as the page
+from contracts.assets import REPO_ROOT as REPO
 from e2e.browser_run import make_account
 from e2e.harness import Api, airflow_get, wait_dag_run
-from stack.run import REPO
 from testing.clips import declared_clip
 
 pytestmark = pytest.mark.slow

@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from contracts.assets import SAMPLE_VIDEO
 from stack.rtsp import RtspCamera, transcode
-from stack.run import SHARED
 
-CLIP = SHARED / "videos" / "urban_cctv_640x360_25fps.mp4"
+CLIP = SAMPLE_VIDEO
 READ_TIMEOUT_S = 2.0
 GIVE_UP_S = 20.0
 

@@ -14,8 +14,8 @@ import signal
 import sys
 from pathlib import Path
 
+from contracts.assets import SAMPLE_VIDEO
 from stack.rtsp import SERVER, SYSTEM_PYTHON, server_available, transcode
-from stack.run import SAMPLE_VIDEO
 
 
 def main() -> int:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from stack.run import Infra
+    from stack.infra import Infra
 
 # What a multipart upload adds to the file (compose's nginx: 600m for MAX_UPLOAD_MB=500)
 UPLOAD_MARGIN_MB = 100

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from stack.run import Infra
+    from stack.infra import Infra
 
 DAEMON = ".venv/bin/python -m spark.streaming.standalone"
 

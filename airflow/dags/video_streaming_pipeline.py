@@ -89,13 +89,12 @@ def video_streaming_pipeline():
         return watch_processing(
             video_id,
             redis=redis,
+            settings=settings,
             drain=Drainer.for_run(video_id, run_id, redis=redis, settings=settings, log=log),
             tolerate_stalls=camera,  # a camera's run outlives a processor restart
             log_every_s=60.0 if camera else 10.0,  # a camera's task log for days stays small
             run_id=run_id,
-            stall_timeout_s=settings.PIPELINE_STALL_TIMEOUT_S,
             processor_heartbeat_key=streams.PROCESSOR_HEARTBEAT_KEY,
-            processor_wait_s=settings.PIPELINE_PROCESSOR_WAIT_S,
             log=log,
         )
 
@@ -110,8 +109,7 @@ def video_streaming_pipeline():
         return run_cleanup(
             video_id,
             redis=settings.redis(),
-            video_storage_path=settings.VIDEO_STORAGE_PATH,
-            db_url=settings.DATABASE_URL,
+            settings=settings,
             tasks_ok=produced is not None and processed is not None,
             log=log,
         )

@@ -91,9 +91,7 @@ def test_completed_run_stores_everything_and_clears_redis(r, engine, add_video, 
     r.set(streams.stop_key(vid), "1")
     r.set(streams.analytics_key(vid), SUMMARY.model_dump_json())
 
-    result = cleanup(
-        vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH, tasks_ok=True
-    )
+    result = cleanup(vid, redis=r, engine=engine, settings=settings, tasks_ok=True)
 
     assert result["status"] == "completed" and video_status(engine, vid) == "completed"
     row = analytics_row(engine, vid)
@@ -120,21 +118,16 @@ def test_cleanup_is_idempotent_and_upserts(r, engine, add_video, settings):
     vid = add_video(frames=2)
     finished(r, vid)
     r.rpush(streams.violations_key(vid), violation(1), violation(2))
-    cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
+    cleanup(vid, redis=r, engine=engine, settings=settings)
     # A later cleanup (retry, or a second run): newer summary, one known and one new violation.
     newer = SUMMARY.model_copy(update={"total_vehicles_count": 7})
     finished(r, vid, summary=newer.model_dump_json())
     r.rpush(streams.violations_key(vid), violation(2), violation(3))
-    result = cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
+    result = cleanup(vid, redis=r, engine=engine, settings=settings)
     assert result["violations_added"] == 1
     assert [v["track_id"] for v in violation_rows(engine, vid)] == [1, 2, 3]
     assert analytics_row(engine, vid)["total_vehicles_count"] == 7
-    assert (
-        cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)[
-            "violations_added"
-        ]
-        == 0
-    )
+    assert cleanup(vid, redis=r, engine=engine, settings=settings)["violations_added"] == 0
 
 
 def test_stopped_run_stores_the_partial_summary_from_the_analytics_key(r, engine, add_video, settings):
@@ -142,9 +135,7 @@ def test_stopped_run_stores_the_partial_summary_from_the_analytics_key(r, engine
     progress(r, vid, state=StreamState.STOPPED, produce_done=True)
     partial = SUMMARY.model_copy(update={"total_vehicles_count": 2})
     r.set(streams.analytics_key(vid), partial.model_dump_json())
-    result = cleanup(
-        vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH, tasks_ok=True
-    )
+    result = cleanup(vid, redis=r, engine=engine, settings=settings, tasks_ok=True)
     assert result["status"] == "stopped" and result["summary_source"] == "analytics"
     assert analytics_row(engine, vid)["total_vehicles_count"] == 2
     assert video_status(engine, vid) == "stopped"
@@ -171,9 +162,7 @@ def test_final_status(fields, tasks_ok, status):
 
 def test_failed_run_without_anything_in_redis(r, engine, add_video, settings):
     vid = add_video(frames=2)
-    result = cleanup(
-        vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH, tasks_ok=False
-    )
+    result = cleanup(vid, redis=r, engine=engine, settings=settings, tasks_ok=False)
     assert result["status"] == "failed" and result["summary"] is None
     assert analytics_row(engine, vid) is None and video_status(engine, vid) == "failed"
 
@@ -188,9 +177,7 @@ def test_processed_entries_not_yet_delivered_to_the_bridge_are_kept(r, engine, a
     r.xack(streams.PROCESSED_FRAMES, group, *[i for i, _ in read[:3]])
     finished(r, vid)
     started = time.monotonic()
-    result = cleanup(
-        vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH, delivery_wait_s=0.3
-    )
+    result = cleanup(vid, redis=r, engine=engine, settings=settings, delivery_wait_s=0.3)
     assert time.monotonic() - started < 3
     assert result["removed_processed_frames"] == 3 and result["kept_processed_frames"] == 3
     left = [int(f[b"frame_number"]) for _, f in r.xrange(streams.PROCESSED_FRAMES)]
@@ -213,9 +200,7 @@ def test_waits_for_the_bridge_to_deliver_the_last_frames(r, engine, add_video, s
             r.xack(streams.PROCESSED_FRAMES, group, entry_id)
 
     threading.Thread(target=bridge, daemon=True).start()
-    result = cleanup(
-        vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH, delivery_wait_s=5
-    )
+    result = cleanup(vid, redis=r, engine=engine, settings=settings, delivery_wait_s=5)
     assert result["removed_processed_frames"] == 3 and result["kept_processed_frames"] == 0
     assert r.xlen(streams.PROCESSED_FRAMES) == 0
 
@@ -224,7 +209,7 @@ def test_unreadable_violations_are_skipped(r, engine, add_video, settings):
     vid = add_video(frames=2)
     finished(r, vid)
     r.rpush(streams.violations_key(vid), "not json", json.dumps({"track_id": 1}), violation(4))
-    result = cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
+    result = cleanup(vid, redis=r, engine=engine, settings=settings)
     assert result["violations_read"] == 3 and result["violations_added"] == 1
     assert r.exists(streams.violations_key(vid)) == 0
 
@@ -235,9 +220,7 @@ def test_an_unprocessed_end_of_stream_stays_for_the_processor(r, engine, add_vid
     eos = VideoFrame(video_id=vid, frame_number=3, timestamp=0.3, produced_at=0.0, end_of_stream=True)
     r.xadd(streams.VIDEO_FRAMES, eos.to_fields())
     progress(r, vid, state=StreamState.PRODUCED, produce_done=True)  # no eos_processed
-    result = cleanup(
-        vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH, tasks_ok=False
-    )
+    result = cleanup(vid, redis=r, engine=engine, settings=settings, tasks_ok=False)
     assert result["status"] == "failed" and result["removed_video_frames"] == 3
     left = [VideoFrame.from_fields(f) for _, f in r.xrange(streams.VIDEO_FRAMES)]
     assert [(e.video_id, e.end_of_stream) for e in left] == [(vid, True)]
@@ -288,11 +271,9 @@ def test_passages_come_from_the_final_summary_and_violations_from_the_flags(r, e
     finished(r, vid, summary=summary.model_dump_json())
     r.rpush(streams.violations_key(vid), violation(2, 82.5), violation(4, 97.0))
     finished(r, other, summary=summary.model_copy(update={"vehicles": [passage(9)]}).model_dump_json())
-    cleanup(other, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
+    cleanup(other, redis=r, engine=engine, settings=settings)
 
-    result = cleanup(
-        vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH, tasks_ok=True
-    )
+    result = cleanup(vid, redis=r, engine=engine, settings=settings, tasks_ok=True)
 
     assert result["passages"] == 4 and "vehicles" not in result["summary"]  # a small XCom
     rows = passage_rows(engine, vid)
@@ -313,13 +294,9 @@ def test_passages_are_stored_once_per_run_and_a_camera_keeps_every_run(r, engine
     vid = add_video(frames=2)
     two = SUMMARY.model_copy(update={"vehicles": [passage(1), passage(2)]}).model_dump_json()
     finished(r, vid, summary=two, run_id="run-1")
-    assert (
-        cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)["passages"] == 2
-    )
+    assert cleanup(vid, redis=r, engine=engine, settings=settings)["passages"] == 2
     finished(r, vid, summary=two, run_id="run-1")  # the same cleanup again (a retry)
-    assert (
-        cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)["passages"] == 0
-    )
+    assert cleanup(vid, redis=r, engine=engine, settings=settings)["passages"] == 0
     assert [(row["run_id"], row["track_id"]) for row in passage_rows(engine, vid)] == [
         ("run-1", 1),
         ("run-1", 2),
@@ -331,14 +308,12 @@ def test_passages_are_stored_once_per_run_and_a_camera_keeps_every_run(r, engine
         summary=SUMMARY.model_copy(update={"vehicles": [passage(2, speed=70.0)]}).model_dump_json(),
         run_id="run-2",
     )
-    cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
+    cleanup(vid, redis=r, engine=engine, settings=settings)
     rows = sorted((row["run_id"], row["track_id"], row["speed_kmh"]) for row in passage_rows(engine, vid))
     assert rows == [("run-1", 1, 50.0), ("run-1", 2, 50.0), ("run-2", 2, 70.0)]
     # a summary without per-vehicle records (an older processor) adds nothing
     finished(r, vid, run_id="run-3")
-    assert (
-        cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)["passages"] == 0
-    )
+    assert cleanup(vid, redis=r, engine=engine, settings=settings)["passages"] == 0
     assert len(passage_rows(engine, vid)) == 3
 
 
@@ -365,7 +340,7 @@ def test_continuous_passages_and_violations_in_redis_are_stored_with_their_run(
     finished(
         r, vid, summary=SUMMARY.model_copy(update={"vehicles": [passage(7)]}).model_dump_json(), run_id="live"
     )
-    result = cleanup(vid, redis=r, engine=engine, video_storage_path=settings.VIDEO_STORAGE_PATH)
+    result = cleanup(vid, redis=r, engine=engine, settings=settings)
     assert result["passages"] == 3 and result["violations_added"] == 1
     rows = {row["track_id"]: row for row in passage_rows(engine, vid)}
     assert sorted(rows) == [5, 6, 7] and {row["run_id"] for row in rows.values()} == {"live"}
@@ -401,14 +376,22 @@ def flagged(track_id: int, detected_at: float | None, snapshot: bytes | None = N
     ).model_dump_json()
 
 
-def test_detected_at_is_the_processor_wall_clock_not_the_cleanup_time(r, engine, add_video, tmp_path):
+def test_detected_at_is_the_processor_wall_clock_not_the_cleanup_time(
+    r, engine, add_video, settings, tmp_path
+):
     from datetime import UTC, datetime
 
     vid = add_video(frames=2)
     finished(r, vid)
     t0 = 1_750_000_000.125
     r.rpush(streams.violations_key(vid), flagged(1, t0), flagged(2, t0 + 42.5), flagged(3, None))
-    cleanup(vid, redis=r, engine=engine, video_storage_path=tmp_path, now=lambda: t0 + 3600)
+    cleanup(
+        vid,
+        redis=r,
+        engine=engine,
+        settings=settings.model_copy(update={"VIDEO_STORAGE_PATH": tmp_path}),
+        now=lambda: t0 + 3600,
+    )
     rows = {row["track_id"]: row for row in violation_rows(engine, vid)}
 
     def utc(ts: float) -> datetime:
@@ -420,13 +403,15 @@ def test_detected_at_is_the_processor_wall_clock_not_the_cleanup_time(r, engine,
     assert all(row["snapshot_path"] is None for row in rows.values())
 
 
-def test_snapshots_are_written_next_to_the_videos(r, engine, add_video, tmp_path):
+def test_snapshots_are_written_next_to_the_videos(r, engine, add_video, settings, tmp_path):
     vid = add_video(frames=2)
     finished(r, vid)
     a, b = jpeg(30), jpeg(200)
     r.rpush(streams.violations_key(vid), flagged(4, 1.0, a), flagged(7, 2.0, b), flagged(9, 3.0, None))
     storage = tmp_path / "video_storage"
-    result = cleanup(vid, redis=r, engine=engine, video_storage_path=storage)
+    result = cleanup(
+        vid, redis=r, engine=engine, settings=settings.model_copy(update={"VIDEO_STORAGE_PATH": storage})
+    )
     assert result["violations_added"] == 3 and result["snapshots_written"] == 2
     rows = {row["track_id"]: row for row in violation_rows(engine, vid)}
     directory = (storage / "snapshots" / str(vid)).resolve()
@@ -438,18 +423,27 @@ def test_snapshots_are_written_next_to_the_videos(r, engine, add_video, tmp_path
 
     # a retry: the stored track is skipped and its file is not rewritten
     r.rpush(streams.violations_key(vid), flagged(4, 1.0, jpeg(99)))
-    assert cleanup(vid, redis=r, engine=engine, video_storage_path=storage)["snapshots_written"] == 0
+    assert (
+        cleanup(
+            vid, redis=r, engine=engine, settings=settings.model_copy(update={"VIDEO_STORAGE_PATH": storage})
+        )["snapshots_written"]
+        == 0
+    )
     assert (directory / "4.jpg").read_bytes() == a
 
 
-def test_a_snapshot_that_cannot_be_written_leaves_the_row_without_one(r, engine, add_video, tmp_path):
+def test_a_snapshot_that_cannot_be_written_leaves_the_row_without_one(
+    r, engine, add_video, settings, tmp_path
+):
     vid = add_video(frames=2)
     finished(r, vid)
     storage = tmp_path / "blocked"
     storage.mkdir()
     (storage / "snapshots").write_text("a file where the directory should be")  # mkdir fails
     r.rpush(streams.violations_key(vid), flagged(1, 1.0, jpeg(50)), flagged(2, 2.0, b"not a jpeg"))
-    result = cleanup(vid, redis=r, engine=engine, video_storage_path=storage)
+    result = cleanup(
+        vid, redis=r, engine=engine, settings=settings.model_copy(update={"VIDEO_STORAGE_PATH": storage})
+    )
     assert result["violations_added"] == 2 and result["snapshots_written"] == 0
     assert [row["snapshot_path"] for row in violation_rows(engine, vid)] == [None, None]
     assert r.exists(streams.violations_key(vid)) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from traffic_pipeline.config import PipelineSettings
 from traffic_pipeline.monitor import ProcessingError, ProcessingStalled, watch_processing
 
 from contracts import streams
@@ -48,10 +49,15 @@ def start(r, run_id: str = "run-a", **fields) -> str:
     return key
 
 
-def watch(r, **kwargs):
+def watch(r, stall_timeout_s: float = 1.0, processor_wait_s: float | None = None, **kwargs):
+    """``watch_processing`` with the settings' PIPELINE_STALL_TIMEOUT_S and (when given)
+    PIPELINE_PROCESSOR_WAIT_S set."""
     kwargs.setdefault("poll_s", 0.02)
-    kwargs.setdefault("stall_timeout_s", 1.0)
-    return watch_processing(VID, redis=r, **kwargs)
+    timeouts = {"PIPELINE_STALL_TIMEOUT_S": stall_timeout_s}
+    if processor_wait_s is not None:
+        timeouts["PIPELINE_PROCESSOR_WAIT_S"] = processor_wait_s
+    settings = PipelineSettings(_env_file=None, **timeouts)
+    return watch_processing(VID, redis=r, settings=settings, **kwargs)
 
 
 def test_returns_when_the_end_of_stream_is_processed(r):

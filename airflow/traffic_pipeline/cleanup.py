@@ -23,11 +23,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from contracts.messages import ProgressWriter, StreamProgress, StreamState, VideoStatus, field_text
+from contracts import streams
+from contracts.messages import (
+    ProgressWriter,
+    StreamProgress,
+    StreamState,
+    Summary,
+    VideoStatus,
+    field_text,
+)
 from contracts.streams import parse_stream_id, text
 
-from .config import default_log
-from .results import SnapshotWriter
+from .config import PipelineSettings, default_log
+from .producer import write_progress
+from .results import Drained, SnapshotWriter, drain_results, session_factory
 
 
 def final_status(progress: StreamProgress, *, tasks_ok: bool | None = None) -> VideoStatus:
@@ -50,8 +59,7 @@ def cleanup(
     video_id: int,
     *,
     redis: Any,
-    video_storage_path: str | Path,
-    db_url: str | None = None,
+    settings: PipelineSettings,
     engine: Any = None,
     tasks_ok: bool | None = None,
     delivery_wait_s: float = 10.0,
@@ -61,81 +69,36 @@ def cleanup(
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
-    """``video_storage_path``: where the uploaded videos are (``VIDEO_STORAGE_PATH``; snapshots
-    go in its ``snapshots`` directory). ``db_url`` (``DATABASE_URL``) or ``engine``: the
-    database. ``now``: wall clock of violations without one."""
-    from contracts import streams
-    from contracts.messages import Summary
-
-    from .db import session_scope, set_status, upsert_analytics
-    from .results import drain_results, session_factory
-
+    """``settings``: the database (``engine`` instead, when given) and VIDEO_STORAGE_PATH (where
+    the uploaded videos are; snapshots go in its ``snapshots`` directory). ``now``: wall clock of
+    violations without one."""
     log = default_log(log, __name__)
-    pkey = streams.progress_key(video_id)
-    akey = streams.analytics_key(video_id)
-    progress = StreamProgress.from_hash(redis.hgetall(pkey))  # an unreadable summary: logged, None
-    save_snapshot = SnapshotWriter(Path(video_storage_path), video_id, log, progress.run_id)
-
-    summary: Summary | None = progress.summary
-    summary_source = "progress" if summary is not None else None
-    live = redis.get(akey) if summary is None else None
-    if live:
-        try:
-            summary = Summary.model_validate_json(live)
-            summary_source = "analytics"
-        except ValueError as exc:
-            log.warning("video %d: unreadable summary in analytics: %s", video_id, exc)
-
-    # What is still in the lists, and the vehicles still tracked at the end (the summary's).
-    drained = drain_results(
+    # an unreadable summary: logged, None
+    progress = StreamProgress.from_hash(redis.hgetall(streams.progress_key(video_id)))
+    save_snapshot = SnapshotWriter(Path(settings.VIDEO_STORAGE_PATH), video_id, log, progress.run_id)
+    summary, summary_source = _final_summary(redis, video_id, progress, log)
+    status = final_status(progress, tasks_ok=tasks_ok)
+    drained = _store(
         video_id,
         redis=redis,
-        run_id=progress.run_id,
-        session_scope=session_factory(db_url, engine),
+        progress=progress,
+        summary=summary,
+        status=status,
+        session_scope=session_factory(settings.DATABASE_URL, engine),
         save_snapshot=save_snapshot,
-        extra_passages=(summary.vehicles or []) if summary is not None else [],
         now=now,
         log=log,
     )
-    status = final_status(progress, tasks_ok=tasks_ok)
-    with session_scope(db_url, engine) as session:
-        if summary is not None:
-            upsert_analytics(session, video_id, summary)
-        set_status(session, video_id, status)
-
-    # An end of stream the processor has not handled yet stays: when it comes back (restart from
-    # its checkpoint) it still drops the video's state on it.
-    removed_frames = _delete_video_entries(
+    removed_frames, removed_processed, kept_processed = _remove_entries(
         redis,
-        streams.VIDEO_FRAMES,
         video_id,
-        scan_count=scan_count,
         keep_end_of_stream=not progress.eos_processed,
-    )
-    removed_processed, kept_processed = _delete_delivered_entries(
-        redis,
-        streams.PROCESSED_FRAMES,
-        streams.REDIS_CONSUMER_GROUP,
-        video_id,
         scan_count=scan_count,
-        wait_s=delivery_wait_s,
+        delivery_wait_s=delivery_wait_s,
         sleep=sleep,
         clock=clock,
     )
-
-    pipe = redis.pipeline(transaction=True)
-    pipe.delete(streams.stop_key(video_id))
-    if summary is not None:
-        pipe.delete(akey)
-    pipe.hset(
-        pkey,
-        mapping=StreamProgress.update(
-            ProgressWriter.CLEANUP, state=StreamState.DONE, status=status, cleaned_at=time.time()
-        ),
-    )
-    pipe.expire(pkey, streams.PROGRESS_TTL_S)
-    pipe.execute()
-
+    _mark_done(redis, video_id, status, drop_analytics=summary is not None)
     result = {
         "video_id": video_id,
         "status": status.value,
@@ -149,22 +112,119 @@ def cleanup(
         "removed_processed_frames": removed_processed,
         "kept_processed_frames": kept_processed,
     }
+    _log_done(log, result)
+    return result
+
+
+def _log_done(log: logging.Logger, result: dict[str, Any]) -> None:
     log.info(
         "video %d: cleanup done: status %s, analytics %s, %d passages and %d/%d violations added "
         "(%d snapshots), removed %d video-frames and %d processed-frames entries (%d not yet "
         "delivered, kept)",
-        video_id,
-        status,
-        f"from {summary_source}" if summary else "none",
-        drained.passages_added,
-        drained.violations_added,
-        drained.violations_read,
-        save_snapshot.written,
-        removed_frames,
-        removed_processed,
-        kept_processed,
+        result["video_id"],
+        result["status"],
+        f"from {result['summary_source']}" if result["summary_source"] else "none",
+        result["passages"],
+        result["violations_added"],
+        result["violations_read"],
+        result["snapshots_written"],
+        result["removed_video_frames"],
+        result["removed_processed_frames"],
+        result["kept_processed_frames"],
     )
-    return result
+
+
+def _final_summary(
+    redis: Any, video_id: int, progress: StreamProgress, log: logging.Logger
+) -> tuple[Summary | None, str | None]:
+    """The progress hash's summary (final, or the latest partial one), else the live analytics
+    key's; with where it came from ("progress", "analytics", None)."""
+    if progress.summary is not None:
+        return progress.summary, "progress"
+    live = redis.get(streams.analytics_key(video_id))
+    if live:
+        try:
+            return Summary.model_validate_json(live), "analytics"
+        except ValueError as exc:
+            log.warning("video %d: unreadable summary in analytics: %s", video_id, exc)
+    return None, None
+
+
+def _store(
+    video_id: int,
+    *,
+    redis: Any,
+    progress: StreamProgress,
+    summary: Summary | None,
+    status: VideoStatus,
+    session_scope: Callable[[], Any],
+    save_snapshot: SnapshotWriter,
+    now: Callable[[], float],
+    log: logging.Logger,
+) -> Drained:
+    """Into PostgreSQL: what is still in the result lists and the vehicles still tracked at the
+    end (the summary's), then ``video_analytics`` and ``videos.status``."""
+    from .db import set_status, upsert_analytics
+
+    drained = drain_results(
+        video_id,
+        redis=redis,
+        run_id=progress.run_id,
+        session_scope=session_scope,
+        save_snapshot=save_snapshot,
+        extra_passages=(summary.vehicles or []) if summary is not None else [],
+        now=now,
+        log=log,
+    )
+    with session_scope() as session:
+        if summary is not None:
+            upsert_analytics(session, video_id, summary)
+        set_status(session, video_id, status)
+    return drained
+
+
+def _remove_entries(
+    redis: Any,
+    video_id: int,
+    *,
+    keep_end_of_stream: bool,
+    scan_count: int,
+    delivery_wait_s: float,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> tuple[int, int, int]:
+    """The video's entries off ``video-frames`` and (those delivered to the bridge) off
+    ``processed-frames``: (removed video-frames, removed processed-frames, kept processed-frames).
+
+    An end of stream the processor has not handled yet stays (``keep_end_of_stream``): when it
+    comes back (restart from its checkpoint) it still drops the video's state on it."""
+    removed_frames = _delete_video_entries(
+        redis, streams.VIDEO_FRAMES, video_id, scan_count=scan_count, keep_end_of_stream=keep_end_of_stream
+    )
+    removed_processed, kept_processed = _delete_delivered_entries(
+        redis,
+        streams.PROCESSED_FRAMES,
+        streams.REDIS_CONSUMER_GROUP,
+        video_id,
+        scan_count=scan_count,
+        wait_s=delivery_wait_s,
+        sleep=sleep,
+        clock=clock,
+    )
+    return removed_frames, removed_processed, kept_processed
+
+
+def _mark_done(redis: Any, video_id: int, status: VideoStatus, *, drop_analytics: bool) -> None:
+    """Stop flag deleted, the live analytics key too once stored (``drop_analytics``), progress
+    ``state`` "done" with the final ``status``."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.delete(streams.stop_key(video_id))
+    if drop_analytics:
+        pipe.delete(streams.analytics_key(video_id))
+    write_progress(
+        pipe, video_id, ProgressWriter.CLEANUP, state=StreamState.DONE, status=status, cleaned_at=time.time()
+    )
+    pipe.execute()
 
 
 def _scan_video_ids(

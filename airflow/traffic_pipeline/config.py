@@ -56,13 +56,5 @@ class PipelineSettings(CommonSettings):
         )
 
 
-def sqlalchemy_url(url: str) -> str:
-    """``postgresql://`` and ``postgres://`` -> ``postgresql+psycopg://`` (psycopg 3 is installed)."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
 def default_log(log: logging.Logger | None, name: str) -> logging.Logger:
     return log if log is not None else logging.getLogger(name)

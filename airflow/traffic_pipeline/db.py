@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .config import sqlalchemy_url
+from contracts.settings import sqlalchemy_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -146,13 +146,13 @@ def insert_violations(
     """Insert the violations whose (video_id, run_id, track_id) is not stored yet; returns how
     many.
 
-    ``detected_at`` is the violation's (the wall clock the processor flagged it at), ``now()``
-    only for a message without one (an older processor); stored as naive UTC.
+    The row is ``backend.db.models.violation_row``'s: ``detected_at`` the violation's (the wall
+    clock the processor flagged it at), else ``now()`` (an older processor's message), as naive UTC.
     ``save_snapshot(violation)`` writes its JPEG crop and returns the path stored in
     ``snapshot_path`` (None: no snapshot); called for the inserted violations only."""
     from sqlalchemy import select
 
-    from backend.db.models import SpeedingViolation, utc_datetime
+    from backend.db.models import SpeedingViolation, violation_row
 
     violations = list(violations)
     if not violations:
@@ -171,17 +171,11 @@ def insert_violations(
         if key in stored:
             continue
         stored.add(key)
-        detected = v.detected_at if v.detected_at is not None else now()
         session.add(
-            SpeedingViolation(
-                video_id=video_id,
-                run_id=key[0],
-                track_id=v.track_id,
-                vehicle_class=v.vehicle_class,
-                speed_kmh=v.speed_kmh,
-                frame_number=v.frame_number,
-                video_time_s=v.video_time_s,
-                detected_at=utc_datetime(detected),
+            violation_row(
+                video_id,
+                v,
+                default_detected_at=now(),
                 snapshot_path=save_snapshot(v) if save_snapshot is not None else None,
             )
         )

@@ -23,11 +23,12 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from contracts import streams
-from contracts.messages import ProgressWriter, StreamProgress, StreamState
+from contracts.messages import FrameConfig, ProgressWriter, StreamProgress, StreamState, VideoFrame
 
 from .config import PipelineSettings, default_log
 
@@ -48,6 +49,14 @@ def resolve_video_path(file_path: str, storage: Path) -> Path:
         if candidate.is_file():
             return candidate
     return p  # probe_video raises VideoError with this path
+
+
+def write_progress(pipe: Any, video_id: int, writer: ProgressWriter, **fields: Any) -> None:
+    """Queue on ``pipe`` the HSET of ``fields`` on the video's progress hash (``StreamProgress.
+    update``: only fields ``writer`` owns) and the renewal of its TTL (``PROGRESS_TTL_S``)."""
+    pkey = streams.progress_key(video_id)
+    pipe.hset(pkey, mapping=StreamProgress.update(writer, **fields))
+    pipe.expire(pkey, streams.PROGRESS_TTL_S)
 
 
 def produce_frames(
@@ -73,243 +82,306 @@ def produce_frames(
     ``settings``: the database (``engine`` instead, when given), VIDEO_STORAGE_PATH, the
     default speed limit, PIPELINE_JPEG_QUALITY and MAX_BACKLOG_FRAMES; ``speed_limit_kmh`` wins
     over the video's own limit and the default."""
-    from traffic_processing.video import iter_frames, probe_video
-    from traffic_processing.visualize import encode_jpeg
-
-    from contracts.messages import FrameConfig, VideoFrame
-
     from .db import load_video
 
-    log = default_log(log, __name__)
-    run_id = run_id or uuid.uuid4().hex
-    pkey = streams.progress_key(video_id)
-    skey = streams.stop_key(video_id)
+    run = _Run(
+        video_id,
+        redis=redis,
+        settings=settings,
+        realtime=realtime,
+        speed_limit_kmh=speed_limit_kmh,
+        run_id=run_id or uuid.uuid4().hex,
+        log=default_log(log, __name__),
+        log_every=log_every,
+        pace=_Pace(sleep, clock, backlog_poll_s, backlog_timeout_s),
+    )
+    run.start()
+    error: BaseException | None = None
+    try:
+        video = load_video(video_id, db_url=settings.DATABASE_URL, engine=engine)
+        run.state = run.stream_camera(video, camera or {}) if video.is_camera else run.stream_file(video)
+        if run.state == StreamState.STOPPED:
+            run.log.info("video %d: stop requested, ending after %d frames", video_id, run.produced)
+    except BaseException as exc:
+        error = exc
+        run.state = StreamState.FAILED
+        raise
+    finally:
+        run.end_of_stream(error)  # exactly one, whatever happened above
+    return run.report()
 
-    def touch(**fields: Any) -> None:
+
+@dataclass(frozen=True)
+class _Pace:
+    """How a file's frames are paced: the sleep and clock (tests pass their own), and the
+    backpressure wait's poll interval and timeout (``realtime=False``)."""
+
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    backlog_poll_s: float
+    backlog_timeout_s: float
+
+
+class _Run:
+    """One call's stream run: its counters, the progress hash it writes and its entries on
+    ``video-frames``."""
+
+    def __init__(
+        self,
+        video_id: int,
+        *,
+        redis: Any,
+        settings: PipelineSettings,
+        realtime: bool,
+        speed_limit_kmh: float | None,
+        run_id: str,
+        log: logging.Logger,
+        log_every: int,
+        pace: _Pace,
+    ) -> None:
+        self.video_id, self.redis, self.settings, self.log = video_id, redis, settings, log
+        self.realtime, self.speed_limit_kmh, self.run_id = realtime, speed_limit_kmh, run_id
+        self.log_every, self.pace = log_every, pace
+        self.pkey, self.skey = streams.progress_key(video_id), streams.stop_key(video_id)
+        self.state = StreamState.PRODUCING
+        self.produced = 0
+        self.next_frame = 0
+        self.frames_total = 0
+        self.fps = 0.0
+        self.config: FrameConfig | None = None
+        self.eos_written = False
+        self.t0 = 0.0
+
+    # -- the progress hash and the stop flag -------------------------------------------------
+    def start(self) -> None:
+        """A fresh hash for this run: a previous run's eos_processed/summary must not leak into it."""
         now = time.time()
-        mapping = StreamProgress.update(_PRODUCER, updated_at=now, producer_heartbeat=now, **fields)
-        pipe = redis.pipeline(transaction=False)
-        pipe.hset(pkey, mapping=mapping)
-        pipe.expire(pkey, streams.PROGRESS_TTL_S)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(self.pkey)
+        write_progress(
+            pipe,
+            self.video_id,
+            _PRODUCER,
+            state=StreamState.PRODUCING,
+            frames_total=0,
+            produced=0,
+            produce_done=False,
+            started_at=now,
+            updated_at=now,
+            producer_heartbeat=now,
+            realtime=self.realtime,
+            run_id=self.run_id,
+        )
+        pipe.execute()
+        self.t0 = self.pace.clock()
+
+    def touch(self, **fields: Any) -> None:
+        """The producer's heartbeat, with ``fields``."""
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        write_progress(pipe, self.video_id, _PRODUCER, updated_at=now, producer_heartbeat=now, **fields)
         pipe.execute()
 
-    def stop_requested() -> bool:
-        return _stop_requested(redis, skey)
+    def stop_requested(self) -> bool:
+        return _stop_requested(self.redis, self.skey)
 
-    # A fresh hash for this run: a previous run's eos_processed/summary must not leak into it.
-    now = time.time()
-    start_fields = StreamProgress.update(
-        _PRODUCER,
-        state=StreamState.PRODUCING,
-        frames_total=0,
-        produced=0,
-        produce_done=False,
-        started_at=now,
-        updated_at=now,
-        producer_heartbeat=now,
-        realtime=realtime,
-        run_id=run_id,
-    )
-    pipe = redis.pipeline(transaction=True)
-    pipe.delete(pkey)
-    pipe.hset(pkey, mapping=start_fields)
-    pipe.expire(pkey, streams.PROGRESS_TTL_S)
-    pipe.execute()
-
-    produced = 0
-    next_frame = 0
-    fps = 0.0
-    config: Any = None
-    state = StreamState.PRODUCING
-    eos_written = False
-    frames_total = 0
-    t0 = clock()
-    error: BaseException | None = None
-
-    def emit(n: int, jpeg: bytes, produced_at: float, **health: Any) -> Any:
-        """One frame onto ``video-frames`` with the progress (and a camera's health) in one MULTI;
-        returns its stream id."""
-        nonlocal produced, next_frame
-        entry = VideoFrame(
-            video_id=video_id,
-            frame_number=n,
-            frame_data=jpeg,
-            timestamp=n / fps,
-            produced_at=produced_at,
-            config=config,
-            run_id=run_id,
-        )
-        wall = time.time()
-        pipe = redis.pipeline(transaction=True)
-        pipe.xadd(streams.VIDEO_FRAMES, entry.to_fields())  # never MAXLEN: no frame may be cut
-        pipe.hset(
-            pkey,
-            mapping=StreamProgress.update(
-                _PRODUCER, produced=produced + 1, updated_at=wall, producer_heartbeat=wall, **health
-            ),
-        )
-        pipe.expire(pkey, streams.PROGRESS_TTL_S)
-        entry_id = pipe.execute()[0]
-        produced += 1
-        next_frame = n + 1
-        if log_every and produced % log_every == 0:
-            elapsed = clock() - t0
-            log.info(
-                "video %d: produced %d/%s frames in %.1f s (%.1f frames/s)",
-                video_id,
-                produced,
-                frames_total or "-",
-                elapsed,
-                produced / elapsed if elapsed > 0 else 0.0,
-            )
-        return entry_id
-
-    def frame_config(rate: float) -> FrameConfig:
+    # -- the sources -------------------------------------------------------------------------
+    def frame_config(self, video: Any, fps: float) -> FrameConfig:
         return FrameConfig(
             roi_polygon=video.roi_polygon,
             homography_matrix=video.homography_matrix,
-            fps=rate,
+            fps=fps,
             # the argument, else the video's own limit (set with its calibration), else SPEED_LIMIT_KMH
             speed_limit_kmh=next(
-                v for v in (speed_limit_kmh, video.speed_limit_kmh, settings.SPEED_LIMIT_KMH) if v is not None
+                v
+                for v in (self.speed_limit_kmh, video.speed_limit_kmh, self.settings.SPEED_LIMIT_KMH)
+                if v is not None
             ),
-            realtime=realtime,
+            realtime=self.realtime,
         )
 
-    try:
-        video = load_video(video_id, db_url=settings.DATABASE_URL, engine=engine)
-        if video.is_camera:
-            from .camera_producer import CameraProducer
+    def stream_camera(self, video: Any, camera: dict[str, Any]) -> StreamState:
+        """A camera until the stop flag (``CameraProducer``, ``camera``: its keyword arguments)."""
+        from .camera_producer import CameraProducer
 
-            if not realtime:
-                raise ValueError("a camera streams live only (realtime=false is for files)")
-            cam = CameraProducer(video, settings=settings, redis=redis, pkey=pkey, log=log, **(camera or {}))
-            fps = cam.fps
-            config = frame_config(fps)
-            log_every = max(log_every, round(60 * fps))  # once a minute: it streams for days
-            log.info(
-                "video %d: camera %s (run %s, %.2f fps nominal, roi=%s, homography=%s, limit %g km/h)",
-                video_id,
-                cam.where,
-                run_id,
-                fps,
-                config.roi_polygon is not None,
-                config.homography_matrix is not None,
-                config.speed_limit_kmh,
-            )
-            state = cam.run(emit, stop_requested, touch)
-        else:
-            path = resolve_video_path(video.file_path, settings.VIDEO_STORAGE_PATH)
-            info = probe_video(path)
-            fps = float(video.fps or info.fps)
-            frames_total = int(info.frame_count or video.frame_count or 0)
-            config = frame_config(fps)
-            touch(frames_total=frames_total)
-            log.info(
-                "video %d: producing %s (run %s, %d frames at %.2f fps, %s, roi=%s, homography=%s, "
-                "limit %g km/h)",
-                video_id,
-                path,
-                run_id,
-                frames_total,
-                fps,
-                "realtime" if realtime else "as fast as possible with backpressure",
-                config.roi_polygon is not None,
-                config.homography_matrix is not None,
-                config.speed_limit_kmh,
-            )
+        if not self.realtime:
+            raise ValueError("a camera streams live only (realtime=false is for files)")
+        cam = CameraProducer(
+            video, settings=self.settings, redis=self.redis, pkey=self.pkey, log=self.log, **camera
+        )
+        self.fps = cam.fps
+        self.config = config = self.frame_config(video, self.fps)
+        self.log_every = max(self.log_every, round(60 * self.fps))  # once a minute: it streams for days
+        self.log.info(
+            "video %d: camera %s (run %s, %.2f fps nominal, roi=%s, homography=%s, limit %g km/h)",
+            self.video_id,
+            cam.where,
+            self.run_id,
+            self.fps,
+            config.roi_polygon is not None,
+            config.homography_matrix is not None,
+            config.speed_limit_kmh,
+        )
+        return cam.run(self.emit, self.stop_requested, self.touch)
 
-            t0 = clock()
-            for n, frame in iter_frames(path):
-                jpeg = encode_jpeg(frame, settings.PIPELINE_JPEG_QUALITY)
-                if realtime:
-                    delay = t0 + n / fps - clock()
-                    if delay > 0:
-                        sleep(delay)
-                else:
-                    if _wait_backlog(
-                        redis,
-                        pkey,
-                        skey,
-                        produced,
-                        settings.MAX_BACKLOG_FRAMES,
-                        backlog_poll_s,
-                        backlog_timeout_s,
-                        sleep,
-                        clock,
-                        touch,
-                    ):
-                        state = StreamState.STOPPED
-                        break
-                if stop_requested():
-                    state = StreamState.STOPPED
-                    break
-                emit(n, jpeg, time.time())
-            else:
-                state = StreamState.PRODUCED
-        if state == StreamState.STOPPED:
-            log.info("video %d: stop requested, ending after %d frames", video_id, produced)
-    except BaseException as exc:
-        error = exc
-        state = StreamState.FAILED
-        raise
-    finally:
-        # Exactly one end-of-stream entry, whatever happened above (best effort on failure).
+    def open_file(self, video: Any) -> Path:
+        """The stored video's path; its rate, frame count and frame config taken from its headers
+        (and its row)."""
+        from traffic_processing.video import probe_video
+
+        path = resolve_video_path(video.file_path, self.settings.VIDEO_STORAGE_PATH)
+        info = probe_video(path)
+        self.fps = float(video.fps or info.fps)
+        self.frames_total = int(info.frame_count or video.frame_count or 0)
+        self.config = config = self.frame_config(video, self.fps)
+        self.touch(frames_total=self.frames_total)
+        self.log.info(
+            "video %d: producing %s (run %s, %d frames at %.2f fps, %s, roi=%s, homography=%s, "
+            "limit %g km/h)",
+            self.video_id,
+            path,
+            self.run_id,
+            self.frames_total,
+            self.fps,
+            "realtime" if self.realtime else "as fast as possible with backpressure",
+            config.roi_polygon is not None,
+            config.homography_matrix is not None,
+            config.speed_limit_kmh,
+        )
+        return path
+
+    def stream_file(self, video: Any) -> StreamState:
+        """Every frame of the stored video (PRODUCED), or up to the stop flag (STOPPED)."""
+        from traffic_processing.video import iter_frames
+        from traffic_processing.visualize import encode_jpeg
+
+        path = self.open_file(video)
+        self.t0 = self.pace.clock()
+        for n, frame in iter_frames(path):
+            jpeg = encode_jpeg(frame, self.settings.PIPELINE_JPEG_QUALITY)
+            if self.wait_turn(n) or self.stop_requested():
+                return StreamState.STOPPED
+            self.emit(n, jpeg, time.time())
+        return StreamState.PRODUCED
+
+    def wait_turn(self, n: int) -> bool:
+        """Frame ``n``'s turn: live, its time on the schedule (start + n / fps: no drift); else
+        no more than MAX_BACKLOG_FRAMES unprocessed (``_wait_backlog``). True: stop requested."""
+        pace = self.pace
+        if self.realtime:
+            delay = self.t0 + n / self.fps - pace.clock()
+            if delay > 0:
+                pace.sleep(delay)
+            return False
+        return _wait_backlog(
+            self.redis,
+            self.pkey,
+            self.skey,
+            self.produced,
+            self.settings.MAX_BACKLOG_FRAMES,
+            pace.backlog_poll_s,
+            pace.backlog_timeout_s,
+            pace.sleep,
+            pace.clock,
+            self.touch,
+        )
+
+    # -- the entries -------------------------------------------------------------------------
+    def emit(self, n: int, jpeg: bytes, produced_at: float, **health: Any) -> Any:
+        """One frame onto ``video-frames`` with the progress (and a camera's health) in one MULTI;
+        returns its stream id."""
+        entry = VideoFrame(
+            video_id=self.video_id,
+            frame_number=n,
+            frame_data=jpeg,
+            timestamp=n / self.fps,
+            produced_at=produced_at,
+            config=self.config,
+            run_id=self.run_id,
+        )
+        wall = time.time()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(streams.VIDEO_FRAMES, entry.to_fields())  # never MAXLEN: no frame may be cut
+        write_progress(
+            pipe,
+            self.video_id,
+            _PRODUCER,
+            produced=self.produced + 1,
+            updated_at=wall,
+            producer_heartbeat=wall,
+            **health,
+        )
+        entry_id = pipe.execute()[0]
+        self.produced += 1
+        self.next_frame = n + 1
+        if self.log_every and self.produced % self.log_every == 0:
+            self.log_rate(f"produced {self.produced}/{self.frames_total or '-'} frames")
+        return entry_id
+
+    def end_of_stream(self, error: BaseException | None) -> None:
+        """The end-of-stream entry and the final progress in one MULTI; on failure (``error``)
+        best effort: a failure to write it is logged, not raised over the original error."""
         try:
-            if state == StreamState.PRODUCED:
-                frames_total = produced  # the real count (the container's may be an estimate)
+            if self.state == StreamState.PRODUCED:
+                self.frames_total = self.produced  # the real count (the container's may be an estimate)
             eos = VideoFrame(
-                video_id=video_id,
-                frame_number=next_frame,
+                video_id=self.video_id,
+                frame_number=self.next_frame,
                 frame_data=b"",
-                timestamp=next_frame / fps if fps > 0 else 0.0,
+                timestamp=self.next_frame / self.fps if self.fps > 0 else 0.0,
                 produced_at=time.time(),
-                config=config,
+                config=self.config,
                 end_of_stream=True,
-                run_id=run_id,
+                run_id=self.run_id,
             )
             wall = time.time()
-            done = StreamProgress.update(
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.xadd(streams.VIDEO_FRAMES, eos.to_fields())
+            write_progress(
+                pipe,
+                self.video_id,
                 _PRODUCER,
-                state=state,
+                state=self.state,
                 produce_done=True,
-                produced=produced,
-                frames_total=frames_total,
+                produced=self.produced,
+                frames_total=self.frames_total,
                 updated_at=wall,
                 producer_heartbeat=wall,
                 producer_error=None if error is None else f"{type(error).__name__}: {error}"[:1000],
             )
-            pipe = redis.pipeline(transaction=True)
-            pipe.xadd(streams.VIDEO_FRAMES, eos.to_fields())
-            pipe.hset(pkey, mapping=done)
-            pipe.expire(pkey, streams.PROGRESS_TTL_S)
             pipe.execute()
-            eos_written = True
+            self.eos_written = True
         except Exception:  # noqa: BLE001 - do not hide the original error
             if error is None:
                 raise
-            log.exception("video %d: could not write the end-of-stream entry", video_id)
+            self.log.exception("video %d: could not write the end-of-stream entry", self.video_id)
 
-    elapsed = clock() - t0
-    log.info(
-        "video %d: %s, %d frames and the end of stream in %.1f s (%.1f frames/s)",
-        video_id,
-        state,
-        produced,
-        elapsed,
-        produced / elapsed if elapsed > 0 else 0.0,
-    )
-    return {
-        "video_id": video_id,
-        "run_id": run_id,
-        "state": state.value,
-        "produced": produced,
-        "frames_total": frames_total,
-        "fps": fps,
-        "realtime": realtime,
-        "elapsed_s": round(elapsed, 3),
-        "eos_written": eos_written,
-    }
+    # -- the outcome -------------------------------------------------------------------------
+    def log_rate(self, what: str) -> float:
+        """Log ``what`` with the time since the start and the frame rate; returns the time."""
+        elapsed = self.pace.clock() - self.t0
+        self.log.info(
+            "video %d: %s in %.1f s (%.1f frames/s)",
+            self.video_id,
+            what,
+            elapsed,
+            self.produced / elapsed if elapsed > 0 else 0.0,
+        )
+        return elapsed
+
+    def report(self) -> dict[str, Any]:
+        elapsed = self.log_rate(f"{self.state}, {self.produced} frames and the end of stream")
+        return {
+            "video_id": self.video_id,
+            "run_id": self.run_id,
+            "state": self.state.value,
+            "produced": self.produced,
+            "frames_total": self.frames_total,
+            "fps": self.fps,
+            "realtime": self.realtime,
+            "elapsed_s": round(elapsed, 3),
+            "eos_written": self.eos_written,
+        }
 
 
 def _wait_backlog(

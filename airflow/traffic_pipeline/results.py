@@ -22,10 +22,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contracts import streams
 from contracts.messages import Passage, Violation
+
+if TYPE_CHECKING:
+    from .config import PipelineSettings
 
 
 @dataclass
@@ -117,9 +120,10 @@ class Drainer:
 
     @classmethod
     def for_run(
-        cls, video_id: int, run_id: str | None, *, redis: Any, settings: Any, log: logging.Logger
+        cls, video_id: int, run_id: str | None, *, redis: Any, settings: PipelineSettings, log: logging.Logger
     ) -> Drainer:
-        """The drain of one stream run (``settings``: ``PipelineSettings``)."""
+        """The drain of one stream run (the database and VIDEO_STORAGE_PATH of ``settings``,
+        every RESULTS_DRAIN_S)."""
         scope = session_factory(settings.DATABASE_URL)
         snapshots = SnapshotWriter(Path(settings.VIDEO_STORAGE_PATH), video_id, log, run_id)
         return cls(

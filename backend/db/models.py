@@ -1,5 +1,6 @@
 """SQLAlchemy 2 models: ``videos`` and ``video_analytics`` as in the seed, plus ``speeding_violations``
-and ``vehicle_passages``."""
+and ``vehicle_passages``. The rows only: the REST bodies and CSV columns built from them are the
+services' (``services.videos.video_out``, ``services.results``)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from backend.services.redact import redact
-from contracts.messages import VideoStatus
+from contracts.messages import VideoStatus, Violation
 
 
 class Base(DeclarativeBase):
@@ -70,30 +70,6 @@ class Video(Base):
         value = coords.get(SPEED_LIMIT_KEY) if isinstance(coords, dict) else None
         return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
-    def to_dict(self, default_speed_limit_kmh: float | None = None) -> dict[str, Any]:
-        """The video as JSON; ``speed_limit_kmh`` is the calibration's, else the default given
-        (the backend passes ``SPEED_LIMIT_KMH``)."""
-        limit = self.speed_limit_kmh
-        return {
-            "id": self.id,
-            "name": self.name,
-            "file_path": self.file_path,
-            "status": self.status,
-            "fps": self.fps,
-            "frame_count": self.frame_count,
-            "width": self.width,
-            "height": self.height,
-            "duration": self.duration,
-            "roi": self.roi,
-            "calibrate_coordinates": self.calibrate_coordinates,
-            "homography_matrix": self.homography_matrix,
-            "speed_limit_kmh": limit if limit is not None else default_speed_limit_kmh,
-            "source_kind": self.source_kind or "file",
-            "source_url": redact(self.source_url) if self.source_url else None,
-            "created_at": self.created_at.isoformat() if self.created_at else None,
-            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
-        }
-
 
 class VideoAnalytics(Base):
     __tablename__ = "video_analytics"
@@ -109,19 +85,10 @@ class VideoAnalytics(Base):
     speeding_count: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[datetime | None] = mapped_column(DateTime, server_default=func.current_timestamp())
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "video_id": self.video_id,
-            "total_vehicles_count": self.total_vehicles_count,
-            "avg_dwell_time": self.avg_dwell_time,
-            "vehicle_type_distribution": self.vehicle_type_distribution,
-            "speeding_count": self.speeding_count,
-            "created_at": self.created_at.isoformat() if self.created_at else None,
-        }
-
 
 class SpeedingViolation(Base):
-    """A stored ``contracts.messages.Violation``: the same names, column for field."""
+    """A stored ``contracts.messages.Violation``: the same names, column for field (the row of
+    one: ``violation_row``)."""
 
     __tablename__ = "speeding_violations"
 
@@ -149,38 +116,30 @@ class SpeedingViolation(Base):
         ),
     )
 
-    CSV_COLUMNS = (
-        "id",
-        "video_id",
-        "track_id",
-        "vehicle_class",
-        "speed_kmh",
-        "frame_number",
-        "video_time_s",
-        "detected_at",
-        "snapshot_path",
-        "snapshot_url",
+
+def violation_row(
+    video_id: int,
+    violation: Violation,
+    *,
+    default_detected_at: float | None = None,
+    snapshot_path: str | None = None,
+) -> SpeedingViolation:
+    """The (unsaved) ``speeding_violations`` row of a ``contracts.messages.Violation``: ``run_id``
+    '' for a message without one; ``detected_at`` the violation's wall clock, else
+    ``default_detected_at`` (Unix epoch s, for an older processor's message; None: left empty),
+    as naive UTC."""
+    detected = violation.detected_at if violation.detected_at is not None else default_detected_at
+    return SpeedingViolation(
+        video_id=video_id,
+        run_id=violation.run_id or "",
+        track_id=violation.track_id,
+        vehicle_class=violation.vehicle_class,
+        speed_kmh=violation.speed_kmh,
+        frame_number=violation.frame_number,
+        video_time_s=violation.video_time_s,
+        detected_at=None if detected is None else utc_datetime(detected),
+        snapshot_path=snapshot_path,
     )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The row as JSON: ``detected_at`` (stored in UTC) as ISO 8601 with its offset,
-        ``snapshot_url`` the route that serves the JPEG crop (None without one)."""
-        return {
-            "id": self.id,
-            "video_id": self.video_id,
-            "track_id": self.track_id,
-            "vehicle_class": self.vehicle_class,
-            "speed_kmh": self.speed_kmh,
-            "frame_number": self.frame_number,
-            "video_time_s": self.video_time_s,
-            "detected_at": utc_iso(self.detected_at),
-            "snapshot_path": self.snapshot_path,
-            "snapshot_url": snapshot_url(self.id) if self.snapshot_path else None,
-        }
-
-
-def snapshot_url(violation_id: int) -> str:
-    return f"/api/violations/{violation_id}/snapshot"
 
 
 def utc_datetime(epoch_s: float) -> datetime:
@@ -228,26 +187,3 @@ class VehiclePassage(Base):
     # UTC (naive): the wall clock of its last frame in the ROI; None for rows of older versions
     passed_at: Mapped[datetime | None] = mapped_column(DateTime)
     direction: Mapped[str | None] = mapped_column(String(20))  # schemas.DIRECTIONS
-
-    COLUMNS = (
-        "track_id",
-        "class_name",
-        "first_frame",
-        "last_frame",
-        "first_time_s",
-        "last_time_s",
-        "dwell_time_s",
-        "speed_kmh",
-        "max_speed_kmh",
-        "speeding",
-        "run_id",
-        "passed_at",
-        "direction",
-    )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``schemas.Passage`` fields (``passed_at`` as Unix epoch seconds)."""
-        out = {c: getattr(self, c) for c in self.COLUMNS}
-        if self.passed_at is not None:
-            out["passed_at"] = self.passed_at.replace(tzinfo=UTC).timestamp()
-        return out

@@ -21,6 +21,8 @@ from typing import TypeVar
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from contracts.settings import sqlalchemy_url
+
 T = TypeVar("T")
 
 
@@ -36,7 +38,8 @@ class Database:
         video_workers: int = 2,
         file_workers: int = 4,
     ) -> None:
-        self.engine = create_engine(url, pool_size=pool_size, pool_pre_ping=True, future=True)
+        # postgresql:// as the settings accept it (``contracts.settings.sqlalchemy_url``)
+        self.engine = create_engine(sqlalchemy_url(url), pool_size=pool_size, pool_pre_ping=True, future=True)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
         self._video_executor = ThreadPoolExecutor(max_workers=video_workers, thread_name_prefix="video")

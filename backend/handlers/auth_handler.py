@@ -13,10 +13,12 @@ from pydantic import BaseModel, ValidationError
 
 from backend.db.account_models import ApiToken, AuditEntry, User
 from backend.db.models import utc_iso
-from backend.handlers.base import ApiError, BaseHandler, parse_id
+from backend.handlers.base import ApiError, BaseHandler, parse_id, validation_error
+from backend.openapi import Operation, Response, error
 from backend.schemas import (
     AuditEntryOut,
     AuditListOut,
+    ErrorResponse,
     LoginIn,
     LoginOut,
     PasswordChangeIn,
@@ -37,6 +39,24 @@ from backend.services.access import PUBLIC, SESSION_COOKIE
 M = TypeVar("M", bound=BaseModel)
 WRONG_LOGIN = "wrong username or password"
 WRONG_PASSWORD = "wrong password"
+
+USER_404 = error("Unknown user id (user_not_found)")
+TOKEN_404 = error("Unknown token id, or another user's (token_not_found)")
+LAST_ADMIN_409 = error("It would leave no enabled admin (last_admin)")
+AUDIT_QUERY = (
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "at most this many entries (default 100)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    },
+    {
+        "name": "before",
+        "in": "query",
+        "description": "only entries older than this id (the next page: the last id seen)",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+)
 
 
 def user_out(user: User) -> UserOut:
@@ -79,9 +99,7 @@ class AccountBase(BaseHandler):
         try:
             return model.model_validate(self.json_body())
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            raise ApiError(400, "invalid_body", f"{where}: {first['msg']}") from exc
+            raise validation_error(exc) from exc
 
     def set_session_cookie(self, secret: str) -> None:
         self.set_signed_cookie(
@@ -101,6 +119,37 @@ class LoginHandler(AccountBase):
     after ``LOGIN_FAILURES_PER_MINUTE`` failures from the address."""
 
     access = {"POST": PUBLIC}
+    openapi = {
+        "POST": Operation(
+            "Log in: sets the session cookie",
+            {
+                200: Response(
+                    "Logged in",
+                    LoginOut,
+                    headers=(
+                        (
+                            "Set-Cookie",
+                            "traffic_session: signed, HttpOnly, SameSite=Strict, Path=/ (Secure on HTTPS)",
+                        ),
+                    ),
+                ),
+                400: error("Malformed JSON (invalid_json) or body (invalid_body)"),
+                401: error(
+                    "Wrong username or password, or the user is disabled (invalid_credentials; the "
+                    "same answer for an unknown user)"
+                ),
+                429: Response(
+                    "Too many failed logins from this address within a minute (too_many_attempts)",
+                    ErrorResponse,
+                    headers=(("Retry-After", "seconds until a login is accepted again"),),
+                ),
+            },
+            request=LoginIn,
+            description="Failed logins are counted per client address: after "
+            "LOGIN_FAILURES_PER_MINUTE of them, 429 until the minute ends. Every login and failed "
+            "login is audited.",
+        )
+    }
 
     async def post(self) -> None:
         app, ip = self.application, self.client_ip
@@ -138,6 +187,11 @@ class LogoutHandler(AccountBase):
     """``POST /api/auth/logout``: ends the session (if any) and clears the cookie; 204."""
 
     access = {"POST": PUBLIC}
+    openapi = {
+        "POST": Operation(
+            "Log out: ends the session (if any) and clears the cookie", {204: Response("Logged out")}
+        )
+    }
 
     async def post(self) -> None:
         raw = self.get_signed_cookie(SESSION_COOKIE)
@@ -166,6 +220,43 @@ class PasswordHandler(AccountBase):
     so that this page stays logged in."""
 
     access = {"POST": "viewer"}
+    openapi = {
+        "POST": Operation(
+            "Change the caller's own password",
+            {
+                204: Response(
+                    "Changed: every session of the user ended; with the session cookie, a fresh one",
+                    headers=(
+                        (
+                            "Set-Cookie",
+                            "only when the request came with the session cookie: traffic_session of "
+                            "a new session (signed, HttpOnly, SameSite=Strict, Path=/; Secure on HTTPS)",
+                        ),
+                    ),
+                ),
+                400: error(
+                    "Malformed JSON or body: new_password 12 characters at least, not the current "
+                    "password (invalid_json, invalid_body)"
+                ),
+                401: error(
+                    "current_password is wrong (invalid_credentials); or no credentials, or a "
+                    "session or API token that is not valid (unauthorized)"
+                ),
+                429: Response(
+                    "Too many failed logins (or wrong current passwords) from this address within a "
+                    "minute (too_many_attempts)",
+                    ErrorResponse,
+                    headers=(("Retry-After", "seconds until an attempt is accepted again"),),
+                ),
+            },
+            request=PasswordChangeIn,
+            description="Any logged-in user, with the session cookie or an API token. A wrong "
+            "current password counts as a failed login of the address (LOGIN_FAILURES_PER_MINUTE, "
+            "then 429 until the minute ends). The new password logs the user out everywhere (API "
+            "tokens stay valid); a request with the session cookie gets a new session in its place. "
+            "Audited (password_change).",
+        )
+    }
 
     async def post(self) -> None:
         app, ip, p = self.application, self.client_ip, self.principal
@@ -212,6 +303,7 @@ class MeHandler(AccountBase):
     """``GET /api/auth/me``: the caller (session or token); 401 when not logged in."""
 
     access = {"GET": "viewer"}
+    openapi = {"GET": Operation("The caller", {200: Response("The logged-in user", SessionUserOut)})}
 
     def get(self) -> None:
         p = self.principal
@@ -221,6 +313,21 @@ class MeHandler(AccountBase):
 
 class UsersHandler(AccountBase):
     access = {"GET": "admin", "POST": "admin"}
+    openapi = {
+        "GET": Operation("List users", {200: Response("Users", UserListOut)}),
+        "POST": Operation(
+            "Create a user",
+            {
+                201: Response("Created", UserOut),
+                400: error(
+                    "Malformed JSON or body: username 1-64 of A-Z a-z 0-9 _ . @ -, password 12 "
+                    "characters at least, role viewer, operator or admin (invalid_json, invalid_body)"
+                ),
+                409: error("A user of that name exists (user_exists)"),
+            },
+            request=UserIn,
+        ),
+    }
 
     async def get(self) -> None:
         users = await self.application.db.run(lambda s: accounts.list_users(session=s))
@@ -239,6 +346,25 @@ class UsersHandler(AccountBase):
 
 class UserHandler(AccountBase):
     access = {"PUT": "admin", "DELETE": "admin"}
+    path_params = ("user_id",)
+    openapi = {
+        "PUT": Operation(
+            "Change a user's role, password or disabled flag",
+            {
+                200: Response("Updated", UserOut),
+                400: error("Malformed JSON or body (invalid_json, invalid_body)"),
+                404: USER_404,
+                409: LAST_ADMIN_409,
+            },
+            request=UserUpdateIn,
+            description="A new password or disabling the user ends its sessions; disabling it also "
+            "revokes its API tokens.",
+        ),
+        "DELETE": Operation(
+            "Delete a user (its sessions and API tokens with it)",
+            {204: Response("Deleted"), 404: USER_404, 409: LAST_ADMIN_409},
+        ),
+    }
 
     async def put(self, raw_id: str) -> None:
         user_id = parse_id(raw_id, "user_not_found", "user")
@@ -264,6 +390,20 @@ class TokensHandler(AccountBase):
     """The caller's API tokens (an admin's list shows everyone's)."""
 
     access = {"GET": "viewer", "POST": "viewer"}
+    openapi = {
+        "GET": Operation(
+            "The caller's API tokens (an admin's list: everyone's)",
+            {200: Response("Tokens (never their secret)", TokenListOut)},
+        ),
+        "POST": Operation(
+            "A new API token of the caller (it acts with the caller's role)",
+            {
+                201: Response("Created: the secret is in this answer only", TokenCreatedOut),
+                400: error("Malformed JSON or body (invalid_json, invalid_body)"),
+            },
+            request=TokenIn,
+        ),
+    }
 
     async def get(self) -> None:
         p = self.principal
@@ -287,6 +427,12 @@ class TokensHandler(AccountBase):
 
 class TokenHandler(AccountBase):
     access = {"DELETE": "viewer"}
+    path_params = ("token_id",)
+    openapi = {
+        "DELETE": Operation(
+            "Revoke an API token (one's own; an admin: any)", {204: Response("Revoked"), 404: TOKEN_404}
+        )
+    }
 
     async def delete(self, raw_id: str) -> None:
         p = self.principal
@@ -305,14 +451,27 @@ class AuditHandler(AccountBase):
     """``GET /api/audit?limit=100&before=<id>`` (admin): newest first."""
 
     access = {"GET": "admin"}
+    openapi = {
+        "GET": Operation(
+            "The audit log, newest first",
+            {
+                200: Response("Entries", AuditListOut),
+                400: error("limit not in [1, 1000] (invalid_limit), before not an id (invalid_before)"),
+            },
+            query=AUDIT_QUERY,
+            description="Logins and failed logins, uploads, calibrations, starts, stops, deletions, "
+            "camera, user and token changes: who, with which role, from which address, and whether "
+            "it was refused.",
+        )
+    }
 
     async def get(self) -> None:
         raw_limit = self.get_query_argument("limit", "100")
         raw_before = self.get_query_argument("before", None)
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
-            raise ApiError(400, "invalid_limit", "limit must be an integer in [1, 1000]")
+            raise ApiError(400, "invalid_limit", "limit must be an integer in [1, 1000]", field="limit")
         if raw_before is not None and (not raw_before.isdigit() or len(raw_before) > 10):
-            raise ApiError(400, "invalid_before", "before must be an audit entry id")
+            raise ApiError(400, "invalid_before", "before must be an audit entry id", field="before")
         limit, before = int(raw_limit), int(raw_before) if raw_before else None
         rows = await self.application.db.run(lambda s: audit.entries(session=s, limit=limit, before=before))
         self.send_model(AuditListOut(entries=[entry_out(e) for e in rows]))

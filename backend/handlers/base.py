@@ -9,10 +9,11 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RequestHandler
 
+from backend.openapi import Operation
 from backend.schemas import error_body
 from backend.services import access, audit
 from backend.services.accounts import Principal
@@ -55,6 +56,10 @@ class BaseHandler(RequestHandler):
     # Methods whose every answer (once the caller is known) goes to the audit log as this action
     audit_actions: ClassVar[Mapping[str, str]] = {}
     audit_target: str | None = None  # set by the handler when it knows better than the path
+    # The OpenAPI operation of each method (backend.openapi builds the document from these, for
+    # exactly the methods of ``access``) and the names of the route's id groups, in order
+    openapi: ClassVar[Mapping[str, Operation]] = {}
+    path_params: ClassVar[tuple[str, ...]] = ()
     principal: Principal | None = None
 
     async def prepare(self) -> None:
@@ -131,15 +136,16 @@ class BaseHandler(RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        field = None
         if isinstance(exc, ServiceError):
-            code, message = exc.code, exc.message
+            code, message, field = exc.code, exc.message, exc.field
         else:
             code = STATUS_CODES.get(status_code, "error")
             message = self._reason if status_code < 500 else "internal server error"
             if isinstance(exc, HTTPError) and exc.log_message and status_code < 500:
                 message = exc.log_message % exc.args if exc.args else exc.log_message
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(error_body(code, message)))
+        self.finish(json.dumps(error_body(code, message, field)))
 
     def json_body(self) -> Any:
         """The body as JSON; 415 when a body comes with another Content-Type (a cross-site form
@@ -170,6 +176,22 @@ def bearer_ok(request: HTTPServerRequest, expected: str, fallback_header: str | 
     header = request.headers.get("Authorization", "")
     token = header[7:] if header.startswith("Bearer ") else request.headers.get(fallback_header or "", "")
     return bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
+
+
+def validation_field(exc: ValidationError) -> str | None:
+    """Where the first error of ``exc`` is: its location joined by "." (``image_points.2.0``), or
+    None for the body as a whole."""
+    return ".".join(str(part) for part in exc.errors()[0]["loc"]) or None
+
+
+def validation_message(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return f"{validation_field(exc) or 'body'}: {first['msg']}"
+
+
+def validation_error(exc: ValidationError, code: str = "invalid_body") -> ApiError:
+    """The 400 of a body its model refuses: the first error's message, naming its field."""
+    return ApiError(400, code, validation_message(exc), field=validation_field(exc))
 
 
 def parse_id(raw: str, code: str, what: str) -> int:

@@ -12,12 +12,18 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from backend.db.models import Video
-from backend.handlers.base import ApiError
-from backend.handlers.video_handler import VideoBase, validation_message
-from backend.schemas import CameraIn, CameraUpdateIn, VideoListOut
+from backend.handlers.base import validation_error
+from backend.handlers.video_handler import VIDEO_404, VideoBase
+from backend.openapi import Operation, Response, error
+from backend.schemas import CameraIn, CameraUpdateIn, VideoListOut, VideoOut
 from backend.services import cameras, videos
 
 M = TypeVar("M", bound=BaseModel)
+
+CAMERA_422 = error(
+    "The camera cannot be read: camera_unreachable, camera_auth_failed, camera_not_found, "
+    "camera_no_video, camera_unsupported_codec or camera_timeout"
+)
 
 
 class CameraBase(VideoBase):
@@ -40,12 +46,30 @@ class CameraBase(VideoBase):
         try:
             return model.model_validate(self.json_body())
         except ValidationError as exc:
-            raise ApiError(400, "invalid_body", validation_message(exc)) from exc
+            raise validation_error(exc) from exc
 
 
 class CameraListHandler(CameraBase):
     access = {"GET": "viewer", "POST": "operator"}
     audit_actions = {"POST": "camera_add"}
+    openapi = {
+        "GET": Operation("List cameras", {200: Response("Cameras", VideoListOut)}),
+        "POST": Operation(
+            "Add a camera: a frame is grabbed to test the connection first",
+            {
+                201: Response(
+                    "Added (a video row, source_kind camera; its thumbnail is the snapshot)", VideoOut
+                ),
+                400: error(
+                    "Malformed JSON or body (invalid_body), unsupported scheme or malformed URL (invalid_url)"
+                ),
+                422: CAMERA_422,
+            },
+            request=CameraIn,
+            description="Nothing is stored when the camera cannot be read. The URL's credentials "
+            "are kept for the connection and shown as *** in every response.",
+        ),
+    }
 
     async def get(self) -> None:
         """``GET /api/cameras``: the camera sources (their URLs redacted) with their health."""
@@ -72,6 +96,19 @@ class CameraListHandler(CameraBase):
 class CameraHandler(CameraBase):
     access = {"PUT": "operator"}
     audit_actions = {"PUT": "camera_update"}
+    openapi = {
+        "PUT": Operation(
+            "Rename a camera and/or point it at another URL (tested first)",
+            {
+                200: Response("Updated", VideoOut),
+                400: error("Malformed JSON or body, bad URL"),
+                404: VIDEO_404,
+                409: error("The id is an uploaded video, not a camera (not_a_camera)"),
+                422: CAMERA_422,
+            },
+            request=CameraUpdateIn,
+        )
+    }
 
     async def put(self, raw_id: str) -> None:
         """``PUT /api/cameras/{id}`` ``{"name"?, "url"?}``: a new URL is tested first."""
@@ -82,6 +119,17 @@ class CameraHandler(CameraBase):
 class CameraSnapshotHandler(CameraBase):
     access = {"POST": "operator"}
     audit_actions = {"POST": "camera_snapshot"}
+    openapi = {
+        "POST": Operation(
+            "Grab a new frame from the camera to calibrate on (the thumbnail)",
+            {
+                200: Response("Refreshed", VideoOut),
+                404: VIDEO_404,
+                409: error("Not a camera (not_a_camera)"),
+                422: CAMERA_422,
+            },
+        )
+    }
 
     async def post(self, raw_id: str) -> None:
         """``POST /api/cameras/{id}/snapshot``: grab a new frame to calibrate on (the thumbnail):

@@ -7,7 +7,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from backend.handlers.base import BaseHandler
-from backend.openapi import openapi_json
+from backend.openapi import Operation, Response, openapi_json
+from backend.schemas import HealthOut
 from backend.services import camera_health, health, metrics
 
 
@@ -15,6 +16,12 @@ class HealthHandler(BaseHandler):
     """``GET /api/health``: 200 when PostgreSQL and Redis answer, else 503 with the details."""
 
     access = {"GET": "public"}  # liveness for compose and the stack: "ok" or what is down
+    openapi = {
+        "GET": Operation(
+            "Database and Redis reachability",
+            {200: Response("Healthy", HealthOut), 503: Response("Degraded", HealthOut)},
+        )
+    }
 
     async def get(self) -> None:
         out = await health.check(db=self.application.db, redis=self.application.redis)
@@ -23,6 +30,7 @@ class HealthHandler(BaseHandler):
 
 class OpenApiHandler(BaseHandler):
     access = {"GET": "viewer"}
+    openapi = {"GET": Operation("This document", {200: Response("OpenAPI 3.1", media="application/json")})}
 
     def get(self) -> None:
         self.finish(openapi_json())
@@ -30,6 +38,7 @@ class OpenApiHandler(BaseHandler):
 
 class MetricsHandler(BaseHandler):
     access = {"GET": "viewer"}  # Prometheus scrapes with a viewer's API token (bearer_token)
+    openapi = {"GET": Operation("Prometheus metrics", {200: Response("Text exposition", media="text/plain")})}
 
     async def get(self) -> None:
         """The registry's text; the cameras' health read for this scrape and rendered with no

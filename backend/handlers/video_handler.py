@@ -14,8 +14,9 @@ from pydantic import ValidationError
 from tornado.http1connection import HTTP1Connection
 from tornado.web import stream_request_body
 
-from backend.db.models import SpeedingViolation, VehiclePassage, Video
-from backend.handlers.base import ApiError, BaseHandler, parse_id, parse_video_id
+from backend.db.models import Video
+from backend.handlers.base import ApiError, BaseHandler, parse_id, parse_video_id, validation_error
+from backend.openapi import JPEG, Operation, Response, error
 from backend.schemas import (
     AnalyticsOut,
     CalibrationIn,
@@ -24,13 +25,17 @@ from backend.schemas import (
     StreamStartIn,
     StreamStartOut,
     StreamStopOut,
+    TrafficReportOut,
+    UploadForm,
     VideoListOut,
     VideoOut,
+    ViolationListOut,
+    ViolationOut,
 )
 from backend.services import camera_health, metrics, report, results, streaming, videos
 from backend.services.probe import VideoLimits
 from backend.services.uploads import MultipartUpload, UploadRejected, check_free_space, store_upload
-from contracts.messages import VideoStatus
+from contracts.messages import Passage, VideoStatus
 
 log = logging.getLogger("backend.videos")
 
@@ -39,18 +44,52 @@ log = logging.getLogger("backend.videos")
 DRAIN_ALLOWANCE = 64 * 1024 * 1024
 MULTIPART_SLACK = 64 * 1024  # headers and boundaries around the file part
 
+# ---- the responses several operations share (their OpenAPI declarations: backend.openapi) ----
+VIDEO_404 = error("Unknown video id (video_not_found)")
+AIRFLOW_502 = error("Airflow answered unexpectedly (airflow_error); nothing was changed")
+AIRFLOW_503 = error("Airflow unreachable (airflow_unavailable); nothing was changed")
+FORMAT = {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]}}
+REPORT_WINDOW = (
+    {
+        "name": "from",
+        "in": "query",
+        "description": "ISO 8601 (Z or an offset; without one: UTC), inclusive; default: to - 24 h",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "to",
+        "in": "query",
+        "description": "ISO 8601 (Z or an offset; without one: UTC), exclusive; default: now",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "interval",
+        "in": "query",
+        "description": "default 15m; intervals start on the UTC clock boundaries of their length",
+        "schema": {"type": "string", "enum": list(report.INTERVALS)},
+    },
+)
+REPORT_CSV_COLUMNS = (
+    *report.WINDOW_CSV_HEAD,
+    "volume_<class>...",
+    "volume_<direction>...",
+    *report.WINDOW_CSV_TAIL,
+)
+
 
 class VideoBase(BaseHandler):
+    path_params = ("video_id",)
+
     async def load_video(self, raw_id: str) -> Video:
         return await videos.get_video(db=self.application.db, video_id=parse_video_id(raw_id))
 
     async def video_outs(self, rows: Iterable[Video]) -> list[VideoOut]:
-        """The rows as the API shows them: every ``VideoOut`` is built here, a camera's with its
-        ``health`` (``services.camera_health``; null for a file)."""
+        """The rows as the API shows them (``services.videos.video_out``): every ``VideoOut`` is
+        built here, a camera's with its ``health`` (``services.camera_health``; null for a file)."""
         rows = list(rows)
         health = await camera_health.health_of(self.application.redis, rows)
         limit = self.application.config.SPEED_LIMIT_KMH
-        return [VideoOut.model_validate({**v.to_dict(limit), "health": health.get(v.id)}) for v in rows]
+        return [videos.video_out(v, default_limit_kmh=limit, health=health.get(v.id)) for v in rows]
 
     async def video_out(self, video: Video) -> VideoOut:
         return (await self.video_outs([video]))[0]
@@ -68,6 +107,39 @@ class UploadHandler(VideoBase):
 
     access = {"POST": "operator"}
     audit_actions = {"POST": "upload"}
+    openapi = {
+        "POST": Operation(
+            "Upload a video (streamed to disk, probed with OpenCV)",
+            {
+                201: Response("Stored", VideoOut),
+                400: error(
+                    "A missing field (missing_field, missing_filename); a name over 255 characters or "
+                    "not UTF-8 (invalid_name: refused as soon as its part ends, before a later file "
+                    "part is written); a file name that is a path (invalid_filename); a malformed body "
+                    "or field (invalid_multipart, invalid_field, field_too_large); an empty, unreadable "
+                    "or truncated video (empty_file, invalid_video); a bad ROI or fps (invalid_roi, "
+                    "invalid_fps)"
+                ),
+                413: error("Over MAX_UPLOAD_MB (payload_too_large)"),
+                415: error("Not a video extension (unsupported_type)"),
+                422: error(
+                    "The video is beyond a limit, as its headers declare (read in a subprocess before "
+                    "anything decodes it) or as decoded: video_too_large (a frame over "
+                    "MAX_VIDEO_PIXELS, or the header probe over PROBE_MEMORY_MB), video_too_long (over "
+                    "MAX_VIDEO_DURATION_S, at the form's fps too), frame_rate_too_high (over "
+                    "MAX_VIDEO_FPS, the form's fps too), probe_timeout (reading the headers took over "
+                    "PROBE_TIMEOUT_S); nothing is stored"
+                ),
+                507: error(
+                    "The video storage is full (insufficient_storage): a Content-Length over its free "
+                    "space (answered before the body is read), or the disk filled while the file or "
+                    "its thumbnail was written; nothing is left"
+                ),
+            },
+            request=UploadForm,
+            request_media="multipart/form-data",
+        )
+    }
 
     upload: MultipartUpload | None = None
     rejected: UploadRejected | None = None
@@ -144,6 +216,7 @@ class UploadHandler(VideoBase):
 
 class VideoListHandler(VideoBase):
     access = {"GET": "viewer"}
+    openapi = {"GET": Operation("List videos", {200: Response("Videos", VideoListOut)})}
 
     async def get(self) -> None:
         rows = await videos.list_videos(db=self.application.db)
@@ -153,6 +226,17 @@ class VideoListHandler(VideoBase):
 class VideoHandler(VideoBase):
     access = {"GET": "viewer", "DELETE": "admin"}
     audit_actions = {"DELETE": "delete"}
+    openapi = {
+        "GET": Operation("One video", {200: Response("The video", VideoOut), 404: VIDEO_404}),
+        "DELETE": Operation(
+            "Delete the video, its file and its results (analytics, violations, passages)",
+            {
+                204: Response("Deleted"),
+                404: VIDEO_404,
+                409: error("The video is being streamed (stop it first)"),
+            },
+        ),
+    }
 
     async def get(self, raw_id: str) -> None:
         self.send_model(await self.video_out(await self.load_video(raw_id)))
@@ -182,6 +266,21 @@ class CalibrationHandler(VideoBase):
 
     access = {"PUT": "operator"}
     audit_actions = {"PUT": "calibrate"}
+    openapi = {
+        "PUT": Operation(
+            "Store ROI and fit the image -> road homography",
+            {
+                200: Response("Calibrated", CalibrationOut),
+                400: error(
+                    "Malformed JSON, unknown field, ROI, points, a point outside the frame, or speed "
+                    "limit (invalid_speed_limit); field names the body's field at fault"
+                ),
+                404: VIDEO_404,
+                422: error("Degenerate points (collinear, duplicates): degenerate_calibration"),
+            },
+            request=CalibrationIn,
+        )
+    }
 
     async def put(self, raw_id: str) -> None:
         parse_video_id(raw_id)
@@ -204,7 +303,7 @@ def parse_calibration(payload: Any) -> CalibrationIn:
     except ValidationError as exc:
         field = exc.errors()[0]["loc"][:1]
         code = "invalid_speed_limit" if field == ("speed_limit_kmh",) else "invalid_calibration"
-        raise ApiError(400, code, validation_message(exc)) from exc
+        raise validation_error(exc, code) from exc
 
 
 def _refuse_unknown_fields(payload: Any) -> None:
@@ -220,11 +319,17 @@ def _refuse_unknown_fields(payload: Any) -> None:
     if hints:
         message += f" ({'; '.join(hints)})"
     message += f"; the fields are {', '.join(CALIBRATION_FIELDS)}"
-    raise ApiError(400, "invalid_calibration", message)
+    raise ApiError(400, "invalid_calibration", message, field=unknown[0])
 
 
 class ThumbnailHandler(VideoBase):
     access = {"GET": "viewer"}
+    openapi = {
+        "GET": Operation(
+            "First frame as JPEG",
+            {200: JPEG, 404: error("Unknown video, or its file is unreadable (thumbnail_unavailable)")},
+        )
+    }
 
     async def get(self, raw_id: str) -> None:
         video = await self.load_video(raw_id)
@@ -238,6 +343,28 @@ class StreamStartHandler(VideoBase):
 
     access = {"POST": "operator"}
     audit_actions = {"POST": "start"}
+    openapi = {
+        "POST": Operation(
+            "Trigger DAG video_streaming_pipeline with conf {video_id, realtime}",
+            {
+                201: Response("The DAG run", StreamStartOut),
+                400: error(
+                    "Malformed JSON or body (invalid_json, invalid_body), or realtime false for a "
+                    "camera (invalid_realtime: a camera streams live only)"
+                ),
+                404: VIDEO_404,
+                409: error("Already streaming"),
+                502: AIRFLOW_502,
+                503: AIRFLOW_503,
+            },
+            request=StreamStartIn,
+            request_required=False,
+            description="Clears the video's stop flag, progress, violations list and live analytics "
+            "in Redis, then triggers the DAG. The body is optional (empty: realtime true). A file's "
+            "stored results of a previous run are replaced; a camera's accumulate over its runs "
+            "(run_id).",
+        )
+    }
 
     async def post(self, raw_id: str) -> None:
         body = self._body()
@@ -259,7 +386,7 @@ class StreamStartHandler(VideoBase):
         try:
             return StreamStartIn.model_validate(self.json_body())
         except ValidationError as exc:
-            raise ApiError(400, "invalid_body", validation_message(exc)) from exc
+            raise validation_error(exc) from exc
 
 
 class StreamStopHandler(VideoBase):
@@ -267,6 +394,18 @@ class StreamStopHandler(VideoBase):
 
     access = {"POST": "operator"}
     audit_actions = {"POST": "stop"}
+    openapi = {
+        "POST": Operation(
+            "Ask the running pipeline to stop",
+            {
+                202: Response("Stopping", StreamStopOut),
+                404: VIDEO_404,
+                409: error("Not streaming"),
+                502: AIRFLOW_502,
+                503: AIRFLOW_503,
+            },
+        )
+    }
 
     async def post(self, raw_id: str) -> None:
         video = await self.load_video(raw_id)
@@ -280,6 +419,12 @@ class AnalyticsHandler(VideoBase):
     """Final ``video_analytics`` row, else the live snapshot (``services.results.analytics``)."""
 
     access = {"GET": "viewer"}
+    openapi = {
+        "GET": Operation(
+            "Final analytics (video_analytics) or the live snapshot",
+            {200: Response("Analytics", AnalyticsOut), 404: error("Unknown video or no analytics yet")},
+        )
+    }
 
     async def get(self, raw_id: str) -> None:
         video = await self.load_video(raw_id)
@@ -292,6 +437,17 @@ class ViolationsHandler(VideoBase):
     (``services.results.violations``); ``source`` says which."""
 
     access = {"GET": "viewer"}
+    openapi = {
+        "GET": Operation(
+            "Speeding violations (JSON or CSV)",
+            {
+                200: Response("Violations", ViolationListOut, media="text/csv", csv_of=ViolationOut),
+                400: error("Unknown format"),
+                404: VIDEO_404,
+            },
+            query=(FORMAT,),
+        )
+    }
 
     async def get(self, raw_id: str) -> None:
         video = await self.load_video(raw_id)
@@ -303,13 +459,23 @@ class ViolationsHandler(VideoBase):
             self.send_model(out)
             return
         rows = [v.model_dump() for v in out.violations]
-        self.send_csv(f"video_{video.id}_violations.csv", SpeedingViolation.CSV_COLUMNS, rows)
+        self.send_csv(f"video_{video.id}_violations.csv", results.VIOLATION_CSV_COLUMNS, rows)
 
 
 class ViolationSnapshotHandler(BaseHandler):
     """``GET /api/violations/{id}/snapshot``: the JPEG crop of the flagged vehicle."""
 
     access = {"GET": "viewer"}
+    path_params = ("violation_id",)
+    openapi = {
+        "GET": Operation(
+            "JPEG crop of the flagged vehicle",
+            {
+                200: JPEG,
+                404: error("Unknown violation (violation_not_found) or no snapshot (snapshot_not_found)"),
+            },
+        )
+    }
 
     async def get(self, raw_id: str) -> None:
         violation_id = parse_id(raw_id, "violation_not_found", "violation")
@@ -326,6 +492,17 @@ class PassagesHandler(VideoBase):
     stream, by first frame."""
 
     access = {"GET": "viewer"}
+    openapi = {
+        "GET": Operation(
+            "Every counted vehicle of the last stream, by first frame (JSON or CSV)",
+            {
+                200: Response("Passages", PassageListOut, media="text/csv", csv_of=Passage),
+                400: error("Unknown format"),
+                404: VIDEO_404,
+            },
+            query=(FORMAT,),
+        )
+    }
 
     async def get(self, raw_id: str) -> None:
         video = await self.load_video(raw_id)
@@ -337,7 +514,7 @@ class PassagesHandler(VideoBase):
         rows = [p.model_dump() for p in items]
         for row in rows:  # CSV: true/false as in the JSON, empty for no speed
             row["speeding"] = "true" if row["speeding"] else "false"
-        self.send_csv(f"video_{video.id}_passages.csv", VehiclePassage.COLUMNS, rows)
+        self.send_csv(f"video_{video.id}_passages.csv", results.PASSAGE_CSV_COLUMNS, rows)
 
 
 class ReportHandler(VideoBase):
@@ -347,6 +524,32 @@ class ReportHandler(VideoBase):
     CSV (one row per interval, then the total)."""
 
     access = {"GET": "viewer"}
+    openapi = {
+        "GET": Operation(
+            "Traffic report: totals, class mix, speed histogram, mean and 85th percentile, volume per "
+            "minute; over a window: the traffic study per interval (JSON or CSV)",
+            {
+                200: Response(
+                    "Report (ReportOut), or with a window WindowReportOut or its CSV (one row per "
+                    "interval, then start total)",
+                    TrafficReportOut,
+                    media="text/csv",
+                    csv_columns=REPORT_CSV_COLUMNS,
+                ),
+                400: error(
+                    "Unknown format (invalid_format); unreadable date, from >= to or more than 2000 "
+                    "intervals (invalid_window); interval not 5m, 15m or 1h (invalid_interval)"
+                ),
+                404: VIDEO_404,
+            },
+            query=(*REPORT_WINDOW, FORMAT),
+            description="Without from, to and interval (and format json): the report of every "
+            "passage of the video. With any of them, or format=csv: the traffic study over [from, "
+            "to) of wall-clock time (passages without passed_at are left out), per interval and in "
+            "total: volume by class and direction, mean speed, V50, V85, the 10 km/h pace band and "
+            "its share, the share over the video's limit, mean headway.",
+        )
+    }
 
     WINDOW_ARGUMENTS = ("from", "to", "interval")
 
@@ -367,12 +570,6 @@ class ReportHandler(VideoBase):
         columns, rows = report.window_csv(out.model_dump(by_alias=True))
         name = f"video_{video.id}_report_{window.start:%Y%m%dT%H%M%SZ}_{window.end:%Y%m%dT%H%M%SZ}"
         self.send_csv(f"{name}_{window.interval}.csv", columns, rows)
-
-
-def validation_message(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    return f"{where}: {first['msg']}"
 
 
 VIDEO_ID = r"([^/]+)"

@@ -17,6 +17,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from backend.db import crud
 from backend.handlers.base import BaseHandler, bearer_ok
+from backend.openapi import UNAUTHORIZED_401, UPGRADE, USER_SECURITY, Operation, Response, error
 from backend.schemas import (
     AnalyticsIngest,
     AnalyticsMessage,
@@ -43,6 +44,20 @@ log = logging.getLogger("backend.websocket")
 class ClientStreamHandler(WebSocketHandler):
     application: TrafficApplication
     client: ClientQueue | None = None
+    openapi = {
+        "GET": Operation(
+            "WebSocket: subscribe to processed_frame_{id} / analytics_metrics_{id}",
+            {
+                101: UPGRADE,
+                401: UNAUTHORIZED_401,
+                403: Response("Origin refused (Tornado's text answer)", media="text/html"),
+            },
+            description="Needs a viewer at least: the session cookie (or a bearer API token), "
+            "checked before the upgrade. The Origin must be allowed (ALLOWED_ORIGINS) or the "
+            "backend's own.",
+            security=USER_SECURITY,
+        )
+    }
 
     principal: Principal | None = None
 
@@ -208,6 +223,13 @@ class IngestHandler(WebSocketHandler):
 class ProcessedIngestHandler(IngestHandler):
     kind, message_type, client_type = "processed", "processed_frame", "frame"
     message_model = ProcessedFrameIngest
+    openapi = {
+        "GET": Operation(
+            "WebSocket ingest of processed frames (internal token)",
+            {101: UPGRADE, 401: error("No or wrong token")},
+            security=("internalToken",),
+        )
+    }
 
     def broadcast(self, ingest: ProcessedFrameIngest) -> int:
         hub = self.application.hub
@@ -219,6 +241,13 @@ class ProcessedIngestHandler(IngestHandler):
 class AnalyticsIngestHandler(IngestHandler):
     kind, message_type, client_type = "analytics", "analytics_update", "analytics"
     message_model = AnalyticsIngest
+    openapi = {
+        "GET": Operation(
+            "WebSocket ingest of analytics updates (internal token)",
+            {101: UPGRADE, 401: error("No or wrong token")},
+            security=("internalToken",),
+        )
+    }
 
     def broadcast(self, ingest: AnalyticsIngest) -> int:
         envelope = AnalyticsMessage(data=ingest.data).to_json_bytes()
@@ -227,6 +256,12 @@ class AnalyticsIngestHandler(IngestHandler):
 
 class WebSocketStatusHandler(BaseHandler):
     access = {"GET": "viewer"}
+    openapi = {
+        "GET": Operation(
+            "WebSocket connections, channel subscribers, dropped frames and repeats (totals since start)",
+            {200: Response("Status", WebSocketStatusOut)},
+        )
+    }
 
     def get(self) -> None:
         self.send_model(WebSocketStatusOut.model_validate(self.application.hub.status()))

@@ -15,7 +15,9 @@ target_metadata = Base.metadata
 def _url() -> str:
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
     if url:
-        return url
+        from contracts.settings import sqlalchemy_url
+
+        return sqlalchemy_url(url)  # as DATABASE_URL accepts it
     from backend.settings import Settings
 
     return Settings().DATABASE_URL

@@ -57,19 +57,21 @@ def generate_password() -> str:
 
 def check_username(username: str) -> str:
     if not isinstance(username, str) or not USERNAME.match(username):
-        raise ServiceError(400, "invalid_body", "username: 1-64 letters, digits or _ . @ -")
+        raise ServiceError(400, "invalid_body", "username: 1-64 letters, digits or _ . @ -", field="username")
     return username
 
 
 def check_password(password: str) -> str:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD or len(password) > 1024:
-        raise ServiceError(400, "invalid_body", f"password: at least {MIN_PASSWORD} characters")
+        raise ServiceError(
+            400, "invalid_body", f"password: at least {MIN_PASSWORD} characters", field="password"
+        )
     return password
 
 
 def check_role(role: str) -> str:
     if role not in ROLES:
-        raise ServiceError(400, "invalid_body", f"role: one of {', '.join(ROLES)}")
+        raise ServiceError(400, "invalid_body", f"role: one of {', '.join(ROLES)}", field="role")
     return role
 
 
@@ -138,7 +140,9 @@ def change_password(*, session: Session, user_id: int, current: str, new: str) -
     user's password; 400 when ``new`` is the same. Like every new password it ends all the user's
     sessions (``update_user``): the caller opens a fresh one for itself."""
     if new == current:
-        raise ServiceError(400, "invalid_body", "new_password: the same as the current password")
+        raise ServiceError(
+            400, "invalid_body", "new_password: the same as the current password", field="new_password"
+        )
     user = get_user(session=session, user_id=user_id)
     try:
         HASHER.verify(user.password_hash, current)
@@ -213,7 +217,7 @@ def create_token(*, session: Session, user_id: int, name: str) -> tuple[ApiToken
     """A new token of the user: (its row, the secret, to be shown this once)."""
     name = (name or "").strip() if isinstance(name, str) else ""
     if not name or len(name) > 100:
-        raise ServiceError(400, "invalid_body", "name: 1-100 characters")
+        raise ServiceError(400, "invalid_body", "name: 1-100 characters", field="name")
     get_user(session=session, user_id=user_id)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(user_id=user_id, name=name, prefix=secret[:8], secret_hash=digest(secret))

@@ -1,8 +1,10 @@
 """Errors the services raise for the API to answer, and the one mapping of Airflow failures.
 
-A ``ServiceError`` carries its HTTP status and a stable ``code``; ``BaseHandler.write_error``
-answers it as ``{"error": {"code", "message"}}`` (``schemas.ErrorResponse``), so a handler lets it
-through instead of catching and re-raising it. It is a ``tornado.web.HTTPError`` for that reason:
+A ``ServiceError`` carries its HTTP status, a stable ``code`` and, when the refusal is about one
+field of the request, that ``field`` (the body's field, its pydantic location joined by ".":
+``roi_polygon``, ``image_points.2``; a form field: ``roi``); ``BaseHandler.write_error`` answers
+it as ``{"error": {"code", "message", "field"?}}`` (``schemas.ErrorResponse``), so a handler lets
+it through instead of catching and re-raising it. It is a ``tornado.web.HTTPError`` for that reason:
 Tornado keeps its status instead of answering 500.
 """
 
@@ -16,10 +18,11 @@ from backend.services.airflow_client import AirflowError, AirflowUnavailable
 class ServiceError(HTTPError):
     """A request the API refuses (or cannot serve) with ``status`` and a stable ``code``."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, field: str | None = None) -> None:
         super().__init__(status, reason=None)
         self.code = code
         self.message = message
+        self.field = field
 
     @property
     def status(self) -> int:

@@ -1,17 +1,20 @@
 """A video's results: analytics (final row or live snapshot), speeding violations (stored rows or
-the live list), passages and the traffic report, as the REST models of ``backend.schemas``."""
+the live list), passages and the traffic report, as the REST models of ``backend.schemas`` (built
+from the rows here: ``analytics_out``, ``violation_out``, ``passage_of``), and the CSV columns of
+the violations and passages (the JSON fields, in order)."""
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC
 from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
 from backend.db import crud
-from backend.db.models import Video, utc_iso
+from backend.db.models import SpeedingViolation, VehiclePassage, Video, VideoAnalytics, utc_iso, violation_row
 from backend.db.session import Database
 from backend.schemas import (
     FinalAnalyticsOut,
@@ -28,6 +31,52 @@ from contracts.messages import Passage, Violation
 
 log = logging.getLogger("backend.results")
 
+VIOLATION_CSV_COLUMNS = tuple(ViolationOut.model_fields)
+PASSAGE_CSV_COLUMNS = tuple(Passage.model_fields)
+
+
+def snapshot_url(violation_id: int) -> str:
+    """The route that serves a stored violation's JPEG crop."""
+    return f"/api/violations/{violation_id}/snapshot"
+
+
+def analytics_out(row: VideoAnalytics) -> FinalAnalyticsOut:
+    return FinalAnalyticsOut(
+        source="final",
+        video_id=row.video_id,
+        total_vehicles_count=row.total_vehicles_count,
+        avg_dwell_time=row.avg_dwell_time,
+        vehicle_type_distribution=row.vehicle_type_distribution,
+        speeding_count=row.speeding_count,
+        created_at=row.created_at.isoformat() if row.created_at else None,
+    )
+
+
+def violation_out(row: SpeedingViolation) -> ViolationOut:
+    """A ``speeding_violations`` row (stored, or unsaved for a live entry: no ``id``): ``detected_at``
+    (stored in UTC) as ISO 8601 with its offset, ``snapshot_url`` the route that serves the JPEG
+    crop (None without one)."""
+    return ViolationOut(
+        id=row.id,
+        video_id=row.video_id,
+        track_id=row.track_id,
+        vehicle_class=row.vehicle_class,
+        speed_kmh=row.speed_kmh,
+        frame_number=row.frame_number,
+        video_time_s=row.video_time_s,
+        detected_at=utc_iso(row.detected_at),
+        snapshot_path=row.snapshot_path,
+        snapshot_url=snapshot_url(row.id) if row.snapshot_path else None,
+    )
+
+
+def passage_of(row: VehiclePassage) -> Passage:
+    """A ``vehicle_passages`` row as the ``Passage`` it stores (``passed_at`` as Unix epoch s)."""
+    fields = {name: getattr(row, name) for name in Passage.model_fields}
+    if row.passed_at is not None:
+        fields["passed_at"] = row.passed_at.replace(tzinfo=UTC).timestamp()
+    return Passage.model_validate(fields)
+
 
 async def analytics(
     *, db: Database, redis: aioredis.Redis, video_id: int
@@ -36,7 +85,7 @@ async def analytics(
     Redis (``streams.analytics_key``) without its passages; 404 ``analytics_not_found``."""
     row = await db.run(lambda s: crud.get_analytics(session=s, video_id=video_id))
     if row is not None:
-        return FinalAnalyticsOut.model_validate({"source": "final", **row.to_dict()})
+        return analytics_out(row)
     key = streams.analytics_key(video_id)
     live = await redis.get(key)
     if live:
@@ -55,7 +104,7 @@ async def violations(*, db: Database, redis: aioredis.Redis, video_id: int) -> V
     (``streams.violations_key``), one entry per track, without ``id`` or snapshot. ``source``
     says which."""
     rows = await db.run(lambda s: crud.list_violations(session=s, video_id=video_id))
-    items = [ViolationOut.model_validate(r.to_dict()) for r in rows]
+    items = [violation_out(r) for r in rows]
     source = "stored"
     if not items:
         items = await live_violations(redis=redis, video_id=video_id)
@@ -74,32 +123,21 @@ async def live_violations(*, redis: aioredis.Redis, video_id: int) -> list[Viola
             continue
         if v.track_id in seen:
             continue
-        seen[v.track_id] = ViolationOut(
-            id=None,
-            video_id=video_id,
-            track_id=v.track_id,
-            vehicle_class=v.vehicle_class,
-            speed_kmh=v.speed_kmh,
-            frame_number=v.frame_number,
-            video_time_s=v.video_time_s,
-            detected_at=utc_iso(v.detected_at),
-            snapshot_path=None,
-            snapshot_url=None,
-        )
+        seen[v.track_id] = violation_out(violation_row(video_id, v))
     return sorted(seen.values(), key=lambda r: (r.frame_number, r.track_id))
 
 
 async def passages(*, db: Database, video_id: int) -> list[Passage]:
     """Every counted vehicle of the last stream, by first frame."""
     rows = await db.run(lambda s: crud.list_passages(session=s, video_id=video_id))
-    return [Passage.model_validate(r.to_dict()) for r in rows]
+    return [passage_of(r) for r in rows]
 
 
 async def report(*, db: Database, video: Video, default_limit_kmh: float) -> ReportOut:
     """The traffic report from the passages, against the video's limit (else the default)."""
     rows = await db.run(lambda s: crud.list_passages(session=s, video_id=video.id))
     body: dict[str, Any] = traffic_report(
-        video.id, [r.to_dict() for r in rows], speed_limit(video, default_limit_kmh)
+        video.id, [passage_of(r).model_dump() for r in rows], speed_limit(video, default_limit_kmh)
     )
     return ReportOut.model_validate(body)
 

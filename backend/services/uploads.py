@@ -305,9 +305,9 @@ def parse_roi(raw: str | None) -> list[list[float]] | None:
     try:
         polygon = parse_polygon(json.loads(raw))
     except json.JSONDecodeError as exc:
-        raise UploadRejected(400, "invalid_roi", f"roi is not valid JSON: {exc}") from exc
+        raise UploadRejected(400, "invalid_roi", f"roi is not valid JSON: {exc}", field="roi") from exc
     except RoiError as exc:
-        raise UploadRejected(400, "invalid_roi", str(exc)) from exc
+        raise UploadRejected(400, "invalid_roi", str(exc), field="roi") from exc
     return None if polygon is None else polygon.tolist()
 
 
@@ -318,9 +318,9 @@ def parse_fps(raw: str | None) -> float | None:
     try:
         fps = float(raw)
     except ValueError as exc:
-        raise UploadRejected(400, "invalid_fps", f"fps {raw!r} is not a number") from exc
+        raise UploadRejected(400, "invalid_fps", f"fps {raw!r} is not a number", field="fps") from exc
     if not 0 < fps <= MAX_FPS:
-        raise UploadRejected(400, "invalid_fps", f"fps {fps} must be in (0, 1000]")
+        raise UploadRejected(400, "invalid_fps", f"fps {fps} must be in (0, 1000]", field="fps")
     return fps
 
 
@@ -334,12 +334,14 @@ async def store_upload(
     limits = limits or VideoLimits()
     upload.video.close()
     if not upload.video.started:
-        raise UploadRejected(400, "missing_field", "multipart field 'video' (the file) is required")
+        raise UploadRejected(
+            400, "missing_field", "multipart field 'video' (the file) is required", field="video"
+        )
     if not upload.video.finished:
         raise UploadRejected(400, "invalid_multipart", "the multipart body ended inside the 'video' part")
     name = (upload.fields["name"].value or "").strip()
     if not name:
-        raise UploadRejected(400, "missing_field", "multipart field 'name' is required")
+        raise UploadRejected(400, "missing_field", "multipart field 'name' is required", field="name")
     if upload.video.size == 0:
         raise UploadRejected(400, "empty_file", "the uploaded file is empty")
     roi = parse_roi(upload.fields["roi"].value)
@@ -350,7 +352,7 @@ async def store_upload(
     except VideoError as exc:
         raise UploadRejected(400, "invalid_video", f"not a readable video: {exc}") from exc
     if roi is not None and (outside := outside_frame("roi", roi, info.width, info.height)):
-        raise UploadRejected(400, "invalid_roi", outside)
+        raise UploadRejected(400, "invalid_roi", outside, field="roi")
     ext = upload.video.extension
     fps = fps or info.fps
     try:  # what the decoder found (and the rate the form asks for), as the headers were

@@ -1,4 +1,5 @@
-"""Video rows and their files: look-up, calibration, thumbnail, snapshots, deletion.
+"""Video rows and their files: look-up, the REST body of a row, calibration, thumbnail, snapshots,
+deletion.
 
 A file's thumbnail (its first frame, the picture the calibration editor draws on) is made once,
 at upload (``services.uploads``), and kept beside it as ``{id}.thumb.jpg``; a request reads the
@@ -29,10 +30,11 @@ from traffic_processing.visualize import encode_jpeg
 from backend.db import crud
 from backend.db.models import SPEED_LIMIT_KEY, Video
 from backend.db.session import Database
-from backend.schemas import CalibrationIn
+from backend.schemas import CalibrationIn, CameraHealth, VideoOut
 from backend.services import streaming
 from backend.services.airflow_client import AirflowClient
 from backend.services.errors import ServiceError, not_found, video_not_found
+from backend.services.redact import redact
 from backend.services.storage import read_snapshot, remove_snapshots, remove_stored_file
 
 log = logging.getLogger("backend.videos")
@@ -53,6 +55,34 @@ async def list_videos(*, db: Database) -> list[Video]:
     return await db.run(lambda s: crud.list_videos(session=s))
 
 
+def video_out(video: Video, *, default_limit_kmh: float, health: CameraHealth | None = None) -> VideoOut:
+    """The row as the API shows it: ``speed_limit_kmh`` the calibration's, else the default given
+    (the backend's ``SPEED_LIMIT_KMH``); a camera's URL without its credentials."""
+    limit = video.speed_limit_kmh
+    return VideoOut.model_validate(
+        {
+            "id": video.id,
+            "name": video.name,
+            "file_path": video.file_path,
+            "status": video.status,
+            "fps": video.fps,
+            "frame_count": video.frame_count,
+            "width": video.width,
+            "height": video.height,
+            "duration": video.duration,
+            "roi": video.roi,
+            "calibrate_coordinates": video.calibrate_coordinates,
+            "homography_matrix": video.homography_matrix,
+            "speed_limit_kmh": limit if limit is not None else default_limit_kmh,
+            "source_kind": video.source_kind or "file",
+            "source_url": redact(video.source_url) if video.source_url else None,
+            "created_at": video.created_at.isoformat() if video.created_at else None,
+            "updated_at": video.updated_at.isoformat() if video.updated_at else None,
+            "health": health,
+        }
+    )
+
+
 def outside_frame(name: str, points: list[list[float]], width: int | None, height: int | None) -> str | None:
     """The message naming the first point outside a ``width`` x ``height`` frame, None when all
     are inside (0 <= x <= width, 0 <= y <= height: the border is inside) or the size is unknown."""
@@ -67,7 +97,7 @@ def outside_frame(name: str, points: list[list[float]], width: int | None, heigh
 def _check_inside_frame(name: str, points: list[list[float]], video: Video, code: str) -> None:
     message = outside_frame(name, points, video.width, video.height)
     if message is not None:
-        raise ServiceError(400, code, message)
+        raise ServiceError(400, code, message, field=name)
 
 
 async def calibrate(*, db: Database, video: Video, body: CalibrationIn) -> tuple[Video, float]:
@@ -78,12 +108,13 @@ async def calibrate(*, db: Database, video: Video, body: CalibrationIn) -> tuple
     try:
         roi = parse_polygon(body.roi_polygon)
     except RoiError as exc:
-        raise ServiceError(400, "invalid_roi", str(exc)) from exc
+        raise ServiceError(400, "invalid_roi", str(exc), field="roi_polygon") from exc
     assert roi is not None  # None only for no polygon: the model requires one
     try:
         homography = fit_homography(body.image_points, body.world_points)
     except CalibrationError as exc:
-        raise ServiceError(422, "degenerate_calibration", str(exc)) from exc
+        # the point pairs: named by their image side (the editor shows them together)
+        raise ServiceError(422, "degenerate_calibration", str(exc), field="image_points") from exc
     points: dict[str, Any] = {"image_points": body.image_points, "world_points": body.world_points}
     if body.speed_limit_kmh is not None:
         points[SPEED_LIMIT_KEY] = body.speed_limit_kmh

@@ -310,6 +310,7 @@ def test_a_viewer_changes_their_password_and_a_short_one_is_refused(api):
     short = change_password(port, cookie, PASSWORD, "too short")
     assert (short.status, short.error_code) == (400, "invalid_body")
     assert "new_password" in short.json()["error"]["message"]
+    assert short.json()["error"]["field"] == "new_password"
     missing = request(
         port,
         "POST",
@@ -408,7 +409,8 @@ def test_role_checks_of_users_tokens_and_audit(api):
     # the audit log: an admin's
     r = request(port, "GET", "/api/audit?limit=3", headers=admin)
     assert r.status == 200 and len(r.json()["entries"]) == 3
-    assert request(port, "GET", "/api/audit?limit=1001").error_code == "invalid_limit"
+    too_many = request(port, "GET", "/api/audit?limit=1001")
+    assert too_many.error_code == "invalid_limit" and too_many.json()["error"]["field"] == "limit"
     assert request(port, "GET", "/api/audit?before=x").error_code == "invalid_before"
 
 

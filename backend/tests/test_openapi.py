@@ -1,6 +1,8 @@
-"""The generated OpenAPI document: valid OpenAPI 3.1, exactly the application's routes, and every
-response it documents (each path, method and status) is what the API really answers: JSON bodies
-validated against the document's schemas, CSV, JPEG and text by their content type."""
+"""The generated OpenAPI document: valid OpenAPI 3.1, generated from the handlers' own declarations
+(``openapi``, ``path_params``, ``access``) for exactly the application's routes, its enums and
+error fields in the schemas, and every response it documents (each path, method and status) is
+what the API really answers: JSON bodies validated against the document's schemas, CSV, JPEG and
+text by their content type."""
 
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ from sqlalchemy import text
 
 from backend.app import all_routes
 from backend.embedded import free_port
-from backend.openapi import openapi_document
+from backend.handlers.base import BaseHandler
+from backend.openapi import Operation, openapi_document, path_template, route_operations
+from backend.openapi import Response as Documented
 from backend.schemas import CalibrationIn
 from backend.services import probe, uploads
 from backend.services.airflow_client import AirflowClient
@@ -34,7 +38,14 @@ from backend.tests.client import Response, multipart, put_json, request, upload
 from backend.tests.conftest import ORIGIN, PASSWORD, TOKEN, sole_admin
 from backend.tests.ws import connect_status
 from contracts import streams
-from contracts.messages import CameraState, ProgressWriter, StreamProgress, StreamState, Violation
+from contracts.messages import (
+    CameraState,
+    ProgressWriter,
+    StreamProgress,
+    StreamState,
+    VideoStatus,
+    Violation,
+)
 from testing.clips import declared_clip
 
 CALIBRATION = {
@@ -82,6 +93,56 @@ def test_documented_methods_exist(doc):
                 continue
             handler = handlers[path]
             assert getattr(handler, method) is not getattr(handler.__mro__[-2], method, None), (path, method)
+
+
+def test_operations_are_the_handlers_declarations(doc):
+    """Each route's operations are its handler's ``openapi`` (one per method of its ``access``):
+    the document has no route table of its own."""
+    for pattern, handler in all_routes():
+        item = doc["paths"][to_openapi_path(pattern)]
+        assert set(item) == {m.lower() for m in handler.openapi}, pattern
+        if hasattr(handler, "access"):
+            assert set(handler.openapi) == set(handler.access), pattern
+        for method, op in handler.openapi.items():
+            assert item[method.lower()]["summary"] == op.summary
+            assert {str(s) for s in op.responses} <= set(item[method.lower()]["responses"])
+
+
+def test_a_handler_must_declare_each_method_it_serves():
+    """The generation refuses a handler without an operation for a method it has a rule for (or
+    the reverse), one without any, and an id group its ``path_params`` does not name."""
+
+    class Undeclared(BaseHandler):
+        access = {"GET": "viewer", "DELETE": "admin"}
+        openapi = {"GET": Operation("One thing", {200: Documented("It")})}
+
+    class Silent(BaseHandler):
+        access = {"GET": "viewer"}
+
+    class Unnamed(BaseHandler):
+        access = {"GET": "viewer"}
+        openapi = {"GET": Operation("One thing", {200: Documented("It")})}
+
+    for handler in (Undeclared, Silent):
+        with pytest.raises(ValueError, match=handler.__name__):
+            route_operations([("/api/things", handler)])
+    with pytest.raises(ValueError, match="path_params"):
+        route_operations([("/api/things/([^/]+)", Unnamed)])
+    Unnamed.path_params = ("thing_id",)
+    assert path_template("/api/things/([^/]+)", Unnamed) == "/api/things/{thing_id}"
+    (op,) = route_operations([("/api/things/([^/]+)", Unnamed)])
+    assert (op.path, op.method, set(op.responses)) == ("/api/things/{thing_id}", "get", {200, 401})
+
+
+def test_enums_and_error_fields_are_in_the_schemas(doc):
+    """``VideoOut.status`` is the ``VideoStatus`` enum (the generated TypeScript gets its union);
+    an error may name the request field it refuses."""
+    schemas = doc["components"]["schemas"]
+    assert schemas["VideoStatus"]["enum"] == [s.value for s in VideoStatus]
+    status = schemas["VideoOut"]["properties"]["status"]
+    assert {"$ref": "#/components/schemas/VideoStatus"} in status["anyOf"]
+    assert "field" in schemas["ApiErrorBody"]["properties"]
+    assert "field" not in schemas["ApiErrorBody"]["required"]
 
 
 def test_security_follows_the_access_rules(doc):
@@ -391,10 +452,12 @@ def test_every_documented_response_is_real(
     calibrated = put_json(port, f"/api/videos/{vid}/calibration", {**CALIBRATION, "speed_limit_kmh": 70})
     check(cal, "put", calibrated)
     assert calibrated.status == 200
-    check(cal, "put", put_json(port, f"/api/videos/{vid}/calibration", {**CALIBRATION, "roi": []}))  # 400
+    unknown = put_json(port, f"/api/videos/{vid}/calibration", {**CALIBRATION, "roi": []})
+    assert check(cal, "put", unknown).json()["error"]["field"] == "roi"  # 400, naming the field
     check(cal, "put", put_json(port, "/api/videos/424242/calibration", CALIBRATION))  # 404
     degenerate = {**CALIBRATION, "image_points": [[0, 0], [1, 1], [2, 2], [3, 3]]}
-    check(cal, "put", put_json(port, f"/api/videos/{vid}/calibration", degenerate))  # 422
+    refused = put_json(port, f"/api/videos/{vid}/calibration", degenerate)
+    assert check(cal, "put", refused).json()["error"]["field"] == "image_points"  # 422
 
     # thumbnail
     thumb = "/api/videos/{video_id}/thumbnail"

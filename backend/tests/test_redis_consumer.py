@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import os
 import signal
@@ -629,12 +628,13 @@ def test_module_runs_with_env_settings_and_stops_on_sigterm(api, videos, raw_red
     assert "[REDIS-CONSUMER] stopped: 2 frames and 2 analytics sent" in text
 
 
-def test_ingest_payloads_are_the_backend_schemas(api, videos, bridge, raw_redis, stream):
-    """What the hub re-sends is exactly ``from_processed`` of the entry (nothing lost on the way)."""
-    from backend.schemas import AnalyticsIngest, ProcessedFrameIngest
-
+def test_ingest_payloads_carry_every_field_of_the_entry(api, videos, bridge, raw_redis, stream):
+    """What the hub re-sends holds every field of the entry (nothing lost on the way): the frame
+    as a data URL with its thinning counters, the analytics with the flagged vehicles only."""
     vid = videos[1]
     frame = processed(vid, 7, ((61.5, True), (12.0, False)))
+    frame.skipped_frames, frame.detected_frames, frame.detect_stride = 2, 5, 2
+    frame.dropped_frames, frame.detect_hz, frame.degraded = 1, 12.5, True
 
     async def scenario() -> Watcher:
         w = await Watcher.open(api.port, vid)
@@ -644,10 +644,44 @@ def test_ingest_payloads_are_the_backend_schemas(api, videos, bridge, raw_redis,
         return w
 
     w = asyncio.run(scenario())
-    again = ProcessedFrame.from_fields(frame.to_fields())
-    assert w.frames[0] == json.loads(ProcessedFrameIngest.from_processed(again).model_dump_json())["data"]
-    expected = AnalyticsIngest.from_processed(again).model_dump_json()
-    assert w.analytics[0] == json.loads(expected)["data"]
+    assert w.frames[0] == {
+        "video_id": vid,
+        "frame_number": 7,
+        "timestamp": 7 / 25,
+        "processed_frame": "data:image/jpeg;base64," + base64.b64encode(jpeg(7)).decode("ascii"),
+        "roi_polygon": [[0.0, 0.0], [31.0, 0.0], [31.0, 23.0]],
+        "end_of_stream": False,
+        "produced_at": frame.produced_at,
+        "skipped_frames": 2,
+        "detected_frames": 5,
+        "detect_stride": 2,
+        "dropped_frames": 1,
+        "detect_hz": 12.5,
+        "degraded": True,
+        "run_id": RUN,
+    }
+    assert w.analytics[0] == {
+        "video_id": vid,
+        "frame_number": 7,
+        "timestamp": 7 / 25,
+        "stats": {"total_vehicles": 7, "speeding_count": 1, "current_in_roi": 2},
+        "speeding_vehicles": [
+            {
+                "track_id": 100,
+                "bbox": {"x1": 1.0, "y1": 2.0, "x2": 10.0, "y2": 12.0},
+                "speed": 61.5,
+                "speed_unit": "km/h",
+                "class_id": 2,
+                "class_name": "car",
+                "confidence": 0.9,
+                "speeding": True,
+            }
+        ],
+        "end_of_stream": False,
+        "summary": None,
+        "produced_at": frame.produced_at,
+        "run_id": RUN,
+    }
 
 
 def test_delivered_entries_older_than_the_retention_are_trimmed_never_pending_or_unread(

@@ -24,6 +24,7 @@ if str(AIRFLOW_DIR) not in sys.path:  # traffic_pipeline without `pip install -e
     sys.path.insert(0, str(AIRFLOW_DIR))
 
 from traffic_pipeline.cleanup import cleanup  # noqa: E402
+from traffic_pipeline.config import PipelineSettings  # noqa: E402
 
 T0 = 1_750_000_000.25  # a wall clock (epoch seconds)
 
@@ -69,7 +70,7 @@ def store(api, bredis, db_engine, vid: int, *violations: Violation, now: float =
         vid,
         redis=bredis,
         engine=db_engine,
-        video_storage_path=api.storage,
+        settings=PipelineSettings(_env_file=None, VIDEO_STORAGE_PATH=api.storage),
         delivery_wait_s=0,
         now=lambda: now,
     )

@@ -100,6 +100,7 @@ def test_upload_rejects_an_roi_outside_the_frame(api, nothing_stored, sample_vid
     )
     assert r.status == 400 and r.error_code == "invalid_roi", r.body
     assert r.json()["error"]["message"] == "roi[2] = (135, 63) is outside the 96x64 frame"
+    assert r.json()["error"]["field"] == "roi"  # the form's field
 
 
 def test_upload_rejects_truncated_mp4(api, nothing_stored, workdir):

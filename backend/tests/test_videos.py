@@ -99,30 +99,55 @@ def test_calibration_success(api, video):
 
 
 @pytest.mark.parametrize(
-    "body, status, code",
+    "body, status, code, field",
     [
-        (b"{not json", 400, "invalid_json"),
-        ({"roi_polygon": CALIBRATION["roi_polygon"]}, 400, "invalid_calibration"),
-        ({**CALIBRATION, "extra": 1}, 400, "invalid_calibration"),
-        ({**CALIBRATION, "image_points": [[1, 2], [3, 4], [5, 6]]}, 400, "invalid_calibration"),
-        ({**CALIBRATION, "image_points": "abc"}, 400, "invalid_calibration"),
-        ({**CALIBRATION, "roi_polygon": [[0, 0], [1, 1], [2, 2]]}, 400, "invalid_roi"),
+        (b"{not json", 400, "invalid_json", None),
+        ({"roi_polygon": CALIBRATION["roi_polygon"]}, 400, "invalid_calibration", "image_points"),
+        ({**CALIBRATION, "extra": 1}, 400, "invalid_calibration", "extra"),
+        (
+            {**CALIBRATION, "image_points": [[1, 2], [3, 4], [5, 6]]},
+            400,
+            "invalid_calibration",
+            "image_points",
+        ),
+        ({**CALIBRATION, "image_points": "abc"}, 400, "invalid_calibration", "image_points"),
+        ({**CALIBRATION, "roi_polygon": [[0, 0], [1, 1], [2, 2]]}, 400, "invalid_roi", "roi_polygon"),
         (
             {**CALIBRATION, "image_points": [[10, 10, 1], [86, 10], [86, 58], [10, 58]]},
             400,
             "invalid_calibration",
+            "image_points.0",
         ),
-        ({**CALIBRATION, "world_points": [[0, 0], [3.5, 0], [3.5, 20], [0]]}, 400, "invalid_calibration"),
-        ({**CALIBRATION, "speed_limit_kmh": 0}, 400, "invalid_speed_limit"),
-        ([CALIBRATION], 400, "invalid_calibration"),
-        ({**CALIBRATION, "image_points": [[0, 0], [1, 1], [2, 2], [3, 3]]}, 422, "degenerate_calibration"),
-        ({**CALIBRATION, "world_points": [[0, 0], [0, 0], [1, 5], [3, 1]]}, 422, "degenerate_calibration"),
+        (
+            {**CALIBRATION, "world_points": [[0, 0], [3.5, 0], [3.5, 20], [0]]},
+            400,
+            "invalid_calibration",
+            "world_points.3",
+        ),
+        ({**CALIBRATION, "speed_limit_kmh": 0}, 400, "invalid_speed_limit", "speed_limit_kmh"),
+        ([CALIBRATION], 400, "invalid_calibration", None),
+        (
+            {**CALIBRATION, "image_points": [[0, 0], [1, 1], [2, 2], [3, 3]]},
+            422,
+            "degenerate_calibration",
+            "image_points",
+        ),
+        (
+            {**CALIBRATION, "world_points": [[0, 0], [0, 0], [1, 5], [3, 1]]},
+            422,
+            "degenerate_calibration",
+            "image_points",
+        ),
     ],
 )
-def test_calibration_rejects(api, video, body, status, code):
+def test_calibration_rejects(api, video, body, status, code, field):
+    """Each refusal has its code and names the body's field at fault (``error.field``, absent when
+    the error is about the body as a whole), the field the calibration editor marks."""
     r = put_json(api.port, f"/api/videos/{video['id']}/calibration", body)
     assert r.status == status, r.body
     assert r.error_code == code
+    assert r.json()["error"].get("field") == field, r.body
+    assert set(r.json()["error"]) == {"code", "message"} | ({"field"} if field else set())
     after = request(api.port, "GET", f"/api/videos/{video['id']}").json()
     assert after["homography_matrix"] is None and after["calibrate_coordinates"] is None
 
@@ -134,6 +159,7 @@ def test_calibration_refuses_unknown_fields_naming_them(api, video):
     url = f"/api/videos/{video['id']}/calibration"
     r = put_json(api.port, url, {"roi": CALIBRATION["roi_polygon"], **points})
     assert r.status == 400 and r.error_code == "invalid_calibration"
+    assert r.json()["error"]["field"] == "roi"
     message = r.json()["error"]["message"]
     assert "unknown field 'roi'" in message and "'roi_polygon'" in message, message
     r = put_json(api.port, url, {**CALIBRATION, "roi": CALIBRATION["roi_polygon"], "fps": 25, "video": "x"})
@@ -169,6 +195,7 @@ def test_calibration_points_outside_the_frame_are_refused(api, video, field, ind
     assert r.status == 400 and r.error_code == code, r.body
     x, y = point
     assert r.json()["error"]["message"] == f"{field}[{index}] = ({x:g}, {y:g}) is outside the 96x64 frame"
+    assert r.json()["error"]["field"] == field
     after = request(api.port, "GET", f"/api/videos/{video['id']}").json()
     assert after["homography_matrix"] is None and after["calibrate_coordinates"] is None
 

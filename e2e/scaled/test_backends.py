@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from e2e.harness import Api, Viewer, wait_dag_run
-from stack.run import wait_http
+from stack.rest_client import wait_http
 
 pytestmark = pytest.mark.slow
 RECONNECT_BOUND_S = 10.0

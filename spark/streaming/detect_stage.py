@@ -10,6 +10,10 @@ gets a stateless stage between the source and the per-video stage::
     (all videos) in batched calls of DETECT_BATCH frames, ROI filter per video, embed all crops in
     one call -> groupBy(video_id).transformWithStateInPandas: track, speed, analytics, draw...
 
+The detection, filter and embedding are the per-video stage's own (``processor.analyze_frames``,
+which ``FrameProcessor.analyze`` runs), with the same config (``stages.processor_config``):
+DETECTOR_HALF, DETECT_BATCH and EMBED_BATCH mean the same on both paths.
+
 The per-video stage then uses the row's ``detections`` (``FrameDetections.to_bytes``) instead of
 running the detector; a row without them (end-of-stream marker, undecodable JPEG, model that did
 not load) goes the per-frame way and fails there with the usual status. On the CPU the default
@@ -39,13 +43,13 @@ DETECT_SCHEMA = SCHEMA + ", detections binary"
 def detect_rows(pdf: pd.DataFrame, settings: SparkSettings) -> list[bytes | None]:
     """The ``detections`` of each source row (None where the row has no decodable frame or its
     config is unreadable, or the model cannot load: the per-video stage reports those)."""
-    from traffic_processing.processor import embed_detections, tracking_filter
-    from traffic_processing.tracker import TrackerConfig
+    from traffic_processing.processor import analyze_frames, bind_to_detector, tracking_filter
     from traffic_processing.visualize import decode_jpeg
 
-    from spark.streaming.stages import frame_settings, get_detector
+    from spark.streaming.stages import frame_settings, get_detector, processor_config
 
     out: list[bytes | None] = [None] * len(pdf)
+    config = processor_config(settings)
     frames, rows, filters = [], [], []
     # the boxes the tracker follows: the ROI and its margin of calibrated road (in_roi: the ROI)
     zone_by_config: dict[str, Any] = {}
@@ -60,7 +64,7 @@ def detect_rows(pdf: pd.DataFrame, settings: SparkSettings) -> list[bytes | None
             frame = decode_jpeg(bytes(raw))
             zone = zone_by_config.get(row["config"])
             if zone is None:
-                zone = zone_by_config[row["config"]] = tracking_filter(frame_config)
+                zone = zone_by_config[row["config"]] = tracking_filter(frame_config, config)
         except Exception:  # noqa: BLE001 - the per-video stage reports this frame's error
             continue
         frames.append(frame)
@@ -72,10 +76,7 @@ def detect_rows(pdf: pd.DataFrame, settings: SparkSettings) -> list[bytes | None
         detector = get_detector(settings)
     except Exception:  # noqa: BLE001 - the per-video stage reports the fatal error per video
         return out
-    detected = detector.detect(frames)
-    kept = [zone(d) for d, zone in zip(detected, filters)]
-    config = TrackerConfig(embed_batch=settings.EMBED_BATCH)
-    embedded = embed_detections(frames, kept, config, detector.device)
+    embedded = analyze_frames(frames, detector, filters, bind_to_detector(config, detector))
     for i, dets in zip(rows, embedded):
         out[i] = dets.to_bytes()
     return out

@@ -46,7 +46,7 @@ from typing import Any
 
 import pandas as pd
 
-from contracts.messages import FrameConfig, Passage, ProcessedFrame, Stats, Summary
+from contracts.messages import FrameConfig, ProcessedFrame, Stats, Summary
 from contracts.streams import parse_stream_id
 from spark.streaming.publisher import Publisher, get_publisher
 from spark.streaming.settings import SparkSettings
@@ -96,6 +96,19 @@ def detector_config(settings: SparkSettings) -> Any:
 
     return DetectorConfig(
         device=settings.DETECTOR_DEVICE, half=settings.DETECTOR_HALF, batch=settings.DETECT_BATCH
+    )
+
+
+def processor_config(settings: SparkSettings) -> Any:
+    """The ``ProcessorConfig`` of this deployment, for both ways a frame is detected (the
+    per-video stage's ``FrameProcessor`` and the batched detection stage): the detector's
+    (``detector_config``) and ``EMBED_BATCH`` (crops per embedder call); the embedder's device
+    and precision follow the detector's (``processor.bind_to_detector``)."""
+    from traffic_processing.config import ProcessorConfig
+    from traffic_processing.tracker import TrackerConfig
+
+    return ProcessorConfig(
+        detector=detector_config(settings), tracker=TrackerConfig(embed_batch=settings.EMBED_BATCH)
     )
 
 
@@ -166,16 +179,9 @@ def warm_partitions(settings: SparkSettings, batches: Iterator[pd.DataFrame]) ->
 
 # -- stateful stage -------------------------------------------------------------------------
 def _summary(state: VideoState) -> Summary:
-    if state.processor is None:
-        return Summary(
-            total_vehicles_count=0,
-            avg_dwell_time=0.0,
-            vehicle_type_distribution={},
-            speeding_count=0,
-            vehicles=[],
-        )
-    analytics = state.processor.analytics
-    return Summary(**analytics.finalize(), vehicles=[Passage(**p) for p in analytics.passages()])
+    from traffic_processing.processor import summarize
+
+    return summarize(None if state.processor is None else state.processor.analytics)
 
 
 def _base_frame(video_id: int, row: dict, state: VideoState, settings: FrameConfig | None) -> ProcessedFrame:
@@ -242,7 +248,6 @@ class _Video:
 
     def processor(self, frame_config: FrameConfig) -> Any:
         if self._proc is None:
-            from traffic_processing.config import ProcessorConfig
             from traffic_processing.processor import FrameProcessor
 
             if self.state.settings is None:
@@ -250,7 +255,7 @@ class _Video:
             self._proc = FrameProcessor(
                 self.state.frame_config or frame_config,
                 video_id=self.video_id,
-                config=ProcessorConfig(detector=detector_config(self.settings)),
+                config=processor_config(self.settings),
                 state=self.state.processor,
                 emit_passages=True,  # continuous results: passages go out as tracks end
             )

@@ -263,7 +263,7 @@ def loads(blob: bytes) -> VideoState:
             "run the application version that wrote it, or remove the checkpoint "
             "(SPARK_CHECKPOINT_DIR) and restart the streams in flight"
         )
-    state = pickle.loads(blob[len(MAGIC) + _HEADER.size :])
+    state = _Unpickler(io.BytesIO(blob[len(MAGIC) + _HEADER.size :])).load()
     if not isinstance(state, VideoState):
         raise StateVersionError(f"stored video state holds a {type(state).__name__}, not a VideoState")
     return state
@@ -276,7 +276,21 @@ class _Shell:
         self.__dict__.update(state if isinstance(state, dict) else {})
 
 
-class _LegacyUnpickler(pickle.Unpickler):
+class _Unpickler(pickle.Unpickler):
+    """Reads a pickled state whose classes have since moved module (issue 19: the messages moved
+    from the processing library to ``contracts``): a checkpoint written before the move loads."""
+
+    RENAMED = {
+        "traffic_processing.schemas": "contracts.messages",
+        "traffic_processing.streams": "contracts.streams",
+        "traffic_processing.settings": "contracts.settings",
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(self.RENAMED.get(module, module), name)
+
+
+class _LegacyUnpickler(_Unpickler):
     """Version 1 pickled the stage's ``VideoState`` and the whole ``FrameProcessor``: those (and
     its timer) load as shells; the tracker, speed and analytics classes are still the state types."""
 

@@ -1,18 +1,20 @@
 """The frame processor: decode -> detect -> ROI filter -> embed -> DeepSORT -> speed ->
 analytics -> visualize -> JPEG encode, producing the ``processed-frames`` payload.
 
-``analyze`` is the stateless part (parallel over frames in the Spark job); ``track`` the
-stateful part (one video, frames in order). ``process`` runs both for one frame.
+``analyze`` is the stateless part (``analyze_frames``, which the Spark job's batched detection
+stage runs over the frames of several videos); ``track`` the stateful part (one video, frames in
+order). ``process`` runs both for one frame.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
+from itertools import repeat
 
 import numpy as np
 
@@ -94,10 +96,7 @@ class FrameProcessor:
         self.config = config or ProcessorConfig()
         self.config.analytics.speed_limit_kmh = settings.speed_limit_kmh
         self.detector = detector
-        if detector is not None:  # the detector's device is the one device of every model
-            self.config.detector.device = detector.device
-        self.config.tracker.device = self.config.detector.device
-        self.config.tracker.half = self.config.detector.half
+        bind_to_detector(self.config, detector)
         self.annotate = annotate
         self.roi = RoiFilter(settings.roi_polygon)
         self.zone = TrackingZone(settings.roi_polygon, settings.homography_matrix, self.config.margin_m)
@@ -132,12 +131,8 @@ class FrameProcessor:
         detector's device."""
         if self.detector is None:
             raise RuntimeError("FrameProcessor.analyze needs a detector")
-        with self.timer.stage("detection"):
-            batch = self.detector.detect(frames)
-        with self.timer.stage("tracking"):
-            kept = [select_tracked(d, self.roi, self.zone) for d in batch]
-            out = embed_detections(frames, kept, self.config.tracker, self.detector.device)
-        return out
+        select = partial(select_tracked, roi=self.roi, zone=self.zone)
+        return analyze_frames(frames, self.detector, repeat(select), self.config, self.timer)
 
     def process_batch(self, frames: list[np.ndarray], first_frame: int) -> list[ProcessedFrame]:
         """Consecutive frames ``first_frame, first_frame + 1, ...`` (BGR): detected and embedded
@@ -286,10 +281,16 @@ class FrameProcessor:
 
     def finalize(self) -> Summary:
         """The ``video_analytics`` totals and every counted vehicle's passage."""
-        return Summary(
-            **self.analytics.finalize(),
-            vehicles=[Passage(**p) for p in self.analytics.passages()],
-        )
+        return summarize(self.analytics)
+
+
+def summarize(analytics: VehicleAnalyticsTracker | None) -> Summary:
+    """A video's ``Summary`` from its analytics (``FrameProcessor.finalize``; the Spark job's
+    from the ``ProcessorState`` it keeps): the ``video_analytics`` totals and the passage of
+    every counted vehicle not yet handed out. None (no frame processed): the empty summary."""
+    if analytics is None:
+        analytics = VehicleAnalyticsTracker()
+    return Summary(**analytics.finalize(), vehicles=[Passage(**p) for p in analytics.passages()])
 
 
 SNAPSHOT_MARGIN = 0.15  # of the box's size, on each side
@@ -326,6 +327,38 @@ def tracking_filter(
         roi=RoiFilter(settings.roi_polygon),
         zone=TrackingZone(settings.roi_polygon, settings.homography_matrix, margin),
     )
+
+
+def bind_to_detector(config: ProcessorConfig, detector: VehicleDetector | None = None) -> ProcessorConfig:
+    """The detector's device is the one device of every model (``config.detector.device`` when
+    no detector is given): the embedder runs there, at the detector's precision (``half``).
+    Changes and returns ``config``: the ``FrameProcessor`` and the Spark job's batched
+    detection stage bind theirs here, so one setting means the same on both."""
+    if detector is not None:
+        config.detector.device = detector.device
+    config.tracker.device = config.detector.device
+    config.tracker.half = config.detector.half
+    return config
+
+
+def analyze_frames(
+    frames: list[np.ndarray],
+    detector: VehicleDetector,
+    select: Iterable[Callable[[FrameDetections], FrameDetections]],
+    config: ProcessorConfig,
+    timer: StageTimer | None = None,
+) -> list[FrameDetections]:
+    """The stateless stage, over frames of one video or of several: detect (batched calls),
+    keep each frame's boxes to track (``select``, one per frame: ``select_tracked`` bound to the
+    frame's video, see ``tracking_filter``), embed the crops of all frames in one call on the
+    detector's device with ``config.tracker``'s batch, size and precision (``config`` bound
+    with ``bind_to_detector``). ``timer``: the detection and tracking times go there."""
+    timer = timer or StageTimer()
+    with timer.stage("detection"):
+        batch = detector.detect(frames)
+    with timer.stage("tracking"):
+        kept = [keep(d) for keep, d in zip(select, batch)]
+        return embed_detections(frames, kept, config.tracker, detector.device)
 
 
 def embed_detections(

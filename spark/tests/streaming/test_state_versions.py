@@ -100,3 +100,19 @@ def test_an_unreadable_state_is_refused():
         loads(b"not a pickle at all")
     with pytest.raises(StateVersionError, match="not a version-1 VideoState"):
         loads(pickle.dumps({"a": 1}))
+
+
+def test_a_state_written_before_the_contracts_moved_still_loads():
+    """Checkpoints written before issue 19 name ``traffic_processing.schemas`` for the messages
+    (now ``contracts.messages``): such a state loads, with its message objects intact."""
+    from contracts.messages import FrameConfig
+
+    state = VideoState(settings='{"fps": 25.0}', frames=3, last_frame=2, run_id="r")
+    state.run_id = FrameConfig(fps=12.5)  # type: ignore[assignment]  # any field holding a message
+    payload = pickle.dumps(state, protocol=0)  # text opcodes: the module name can be rewritten
+    assert b"contracts.messages" in payload
+    old = payload.replace(b"contracts.messages", b"traffic_processing.schemas")
+    back = loads(MAGIC + STATE_VERSION.to_bytes(2, "big") + old)
+    assert isinstance(back.run_id, FrameConfig) and back.run_id.fps == 12.5
+    with pytest.raises(ModuleNotFoundError):  # what the old path alone does now
+        pickle.loads(old)

@@ -304,6 +304,37 @@ def test_missing_model_marks_frames_fatal(monkeypatch, tmp_path):
     assert "model not found" in frames[0].error
 
 
+def test_embed_batch_and_half_mean_the_same_on_both_detection_paths(monkeypatch):
+    # A frame detected by the batched stage (BATCHED_DETECT=1) and one detected by the per-video
+    # stage itself reach the embedder with the same settings: EMBED_BATCH crops per call, fp16
+    # as DETECTOR_HALF says, on the detector's device.
+    import inspect
+
+    from traffic_processing import processor
+
+    from spark.streaming.detect_stage import detect_rows
+
+    real, calls = processor.embed_many, []
+
+    def recording(*args, **kwargs):
+        bound = inspect.signature(real).bind(*args, **kwargs)
+        bound.apply_defaults()
+        calls.append({k: v for k, v in bound.arguments.items() if k not in ("frames", "detections")})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(processor, "embed_many", recording)
+    settings = SparkSettings(EMBED_BATCH=5, DETECTOR_HALF=True)
+    expected = {"batch": 5, "size": 64, "device": "cpu", "half": True, "backend": "auto"}
+
+    detections = detect_rows(pd.DataFrame([source_row(0), source_row(1)]), settings)
+    assert all(d is not None for d in detections)
+    assert calls == [expected]  # both frames in one call
+    calls.clear()
+
+    out, _, _ = run_stage([source_row(0)], settings=settings)
+    assert out[0]["status"] == "ok" and calls == [expected]
+
+
 def test_stateful_stage_orders_rows_keeps_state_and_ends_the_video():
     rows = [source_row(2), source_row(0), source_row(1), source_row(3, data=b"bad")]
     out, blob, frames = run_stage(rows)

@@ -11,6 +11,7 @@ import { apiFailure } from '../core/api-error';
 import { MIN_PASSWORD, ROLES, Role, UserAccount, UserUpdateRequest } from '../core/auth-models';
 import { AuthService } from '../core/auth.service';
 import { UsersService } from '../core/users.service';
+import { ConfirmButtonComponent } from '../shared/confirm-button/confirm-button.component';
 import { formatDateTime } from '../shared/format';
 
 /**
@@ -20,6 +21,7 @@ import { formatDateTime } from '../shared/format';
  */
 @Component({
   selector: 'app-users',
+  imports: [ConfirmButtonComponent],
   templateUrl: './users.component.html',
   changeDetection: ChangeDetectionStrategy.OnPush,
 })

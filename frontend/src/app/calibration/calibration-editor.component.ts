@@ -82,22 +82,22 @@ const GRID_STEP_M = 5;
 /** pointer hit radius, CSS pixels */
 const HIT_PX = 12;
 
-/** Where a backend error belongs: next to the ROI, the points, the limit, or the form. */
+/**
+ * Where a backend error belongs: next to the ROI, the points, the limit, or the form, by the body
+ * field the error names (`field`: `roi_polygon`, `image_points.2.0`, `world_points`, ...).
+ */
 export function errorField(failure: ApiFailure): keyof FieldErrors {
-  const message = failure.message.toLowerCase();
-  if (message.includes('speed_limit')) return 'limit';
-  if (failure.code === 'invalid_roi' || /^roi(_polygon)?\b|\broi(_polygon)?[ .:[]/.test(message)) {
-    return 'roi';
+  switch (failure.field?.split('.')[0]) {
+    case 'roi_polygon':
+      return 'roi';
+    case 'image_points':
+    case 'world_points':
+      return 'points';
+    case 'speed_limit_kmh':
+      return 'limit';
+    default:
+      return 'general';
   }
-  if (
-    failure.code === 'degenerate_calibration' ||
-    message.includes('image_points') ||
-    message.includes('world_points') ||
-    message.includes('point')
-  ) {
-    return 'points';
-  }
-  return 'general';
 }
 
 /**

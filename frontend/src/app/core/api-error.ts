@@ -1,15 +1,24 @@
 import { HttpErrorResponse } from '@angular/common/http';
 
-/** A failed API call as the pages show it: the server's own message, its code and status. */
+import type { components } from './api/schema';
+
+/** The `error` of every API error (`ErrorResponse` of the OpenAPI document). */
+export type ApiErrorBody = components['schemas']['ApiErrorBody'];
+
+/**
+ * A failed API call as the pages show it: the server's own message, its code and status, and the
+ * request field it refuses when it names one (`roi_polygon`, `image_points.2`, `speed_limit_kmh`).
+ */
 export interface ApiFailure {
   status: number;
   code: string;
   message: string;
+  field?: string;
 }
 
 /**
- * The backend answers errors as `{"error": {"code", "message"}}`; that message is shown as it is.
- * Status 0 means the request never reached it.
+ * The backend answers errors as `{"error": {"code", "message", "field"?}}`; that message is shown
+ * as it is. Status 0 means the request never reached it.
  */
 export function apiFailure(error: unknown): ApiFailure {
   if (error instanceof HttpErrorResponse) {
@@ -19,9 +28,17 @@ export function apiFailure(error: unknown): ApiFailure {
     const body = parseBody(error.error);
     const inner = body && typeof body === 'object' ? (body as { error?: unknown }).error : null;
     if (inner && typeof inner === 'object') {
-      const { code, message } = inner as { code?: unknown; message?: unknown };
+      const { code, message, field } = inner as Partial<Record<keyof ApiErrorBody, unknown>>;
       if (typeof message === 'string') {
-        return { status: error.status, code: typeof code === 'string' ? code : 'error', message };
+        const failure: ApiFailure = {
+          status: error.status,
+          code: typeof code === 'string' ? code : 'error',
+          message,
+        };
+        if (typeof field === 'string' && field) {
+          failure.field = field;
+        }
+        return failure;
       }
     }
     return {

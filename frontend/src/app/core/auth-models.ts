@@ -1,7 +1,12 @@
-/** REST shapes of the auth, users, tokens and audit routes (issue 17). */
+/**
+ * REST shapes of the auth, users, tokens and audit routes (issue 17): aliases of the types
+ * generated from the backend's OpenAPI document (`./api/schema.d.ts`).
+ */
+
+import type { Schemas } from './models';
 
 /** Each role includes the one before: viewer < operator < admin. */
-export type Role = 'viewer' | 'operator' | 'admin';
+export type Role = Schemas['UserOut']['role'];
 
 export const ROLES: readonly Role[] = ['viewer', 'operator', 'admin'];
 
@@ -9,78 +14,30 @@ export const ROLES: readonly Role[] = ['viewer', 'operator', 'admin'];
 export const MIN_PASSWORD = 12;
 
 /** `GET /api/auth/me`, and the `user` of `POST /api/auth/login`. */
-export interface SessionUser {
-  id: number;
-  username: string;
-  role: Role;
-}
+export type SessionUser = Schemas['SessionUserOut'];
 
 /** A row of `GET /api/users` (admin). */
-export interface UserAccount extends SessionUser {
-  created_at: string | null;
-  disabled: boolean;
-}
-
-export interface UserList {
-  users: UserAccount[];
-}
-
-export interface UserCreateRequest {
-  username: string;
-  password: string;
-  role: Role;
-}
+export type UserAccount = Schemas['UserOut'];
+export type UserList = Schemas['UserListOut'];
+export type UserCreateRequest = Schemas['UserIn'];
 
 /** `POST /api/auth/password`: the caller's own new password. */
-export interface PasswordChangeRequest {
-  current_password: string;
-  new_password: string;
-}
+export type PasswordChangeRequest = Schemas['PasswordChangeIn'];
 
-export interface UserUpdateRequest {
-  role?: Role;
-  password?: string;
-  disabled?: boolean;
-}
+export type UserUpdateRequest = Schemas['UserUpdateIn'];
 
 /** An API token as listed: its prefix only, never the secret. */
-export interface ApiToken {
-  id: number;
-  name: string;
-  prefix: string;
-  created_at: string | null;
-  last_used_at: string | null;
-  username: string;
-}
-
-export interface TokenList {
-  tokens: ApiToken[];
-}
+export type ApiToken = Schemas['TokenOut'];
+export type TokenList = Schemas['TokenListOut'];
 
 /** `POST /api/tokens`: the token itself (`tms_…`), shown this once only. */
-export interface CreatedToken extends ApiToken {
-  token: string;
-}
+export type CreatedToken = Schemas['TokenCreatedOut'];
 
-export type AuditOutcome = 'ok' | 'refused';
+export type AuditOutcome = AuditEntry['outcome'];
 
-/** A row of `GET /api/audit` (admin), newest first. */
-export interface AuditEntry {
-  id: number;
-  at: string;
-  username: string | null;
-  role: Role | null;
-  action: string;
-  target: string | null;
-  ip: string | null;
-  outcome: AuditOutcome;
-  /** e.g. `{"reason": "rate limited"}`, `{"role": "operator"}` */
-  detail: Record<string, unknown> | null;
-}
-
-export interface AuditList {
-  entries: AuditEntry[];
-}
+/** A row of `GET /api/audit` (admin), newest first; `detail` e.g. `{"reason": "rate limited"}`. */
+export type AuditEntry = Schemas['AuditEntryOut'];
+export type AuditList = Schemas['AuditListOut'];
 
 /** Whether `user` has `role` or a higher one. */
 export function hasRole(user: SessionUser | null | undefined, role: Role): boolean {

@@ -2,11 +2,13 @@ import { HttpErrorResponse, HttpEventType, provideHttpClient } from '@angular/co
 import { HttpTestingController, provideHttpClientTesting } from '@angular/common/http/testing';
 import { TestBed } from '@angular/core/testing';
 
+import { VIDEO_DEFAULTS } from '../testing/api';
 import { apiFailure } from './api-error';
 import { Video } from './models';
 import { UploadEvent, VideoService } from './video.service';
 
 const VIDEO: Video = {
+  ...VIDEO_DEFAULTS,
   id: 1,
   name: 'urban',
   status: 'uploaded',
@@ -179,5 +181,25 @@ describe('apiFailure', () => {
     [new Error('boom'), 'boom'],
   ])('%#: %s', (error, message) => {
     expect(apiFailure(error).message).toBe(message);
+  });
+});
+
+describe('apiFailure: the field an error names', () => {
+  it('keeps the error body field (the calibration editor marks it), absent when there is none', () => {
+    const named = new HttpErrorResponse({
+      status: 400,
+      error: { error: { code: 'invalid_calibration', message: 'm', field: 'image_points.2' } },
+    });
+    expect(apiFailure(named)).toEqual({
+      status: 400,
+      code: 'invalid_calibration',
+      message: 'm',
+      field: 'image_points.2',
+    });
+    const unnamed = new HttpErrorResponse({
+      status: 404,
+      error: { error: { code: 'video_not_found', message: 'no video with id 9' } },
+    });
+    expect(apiFailure(unnamed).field).toBeUndefined();
   });
 });

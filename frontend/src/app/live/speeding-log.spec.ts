@@ -30,6 +30,7 @@ function violation(
     video_time_s: frame / 25,
     detected_at: null,
     snapshot_path: snapshot,
+    snapshot_url: null,
   };
 }
 

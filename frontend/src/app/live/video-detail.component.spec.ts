@@ -3,11 +3,20 @@ import { HttpTestingController, provideHttpClientTesting } from '@angular/common
 import { signal } from '@angular/core';
 import { ComponentFixture, TestBed } from '@angular/core/testing';
 import { provideRouter } from '@angular/router';
-import { Subject } from 'rxjs';
+import { Subject, of, throwError } from 'rxjs';
 
 import { Role } from '../core/auth-models';
-import { AnalyticsData, CameraHealth, ProcessedFrameData, Video } from '../core/models';
-import { WebsocketService } from '../core/websocket.service';
+import {
+  AnalyticsData,
+  CameraHealth,
+  ProcessedFrameData,
+  VehicleData,
+  Video,
+  Violation,
+} from '../core/models';
+import { VideoService } from '../core/video.service';
+import { ConnectionState, WebsocketService } from '../core/websocket.service';
+import { VIDEO_DEFAULTS } from '../testing/api';
 import { provideSession } from '../testing/session';
 import {
   CAMERA_POLL_MS,
@@ -77,6 +86,7 @@ describe('VideoDetailComponent (live frames)', () => {
   let el: HTMLElement;
 
   const video: Video = {
+    ...VIDEO_DEFAULTS,
     id: 3,
     name: 'clip',
     status: 'processing',
@@ -241,6 +251,7 @@ describe('VideoDetailComponent (camera health)', () => {
 
   function source(kind: 'file' | 'camera', h: CameraHealth | null): Video {
     return {
+      ...VIDEO_DEFAULTS,
       id: 3,
       name: kind === 'camera' ? 'Main street' : 'clip',
       status: 'processing',
@@ -354,6 +365,7 @@ describe('VideoDetailComponent (camera health)', () => {
 
 describe('VideoDetailComponent (roles)', () => {
   const file: Video = {
+    ...VIDEO_DEFAULTS,
     id: 3,
     name: 'clip',
     status: 'uploaded',
@@ -424,5 +436,197 @@ describe('VideoDetailComponent (roles)', () => {
     expect(el.querySelector<HTMLButtonElement>('[data-testid=stop]')?.disabled).toBe(true);
     expect(el.querySelector('[data-testid=viewer-note]')).toBeNull();
     expect(calibrateLinks(el)).toBe(2);
+  });
+});
+
+/** The hub as the page sees it: its connection state and the two channels of the video. */
+class FakeHub {
+  readonly connection = signal<ConnectionState>('open');
+  readonly state = this.connection.asReadonly();
+  readonly errors$ = new Subject<string>();
+  readonly frameMessages = new Subject<ProcessedFrameData>();
+  readonly analyticsMessages = new Subject<AnalyticsData>();
+  readonly frames = (_id: number) => this.frameMessages.asObservable();
+  readonly analytics = (_id: number) => this.analyticsMessages.asObservable();
+  readonly expectTraffic = (_expecting: boolean) => undefined;
+}
+
+/** The REST calls of the live view: the video, its stored violations, no run yet. */
+function fakeVideoApi(video: Video, stored: Violation[]) {
+  return {
+    get: (_id: number) => of(video),
+    violations: (id: number) => of({ video_id: id, violations: stored }),
+    analytics: (_id: number) => throwError(() => new Error('no run yet')),
+    snapshotUrl: (id: number) => `/api/violations/${id}/snapshot`,
+    thumbnailUrl: (id: number) => `/api/videos/${id}/thumbnail`,
+  };
+}
+
+describe('VideoDetailComponent (speeding log and connection banners)', () => {
+  let fixture: ComponentFixture<VideoDetailComponent>;
+  let hub: FakeHub;
+  let el: HTMLElement;
+
+  const calibrated: Video = {
+    ...VIDEO_DEFAULTS,
+    id: 3,
+    name: 'clip',
+    status: 'uploaded',
+    fps: 25,
+    frame_count: 500,
+    width: 640,
+    height: 360,
+    duration: 20,
+    roi: null,
+    calibrate_coordinates: null,
+    homography_matrix: [
+      [1, 0, 0],
+      [0, 1, 0],
+      [0, 0, 1],
+    ],
+    created_at: null,
+    updated_at: null,
+  };
+
+  const storedViolation: Violation = {
+    id: 41,
+    video_id: 3,
+    track_id: 2,
+    vehicle_class: 'truck',
+    speed_kmh: 71,
+    frame_number: 40,
+    video_time_s: 1.6,
+    detected_at: null,
+    snapshot_path: 'snapshots/3/2.jpg',
+    snapshot_url: null,
+  };
+
+  function vehicle(trackId: number, speed: number, speeding = true): VehicleData {
+    return {
+      track_id: trackId,
+      bbox: { x1: 0, y1: 0, x2: 10, y2: 10 },
+      speed,
+      speed_unit: 'km/h',
+      class_id: 2,
+      class_name: 'car',
+      confidence: 0.9,
+      speeding,
+    };
+  }
+
+  function analytics(frameNumber: number, vehicles: VehicleData[]): AnalyticsData {
+    return {
+      video_id: 3,
+      frame_number: frameNumber,
+      timestamp: frameNumber / 25,
+      stats: { total_vehicles: 10, speeding_count: vehicles.length, current_in_roi: 1 },
+      speeding_vehicles: vehicles,
+      run_id: 'run-1',
+    };
+  }
+
+  function open(video: Video, stored: Violation[] = []): void {
+    hub = new FakeHub();
+    TestBed.configureTestingModule({
+      imports: [VideoDetailComponent],
+      providers: [
+        provideRouter([]),
+        { provide: VideoService, useValue: fakeVideoApi(video, stored) },
+        { provide: WebsocketService, useValue: hub },
+        provideSession('viewer'),
+      ],
+    });
+    vi.stubGlobal('fetch', () => Promise.reject(new Error('no fetch in the test')));
+    fixture = TestBed.createComponent(VideoDetailComponent);
+    fixture.componentRef.setInput('id', '3');
+    el = fixture.nativeElement;
+    fixture.detectChanges();
+  }
+
+  /** The log as the user reads it, top to bottom: track, speed, where it came from. */
+  const logRows = () =>
+    [...el.querySelectorAll<HTMLElement>('[data-testid=speeding-log] li')].map((li) => ({
+      track: Number(li.dataset['trackId']),
+      speed: li.querySelector('.speed')?.textContent?.trim(),
+      source: li.dataset['source'],
+    }));
+  const rowOf = (trackId: number) =>
+    el.querySelector(`[data-testid=speeding-log] li[data-track-id="${trackId}"]`);
+  const banner = () => el.querySelector('[data-testid=banner]');
+
+  beforeEach(() => vi.useFakeTimers());
+
+  afterEach(() => {
+    fixture.destroy();
+    vi.unstubAllGlobals();
+    vi.useRealTimers();
+  });
+
+  it('appends new speeders on top, keeps every earlier row as it was, one row per track', () => {
+    open(calibrated, [storedViolation]);
+    expect(logRows()).toEqual([{ track: 2, speed: '71 km/h', source: 'stored' }]);
+    expect(el.querySelector('#log-title')?.textContent).toContain('(1)');
+
+    // a vehicle the processor did not flag is no entry
+    hub.analyticsMessages.next(analytics(50, [vehicle(7, 88), vehicle(8, 40, false)]));
+    fixture.detectChanges();
+    expect(logRows()).toEqual([
+      { track: 7, speed: '88 km/h', source: 'live' },
+      { track: 2, speed: '71 km/h', source: 'stored' },
+    ]);
+    const first = rowOf(7);
+
+    // track 7 again (faster now) and a new one: no second row for 7, its first speed stays
+    hub.analyticsMessages.next(analytics(60, [vehicle(7, 95), vehicle(9, 77)]));
+    fixture.detectChanges();
+    expect(logRows()).toEqual([
+      { track: 9, speed: '77 km/h', source: 'live' },
+      { track: 7, speed: '88 km/h', source: 'live' },
+      { track: 2, speed: '71 km/h', source: 'stored' },
+    ]);
+    expect(rowOf(7)).toBe(first); // the row was kept, not drawn again
+    expect(el.querySelector('[data-testid=tile-speeding-now]')?.textContent?.trim()).toBe('2');
+
+    // nobody speeding in the next message: the log keeps its rows
+    hub.analyticsMessages.next(analytics(70, []));
+    fixture.detectChanges();
+    expect(logRows().map((r) => r.track)).toEqual([9, 7, 2]);
+    expect(el.querySelector('#log-title')?.textContent).toContain('(3)');
+    expect(el.querySelector('[data-testid=tile-speeding-now]')?.textContent?.trim()).toBe('0');
+  });
+
+  it('shows the reconnect banners while the WebSocket is down and drops them when it is back', () => {
+    open(calibrated);
+    expect(banner()).toBeNull();
+
+    hub.connection.set('reconnecting');
+    fixture.detectChanges();
+    expect(banner()?.getAttribute('data-state')).toBe('reconnecting');
+    expect(banner()?.textContent?.trim()).toBe('Connection lost: reconnecting…');
+    expect(banner()?.className).toContain('banner-warn');
+    expect(banner()?.closest('[role=status]')?.getAttribute('aria-live')).toBe('polite');
+
+    hub.connection.set('unreachable');
+    fixture.detectChanges();
+    expect(banner()?.getAttribute('data-state')).toBe('unreachable');
+    expect(banner()?.textContent?.trim()).toBe('Backend unreachable: still retrying.');
+    expect(banner()?.className).toContain('banner-error');
+
+    hub.connection.set('open');
+    fixture.detectChanges();
+    expect(banner()).toBeNull();
+  });
+
+  it('back from a drop, the banner is the stream’s own again', () => {
+    open({ ...calibrated, status: 'completed' });
+    expect(banner()?.getAttribute('data-state')).toBe('ended');
+    hub.connection.set('reconnecting');
+    fixture.detectChanges();
+    expect(banner()?.getAttribute('data-state')).toBe('reconnecting');
+    expect(el.querySelectorAll('[data-testid=banner]').length).toBe(1);
+    hub.connection.set('open');
+    fixture.detectChanges();
+    expect(banner()?.getAttribute('data-state')).toBe('ended');
+    expect(banner()?.textContent?.trim()).toBe('Stream ended.');
   });
 });

@@ -27,6 +27,7 @@ import {
   Video,
   isCalibrated,
   isCamera,
+  streamState,
   streamStatus,
 } from '../core/models';
 import { VideoService } from '../core/video.service';
@@ -235,8 +236,8 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
       next: (a) => {
         if (!this.stats()) {
           this.stats.set({
-            total_vehicles: a.total_vehicles_count,
-            speeding_count: a.speeding_count,
+            total_vehicles: a.total_vehicles_count ?? 0,
+            speeding_count: a.speeding_count ?? 0,
             current_in_roi: 0,
           });
         }
@@ -287,7 +288,8 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
     this.api.startStream(this.videoId(), realtime).subscribe({
       next: (response) => {
         this.busy.set(false);
-        this.newRun(response.dag_run?.dag_run_id ?? null);
+        const runId = response.dag_run['dag_run_id'];
+        this.newRun(typeof runId === 'string' ? runId : null);
         this.phase.set('running');
         this.ws.expectTraffic(true);
       },
@@ -553,14 +555,14 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
 }
 
 /**
- * The page's phase after reading the video's stored status. On opening the page the status is
- * taken as it is; later it only ends a stream the page saw running (the status stays
+ * The page's phase after reading the video's stored status (as `streamState` of core/models maps
+ * it: the one mapping of the backend's statuses). On opening the page the status is taken as it is; later it only ends a stream the page saw running (the status stays
  * `processing` for a few seconds after the end of stream, until the DAG's cleanup).
  */
 export function nextPhase(phase: Phase, status: string | null, initial: boolean): Phase {
   const live = phase === 'running' || phase === 'stopping';
-  switch (status) {
-    case 'processing':
+  switch (streamState(status)) {
+    case 'running':
       return initial || phase === 'idle' ? 'running' : phase;
     case 'stopping':
       return initial || phase === 'idle' || phase === 'running' ? 'stopping' : phase;
@@ -568,9 +570,9 @@ export function nextPhase(phase: Phase, status: string | null, initial: boolean)
       return initial || live || phase === 'ended' ? 'failed' : phase;
     case 'stopped':
       return initial || live || phase === 'ended' ? 'stopped' : phase;
-    case 'completed':
+    case 'ended':
       return initial || live ? 'ended' : phase;
-    default:
+    case 'idle':
       return phase;
   }
 }

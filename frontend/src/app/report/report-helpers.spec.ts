@@ -19,6 +19,7 @@ const REPORT: TrafficReport = {
     limit_kmh: 60,
     mean_kmh: 52.34,
     p85_kmh: 66.66,
+    measured_vehicles: 12,
     histogram: {
       bin_width_kmh: 10,
       bins: [

@@ -3,13 +3,15 @@ import { HttpTestingController, provideHttpClientTesting } from '@angular/common
 import { ComponentFixture, TestBed } from '@angular/core/testing';
 import { provideRouter } from '@angular/router';
 
-import { TrafficReport, Video } from '../core/models';
+import { Passage, TrafficReport, Video } from '../core/models';
+import { VIDEO_DEFAULTS } from '../testing/api';
 import { ReportComponent } from './report.component';
 
 const NOW = new Date('2026-12-07T10:03:27.456Z');
 
 function source(kind: 'file' | 'camera'): Video {
   return {
+    ...VIDEO_DEFAULTS,
     id: 5,
     name: kind === 'camera' ? 'Main street' : 'clip',
     status: 'processing',
@@ -176,5 +178,122 @@ describe('ReportComponent (time window)', () => {
     await render();
     expect(el.querySelector('[data-testid=window-report]')).toBeNull();
     expect(el.querySelector('[data-testid=report-total]')?.textContent?.trim()).toBe('0');
+  });
+});
+
+describe('ReportComponent (passages table and CSV exports)', () => {
+  let fixture: ComponentFixture<ReportComponent>;
+  let http: HttpTestingController;
+  let el: HTMLElement;
+
+  function passage(
+    track_id: number,
+    class_name: string,
+    first_time_s: number,
+    speed_kmh: number | null,
+  ): Passage {
+    return {
+      track_id,
+      class_name,
+      first_frame: Math.round(first_time_s * 25),
+      last_frame: Math.round(first_time_s * 25) + 50,
+      first_time_s,
+      last_time_s: first_time_s + 2,
+      dwell_time_s: 2,
+      speed_kmh,
+      max_speed_kmh: speed_kmh,
+      speeding: (speed_kmh ?? 0) > 50,
+    };
+  }
+
+  beforeEach(async () => {
+    TestBed.configureTestingModule({
+      imports: [ReportComponent],
+      providers: [provideHttpClient(), provideHttpClientTesting(), provideRouter([])],
+    });
+    http = TestBed.inject(HttpTestingController);
+    fixture = TestBed.createComponent(ReportComponent);
+    fixture.componentRef.setInput('id', '5');
+    el = fixture.nativeElement;
+    fixture.detectChanges();
+    http.expectOne('/api/videos/5').flush(source('file'));
+    http.expectOne('/api/videos/5/report').flush(EMPTY_REPORT);
+    http.expectOne('/api/videos/5/passages').flush({
+      video_id: 5,
+      passages: [
+        passage(1, 'car', 5, 40),
+        passage(2, 'truck', 1, 70),
+        passage(3, 'bus', 3, null),
+        passage(4, 'car', 2, 55),
+      ],
+    });
+    http.expectOne('/api/videos/5/violations').flush({ video_id: 5, violations: [] });
+    await render();
+  });
+
+  afterEach(() => http.verify());
+
+  async function render(): Promise<void> {
+    fixture.detectChanges();
+    await fixture.whenStable();
+  }
+
+  /** The track ids of the table, top to bottom. */
+  const tracks = () =>
+    [...el.querySelectorAll('[data-testid=passages-table] tbody tr')].map((tr) =>
+      Number(tr.querySelector('td')?.textContent?.trim()),
+    );
+  const header = (label: string) =>
+    [...el.querySelectorAll<HTMLElement>('[data-testid=passages-table] th')].find((th) =>
+      th.textContent?.includes(label),
+    )!;
+  /** The columns that say they sort the table, with their direction. */
+  const sorted = () =>
+    [...el.querySelectorAll('[data-testid=passages-table] th')]
+      .filter((th) => th.getAttribute('aria-sort') !== 'none')
+      .map((th) => [
+        th.querySelector('button')?.firstChild?.textContent?.trim(),
+        th.getAttribute('aria-sort'),
+      ]);
+
+  async function sortBy(label: string): Promise<void> {
+    header(label).querySelector('button')!.click();
+    await render();
+  }
+
+  it('opens sorted by entry time', () => {
+    expect(tracks()).toEqual([2, 4, 3, 1]);
+    expect(sorted()).toEqual([['Entry (video time)', 'ascending']]);
+  });
+
+  it('a header click sorts by its column, a second click reverses (unmeasured speeds last)', async () => {
+    await sortBy('Speed (km/h)');
+    expect(tracks()).toEqual([1, 4, 2, 3]);
+    expect(sorted()).toEqual([['Speed (km/h)', 'ascending']]);
+    expect(header('Speed (km/h)').textContent).toContain('▲');
+
+    await sortBy('Speed (km/h)');
+    expect(tracks()).toEqual([2, 4, 1, 3]);
+    expect(sorted()).toEqual([['Speed (km/h)', 'descending']]);
+    expect(header('Speed (km/h)').textContent).toContain('▼');
+
+    // another column starts ascending again; equal classes keep the track order
+    await sortBy('Class');
+    expect(tracks()).toEqual([3, 1, 4, 2]);
+    expect(sorted()).toEqual([['Class', 'ascending']]);
+    await sortBy('Class');
+    expect(tracks()).toEqual([2, 1, 4, 3]);
+  });
+
+  it('the exports download the API’s own CSV of this video', async () => {
+    const passagesCsv = el.querySelector<HTMLAnchorElement>('[data-testid=passages-csv]')!;
+    const violationsCsv = el.querySelector<HTMLAnchorElement>('[data-testid=violations-csv]')!;
+    expect(passagesCsv.getAttribute('href')).toBe('/api/videos/5/passages?format=csv');
+    expect(passagesCsv.hasAttribute('download')).toBe(true);
+    expect(violationsCsv.getAttribute('href')).toBe('/api/videos/5/violations?format=csv');
+    expect(violationsCsv.hasAttribute('download')).toBe(true);
+    // the export is the stored rows, whatever order the table shows
+    await sortBy('Speed (km/h)');
+    expect(passagesCsv.getAttribute('href')).toBe('/api/videos/5/passages?format=csv');
   });
 });

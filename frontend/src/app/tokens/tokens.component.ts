@@ -11,6 +11,7 @@ import { apiFailure } from '../core/api-error';
 import { ApiToken, CreatedToken } from '../core/auth-models';
 import { AuthService } from '../core/auth.service';
 import { TokensService } from '../core/tokens.service';
+import { ConfirmButtonComponent } from '../shared/confirm-button/confirm-button.component';
 import { formatDateTime } from '../shared/format';
 import { PasswordFormComponent } from './password-form.component';
 
@@ -21,7 +22,7 @@ import { PasswordFormComponent } from './password-form.component';
  */
 @Component({
   selector: 'app-tokens',
-  imports: [PasswordFormComponent],
+  imports: [ConfirmButtonComponent, PasswordFormComponent],
   templateUrl: './tokens.component.html',
   changeDetection: ChangeDetectionStrategy.OnPush,
 })

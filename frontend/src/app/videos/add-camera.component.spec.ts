@@ -4,11 +4,13 @@ import { ComponentFixture, TestBed } from '@angular/core/testing';
 
 import { Video } from '../core/models';
 import { VideoService } from '../core/video.service';
+import { VIDEO_DEFAULTS } from '../testing/api';
 import { AddCameraComponent } from './add-camera.component';
 
 const URL_WITH_CREDENTIALS = 'rtsp://admin:s3cret@192.168.1.20:554/stream1';
 
 const CAMERA: Video = {
+  ...VIDEO_DEFAULTS,
   id: 7,
   name: 'Main street',
   status: 'uploaded',

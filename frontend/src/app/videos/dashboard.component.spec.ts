@@ -6,12 +6,14 @@ import { provideRouter } from '@angular/router';
 
 import { Role } from '../core/auth-models';
 import { AuthService } from '../core/auth.service';
-import { CameraHealth, Video } from '../core/models';
+import { CameraHealth, Video, VideoStatus } from '../core/models';
+import { VIDEO_DEFAULTS } from '../testing/api';
 import { provideSession, sessionStub } from '../testing/session';
 import { DashboardComponent, REFRESH_MS } from './dashboard.component';
 
-function video(id: number, status: string, calibrated = true): Video {
+function video(id: number, status: VideoStatus, calibrated = true): Video {
   return {
+    ...VIDEO_DEFAULTS,
     id,
     name: `clip ${id}`,
     status,
