@@ -52,6 +52,24 @@ def hub_drops(api: Api) -> int:
     return body["dropped_frames"]
 
 
+def assert_stream_in_order(viewer: Viewer, frames_total: int) -> None:
+    """Any stream, live ones included: frames arrive in order, none twice, the last one is the end
+    of stream; analytics (never dropped for a slow client, unlike frames) cover every frame
+    exactly once, but those the processor dropped (live: already older than the latency budget;
+    counted on the frames). ``assert_complete_stream`` is the stricter check of realtime=false."""
+    numbers = [f["frame_number"] for f in viewer.frames if not f["end_of_stream"]]
+    assert numbers == sorted(numbers), "frames out of order"
+    assert len(numbers) == len(set(numbers)), "a frame arrived twice"
+    assert viewer.frames[-1]["end_of_stream"]
+    assert len(numbers) >= frames_total // 2, f"only {len(numbers)} of {frames_total} frames shown"
+    updates = [a["frame_number"] for a in viewer.analytics if not a.get("end_of_stream")]
+    assert updates == sorted(updates), "analytics out of order"
+    assert len(updates) == len(set(updates)), "an analytics update arrived twice"
+    missing = sorted(set(range(frames_total)) - set(updates))
+    dropped = max((f.get("dropped_frames", 0) for f in viewer.frames), default=0)
+    assert len(missing) <= dropped, f"no analytics for frames {missing[:10]} ({dropped} dropped)"
+
+
 def assert_complete_stream(viewer: Viewer, frames_total: int, hub_dropped: int) -> None:
     """A ``realtime=false`` stream: every frame is processed (DESIGN.md: nothing skipped, nothing
     dropped as late). Frames arrive in order, none twice, the last one is the end of stream, and
