@@ -408,3 +408,7 @@ def _input_desc(detector: VehicleDetector) -> str:
 
 def _embed_desc(detector: VehicleDetector) -> str:
     return "OpenVINO fp32" if detector.device == "cpu" else f"torch on {detector.device}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

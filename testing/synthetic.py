@@ -577,3 +577,7 @@ def summary_line(s: dict[str, Any]) -> str:
         f"(missed {s['missed_speeders']}, false {s['false_flags']}), MAE {s['mae_kmh']:.2f} km/h "
         f"(max {s['max_error_kmh']:.2f})"
     )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
