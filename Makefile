@@ -89,25 +89,25 @@ test: install install-airflow frontend rtsp-deps proxy-deps
 test-fast: install
 	$(PY) -m pytest -m "not slow"
 
-# The dashboard's API types (frontend/src/app/core/api): the OpenAPI document the backend generates
-# from its handlers' declarations, and the TypeScript types openapi-typescript makes of it. Both are
-# committed; `make lint` fails when either is not what the backend generates now.
+# The dashboard's API client (frontend/src/app/core/api): the OpenAPI document the backend generates
+# from its handlers' declarations, and the Angular services and models ng-openapi-gen makes of it
+# (client/). Both are committed; `make lint` fails when either is not what the backend generates now.
 API_DIR := $(FRONTEND)/src/app/core/api
-OPENAPI_TS := $(abspath $(FRONTEND))/node_modules/.bin/openapi-typescript
+NG_OPENAPI_GEN := cd $(FRONTEND) && node_modules/.bin/ng-openapi-gen -c ng-openapi-gen.json
+# the document, then the client's services and models (ng-openapi-gen.json) generated from it
 write_api_client = $(PY) -m backend.openapi --write $(1)/openapi.json && \
-	$(OPENAPI_TS) $(1)/openapi.json -o $(1)/schema.d.ts --default-non-nullable false >/dev/null
+	($(NG_OPENAPI_GEN) --input $(1)/openapi.json --output $(1)/client >/dev/null)
 
 api-client: install
-	$(call write_api_client,$(API_DIR))
+	$(call write_api_client,$(abspath $(API_DIR)))
 
 api-client-check: install
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  $(call write_api_client,$$tmp) && \
-	  for f in openapi.json schema.d.ts; do \
-	    if ! diff -q "$$tmp/$$f" $(API_DIR)/$$f >/dev/null; then \
-	      echo "$(API_DIR)/$$f is stale (the API changed): run make api-client"; exit 1; \
-	    fi; \
-	  done
+	  if ! diff -rq "$$tmp" $(API_DIR) >/dev/null; then \
+	    diff -rq "$$tmp" $(API_DIR); \
+	    echo "$(API_DIR) is stale (the API changed): run make api-client"; exit 1; \
+	  fi
 
 lint: install api-client-check
 	$(VENV)/bin/ruff check .

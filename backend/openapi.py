@@ -62,6 +62,9 @@ class Operation:
 
     summary: str
     responses: Mapping[int, Response]
+    # the name of the operation in the document and in the generated client (``listVideos``):
+    # unique, camelCase; required (the default only keeps the dataclass's field order)
+    operation_id: str = ""
     request: type[BaseModel] | None = None
     request_media: str = "application/json"
     request_required: bool = True
@@ -159,8 +162,9 @@ def with_access(path: str, method: str, op: Operation, rule: str | None) -> Rout
 
 def route_operations(routes: list[tuple[str, Any]]) -> list[RouteOperation]:
     """Every operation the handlers of ``routes`` declare, with its access; a ValueError when a
-    handler declares none, or not exactly the methods its access rules name."""
-    out = []
+    handler declares none, not exactly the methods its access rules name, or an operation without
+    an ``operation_id`` or with one already taken."""
+    out: list[RouteOperation] = []
     for pattern, handler in routes:
         declared: Mapping[str, Operation] = getattr(handler, "openapi", {})
         if not declared:
@@ -172,6 +176,8 @@ def route_operations(routes: list[tuple[str, Any]]) -> list[RouteOperation]:
             )
         path = path_template(pattern, handler)
         for method, op in declared.items():
+            if not op.operation_id or op.operation_id in {o.op.operation_id for o in out}:
+                raise ValueError(f"{handler.__name__} {method}: no operation_id, or one already taken")
             out.append(with_access(path, method.lower(), op, access_rule(handler, method)))
     return out
 
@@ -222,7 +228,11 @@ def _content(response: Response, refs: dict[Any, Any]) -> dict[str, Any] | None:
 
 
 def _operation(op: RouteOperation, refs: dict[Any, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"summary": op.op.summary, "operationId": f"{op.method}_{_slug(op.path)}"}
+    out: dict[str, Any] = {
+        "summary": op.op.summary,
+        "operationId": op.op.operation_id,
+        "tags": [tag_of(op.path)],
+    }
     if op.description:
         out["description"] = op.description
     if parameters := _parameters(op):
@@ -248,8 +258,19 @@ def _operation(op: RouteOperation, refs: dict[Any, Any]) -> dict[str, Any]:
     return out
 
 
-def _slug(path: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", path.lower()).strip("_")
+# ``/api/{segment}/...`` is tagged with its segment (one service per tag in the generated
+# client), but for these; ``/ws/...`` is "websocket", anything else "system"
+TAG_ALIASES = {"violations": "videos", "health": "system", "openapi.json": "system", "websocket": "system"}
+
+
+def tag_of(path: str) -> str:
+    """The operation's tag (the generated client's service), from its path."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "ws":
+        return "websocket"
+    if parts[0] != "api" or len(parts) < 2:
+        return "system"
+    return TAG_ALIASES.get(parts[1], parts[1])
 
 
 def openapi_document() -> dict[str, Any]:

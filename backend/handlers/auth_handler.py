@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from backend.db.account_models import ApiToken, AuditEntry, User
-from backend.db.models import utc_iso
 from backend.handlers.base import ApiError, BaseHandler, parse_id, validation_error
 from backend.openapi import Operation, Response, error
 from backend.schemas import (
@@ -35,6 +34,7 @@ from backend.schemas import (
 )
 from backend.services import accounts, audit
 from backend.services.access import PUBLIC, SESSION_COOKIE
+from backend.services.formatting import utc_iso
 
 M = TypeVar("M", bound=BaseModel)
 WRONG_LOGIN = "wrong username or password"
@@ -148,6 +148,7 @@ class LoginHandler(AccountBase):
             description="Failed logins are counted per client address: after "
             "LOGIN_FAILURES_PER_MINUTE of them, 429 until the minute ends. Every login and failed "
             "login is audited.",
+            operation_id="login",
         )
     }
 
@@ -189,7 +190,9 @@ class LogoutHandler(AccountBase):
     access = {"POST": PUBLIC}
     openapi = {
         "POST": Operation(
-            "Log out: ends the session (if any) and clears the cookie", {204: Response("Logged out")}
+            "Log out: ends the session (if any) and clears the cookie",
+            {204: Response("Logged out")},
+            operation_id="logout",
         )
     }
 
@@ -255,6 +258,7 @@ class PasswordHandler(AccountBase):
             "then 429 until the minute ends). The new password logs the user out everywhere (API "
             "tokens stay valid); a request with the session cookie gets a new session in its place. "
             "Audited (password_change).",
+            operation_id="changePassword",
         )
     }
 
@@ -303,7 +307,11 @@ class MeHandler(AccountBase):
     """``GET /api/auth/me``: the caller (session or token); 401 when not logged in."""
 
     access = {"GET": "viewer"}
-    openapi = {"GET": Operation("The caller", {200: Response("The logged-in user", SessionUserOut)})}
+    openapi = {
+        "GET": Operation(
+            "The caller", {200: Response("The logged-in user", SessionUserOut)}, operation_id="me"
+        )
+    }
 
     def get(self) -> None:
         p = self.principal
@@ -314,7 +322,7 @@ class MeHandler(AccountBase):
 class UsersHandler(AccountBase):
     access = {"GET": "admin", "POST": "admin"}
     openapi = {
-        "GET": Operation("List users", {200: Response("Users", UserListOut)}),
+        "GET": Operation("List users", {200: Response("Users", UserListOut)}, operation_id="listUsers"),
         "POST": Operation(
             "Create a user",
             {
@@ -326,6 +334,7 @@ class UsersHandler(AccountBase):
                 409: error("A user of that name exists (user_exists)"),
             },
             request=UserIn,
+            operation_id="createUser",
         ),
     }
 
@@ -359,10 +368,12 @@ class UserHandler(AccountBase):
             request=UserUpdateIn,
             description="A new password or disabling the user ends its sessions; disabling it also "
             "revokes its API tokens.",
+            operation_id="updateUser",
         ),
         "DELETE": Operation(
             "Delete a user (its sessions and API tokens with it)",
             {204: Response("Deleted"), 404: USER_404, 409: LAST_ADMIN_409},
+            operation_id="deleteUser",
         ),
     }
 
@@ -394,6 +405,7 @@ class TokensHandler(AccountBase):
         "GET": Operation(
             "The caller's API tokens (an admin's list: everyone's)",
             {200: Response("Tokens (never their secret)", TokenListOut)},
+            operation_id="listTokens",
         ),
         "POST": Operation(
             "A new API token of the caller (it acts with the caller's role)",
@@ -402,6 +414,7 @@ class TokensHandler(AccountBase):
                 400: error("Malformed JSON or body (invalid_json, invalid_body)"),
             },
             request=TokenIn,
+            operation_id="createToken",
         ),
     }
 
@@ -430,7 +443,9 @@ class TokenHandler(AccountBase):
     path_params = ("token_id",)
     openapi = {
         "DELETE": Operation(
-            "Revoke an API token (one's own; an admin: any)", {204: Response("Revoked"), 404: TOKEN_404}
+            "Revoke an API token (one's own; an admin: any)",
+            {204: Response("Revoked"), 404: TOKEN_404},
+            operation_id="revokeToken",
         )
     }
 
@@ -462,6 +477,7 @@ class AuditHandler(AccountBase):
             description="Logins and failed logins, uploads, calibrations, starts, stops, deletions, "
             "camera, user and token changes: who, with which role, from which address, and whether "
             "it was refused.",
+            operation_id="listAudit",
         )
     }
 

@@ -53,7 +53,9 @@ class CameraListHandler(CameraBase):
     access = {"GET": "viewer", "POST": "operator"}
     audit_actions = {"POST": "camera_add"}
     openapi = {
-        "GET": Operation("List cameras", {200: Response("Cameras", VideoListOut)}),
+        "GET": Operation(
+            "List cameras", {200: Response("Cameras", VideoListOut)}, operation_id="listCameras"
+        ),
         "POST": Operation(
             "Add a camera: a frame is grabbed to test the connection first",
             {
@@ -68,6 +70,7 @@ class CameraListHandler(CameraBase):
             request=CameraIn,
             description="Nothing is stored when the camera cannot be read. The URL's credentials "
             "are kept for the connection and shown as *** in every response.",
+            operation_id="createCamera",
         ),
     }
 
@@ -107,6 +110,7 @@ class CameraHandler(CameraBase):
                 422: CAMERA_422,
             },
             request=CameraUpdateIn,
+            operation_id="updateCamera",
         )
     }
 
@@ -128,6 +132,7 @@ class CameraSnapshotHandler(CameraBase):
                 409: error("Not a camera (not_a_camera)"),
                 422: CAMERA_422,
             },
+            operation_id="snapshotCamera",
         )
     }
 

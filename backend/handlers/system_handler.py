@@ -20,6 +20,7 @@ class HealthHandler(BaseHandler):
         "GET": Operation(
             "Database and Redis reachability",
             {200: Response("Healthy", HealthOut), 503: Response("Degraded", HealthOut)},
+            operation_id="health",
         )
     }
 
@@ -30,7 +31,13 @@ class HealthHandler(BaseHandler):
 
 class OpenApiHandler(BaseHandler):
     access = {"GET": "viewer"}
-    openapi = {"GET": Operation("This document", {200: Response("OpenAPI 3.1", media="application/json")})}
+    openapi = {
+        "GET": Operation(
+            "This document",
+            {200: Response("OpenAPI 3.1", media="application/json")},
+            operation_id="openapiDocument",
+        )
+    }
 
     def get(self) -> None:
         self.finish(openapi_json())
@@ -38,7 +45,13 @@ class OpenApiHandler(BaseHandler):
 
 class MetricsHandler(BaseHandler):
     access = {"GET": "viewer"}  # Prometheus scrapes with a viewer's API token (bearer_token)
-    openapi = {"GET": Operation("Prometheus metrics", {200: Response("Text exposition", media="text/plain")})}
+    openapi = {
+        "GET": Operation(
+            "Prometheus metrics",
+            {200: Response("Text exposition", media="text/plain")},
+            operation_id="metrics",
+        )
+    }
 
     async def get(self) -> None:
         """The registry's text; the cameras' health read for this scrape and rendered with no

@@ -138,6 +138,7 @@ class UploadHandler(VideoBase):
             },
             request=UploadForm,
             request_media="multipart/form-data",
+            operation_id="uploadVideo",
         )
     }
 
@@ -216,7 +217,9 @@ class UploadHandler(VideoBase):
 
 class VideoListHandler(VideoBase):
     access = {"GET": "viewer"}
-    openapi = {"GET": Operation("List videos", {200: Response("Videos", VideoListOut)})}
+    openapi = {
+        "GET": Operation("List videos", {200: Response("Videos", VideoListOut)}, operation_id="listVideos")
+    }
 
     async def get(self) -> None:
         rows = await videos.list_videos(db=self.application.db)
@@ -227,7 +230,9 @@ class VideoHandler(VideoBase):
     access = {"GET": "viewer", "DELETE": "admin"}
     audit_actions = {"DELETE": "delete"}
     openapi = {
-        "GET": Operation("One video", {200: Response("The video", VideoOut), 404: VIDEO_404}),
+        "GET": Operation(
+            "One video", {200: Response("The video", VideoOut), 404: VIDEO_404}, operation_id="getVideo"
+        ),
         "DELETE": Operation(
             "Delete the video, its file and its results (analytics, violations, passages)",
             {
@@ -235,6 +240,7 @@ class VideoHandler(VideoBase):
                 404: VIDEO_404,
                 409: error("The video is being streamed (stop it first)"),
             },
+            operation_id="deleteVideo",
         ),
     }
 
@@ -279,6 +285,7 @@ class CalibrationHandler(VideoBase):
                 422: error("Degenerate points (collinear, duplicates): degenerate_calibration"),
             },
             request=CalibrationIn,
+            operation_id="saveCalibration",
         )
     }
 
@@ -328,6 +335,7 @@ class ThumbnailHandler(VideoBase):
         "GET": Operation(
             "First frame as JPEG",
             {200: JPEG, 404: error("Unknown video, or its file is unreadable (thumbnail_unavailable)")},
+            operation_id="getThumbnail",
         )
     }
 
@@ -363,6 +371,7 @@ class StreamStartHandler(VideoBase):
             "in Redis, then triggers the DAG. The body is optional (empty: realtime true). A file's "
             "stored results of a previous run are replaced; a camera's accumulate over its runs "
             "(run_id).",
+            operation_id="startStream",
         )
     }
 
@@ -404,6 +413,7 @@ class StreamStopHandler(VideoBase):
                 502: AIRFLOW_502,
                 503: AIRFLOW_503,
             },
+            operation_id="stopStream",
         )
     }
 
@@ -423,6 +433,7 @@ class AnalyticsHandler(VideoBase):
         "GET": Operation(
             "Final analytics (video_analytics) or the live snapshot",
             {200: Response("Analytics", AnalyticsOut), 404: error("Unknown video or no analytics yet")},
+            operation_id="getAnalytics",
         )
     }
 
@@ -446,6 +457,7 @@ class ViolationsHandler(VideoBase):
                 404: VIDEO_404,
             },
             query=(FORMAT,),
+            operation_id="listViolations",
         )
     }
 
@@ -474,6 +486,7 @@ class ViolationSnapshotHandler(BaseHandler):
                 200: JPEG,
                 404: error("Unknown violation (violation_not_found) or no snapshot (snapshot_not_found)"),
             },
+            operation_id="getViolationSnapshot",
         )
     }
 
@@ -501,6 +514,7 @@ class PassagesHandler(VideoBase):
                 404: VIDEO_404,
             },
             query=(FORMAT,),
+            operation_id="listPassages",
         )
     }
 
@@ -548,6 +562,7 @@ class ReportHandler(VideoBase):
             "to) of wall-clock time (passages without passed_at are left out), per interval and in "
             "total: volume by class and direction, mean speed, V50, V85, the 10 km/h pace band and "
             "its share, the share over the video's limit, mean headway.",
+            operation_id="getReport",
         )
     }
 

@@ -56,6 +56,7 @@ class ClientStreamHandler(WebSocketHandler):
             "checked before the upgrade. The Origin must be allowed (ALLOWED_ORIGINS) or the "
             "backend's own.",
             security=USER_SECURITY,
+            operation_id="clientStream",
         )
     }
 
@@ -228,6 +229,7 @@ class ProcessedIngestHandler(IngestHandler):
             "WebSocket ingest of processed frames (internal token)",
             {101: UPGRADE, 401: error("No or wrong token")},
             security=("internalToken",),
+            operation_id="ingestProcessed",
         )
     }
 
@@ -246,6 +248,7 @@ class AnalyticsIngestHandler(IngestHandler):
             "WebSocket ingest of analytics updates (internal token)",
             {101: UPGRADE, 401: error("No or wrong token")},
             security=("internalToken",),
+            operation_id="ingestAnalytics",
         )
     }
 
@@ -260,6 +263,7 @@ class WebSocketStatusHandler(BaseHandler):
         "GET": Operation(
             "WebSocket connections, channel subscribers, dropped frames and repeats (totals since start)",
             {200: Response("Status", WebSocketStatusOut)},
+            operation_id="websocketStatus",
         )
     }
 

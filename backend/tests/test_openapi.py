@@ -114,14 +114,14 @@ def test_a_handler_must_declare_each_method_it_serves():
 
     class Undeclared(BaseHandler):
         access = {"GET": "viewer", "DELETE": "admin"}
-        openapi = {"GET": Operation("One thing", {200: Documented("It")})}
+        openapi = {"GET": Operation("One thing", {200: Documented("It")}, operation_id="getThing")}
 
     class Silent(BaseHandler):
         access = {"GET": "viewer"}
 
     class Unnamed(BaseHandler):
         access = {"GET": "viewer"}
-        openapi = {"GET": Operation("One thing", {200: Documented("It")})}
+        openapi = {"GET": Operation("One thing", {200: Documented("It")}, operation_id="getThing")}
 
     for handler in (Undeclared, Silent):
         with pytest.raises(ValueError, match=handler.__name__):
@@ -132,6 +132,38 @@ def test_a_handler_must_declare_each_method_it_serves():
     assert path_template("/api/things/([^/]+)", Unnamed) == "/api/things/{thing_id}"
     (op,) = route_operations([("/api/things/([^/]+)", Unnamed)])
     assert (op.path, op.method, set(op.responses)) == ("/api/things/{thing_id}", "get", {200, 401})
+
+
+def test_each_operation_has_its_own_id():
+    """The generated client names its methods by ``operation_id``: the generation refuses an
+    operation without one, or two with the same one."""
+
+    class Anonymous(BaseHandler):
+        access = {"GET": "viewer"}
+        openapi = {"GET": Operation("One thing", {200: Documented("It")})}
+
+    class Named(BaseHandler):
+        access = {"GET": "viewer"}
+        openapi = {"GET": Operation("One thing", {200: Documented("It")}, operation_id="getThing")}
+
+    with pytest.raises(ValueError, match="Anonymous GET"):
+        route_operations([("/api/things", Anonymous)])
+    with pytest.raises(ValueError, match="Named GET"):
+        route_operations([("/api/things", Named), ("/api/other", Named)])
+    (op,) = route_operations([("/api/things", Named)])
+    assert op.op.operation_id == "getThing"
+
+
+def test_operations_are_tagged_by_their_resource(doc):
+    """One tag per resource (one service of the generated client each): the first segment after
+    ``/api/``, a violation's snapshot with the videos, the sockets together."""
+    tags = {op["operationId"]: op["tags"] for item in doc["paths"].values() for op in item.values()}
+    assert tags["listVideos"] == tags["getViolationSnapshot"] == ["videos"]
+    assert tags["createCamera"] == ["cameras"]
+    assert tags["login"] == tags["me"] == ["auth"]
+    assert tags["listAudit"] == ["audit"]
+    assert tags["clientStream"] == tags["ingestAnalytics"] == ["websocket"]
+    assert tags["health"] == tags["metrics"] == tags["websocketStatus"] == ["system"]
 
 
 def test_enums_and_error_fields_are_in_the_schemas(doc):

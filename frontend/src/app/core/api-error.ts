@@ -1,9 +1,9 @@
 import { HttpErrorResponse } from '@angular/common/http';
 
-import type { components } from './api/schema';
+import type * as Schemas from './api/client/models';
 
 /** The `error` of every API error (`ErrorResponse` of the OpenAPI document). */
-export type ApiErrorBody = components['schemas']['ApiErrorBody'];
+export type ApiErrorBody = Schemas.ApiErrorBody;
 
 /**
  * A failed API call as the pages show it: the server's own message, its code and status, and the

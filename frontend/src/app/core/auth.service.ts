@@ -1,8 +1,9 @@
-import { HttpClient, HttpErrorResponse } from '@angular/common/http';
+import { HttpErrorResponse } from '@angular/common/http';
 import { Injectable, computed, inject, signal } from '@angular/core';
 import { Observable, firstValueFrom, map, tap } from 'rxjs';
 
-import { PasswordChangeRequest, SessionUser, hasRole } from './auth-models';
+import { AuthApi } from './api/client/services/auth-api';
+import { SessionUser, hasRole } from './auth-models';
 
 /**
  * The session of the page: who is logged in (the `traffic_session` cookie, HttpOnly: the page
@@ -11,8 +12,7 @@ import { PasswordChangeRequest, SessionUser, hasRole } from './auth-models';
  */
 @Injectable({ providedIn: 'root' })
 export class AuthService {
-  private readonly http = inject(HttpClient);
-  static readonly base = '/api/auth';
+  private readonly api = inject(AuthApi);
 
   private readonly current = signal<SessionUser | null>(null);
   /** the logged-in user; null before `ready()` resolves and when nobody is logged in */
@@ -35,7 +35,7 @@ export class AuthService {
     if (this.known) {
       return Promise.resolve(this.current());
     }
-    this.pending ??= firstValueFrom(this.http.get<SessionUser>(`${AuthService.base}/me`)).then(
+    this.pending ??= firstValueFrom(this.api.me()).then(
       // a login or a 401 that came first wins
       (user) => (this.known ? this.current() : this.settle(user)),
       (error: unknown) => {
@@ -55,18 +55,16 @@ export class AuthService {
 
   /** `POST /api/auth/login`: the backend sets the session cookie; errors come as they are. */
   login(username: string, password: string): Observable<SessionUser> {
-    return this.http
-      .post<{ user: SessionUser }>(`${AuthService.base}/login`, { username, password })
-      .pipe(
-        map((body) => body.user),
-        tap((user) => this.settle(user)),
-      );
+    return this.api.login({ body: { username, password } }).pipe(
+      map((body) => body.user),
+      tap((user) => this.settle(user)),
+    );
   }
 
   /** `POST /api/auth/logout` (204, with or without a session); the user is forgotten either way. */
   logout(): Observable<void> {
     this.clear();
-    return this.http.post<void>(`${AuthService.base}/logout`, null);
+    return this.api.logout();
   }
 
   /**
@@ -75,8 +73,7 @@ export class AuthService {
    * here). A wrong current password is a 401 of an auth route: it never ends the session here.
    */
   changePassword(current: string, next: string): Observable<void> {
-    const body: PasswordChangeRequest = { current_password: current, new_password: next };
-    return this.http.post<void>(`${AuthService.base}/password`, body);
+    return this.api.changePassword({ body: { current_password: current, new_password: next } });
   }
 
   /** The session ended (a 401 from the API, a logout): nobody is logged in. */

@@ -1,33 +1,29 @@
 /**
  * Shapes of the REST bodies and WebSocket messages of the backend (../shared/DESIGN.md,
- * backend/schemas.py). The REST ones are aliases of the types generated from the backend's OpenAPI
- * document (`./api/schema.d.ts`, from `./api/openapi.json`: `make api-client` regenerates both);
- * only what the document does not describe is written here (page-only types, the WebSocket
- * messages). Pixels are image pixels of the video frame, metres are on the road plane, speeds in
+ * backend/schemas.py). The REST ones are aliases of the models generated from the backend's
+ * OpenAPI document (`./api/client/models`, by ng-openapi-gen from `./api/openapi.json`; `make
+ * api-client` regenerates both); only what the document does not describe is written here
+ * (page-only types, the WebSocket messages). Pixels are image pixels of the video frame, metres are on the road plane, speeds in
  * km/h, times in seconds of video time unless named otherwise.
  */
 
-import type { components } from './api/schema';
-
-/** The REST document's schemas (`components['schemas']` of the generated types). */
-export type Schemas = components['schemas'];
+import type * as Schemas from './api/client/models';
 
 /** `[x, y]`: image pixels or road-plane metres depending on the field. */
 export type Point = [number, number];
 
 /** Row of `videos` (`GET /api/videos`, `GET /api/videos/{id}`). */
-export type Video = Schemas['VideoOut'];
-export type VideoList = Schemas['VideoListOut'];
+export type Video = Schemas.VideoOut;
 
 /** uploaded · processing · stopping · completed · stopped · failed (the backend's `VideoStatus`). */
-export type VideoStatus = Schemas['VideoStatus'];
+export type VideoStatus = Schemas.VideoStatus;
 
 // ---- sources: files and cameras --------------------------------------------------------------
 
 export type SourceKind = Video['source_kind'];
 
 /** `health` of a camera row: what its producer reports about the connection. */
-export type CameraHealth = Schemas['CameraHealth'];
+export type CameraHealth = Schemas.CameraHealth;
 
 /** idle (not streaming) · connecting · live · reconnecting · failed */
 export type CameraHealthState = CameraHealth['state'];
@@ -37,10 +33,10 @@ export function isCamera(video: Pick<Video, 'source_kind'> | null | undefined): 
 }
 
 /** `POST /api/cameras` body: the backend grabs a frame to test the URL before storing it. */
-export type CameraCreateRequest = Schemas['CameraIn'];
+export type CameraCreateRequest = Schemas.CameraIn;
 
 /** `PUT /api/cameras/{id}` body: a new name and/or URL (a new URL is tested first). */
-export type CameraUpdateRequest = Schemas['CameraUpdateIn'];
+export type CameraUpdateRequest = Schemas.CameraUpdateIn;
 
 // ---- stored status -> what the pages show (the one mapping) ----------------------------------
 
@@ -85,35 +81,35 @@ export function isCalibrated(video: Pick<Video, 'homography_matrix'>): boolean {
 // ---- calibration, streams, results -----------------------------------------------------------
 
 /** `PUT /api/videos/{id}/calibration` body. */
-export type CalibrationRequest = Schemas['CalibrationIn'];
+export type CalibrationRequest = Schemas.CalibrationIn;
 
 /** The video and the RMS distance on the road plane of the fitted points, metres. */
-export type CalibrationResponse = Schemas['CalibrationOut'];
+export type CalibrationResponse = Schemas.CalibrationOut;
 
-export type StreamStartResponse = Schemas['StreamStartOut'];
-export type StreamStopResponse = Schemas['StreamStopOut'];
+export type StreamStartResponse = Schemas.StreamStartOut;
+export type StreamStopResponse = Schemas.StreamStopOut;
 
 /** `GET /api/videos/{id}/analytics` (final row, else the live snapshot). */
-export type VideoAnalytics = Schemas['AnalyticsOut'];
+export type VideoAnalytics = Schemas.AnalyticsOut;
 
 /** A `speeding_violations` row (`id` null: an entry of the running stream's live list). */
-export type Violation = Schemas['ViolationOut'];
+export type Violation = Schemas.ViolationOut;
 
 /** `source` `live`: the running stream's list (nothing stored yet). */
-export type ViolationList = Schemas['ViolationListOut'];
+export type ViolationList = Schemas.ViolationListOut;
 
 /** A `vehicle_passages` row: one counted vehicle. */
-export type Passage = Schemas['Passage'];
-export type PassageList = Schemas['PassageListOut'];
+export type Passage = Schemas.Passage;
+export type PassageList = Schemas.PassageListOut;
 
-export type HistogramBin = Schemas['HistogramBin'];
+export type HistogramBin = Schemas.HistogramBin;
 
 /** `GET /api/videos/{id}/report`. */
-export type TrafficReport = Schemas['ReportOut'];
+export type TrafficReport = Schemas.ReportOut;
 
 // ---- report over a time window ----------------------------------------------------------------
 
-export type ReportInterval = Schemas['WindowReportOut']['interval'];
+export type ReportInterval = Schemas.WindowReportOut['interval'];
 
 export const REPORT_INTERVALS: readonly ReportInterval[] = ['5m', '15m', '1h'];
 
@@ -128,12 +124,12 @@ export interface ReportWindowQuery {
 }
 
 /** The figures of one interval of a window, or of the whole window (`total`). */
-export type WindowFigures = Schemas['WindowStats'];
+export type WindowFigures = Schemas.WindowStats;
 
-export type WindowInterval = Schemas['WindowInterval'];
+export type WindowInterval = Schemas.WindowInterval;
 
 /** `GET /api/videos/{id}/report?from=&to=&interval=`. */
-export type WindowReport = Schemas['WindowReportOut'];
+export type WindowReport = Schemas.WindowReportOut;
 
 // ---- WebSocket ------------------------------------------------------------------------------
 

@@ -84,7 +84,7 @@ describe('ReportComponent (time window)', () => {
     fixture.detectChanges();
     http.expectOne('/api/videos/5').flush(source('camera'));
     const req = http.expectOne((r) => r.url === '/api/videos/5/report');
-    expect(req.request.urlWithParams).toBe(
+    expect(decodeURIComponent(req.request.urlWithParams)).toBe(
       '/api/videos/5/report?from=2026-12-07T09:03:27Z&to=2026-12-07T10:03:27Z&interval=15m',
     );
     lists();
@@ -133,7 +133,7 @@ describe('ReportComponent (time window)', () => {
     interval.dispatchEvent(new Event('change'));
     el.querySelector<HTMLButtonElement>('[data-testid=window-picker] button[type=submit]')!.click();
     const req = http.expectOne((r) => r.url === '/api/videos/5/report' && r.params.has('from'));
-    expect(req.request.urlWithParams).toBe(
+    expect(decodeURIComponent(req.request.urlWithParams)).toBe(
       '/api/videos/5/report?from=2026-12-06T10:03:27Z&to=2026-12-07T10:03:27Z&interval=1h',
     );
     req.flush({

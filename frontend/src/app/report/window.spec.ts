@@ -104,7 +104,7 @@ describe('VideoService window report', () => {
     };
     api.windowReport(4, query).subscribe();
     const req = http.expectOne((r) => r.method === 'GET' && r.url === '/api/videos/4/report');
-    expect(req.request.urlWithParams).toBe(
+    expect(decodeURIComponent(req.request.urlWithParams)).toBe(
       '/api/videos/4/report?from=2026-12-07T09:00:00Z&to=2026-12-07T10:00:00Z&interval=5m',
     );
     expect(req.request.headers.has('Authorization')).toBe(false);

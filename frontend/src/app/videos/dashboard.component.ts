@@ -17,6 +17,7 @@ import { apiFailure } from '../core/api-error';
 import { AuthService } from '../core/auth.service';
 import { Video, VideoAnalytics, isCalibrated, isCamera, streamStatus } from '../core/models';
 import { VideoService } from '../core/video.service';
+import { ConfirmButtonComponent } from '../shared/confirm-button/confirm-button.component';
 import { baseName, fixed, formatBytes, formatDuration } from '../shared/format';
 import { HealthBadgeComponent } from '../shared/health-badge.component';
 import { AddCameraComponent } from './add-camera.component';
@@ -40,7 +41,7 @@ export const REFRESH_MS = 3000;
  */
 @Component({
   selector: 'app-dashboard',
-  imports: [RouterLink, HealthBadgeComponent, AddCameraComponent],
+  imports: [RouterLink, HealthBadgeComponent, AddCameraComponent, ConfirmButtonComponent],
   templateUrl: './dashboard.component.html',
   styleUrl: './dashboard.component.css',
   changeDetection: ChangeDetectionStrategy.OnPush,

@@ -29,7 +29,8 @@ import {
         <button
           #confirmButton
           type="button"
-          class="btn btn-sm btn-danger solid"
+          class="btn btn-danger solid"
+          [class.btn-sm]="small()"
           [attr.data-testid]="confirmTestid() || null"
           [disabled]="busy()"
           (click)="confirmed.emit()"
@@ -38,7 +39,8 @@ import {
         </button>
         <button
           type="button"
-          class="btn btn-sm"
+          class="btn"
+          [class.btn-sm]="small()"
           [attr.data-testid]="keepTestid() || null"
           (click)="keep()"
         >
@@ -49,7 +51,8 @@ import {
       <button
         #askButton
         type="button"
-        class="btn btn-sm btn-danger"
+        class="btn btn-danger"
+        [class.btn-sm]="small()"
         [attr.data-testid]="testid() || null"
         [attr.aria-label]="label() || null"
         (click)="ask()"
@@ -78,6 +81,8 @@ export class ConfirmButtonComponent {
   readonly testid = input('');
   readonly confirmTestid = input('');
   readonly keepTestid = input('');
+  /** the small buttons of a table row; false: the size of the buttons beside it */
+  readonly small = input(true);
 
   /** the second step (confirm or keep) is shown */
   readonly open = model(false);
