@@ -7,7 +7,9 @@
    (``process_batch``).
 3. N streams through the batched path, as the Spark job runs them: each tick (``--tick-s`` of
    video, 5 frames a stream at 25 fps) the frames of all N streams are decoded, detected in batched
-   calls and embedded in one call in this process (the batched detection stage); ``--workers``
+   calls and embedded in one call in this process (the batched detection stage, the library's
+   ``processor.analyze_frames`` with the job's config: the boxes in the ROI and its margin of
+   road, ``spark.streaming.detect_stage``); ``--workers``
    forked processes then track, measure, draw and encode their streams (the per-video stage, one
    Python worker per shuffle partition). A stream keeps real time when the aggregate rate is at
    least N x the clip's fps. The largest such N is printed as "real-time streams per GPU", with the
@@ -28,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from itertools import repeat
 from multiprocessing.connection import Connection
 
 import cv2
@@ -36,8 +39,7 @@ from traffic_processing.cli import settings_from_calibration
 from traffic_processing.config import CalibrationFile, ProcessorConfig
 from traffic_processing.detector import DetectorConfig, ModelLoadError, VehicleDetector
 from traffic_processing.device import DeviceError, cuda_available, resolve_device
-from traffic_processing.processor import FrameProcessor, embed_detections
-from traffic_processing.roi import RoiFilter
+from traffic_processing.processor import FrameProcessor, analyze_frames, bind_to_detector, tracking_filter
 from traffic_processing.tracker import TrackerConfig
 from traffic_processing.video import probe_video
 from traffic_processing.visualize import decode_jpeg, encode_jpeg
@@ -45,6 +47,7 @@ from traffic_processing.visualize import decode_jpeg, encode_jpeg
 from contracts.assets import REPO_ROOT as REPO
 from contracts.assets import SAMPLE_VIDEO, SHARED_MODELS
 from contracts.messages import FrameConfig
+from spark.streaming.settings import SparkSettings
 
 DEFAULT_VIDEO = SAMPLE_VIDEO
 DEFAULT_MODEL = SHARED_MODELS / "yolov8n_rebuilt_from_int8.pt"
@@ -205,8 +208,13 @@ def run_streams(
         p.start()
         pipes.append(parent)
         procs.append(p)
-    roi = RoiFilter(settings.roi_polygon)
-    tracker_cfg = TrackerConfig(embed_batch=64, half=detector.half)
+    # the Spark job's batched detection stage (``spark.streaming.detect_stage``): its config (the
+    # deployment's default EMBED_BATCH, the embedder on the detector's device and precision) and
+    # its boxes to track (the ROI and its margin of road)
+    embed_batch = SparkSettings.model_fields["EMBED_BATCH"].default
+    config = ProcessorConfig(detector=detector.config, tracker=TrackerConfig(embed_batch=embed_batch))
+    bind_to_detector(config, detector)
+    select = tracking_filter(settings, config)
     offsets = [(s * 37) % len(_JPEGS) for s in range(n)]
     frame_number = 0
     done = 0
@@ -227,9 +235,7 @@ def run_streams(
                 for k in range(tick_frames)
             ]
             frames = [decode_jpeg(_JPEGS[i]) for _, _, i in items]
-            detected = detector.detect(frames)
-            kept = [d[roi(d).in_roi] for d in detected]
-            embedded = embed_detections(frames, kept, tracker_cfg, detector.device)
+            embedded = analyze_frames(frames, detector, repeat(select), config)
             work: list[list] = [[] for _ in pipes]
             for (s, fn, i), dets in zip(items, embedded):
                 work[s % len(pipes)].append((s, fn, i, dets.to_bytes()))

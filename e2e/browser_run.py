@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -41,13 +40,6 @@ def build_dashboard() -> None:
         ["make", "--no-print-directory", "frontend", "browser-deps"], cwd=REPO, check=True, timeout=1200
     )
     assert (REPO / "frontend/dist/traffic-dashboard/browser/index.html").exists()
-
-
-def get(base: str, path: str, token: str) -> bytes:
-    """GET with an API token (issue 17: no route is open)."""
-    req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return r.read()
 
 
 def make_account(api, role: str) -> dict[str, str]:  # noqa: ANN001  (a stack.rest_client.Api)

@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from e2e.browser_run import SpecRun, audit_entries, get, make_account, run_spec
+from e2e.browser_run import SpecRun, audit_entries, make_account, run_spec
 from e2e.harness import REPO, Api, wait_dag_run
 
 pytestmark = pytest.mark.slow
@@ -255,10 +255,8 @@ def test_a_camera_added_watched_through_an_outage_and_reported_in_chromium(
     assert report["csv"]["status"] == 200 and report["csv"]["lines"] >= 2, report["csv"]
     # the page shows the server's window (passages drained while streaming: by now, at least
     # as many have their passage in it), and every passage of the stream is in that window
-    later = json.loads(
-        get(base, f"/api/videos/{vid}/report?from={query['from']}&to={query['to']}&interval=15m", api.token)
-    )
-    passages = json.loads(get(base, f"/api/videos/{vid}/passages", api.token))["passages"]
+    later = api.expect("GET", f"/api/videos/{vid}/report?from={query['from']}&to={query['to']}&interval=15m")
+    passages = api.expect("GET", f"/api/videos/{vid}/passages")["passages"]
     print(
         f"  window: {report['total_volume']} vehicles in the page, {later['total']['volume']} in the same"
         f" window after the stop, {len(passages)} passages stored"

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.browser_run import audit_entries, get, make_account, run_spec
+from e2e.browser_run import audit_entries, make_account, run_spec
 from e2e.harness import REPO, Api
 from stack.rest_client import wait_http
 
@@ -145,7 +145,7 @@ def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, lo
     # the backend reports is tight
     assert seen["roi_vertices"] == len(calib["roi_polygon"])
     assert 0 <= seen["reprojection_error_m"] <= MAX_REPROJECTION_M, seen["saved_text"]
-    video = json.loads(get(base, f"/api/videos/{video_id}", token))
+    video = api.expect("GET", f"/api/videos/{video_id}")
     assert len(video["roi"]) == len(calib["roi_polygon"])
     for got, want in zip(video["roi"], calib["roi_polygon"]):
         assert abs(got[0] - want[0]) <= 1 and abs(got[1] - want[1]) <= 1, (video["roi"], calib["roi_polygon"])
@@ -190,7 +190,7 @@ def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, lo
     assert seen["final_status"] == "completed", seen
     final_tracks = [e["track_id"] for e in seen["log_final"]]
     assert sorted(final_tracks) == sorted(live_tracks), (seen["log_final"], seen["log_live"])
-    violations = json.loads(get(base, f"/api/videos/{video_id}/violations", token))
+    violations = api.expect("GET", f"/api/videos/{video_id}/violations")
     assert violations["source"] == "stored"
     assert sorted(v["track_id"] for v in violations["violations"]) == sorted(live_tracks)
 
@@ -198,7 +198,7 @@ def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, lo
     assert seen["report_speeding"] == seen["violations_rows"] == len(live_tracks), seen
     assert seen["report_total"] == seen["passages_rows"], seen
     if not degraded:
-        passages = json.loads(get(base, f"/api/videos/{video_id}/passages", token))["passages"]
+        passages = api.expect("GET", f"/api/videos/{video_id}/passages")["passages"]
         assert seen["report_total"] == len(vehicles), (
             "passages (track, class, frames, km/h):\n"
             + "\n".join(
@@ -215,7 +215,7 @@ def test_dashboard_in_chromium_against_the_real_stack(dashboard_built, stack, lo
         assert seen["charts"][name]["painted"] > 0.01, seen["charts"]
     for testid, path in (("passages-csv", "passages"), ("violations-csv", "violations")):
         downloaded = Path(seen[f"{testid}_file"]).read_bytes()
-        assert downloaded == get(base, f"/api/videos/{video_id}/{path}?format=csv", token), testid
+        assert downloaded == api.read(f"/api/videos/{video_id}/{path}?format=csv"), testid
         assert downloaded.count(b"\n") >= 2
 
     # issue 17: the journey was an operator's (logged in through the page), each of its actions

@@ -52,13 +52,33 @@ class Api:
         timeout: float = 60,
     ) -> tuple[int, dict]:
         """(status, JSON body) of any answer, an error status included."""
+        status, raw = self.request(method, path, body, headers, timeout)
+        return status, json.loads(raw or b"{}")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict | None = None,
+        timeout: float = 60,
+    ) -> tuple[int, bytes]:
+        """(status, body as sent) of any answer, an error status included."""
         sent = {"Authorization": f"Bearer {self.token}", **(headers or {})}
         req = urllib.request.Request(self.base + path, data=body, method=method, headers=sent)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, json.loads(r.read() or b"{}")
+                return r.status, r.read()
         except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"{}")
+            return err.code, err.read()
+
+    def read(self, path: str, timeout: float = 60) -> bytes:
+        """The body of ``GET path`` as sent (a CSV download byte for byte); any status but 200
+        raises ApiError."""
+        status, raw = self.request("GET", path, timeout=timeout)
+        if status != 200:
+            raise ApiError("GET", path, status, {"body": raw.decode(errors="replace")})
+        return raw
 
     def json(
         self, method: str, path: str, payload: dict | None = None, timeout: float = 60

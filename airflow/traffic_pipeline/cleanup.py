@@ -1,18 +1,21 @@
 """``cleanup``: the end of every run (also after a failure or a stop), idempotent.
 
-1. ``video_analytics`` upserted from the progress hash's ``summary`` (final, or the latest
-   partial one after a stop or failure), else from ``analytics:video:{id}``.
-2. The last continuous results (``results.drain_results``): the passages and violations still in
+The final summary is the progress hash's ``summary`` (final, or the latest partial one after a
+stop or failure), else ``analytics:video:{id}``'s; the final status is ``final_status``'s. Then,
+in this order:
+
+1. The last continuous results (``results.drain_results``): the passages and violations still in
    Redis, and the summary's vehicles still tracked at the end, into ``vehicle_passages`` and
-   ``speeding_violations`` (a vehicle already stored is skipped; the lists are trimmed only after
-   commit), violations with their JPEG crop (``results.SnapshotWriter``).
+   ``speeding_violations`` in one transaction (a vehicle already stored is skipped; the lists are
+   trimmed only after commit), violations with their JPEG crop (``results.SnapshotWriter``).
+2. In a second transaction, ``video_analytics`` upserted from the summary (no summary: none written) and
+   ``videos.status`` set to the final status (``VideoStatus``).
 3. This video's entries removed from ``video-frames`` (but for an end of stream the processor
-   has not handled yet) and ``processed-frames``; on
-   ``processed-frames`` only those the Redis bridge's group has been delivered and acked
-   (waiting up to ``delivery_wait_s`` for it), so that no browser misses the last frames.
-4. Stop flag deleted, live analytics key deleted once stored, progress ``state`` "done" with
-   the final ``status`` (the hash stays, with its TTL, for the UI), ``videos.status`` set
-   (``VideoStatus``).
+   has not handled yet) and ``processed-frames``; on ``processed-frames`` only those the Redis
+   bridge's group has been delivered and acked (waiting up to ``delivery_wait_s`` for it; all of
+   them when there is no such group), so that no browser misses the last frames.
+4. Stop flag deleted, live analytics key deleted when a summary was stored, progress ``state``
+   "done" with the final ``status`` (the hash stays, with its TTL, for the UI).
 """
 
 from __future__ import annotations

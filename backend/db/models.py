@@ -147,15 +147,6 @@ def utc_datetime(epoch_s: float) -> datetime:
     return datetime.fromtimestamp(epoch_s, UTC).replace(tzinfo=None)
 
 
-def utc_iso(value: datetime | float | None) -> str | None:
-    """A stored (naive, UTC) datetime or epoch seconds -> ISO 8601 with ``+00:00``."""
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        value = utc_datetime(value)
-    return value.replace(tzinfo=UTC).isoformat()
-
-
 class VehiclePassage(Base):
     """One counted vehicle of a stream (its passage through the ROI), written as its track ends
     (continuous results: the monitor drains the processor's passages while the stream runs, the

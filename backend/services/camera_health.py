@@ -26,9 +26,10 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.db import crud
-from backend.db.models import Video, utc_iso
+from backend.db.models import Video
 from backend.db.session import Database
 from backend.schemas import CameraHealth
+from backend.services.formatting import utc_iso
 from backend.services.metrics import CameraSample
 from backend.services.redact import redact_text, url_secrets
 from contracts import streams

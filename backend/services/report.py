@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from backend.db.models import utc_iso
 from backend.services.errors import ServiceError
+from backend.services.formatting import utc_iso
 
 BIN_WIDTH_KMH = 10
 

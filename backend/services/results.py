@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 
 from backend.db import crud
-from backend.db.models import SpeedingViolation, VehiclePassage, Video, VideoAnalytics, utc_iso, violation_row
+from backend.db.models import SpeedingViolation, VehiclePassage, Video, VideoAnalytics, violation_row
 from backend.db.session import Database
 from backend.schemas import (
     FinalAnalyticsOut,
@@ -25,6 +25,7 @@ from backend.schemas import (
     WindowReportOut,
 )
 from backend.services.errors import not_found
+from backend.services.formatting import utc_iso
 from backend.services.report import Window, traffic_report, window_report
 from contracts import streams
 from contracts.messages import Passage, Violation

@@ -12,9 +12,7 @@ instance's registration lapses, then goes on from where it was); the stored resu
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 
 import pytest
 
@@ -37,11 +35,9 @@ def instance_names(stack) -> dict[int, str]:
 
 
 def connections(port: int, token: str) -> int:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/websocket/status", headers={"Authorization": f"Bearer {token}"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.load(r)["total_connections"]
+    """The WebSocket connections the instance at ``port`` holds (asked of it, not the proxy)."""
+    api = Api(f"http://127.0.0.1:{port}", token)
+    return api.expect("GET", "/api/websocket/status", timeout=10)["total_connections"]
 
 
 def updates(viewer: Viewer, after: float = 0.0) -> list[int]:
