@@ -13,8 +13,9 @@ A handler must declare an operation for exactly the methods it has a rule for.
 ``backend/tests/test_openapi.py`` checks that every documented response is what the API really
 answers.
 
-``python -m backend.openapi --write PATH`` writes the document: the dashboard's TypeScript types
-are generated from that file (``make api-client``; ``make lint`` fails when it is stale).
+``python -m backend.openapi --write PATH`` writes the document: the dashboard's API client (its
+Angular services, named by ``operation_id`` and grouped by tag, and models) is generated from that
+file by ng-openapi-gen (``make api-client``; ``make lint`` fails when either is stale).
 """
 
 from __future__ import annotations

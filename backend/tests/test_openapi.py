@@ -157,7 +157,9 @@ def test_each_operation_has_its_own_id():
 def test_operations_are_tagged_by_their_resource(doc):
     """One tag per resource (one service of the generated client each): the first segment after
     ``/api/``, a violation's snapshot with the videos, the sockets together."""
-    tags = {op["operationId"]: op["tags"] for item in doc["paths"].values() for op in item.values()}
+    ops = [op for item in doc["paths"].values() for op in item.values()]
+    tags = {op["operationId"]: op["tags"] for op in ops}
+    assert len(tags) == len(ops)  # no two operations share an id
     assert tags["listVideos"] == tags["getViolationSnapshot"] == ["videos"]
     assert tags["createCamera"] == ["cameras"]
     assert tags["login"] == tags["me"] == ["auth"]
