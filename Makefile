@@ -104,10 +104,8 @@ api-client: install
 api-client-check: install
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  $(call write_api_client,$$tmp) && \
-	  if ! diff -rq "$$tmp" $(API_DIR) >/dev/null; then \
-	    diff -rq "$$tmp" $(API_DIR); \
-	    echo "$(API_DIR) is stale (the API changed): run make api-client"; exit 1; \
-	  fi
+	  diff -rq "$$tmp" $(API_DIR) || \
+	    { echo "$(API_DIR) is stale (the API changed): run make api-client"; exit 1; }
 
 lint: install api-client-check
 	$(VENV)/bin/ruff check .

@@ -39,7 +39,7 @@ from traffic_processing.cli import settings_from_calibration
 from traffic_processing.config import CalibrationFile, ProcessorConfig
 from traffic_processing.detector import DetectorConfig, ModelLoadError, VehicleDetector
 from traffic_processing.device import DeviceError, cuda_available, resolve_device
-from traffic_processing.processor import FrameProcessor, analyze_frames, bind_to_detector, tracking_filter
+from traffic_processing.processor import FrameProcessor, analyze_frames, tracking_filter
 from traffic_processing.tracker import TrackerConfig
 from traffic_processing.video import probe_video
 from traffic_processing.visualize import decode_jpeg, encode_jpeg
@@ -213,8 +213,7 @@ def run_streams(
     # its boxes to track (the ROI and its margin of road)
     embed_batch = SparkSettings.model_fields["EMBED_BATCH"].default
     config = ProcessorConfig(detector=detector.config, tracker=TrackerConfig(embed_batch=embed_batch))
-    bind_to_detector(config, detector)
-    select = tracking_filter(settings, config)
+    select = tracking_filter(settings, config)  # analyze_frames binds config to the detector
     offsets = [(s * 37) % len(_JPEGS) for s in range(n)]
     frame_number = 0
     done = 0

@@ -26,7 +26,7 @@ from pydantic import (
     field_validator,
 )
 
-from .streams import text
+from .streams import PROGRESS_TTL_S, progress_key, text
 
 # The speed limit (km/h) of a video without its own: the one definition of the default.
 DEFAULT_SPEED_LIMIT_KMH = 60.0
@@ -488,6 +488,15 @@ class StreamProgress(BaseModel):
 StreamProgress.COUNTERS = frozenset(
     name for name in StreamProgress.model_fields if StreamProgress.writers_of(name).counter
 )
+
+
+def write_progress(pipe: Any, video_id: int, writer: ProgressWriter, **fields: Any) -> None:
+    """Queue on ``pipe`` (a Redis pipeline) the HSET of ``fields`` on the video's progress hash
+    (``StreamProgress.update``: only fields ``writer`` owns) and the renewal of its TTL
+    (``PROGRESS_TTL_S``)."""
+    key = progress_key(video_id)
+    pipe.hset(key, mapping=StreamProgress.update(writer, **fields))
+    pipe.expire(key, PROGRESS_TTL_S)
 
 
 def _encode_field(value: Any) -> str:

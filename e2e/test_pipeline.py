@@ -47,9 +47,7 @@ def run_id(run: dict) -> str:
 def hub_drops(api: Api) -> int:
     """Frames the backend's hub has dropped for slow clients since it started (every client's:
     ``GET /api/websocket/status``)."""
-    status, body = api.call("GET", "/api/websocket/status")
-    assert status == 200, body
-    return body["dropped_frames"]
+    return api.expect("GET", "/api/websocket/status")["dropped_frames"]
 
 
 def assert_stream_in_order(viewer: Viewer, frames_total: int) -> None:

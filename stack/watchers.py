@@ -32,7 +32,7 @@ class Watcher:
         sample: bool,
         data: str,
         started: float,
-        services: Collection[str] = ("spark", "airflow"),
+        services: Collection[str] = ("spark", "airflow", "rtsp-camera"),
     ) -> None:
         self.infra, self.console, self.sample, self.started = infra, console, sample, started
         self.services = set(services)
@@ -68,7 +68,7 @@ class Watcher:
             except (OSError, ValueError, KeyError) as exc:
                 self.console.print(f"[stack] the sample video was not registered: {exc}")
         camera_id = None
-        if self.sample:
+        if self.sample and "rtsp-camera" in self.services:  # not with an --only that leaves it out
             try:
                 camera_id = register_demo_camera(self.infra.env)
             except (OSError, ValueError, KeyError) as exc:

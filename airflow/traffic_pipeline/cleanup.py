@@ -34,11 +34,11 @@ from contracts.messages import (
     Summary,
     VideoStatus,
     field_text,
+    write_progress,
 )
 from contracts.streams import parse_stream_id, text
 
 from .config import PipelineSettings, default_log
-from .producer import write_progress
 from .results import Drained, SnapshotWriter, drain_results, session_factory
 
 

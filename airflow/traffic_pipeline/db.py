@@ -175,7 +175,7 @@ def insert_violations(
             violation_row(
                 video_id,
                 v,
-                default_detected_at=now(),
+                default_detected_at=now() if v.detected_at is None else None,
                 snapshot_path=save_snapshot(v) if save_snapshot is not None else None,
             )
         )

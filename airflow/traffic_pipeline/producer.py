@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from contracts import streams
-from contracts.messages import FrameConfig, ProgressWriter, StreamProgress, StreamState, VideoFrame
+from contracts.messages import (
+    FrameConfig,
+    ProgressWriter,
+    StreamProgress,
+    StreamState,
+    VideoFrame,
+    write_progress,
+)
 
 from .config import PipelineSettings, default_log
 
@@ -49,14 +56,6 @@ def resolve_video_path(file_path: str, storage: Path) -> Path:
         if candidate.is_file():
             return candidate
     return p  # probe_video raises VideoError with this path
-
-
-def write_progress(pipe: Any, video_id: int, writer: ProgressWriter, **fields: Any) -> None:
-    """Queue on ``pipe`` the HSET of ``fields`` on the video's progress hash (``StreamProgress.
-    update``: only fields ``writer`` owns) and the renewal of its TTL (``PROGRESS_TTL_S``)."""
-    pkey = streams.progress_key(video_id)
-    pipe.hset(pkey, mapping=StreamProgress.update(writer, **fields))
-    pipe.expire(pkey, streams.PROGRESS_TTL_S)
 
 
 def produce_frames(

@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from backend.db.account_models import ApiToken, AuditEntry, User
-from backend.handlers.base import ApiError, BaseHandler, parse_id, validation_error
+from backend.handlers.base import ApiError, BaseHandler, parse_id
 from backend.openapi import Operation, Response, error
 from backend.schemas import (
     AuditEntryOut,
@@ -95,12 +95,6 @@ def entry_out(entry: AuditEntry) -> AuditEntryOut:
 
 
 class AccountBase(BaseHandler):
-    def body_of(self, model: type[M]) -> M:
-        try:
-            return model.model_validate(self.json_body())
-        except ValidationError as exc:
-            raise validation_error(exc) from exc
-
     def set_session_cookie(self, secret: str) -> None:
         self.set_signed_cookie(
             SESSION_COOKIE,

@@ -7,7 +7,7 @@ import hmac
 import io
 import json
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from tornado.httputil import HTTPServerRequest
@@ -18,6 +18,8 @@ from backend.schemas import error_body
 from backend.services import access, audit
 from backend.services.accounts import Principal
 from backend.services.errors import ServiceError
+
+M = TypeVar("M", bound=BaseModel)
 
 if TYPE_CHECKING:
     from backend.app import TrafficApplication
@@ -159,6 +161,13 @@ class BaseHandler(RequestHandler):
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
 
+    def body_of(self, model: type[M]) -> M:
+        """The JSON body validated by ``model``; 400 ``invalid_body`` naming the refused field."""
+        try:
+            return model.model_validate(self.json_body())
+        except ValidationError as exc:
+            raise validation_error(exc) from exc
+
     def on_finish(self) -> None:
         self.application.record_request(self)
         action = self.audit_actions.get(self.request.method or "")
@@ -178,20 +187,12 @@ def bearer_ok(request: HTTPServerRequest, expected: str, fallback_header: str | 
     return bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
 
 
-def validation_field(exc: ValidationError) -> str | None:
-    """Where the first error of ``exc`` is: its location joined by "." (``image_points.2.0``), or
-    None for the body as a whole."""
-    return ".".join(str(part) for part in exc.errors()[0]["loc"]) or None
-
-
-def validation_message(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    return f"{validation_field(exc) or 'body'}: {first['msg']}"
-
-
 def validation_error(exc: ValidationError, code: str = "invalid_body") -> ApiError:
-    """The 400 of a body its model refuses: the first error's message, naming its field."""
-    return ApiError(400, code, validation_message(exc), field=validation_field(exc))
+    """The 400 of a body its model refuses: the first error's message, naming its field (its
+    location joined by ".", ``image_points.2.0``; none for the body as a whole)."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    return ApiError(400, code, f"{field or 'body'}: {first['msg']}", field=field)
 
 
 def parse_id(raw: str, code: str, what: str) -> int:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from backend.db.models import Video
-from backend.handlers.base import validation_error
 from backend.handlers.video_handler import VIDEO_404, VideoBase
 from backend.openapi import Operation, Response, error
 from backend.schemas import CameraIn, CameraUpdateIn, VideoListOut, VideoOut
@@ -41,12 +40,6 @@ class CameraBase(VideoBase):
             timeout_s=app.config.CAMERA_TIMEOUT_S,
         )
         self.send_model(await self.video_out(updated))
-
-    def body_of(self, model: type[M]) -> M:
-        try:
-            return model.model_validate(self.json_body())
-        except ValidationError as exc:
-            raise validation_error(exc) from exc
 
 
 class CameraListHandler(CameraBase):

@@ -48,7 +48,8 @@ MULTIPART_SLACK = 64 * 1024  # headers and boundaries around the file part
 VIDEO_404 = error("Unknown video id (video_not_found)")
 AIRFLOW_502 = error("Airflow answered unexpectedly (airflow_error); nothing was changed")
 AIRFLOW_503 = error("Airflow unreachable (airflow_unavailable); nothing was changed")
-FORMAT = {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]}}
+FORMATS = ("json", "csv")  # of the results: ?format=
+FORMAT = {"name": "format", "in": "query", "schema": {"type": "string", "enum": list(FORMATS)}}
 REPORT_WINDOW = (
     {
         "name": "from",
@@ -96,7 +97,7 @@ class VideoBase(BaseHandler):
 
     def result_format(self) -> str:
         fmt = self.get_query_argument("format", "json")
-        if fmt not in ("json", "csv"):
+        if fmt not in FORMATS:
             raise ApiError(400, "invalid_format", f"format must be 'json' or 'csv', not {fmt[:40]!r}")
         return fmt
 
@@ -392,10 +393,7 @@ class StreamStartHandler(VideoBase):
     def _body(self) -> StreamStartIn:
         if not self.request.body or not self.request.body.strip():
             return StreamStartIn()
-        try:
-            return StreamStartIn.model_validate(self.json_body())
-        except ValidationError as exc:
-            raise validation_error(exc) from exc
+        return self.body_of(StreamStartIn)
 
 
 class StreamStopHandler(VideoBase):

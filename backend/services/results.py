@@ -136,9 +136,9 @@ async def passages(*, db: Database, video_id: int) -> list[Passage]:
 
 async def report(*, db: Database, video: Video, default_limit_kmh: float) -> ReportOut:
     """The traffic report from the passages, against the video's limit (else the default)."""
-    rows = await db.run(lambda s: crud.list_passages(session=s, video_id=video.id))
+    items = await passages(db=db, video_id=video.id)
     body: dict[str, Any] = traffic_report(
-        video.id, [passage_of(r).model_dump() for r in rows], speed_limit(video, default_limit_kmh)
+        video.id, [p.model_dump() for p in items], speed_limit(video, default_limit_kmh)
     )
     return ReportOut.model_validate(body)
 

@@ -43,7 +43,7 @@ DETECT_SCHEMA = SCHEMA + ", detections binary"
 def detect_rows(pdf: pd.DataFrame, settings: SparkSettings) -> list[bytes | None]:
     """The ``detections`` of each source row (None where the row has no decodable frame or its
     config is unreadable, or the model cannot load: the per-video stage reports those)."""
-    from traffic_processing.processor import analyze_frames, bind_to_detector, tracking_filter
+    from traffic_processing.processor import analyze_frames, tracking_filter
     from traffic_processing.visualize import decode_jpeg
 
     from spark.streaming.stages import frame_settings, get_detector, processor_config
@@ -76,7 +76,7 @@ def detect_rows(pdf: pd.DataFrame, settings: SparkSettings) -> list[bytes | None
         detector = get_detector(settings)
     except Exception:  # noqa: BLE001 - the per-video stage reports the fatal error per video
         return out
-    embedded = analyze_frames(frames, detector, filters, bind_to_detector(config, detector))
+    embedded = analyze_frames(frames, detector, filters, config)
     for i, dets in zip(rows, embedded):
         out[i] = dets.to_bytes()
     return out

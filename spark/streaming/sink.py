@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.messages import ProcessedFrame, ProgressWriter, StreamProgress, Summary
+from contracts.messages import ProcessedFrame, ProgressWriter, StreamProgress, Summary, write_progress
 from contracts.streams import (
     ANALYTICS_TTL_S,
     PROCESSED_FRAMES,
-    PROGRESS_TTL_S,
     SINK_LAST_BATCH_KEY,
     analytics_key,
     parse_stream_id,
@@ -147,23 +146,21 @@ def _queue_batch(pipe: Any, rows: list[dict], stamp: float) -> None:
             pipe.hincrby(key, name, amount)
         if agg.fatal:
             log.error("[SPARK-APP] FATAL for video %s: %s", video_id, agg.fatal)
-        pipe.hset(
-            key,
-            mapping=StreamProgress.update(
-                ProgressWriter.PROCESSOR,
-                processed_last_frame=agg.last if agg.processed else None,
-                stride=agg.stride,
-                detect_hz=agg.detect_hz,
-                degraded=agg.degraded,
-                fatal_error=agg.fatal,
-                summary=agg.summary,
-                eos_processed=True if agg.eos else None,
-                updated_at=stamp,
-            ),
+        write_progress(
+            pipe,
+            video_id,
+            ProgressWriter.PROCESSOR,
+            processed_last_frame=agg.last if agg.processed else None,
+            stride=agg.stride,
+            detect_hz=agg.detect_hz,
+            degraded=agg.degraded,
+            fatal_error=agg.fatal,
+            summary=agg.summary,
+            eos_processed=True if agg.eos else None,
+            updated_at=stamp,
         )
         if agg.summary is not None:
             pipe.set(analytics_key(video_id), agg.summary.model_dump_json(), ex=ANALYTICS_TTL_S)
-        pipe.expire(key, PROGRESS_TTL_S)
 
 
 def reset_if_fresh_checkpoint(client: Any, checkpoint_dir: str | Path) -> bool:

@@ -351,8 +351,10 @@ def analyze_frames(
     """The stateless stage, over frames of one video or of several: detect (batched calls),
     keep each frame's boxes to track (``select``, one per frame: ``select_tracked`` bound to the
     frame's video, see ``tracking_filter``), embed the crops of all frames in one call on the
-    detector's device with ``config.tracker``'s batch, size and precision (``config`` bound
-    with ``bind_to_detector``). ``timer``: the detection and tracking times go there."""
+    detector's device with ``config.tracker``'s batch, size and precision (``config`` is bound
+    to the detector here, ``bind_to_detector``). ``timer``: the detection and tracking times go
+    there."""
+    bind_to_detector(config, detector)
     timer = timer or StageTimer()
     with timer.stage("detection"):
         batch = detector.detect(frames)

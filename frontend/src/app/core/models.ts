@@ -3,8 +3,8 @@
  * backend/schemas.py). The REST ones are aliases of the models generated from the backend's
  * OpenAPI document (`./api/client/models`, by ng-openapi-gen from `./api/openapi.json`; `make
  * api-client` regenerates both); only what the document does not describe is written here
- * (page-only types, the WebSocket messages). Pixels are image pixels of the video frame, metres are on the road plane, speeds in
- * km/h, times in seconds of video time unless named otherwise.
+ * (page-only types, the WebSocket messages). Pixels are image pixels of the video frame, metres
+ * are on the road plane, speeds in km/h, times in seconds of video time unless named otherwise.
  */
 
 import type * as Schemas from './api/client/models';

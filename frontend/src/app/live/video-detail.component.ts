@@ -556,8 +556,9 @@ export class VideoDetailComponent implements OnInit, OnDestroy {
 
 /**
  * The page's phase after reading the video's stored status (as `streamState` of core/models maps
- * it: the one mapping of the backend's statuses). On opening the page the status is taken as it is; later it only ends a stream the page saw running (the status stays
- * `processing` for a few seconds after the end of stream, until the DAG's cleanup).
+ * it: the one mapping of the backend's statuses). On opening the page the status is taken as it
+ * is; later it only ends a stream the page saw running (the status stays `processing` for a few
+ * seconds after the end of stream, until the DAG's cleanup).
  */
 export function nextPhase(phase: Phase, status: string | null, initial: boolean): Phase {
   const live = phase === 'running' || phase === 'stopping';
